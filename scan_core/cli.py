@@ -1,0 +1,79 @@
+"""Command line: ``python -m scan_core train ...`` and ``python -m scan_core evaluate DIR``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .artifacts import load_json
+from .presets import PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scan_core",
+                                     description="Classify images without labels with SCAN.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="run (or resume) every stage on a dataset")
+    train.add_argument("--dataset", required=True,
+                       help="digits, fashion-mnist[:train|:test], cifar10, stl10, a folder or a .zip")
+    train.add_argument("--clusters", type=int, default=None,
+                       help="number of clusters K (default: the number of label folders)")
+    train.add_argument("--out", required=True, type=Path, help="run directory")
+    train.add_argument("--preset", default="auto", choices=PRESETS)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    train.add_argument("--backbone", default=None,
+                       choices=("small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet"))
+    train.add_argument("--image-size", type=int, default=None, help="working resolution (square)")
+    train.add_argument("--no-umap", action="store_true", help="skip the 2-D projection stage")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate = commands.add_parser("evaluate", help="print a run's metrics table")
+    evaluate.add_argument("run_dir", type=Path)
+    return parser
+
+
+def metrics_table(metrics: dict) -> str:
+    """Plain-text table of the per-stage metrics of a run."""
+    rows = ["stage       acc     nmi     ari     seconds  note"]
+    for stage in ("pretext", "scan", "selflabel"):
+        if stage not in metrics:
+            continue
+        m = metrics[stage]
+        cell = lambda key: f"{m[key]:.4f}" if key in m else "   -  "  # noqa: E731
+        note = f"head {m['head']}" if "head" in m else ""
+        rows.append(f"{stage:<11} {cell('acc')}  {cell('nmi')}  {cell('ari')}  {m['seconds']:>7.1f}  {note}")
+    if "neighbors" in metrics and "purity" in metrics["neighbors"]:
+        n = metrics["neighbors"]
+        rows.append(f"neighbour purity (top-{n['k']}, {n['space']}): {n['purity']:.4f}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "evaluate":
+        path = args.run_dir / "metrics.json"
+        if not path.exists():
+            print(f"error: {path} not found: is {args.run_dir} a run directory?", file=sys.stderr)
+            return 2
+        print(metrics_table(load_json(path)))
+        return 0
+    from .run import train_run
+    from .sources import SourceError
+    overrides = {"seed": args.seed, "device": args.device}
+    if args.backbone:
+        overrides["backbone"] = args.backbone
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    if args.no_umap:
+        overrides["umap"] = False
+    try:
+        metrics = train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet, **overrides)
+    except (ValueError, SourceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run `python -m scan_core train` again with --out {args.out} to resume",
+              file=sys.stderr)
+        return 130
+    print(metrics_table(metrics))
+    return 0

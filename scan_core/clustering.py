@@ -1,0 +1,174 @@
+"""SCAN clustering stage (Van Gansbeke et al., ECCV 2020, section 2.2).
+
+Several clustering heads are trained at once so that an image and one of its mined neighbours get
+the same soft assignment, while the batch's mean assignment stays spread over all ``K`` clusters:
+
+    loss = -mean_i log <p(x_i), p(n_i)>  -  lambda * H(mean_i p(x_i)),   lambda = 5.
+
+The head with the lowest loss on a held-out part of the images, scored on neighbour pairs only,
+is kept; no label is used. Heads train either on frozen features (fast mode, as SCAN does for
+ImageNet) or on top of a backbone fed augmented images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PROB_FLOOR = 1e-8
+
+
+def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor,
+              entropy_weight: float = 5.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SCAN loss of one head.
+
+    Args:
+        anchor_logits, neighbor_logits: ``(B, K)`` logits of anchors and of one neighbour each.
+        entropy_weight: lambda, weight of the entropy of the mean assignment.
+
+    Returns:
+        ``(total, consistency, entropy)`` scalars with ``total = consistency - lambda * entropy``;
+        consistency = ``-mean log <p_a, p_n>``, entropy = ``H(mean_batch p_a)`` (natural log).
+    """
+    if anchor_logits.shape != neighbor_logits.shape or anchor_logits.ndim != 2:
+        raise ValueError(f"logits must both be (B, K), got {tuple(anchor_logits.shape)} "
+                         f"and {tuple(neighbor_logits.shape)}")
+    p_anchor = F.softmax(anchor_logits, dim=1)
+    p_neighbor = F.softmax(neighbor_logits, dim=1)
+    agreement = (p_anchor * p_neighbor).sum(1)
+    consistency = -torch.log(agreement.clamp_min(PROB_FLOOR)).mean()
+    mean_p = p_anchor.mean(0).clamp_min(PROB_FLOOR)
+    entropy = -(mean_p * torch.log(mean_p)).sum()
+    return consistency - entropy_weight * entropy, consistency, entropy
+
+
+class ClusterHeads(nn.Module):
+    """``num_heads`` independent heads ``in_dim -> K``: ``(B, in_dim) -> (num_heads, B, K)`` logits.
+
+    With ``hidden > 0`` each head is a two-layer MLP (``in_dim -> hidden -> K``), else linear.
+    """
+
+    def __init__(self, in_dim: int, num_clusters: int, num_heads: int = 1, hidden: int = 0):
+        super().__init__()
+        if num_clusters < 2:
+            raise ValueError(f"num_clusters must be >= 2, got {num_clusters}")
+        if num_heads < 1:
+            raise ValueError(f"num_heads must be >= 1, got {num_heads}")
+        self.num_clusters, self.num_heads = num_clusters, num_heads
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                          nn.Linear(hidden, num_clusters)) if hidden else nn.Linear(in_dim, num_clusters)
+            for _ in range(num_heads))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([head(features) for head in self.heads])
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    num_clusters: int = 10
+    num_heads: int = 10
+    hidden: int = 0
+    entropy_weight: float = 5.0
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    num_neighbors: int = 20
+    val_fraction: float = 0.1
+    val_neighbors: int = 5
+
+    def __post_init__(self) -> None:
+        if self.num_clusters < 2:
+            raise ValueError(f"--clusters must be >= 2, got {self.num_clusters}")
+        if self.epochs < 0:
+            raise ValueError(f"scan epochs must be >= 0, got {self.epochs}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random disjoint ``(train_index, val_index)`` of ``range(n)``."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+@torch.no_grad()
+def head_losses(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], anchors: np.ndarray,
+                neighbors: np.ndarray, entropy_weight: float, batch_size: int = 4096) -> np.ndarray:
+    """Total SCAN loss ``(num_heads,)`` of every head over all (anchor, neighbour) pairs of
+    ``anchors`` with ``neighbors`` ``(len(anchors), k)`` - never an N x N matrix."""
+    was_training = model.training
+    model.eval()
+    logits = torch.cat([model(inputs(anchors[s:s + batch_size])) for s in range(0, len(anchors), batch_size)], 1)
+    index = {a: i for i, a in enumerate(anchors.tolist())}
+    outside = np.setdiff1d(np.unique(neighbors), anchors)
+    if len(outside):
+        extra = torch.cat([model(inputs(outside[s:s + batch_size])) for s in range(0, len(outside), batch_size)], 1)
+        logits = torch.cat([logits, extra], 1)
+        index.update({o: len(anchors) + i for i, o in enumerate(outside.tolist())})
+    rows = torch.as_tensor(np.vectorize(index.__getitem__)(neighbors))
+    k = neighbors.shape[1]
+    anchor_rows = torch.arange(len(anchors)).repeat_interleave(k)
+    losses = [scan_loss(head[anchor_rows], head[rows.reshape(-1)], entropy_weight)[0].item() for head in logits]
+    model.train(was_training)
+    return np.array(losses)
+
+
+def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
+               eval_inputs: Callable[[np.ndarray], torch.Tensor], neighbors: np.ndarray,
+               config: ScanConfig, seed: int = 0,
+               on_step: Callable[[int, int, float], None] | None = None) -> tuple[int, np.ndarray]:
+    """Train all heads of ``model`` with the SCAN loss; return ``(best_head, val_losses)``.
+
+    Args:
+        model: maps ``inputs(index)`` to logits ``(num_heads, B, K)``.
+        inputs: training batch of model inputs for an index array (features, augmented images).
+        eval_inputs: the same without augmentation, for scoring the heads on held-out images.
+        neighbors: ``(N, k)`` mined neighbour indices; each anchor is paired with a uniformly drawn
+            one of its first ``config.num_neighbors`` neighbours or itself.
+    """
+    n = len(neighbors)
+    train_index, val_index = split_validation(n, config.val_fraction, seed)
+    k = min(config.num_neighbors, neighbors.shape[1])
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batch = min(config.batch_size, len(train_index))
+    steps_per_epoch = max(1, len(train_index) // batch)
+    total, step = steps_per_epoch * config.epochs, 0
+    model.train()
+    for _ in range(config.epochs):
+        order = rng.permutation(train_index)
+        for start in range(0, steps_per_epoch * batch, batch):
+            anchors = order[start:start + batch]
+            choice = rng.integers(0, k + 1, len(anchors))  # 0 = the anchor itself
+            partners = np.where(choice == 0, anchors, neighbors[anchors, np.maximum(choice - 1, 0)])
+            logits = model(inputs(np.concatenate([anchors, partners])))
+            anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]
+            loss = sum(scan_loss(a, p, config.entropy_weight)[0] for a, p in zip(anchor_logits, partner_logits))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if on_step:
+                on_step(step, total, loss.item() / len(anchor_logits))
+    val_losses = head_losses(model, eval_inputs, val_index, neighbors[val_index, :config.val_neighbors],
+                             config.entropy_weight)
+    return int(np.argmin(val_losses)), val_losses
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], n: int, head: int,
+            batch_size: int = 4096) -> np.ndarray:
+    """Soft assignments ``(N, K)`` float32 of head ``head`` for all ``n`` images."""
+    was_training = model.training
+    model.eval()
+    probs = [F.softmax(model(inputs(np.arange(s, min(n, s + batch_size))))[head], 1).cpu()
+             for s in range(0, n, batch_size)]
+    model.train(was_training)
+    return torch.cat(probs).numpy().astype(np.float32)

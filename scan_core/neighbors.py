@@ -1,0 +1,76 @@
+"""Mining stage: nearest neighbours of every image in feature space (SCAN, step 2).
+
+Cosine similarity = inner product of L2-normalised features, searched exactly with faiss
+(``IndexFlatIP``). Neighbour lists from several feature spaces can be fused by reciprocal-rank
+fusion, which keeps the neighbours that the spaces agree on at the top.
+"""
+from __future__ import annotations
+
+import faiss
+import numpy as np
+from scipy import sparse
+
+
+def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192) -> np.ndarray:
+    """Indices ``(N, k)`` of each row's ``k`` most cosine-similar other rows, most similar first.
+
+    Args:
+        features: ``(N, D)`` float features (normalised here, not in place).
+        k: neighbours per image, ``1 <= k < N``.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2:
+        raise ValueError(f"features must be (N, D), got shape {features.shape}")
+    n = len(features)
+    if not 1 <= k < n:
+        raise ValueError(f"k must satisfy 1 <= k < N = {n}, got {k}")
+    normalised = np.ascontiguousarray(features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12))
+    index = faiss.IndexFlatIP(normalised.shape[1])
+    index.add(normalised)
+    result = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, batch_size):
+        _, found = index.search(normalised[start:start + batch_size], k + 1)
+        result[start:start + batch_size] = _drop_self(found, np.arange(start, start + len(found)), k)
+    return result
+
+
+def _drop_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Remove each row's own index (wherever duplicates put it) and keep ``k`` columns."""
+    not_self = found != rows[:, None]
+    # rows where self was not returned (exact duplicates crowding it out): drop the last column
+    not_self[not_self.all(1), -1] = False
+    return found[not_self].reshape(len(found), k)
+
+
+def fuse_neighbors(neighbor_lists: list[np.ndarray], k: int, rank_offset: float = 10.0) -> np.ndarray:
+    """Reciprocal-rank fusion of several ``(N, k_i)`` neighbour lists into one ``(N, k)`` list.
+
+    Each candidate scores ``sum_i 1 / (rank_offset + rank_i)`` over the lists that contain it;
+    ties keep the earlier candidate.
+    """
+    if not neighbor_lists:
+        raise ValueError("fuse_neighbors needs at least one neighbour list")
+    n = len(neighbor_lists[0])
+    if any(len(lst) != n for lst in neighbor_lists):
+        raise ValueError("all neighbour lists must have the same number of rows")
+    rows = np.concatenate([np.repeat(np.arange(n), lst.shape[1]) for lst in neighbor_lists])
+    cols = np.concatenate([lst.ravel() for lst in neighbor_lists])
+    scores = np.concatenate([np.tile(1.0 / (rank_offset + np.arange(lst.shape[1])), n) for lst in neighbor_lists])
+    summed = sparse.csr_matrix((scores, (rows, cols)), shape=(n, n))  # duplicates are summed
+    lengths = np.diff(summed.indptr)
+    if lengths.min() < k:
+        raise ValueError(f"fewer than k={k} distinct neighbours across the lists")
+    width = lengths.max()
+    slot = np.arange(summed.nnz) - np.repeat(summed.indptr[:-1], lengths)
+    candidates = np.zeros((n, width), dtype=np.int64)
+    padded = np.full((n, width), -np.inf)
+    candidates[np.repeat(np.arange(n), lengths), slot] = summed.indices
+    padded[np.repeat(np.arange(n), lengths), slot] = summed.data
+    best = np.argsort(-padded, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(candidates, best, 1)
+
+
+def neighbor_purity(neighbors: np.ndarray, labels: np.ndarray) -> float:
+    """Mean share of neighbours ``(N, k)`` that carry their anchor's label (needs labels)."""
+    labels = np.asarray(labels)
+    return float((labels[neighbors] == labels[:, None]).mean())

@@ -1,0 +1,123 @@
+"""Pretext stage: SimCLR (Chen et al., ICML 2020) as used by SCAN, and embedding of images.
+
+A backbone plus an MLP projection head (``dim -> dim -> 128``) is trained so that two augmented
+views of an image are closer to each other than to any other image of the batch (NT-Xent loss).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .augment import AugmentConfig, simclr_view, to_tensor
+
+
+def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Normalised-temperature cross-entropy of SimCLR.
+
+    Args:
+        z_a, z_b: projections ``(B, D)`` of the two views; row ``i`` of each is the same image.
+        temperature: softmax temperature tau (> 0).
+
+    Returns:
+        Scalar: mean over the ``2B`` views of ``-log softmax(sim / tau)`` at the positive, where
+        ``sim`` is the cosine similarity to the ``2B - 1`` other views.
+    """
+    if z_a.shape != z_b.shape or z_a.ndim != 2:
+        raise ValueError(f"z_a and z_b must both be (B, D), got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    b = len(z_a)
+    z = F.normalize(torch.cat([z_a, z_b]), dim=1)
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))
+    positives = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
+    return F.cross_entropy(logits, positives)
+
+
+class SimCLRModel(nn.Module):
+    """Backbone + projection head; ``forward`` returns projections ``(B, out_dim)``."""
+
+    def __init__(self, backbone: nn.Module, out_dim: int = 128):
+        super().__init__()
+        dim = backbone.feature_dim
+        self.backbone = backbone
+        self.projection = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.backbone(x))
+
+
+@dataclass(frozen=True)
+class PretextConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.4           # SGD, scaled by batch_size / 256
+    weight_decay: float = 1e-4
+    temperature: float = 0.1
+    warmup_epochs: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"pretext epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"pretext batch_size must be >= 2, got {self.batch_size}")
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up then cosine decay to zero."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, augment: AugmentConfig,
+                 device: torch.device, on_step: Callable[[int, int, float], None] | None = None,
+                 seed: int = 0) -> SimCLRModel:
+    """Train ``model`` on uint8 ``images`` ``(N, H, W, C)`` with NT-Xent for ``config.epochs``."""
+    n = len(images)
+    batch = min(config.batch_size, n - n % 2 if n % 2 else n)
+    steps_per_epoch = max(1, n // batch)
+    total = steps_per_epoch * config.epochs
+    lr = config.lr * batch / 256
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=config.weight_decay)
+    generator = np.random.default_rng(seed)
+    model.to(device).train()
+    step = 0
+    for _ in range(config.epochs):
+        order = generator.permutation(n)
+        for start in range(0, steps_per_epoch * batch, batch):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, lr, int(config.warmup_epochs * steps_per_epoch))
+            x = to_tensor(images[np.sort(order[start:start + batch])], device)
+            loss = nt_xent_loss(model(simclr_view(x, augment)), model(simclr_view(x, augment)),
+                                config.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if on_step:
+                on_step(step, total, loss.item())
+    return model.eval()
+
+
+@torch.no_grad()
+def embed(network: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 1024,
+          view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+    """Run ``network`` in eval mode over uint8 ``images`` ``(N, H, W, C)`` -> float32 ``(N, D)``.
+
+    ``view`` optionally transforms each batch first (e.g. a strong augmentation).
+    """
+    was_training = network.training
+    network.eval()
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        x = to_tensor(images[start:start + batch_size], device)
+        outputs.append(network(view(x) if view else x).float().cpu())
+    network.train(was_training)
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)

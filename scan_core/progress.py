@@ -1,0 +1,83 @@
+"""Progress reporting of a run: a terminal bar and ``events.jsonl`` that a UI can poll.
+
+Each line of ``events.jsonl`` is one JSON object with ``time`` (unix seconds), ``kind``
+(``stage_start``, ``step``, ``stage_end``, ``error``) and ``stage``; ``step`` events add ``step``,
+``total``, ``loss`` and ``eta_s``. Step events are throttled to a few per second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+class Progress:
+    """Writes stage/step events for one run directory and draws a tqdm bar on a terminal."""
+
+    def __init__(self, run_dir: Path, show_bar: bool = True, min_interval: float = 0.5):
+        self.path = Path(run_dir) / "events.jsonl"
+        self.show_bar = show_bar
+        self.min_interval = min_interval
+        self.stage: str | None = None
+        self._bar: tqdm | None = None
+        self._stage_started = 0.0
+        self._last_write = 0.0
+
+    def emit(self, kind: str, **fields) -> None:
+        """Append one event line (flushed and fsynced so a reader sees whole lines)."""
+        event = {"time": round(time.time(), 3), "kind": kind, "stage": self.stage, **fields}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(event) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def start(self, stage: str, **fields) -> None:
+        self.close_bar()
+        self.stage = stage
+        self._stage_started = time.time()
+        self.emit("stage_start", **fields)
+
+    def step(self, step: int, total: int, loss: float | None = None) -> None:
+        """Report ``step`` of ``total`` in the current stage (with the loss, if any)."""
+        now = time.time()
+        if self.show_bar:
+            if self._bar is None or self._bar.total != total:
+                self.close_bar()
+                self._bar = tqdm(total=total, desc=self.stage, unit="step", file=sys.stderr,
+                                 dynamic_ncols=True, leave=True)
+            self._bar.update(step - self._bar.n)
+            if loss is not None:
+                self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if now - self._last_write >= self.min_interval or step == total:
+            elapsed = now - self._stage_started
+            eta = elapsed / step * (total - step) if step else None
+            self.emit("step", step=step, total=total, loss=loss, eta_s=None if eta is None else round(eta, 1))
+            self._last_write = now
+
+    def end(self, **fields) -> None:
+        self.close_bar()
+        self.emit("stage_end", seconds=round(time.time() - self._stage_started, 2), **fields)
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    """All complete event lines of a run (a partly written last line is ignored)."""
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events

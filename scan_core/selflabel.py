@@ -1,0 +1,92 @@
+"""Self-labeling stage (Van Gansbeke et al., ECCV 2020, section 2.3).
+
+Confident predictions on the un-augmented image (``p_max > threshold``, 0.99) become pseudo-labels
+for the strongly augmented view, trained with class-balanced cross-entropy; a batch without any
+confident image contributes nothing (the reference code crashes there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99,
+                   balance: bool = True) -> torch.Tensor | None:
+    """Class-balanced cross-entropy of the strong view against confident weak-view predictions.
+
+    Args:
+        weak_logits: ``(B, K)`` logits of the un-augmented images (targets; no gradient flows).
+        strong_logits: ``(B, K)`` logits of the strongly augmented images.
+        threshold: a weak prediction is a pseudo-label when its max probability exceeds this.
+        balance: weight class ``c`` by ``n_confident / count_c`` among the confident images.
+
+    Returns:
+        The scalar loss, or ``None`` when no image of the batch is confident.
+    """
+    if weak_logits.shape != strong_logits.shape or weak_logits.ndim != 2:
+        raise ValueError(f"logits must both be (B, K), got {tuple(weak_logits.shape)} and {tuple(strong_logits.shape)}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    confidence, target = F.softmax(weak_logits.detach(), dim=1).max(1)
+    mask = confidence > threshold
+    if not mask.any():
+        return None
+    target = target[mask]
+    weight = None
+    if balance:
+        counts = torch.bincount(target, minlength=weak_logits.shape[1]).float()
+        weight = torch.where(counts > 0, mask.sum() / counts.clamp(min=1), torch.zeros_like(counts))
+    return F.cross_entropy(strong_logits[mask], target, weight=weight)
+
+
+@dataclass(frozen=True)
+class SelfLabelConfig:
+    epochs: int = 5
+    batch_size: int = 512
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    threshold: float = 0.99
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"self-label epochs must be >= 0, got {self.epochs}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"self-label threshold must lie in (0, 1), got {self.threshold}")
+
+
+def train_selflabel(model: nn.Module, weak_inputs: Callable[[np.ndarray], torch.Tensor],
+                    strong_inputs: Callable[[np.ndarray], torch.Tensor], n: int, config: SelfLabelConfig,
+                    seed: int = 0, on_step: Callable[[int, int, float], None] | None = None) -> int:
+    """Fine-tune ``model`` (inputs -> logits ``(B, K)``) on its own confident predictions.
+
+    Returns the number of batches skipped for having no confident image.
+    """
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = max(1, n // batch)
+    total, step, skipped = steps_per_epoch * config.epochs, 0, 0
+    for _ in range(config.epochs):
+        order = rng.permutation(n)
+        for start in range(0, steps_per_epoch * batch, batch):
+            index = order[start:start + batch]
+            model.eval()  # targets from the un-augmented view, batch-norm in inference mode
+            with torch.no_grad():
+                weak_logits = model(weak_inputs(index))
+            model.train()
+            loss = selflabel_loss(weak_logits, model(strong_inputs(index)), config.threshold)
+            step += 1
+            if loss is None:
+                skipped += 1
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if on_step:
+                on_step(step, total, loss.item())
+    return skipped
