@@ -67,7 +67,7 @@ def load_json(path: Path) -> Any:
     path = Path(path)
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CorruptArtifact(f"{path}: invalid JSON ({error})") from error
 
 

@@ -42,6 +42,8 @@ class AugmentConfig:
         low, high = self.crop_scale
         if not 0 < low <= high <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        if self.strong_ops < 0 or self.strong_ops > len(STRONG_OPS):
+            raise ValueError(f"strong_ops must lie in [0, {len(STRONG_OPS)}], got {self.strong_ops}")
         if not 0 <= self.cutout <= 1:
             raise ValueError(f"cutout must lie in [0, 1], got {self.cutout}")
 
@@ -67,12 +69,11 @@ def _where(mask: torch.Tensor, changed: torch.Tensor, original: torch.Tensor) ->
     return torch.where(mask.view(-1, 1, 1, 1), changed, original)
 
 
-def _warp(x: torch.Tensor, theta: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    """Resample every image through its own affine matrix ``theta`` ``(B, 2, 3)``."""
+def _warp(x: torch.Tensor, theta: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """Resample every image through its own affine matrix ``theta`` ``(B, 2, 3)``; outside
+    pixels are black (``zeros``) or repeat the edge (``border``, for crops)."""
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    if fill == 0.0:
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 def _crop_flip_theta(b: int, scale: tuple[float, float], flip: bool, device) -> torch.Tensor:
@@ -149,13 +150,18 @@ def autocontrast(x):
 
 
 def equalize(x):
-    """Histogram equalisation per image and channel: each value -> its empirical CDF."""
+    """Histogram equalisation per image and channel (as PIL's): the darkest level stays at 0,
+    the others spread by their cumulative share; a constant channel is left unchanged."""
     b, c, h, w = x.shape
     levels = (x * 255).round().long().reshape(b * c, h * w)
     histogram = torch.zeros(b * c, 256, device=x.device).scatter_add_(
         1, levels, torch.ones_like(levels, dtype=torch.float))
     cdf = histogram.cumsum(1) / (h * w)
-    return cdf.gather(1, levels).reshape(b, c, h, w)
+    darkest = cdf.gather(1, levels.min(1, keepdim=True).values)
+    spread = 1 - darkest
+    equalized = (cdf.gather(1, levels) - darkest) / spread.clamp(min=1e-6)
+    flat = x.reshape(b * c, h * w)
+    return torch.where(spread > 0, equalized, flat).reshape(b, c, h, w)
 
 
 def solarize(x, threshold):
@@ -187,7 +193,7 @@ def center_view(x: torch.Tensor) -> torch.Tensor:
 def simclr_view(x: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
     """One SimCLR view of every image: crop + flip, colour jitter (p), grayscale (p)."""
     b, device = len(x), x.device
-    x = _warp(x, _crop_flip_theta(b, config.crop_scale, config.flip, device))
+    x = _warp(x, _crop_flip_theta(b, config.crop_scale, config.flip, device), padding="border")
     bright, contrast, saturation, hue = config.jitter
     jitter = _chance(b, config.jitter_p, device)
     if bright:

@@ -106,6 +106,61 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
     return model.eval()
 
 
+class PixelPCA(nn.Module):
+    """Whitened PCA of raw pixels as a module: ``(B, C, H, W)`` in [0, 1] -> ``(B, dim)``.
+
+    A label-free feature space that needs no training; on small images its neighbours are often
+    purer than a short SimCLR run's (see README, benchmarks).
+    """
+
+    def __init__(self, num_pixels: int, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_pixels))
+        self.register_buffer("components", torch.zeros(dim, num_pixels))
+        self.register_buffer("scale", torch.ones(dim))
+        self.feature_dim = dim
+
+    @classmethod
+    def fit(cls, images: np.ndarray, dim: int, seed: int = 0) -> "PixelPCA":
+        """Fit on uint8 ``images`` ``(N, H, W, C)`` (randomised SVD, at most 20k images)."""
+        from sklearn.decomposition import PCA
+        flat = _flat_pixels(images[np.random.default_rng(seed).permutation(len(images))[:20_000]])
+        dim = min(dim, flat.shape[1], len(flat) - 1)
+        pca = PCA(dim, random_state=seed, svd_solver="randomized").fit(flat)
+        module = cls(flat.shape[1], dim)
+        module.mean.copy_(torch.as_tensor(pca.mean_))
+        module.components.copy_(torch.as_tensor(pca.components_))
+        module.scale.copy_(torch.as_tensor(1 / np.sqrt(pca.explained_variance_ + 1e-8)))
+        return module
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Un-whitened principal components ``(B, dim)``."""
+        flat = x.permute(0, 2, 3, 1).reshape(len(x), -1)  # NHWC order, as _flat_pixels
+        return (flat - self.mean) @ self.components.T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(x) * self.scale
+
+
+def _flat_pixels(images: np.ndarray) -> np.ndarray:
+    return np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255
+
+
+class Encoder(nn.Module):
+    """What the clustering heads see: the concatenation of L2-normalised parts (a SimCLR
+    backbone and/or :class:`PixelPCA`), ``(B, C, H, W) -> (B, sum of part dims)``."""
+
+    def __init__(self, parts: list[nn.Module]):
+        super().__init__()
+        if not parts:
+            raise ValueError("an Encoder needs at least one part")
+        self.parts = nn.ModuleList(parts)
+        self.feature_dim = sum(part.feature_dim for part in parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.normalize(part(x), dim=1) for part in self.parts], dim=1)
+
+
 @torch.no_grad()
 def embed(network: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 1024,
           view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
@@ -113,11 +168,14 @@ def embed(network: nn.Module, images: np.ndarray, device: torch.device, batch_si
 
     ``view`` optionally transforms each batch first (e.g. a strong augmentation).
     """
-    was_training = network.training
-    network.eval()
+    module = network if isinstance(network, nn.Module) else None  # a plain function is fine too
+    was_training = module.training if module else False
+    if module:
+        module.eval()
     outputs = []
     for start in range(0, len(images), batch_size):
         x = to_tensor(images[start:start + batch_size], device)
         outputs.append(network(view(x) if view else x).float().cpu())
-    network.train(was_training)
+    if module:
+        module.train(was_training)
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)

@@ -33,7 +33,7 @@ from .images import ImageSet
 from .metrics import evaluate
 from .neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
 from .presets import RunConfig, make_config
-from .pretext import SimCLRModel, embed, train_simclr
+from .pretext import Encoder, PixelPCA, SimCLRModel, embed, train_simclr
 from .progress import Progress
 from .selflabel import train_selflabel
 from .sources import load_source
@@ -98,7 +98,7 @@ class RunState:
 
     images: ImageSet
     features: np.ndarray | None = None
-    backbone: torch.nn.Module | None = None
+    encoder: Encoder | None = None
     neighbors: np.ndarray | None = None
     probs: np.ndarray | None = None
 
@@ -154,9 +154,10 @@ class Run:
     def _load(self, stage: str, state: RunState) -> None:
         if stage == "pretext":
             state.features = load_array(self.dir / "features.npy")
-            state.backbone = self._backbone(state)
-            state.backbone.load_state_dict(torch.load(self.dir / "pretext.pt", map_location=self.device,
-                                                      weights_only=True))
+            state.encoder = self._encoder(state)
+            state.encoder.load_state_dict(torch.load(self.dir / "pretext.pt", map_location=self.device,
+                                                     weights_only=True))
+            state.encoder.eval()
             if len(state.features) != len(state.images):
                 raise CorruptArtifact("features.npy does not match the images")
         elif stage == "neighbors":
@@ -170,9 +171,17 @@ class Run:
         elif stage == "projection":
             load_array(self.dir / "projection.npy")
 
-    def _backbone(self, state: RunState) -> torch.nn.Module:
-        c = self.config
-        return build_backbone(c.backbone, state.images.channels, c.backbone_width).to(self.device)
+    def _encoder(self, state: RunState, fit: bool = False) -> Encoder:
+        """The head-input encoder of ``config.head_input`` (a fresh backbone; PCA fitted if ``fit``)."""
+        c, images = self.config, state.images.images
+        parts: list[torch.nn.Module] = []
+        if c.head_input in ("features", "both"):
+            parts.append(build_backbone(c.backbone, state.images.channels, c.backbone_width))
+        if c.head_input in ("pixels", "both"):
+            num_pixels = int(np.prod(images.shape[1:]))
+            parts.append(PixelPCA.fit(images, c.pixel_pca_dim, c.seed) if fit else
+                         PixelPCA(num_pixels, min(c.pixel_pca_dim, num_pixels, len(images) - 1)))
+        return Encoder(parts).to(self.device)
 
     # ---- driver ------------------------------------------------------------------------------
     def execute(self) -> dict:
@@ -209,14 +218,16 @@ class Run:
 
     def _stage_pretext(self, state: RunState, started: float) -> None:
         c = self.config
-        model = SimCLRModel(self._backbone(state)).to(self.device, memory_format=torch.channels_last)
-        if c.pretext.epochs:
+        encoder = self._encoder(state, fit=True)
+        backbone = encoder.parts[0]
+        if c.head_input != "pixels" and c.pretext.epochs:
+            model = SimCLRModel(backbone).to(self.device, memory_format=torch.channels_last)
             train_simclr(model, state.images.images, c.pretext, c.augment, self.device,
                          self.progress.step, seed=c.seed)
-        state.backbone = model.backbone.eval()
-        state.features = embed(state.backbone, state.images.images, self.device)
+        state.encoder = encoder.eval()
+        state.features = embed(encoder, state.images.images, self.device)
         buffer = io.BytesIO()
-        torch.save(state.backbone.state_dict(), buffer)
+        torch.save(encoder.state_dict(), buffer)
         save_bytes(self.dir / "pretext.pt", buffer.getvalue())
         save_array(self.dir / "features.npy", state.features)
         clusters = kmeans(state.features, c.num_clusters, c.seed)
@@ -225,9 +236,12 @@ class Run:
 
     def _stage_neighbors(self, state: RunState, started: float) -> None:
         c = self.config
-        spaces = {"features": [state.features], "pixels": [pixel_features(state.images.images, c.pixel_pca_dim)],
-                  "fused": [state.features, pixel_features(state.images.images, c.pixel_pca_dim)]}
-        lists = [mine_neighbors(space, c.num_neighbors) for space in spaces[c.neighbor_space]]
+        spaces = []
+        if c.neighbor_space in ("features", "fused"):
+            spaces.append(state.features)
+        if c.neighbor_space in ("pixels", "fused"):
+            spaces.append(self._pixel_components(state))
+        lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]
         state.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
         save_array(self.dir / "neighbors.npy", state.neighbors)
         extra = {"space": c.neighbor_space, "k": c.num_neighbors}
@@ -238,7 +252,7 @@ class Run:
     def _stage_scan(self, state: RunState, started: float) -> None:
         c = self.config
         scan = replace(c.scan, num_neighbors=c.num_neighbors)
-        heads = ClusterHeads(state.backbone.feature_dim, c.num_clusters, scan.num_heads, scan.hidden)
+        heads = ClusterHeads(state.encoder.feature_dim, c.num_clusters, scan.num_heads, scan.hidden)
         model, train_inputs, eval_inputs = self._cluster_model(state, heads)
         best, losses = train_scan(model, train_inputs, eval_inputs, state.neighbors, scan, c.seed, self.progress.step)
         state.probs = predict(model, eval_inputs, len(state.images), best)
@@ -269,7 +283,7 @@ class Run:
         banks, or backbone + heads on strongly augmented images."""
         c = self.config
         if c.scan_mode == "finetune":
-            model = torch.nn.Sequential(state.backbone, heads).to(self.device)
+            model = torch.nn.Sequential(state.encoder, heads).to(self.device)
             images = state.images.images
             return (model, lambda index: strong_view(to_tensor(images[np.sort(index)], self.device), c.augment),
                     lambda index: to_tensor(images[index], self.device))
@@ -296,29 +310,36 @@ class Run:
                 return torch.as_tensor(banks, device=self.device)
         except (FileNotFoundError, CorruptArtifact):
             pass
-        banks = np.stack([embed(state.backbone, state.images.images, self.device,
+        banks = np.stack([embed(state.encoder, state.images.images, self.device,
                                 view=lambda x: strong_view(x, c.augment)) for _ in range(c.feature_views)])
         save_array(path, banks)
         return torch.as_tensor(banks, device=self.device)
+
+    def _pixel_components(self, state: RunState) -> np.ndarray:
+        """Un-whitened PCA of the pixels ``(N, pixel_pca_dim)``, the pixel neighbour space."""
+        pca = next((p for p in state.encoder.parts if isinstance(p, PixelPCA)), None)
+        if pca is None:
+            pca = PixelPCA.fit(state.images.images, self.config.pixel_pca_dim, self.config.seed).to(self.device)
+        return embed(pca.project, state.images.images, self.device)
 
     def _scan_head(self, state: RunState) -> torch.nn.Module:
         """The kept SCAN head, loaded from ``scan.pt``, as a one-head :class:`ClusterHeads`."""
         c = self.config
         saved = torch.load(self.dir / "scan.pt", map_location=self.device, weights_only=True)
-        heads = ClusterHeads(state.backbone.feature_dim, c.num_clusters, c.scan.num_heads, c.scan.hidden)
+        heads = ClusterHeads(state.encoder.feature_dim, c.num_clusters, c.scan.num_heads, c.scan.hidden)
         heads.load_state_dict(saved["heads"])
         best = int(saved["best_head"])
-        single = ClusterHeads(state.backbone.feature_dim, c.num_clusters, 1, c.scan.hidden)
+        single = ClusterHeads(state.encoder.feature_dim, c.num_clusters, 1, c.scan.hidden)
         single.heads[0].load_state_dict(heads.heads[best].state_dict())
         if c.scan_mode == "finetune":
-            state.backbone.load_state_dict(saved["backbone"])
+            state.encoder.load_state_dict(saved["encoder"])
         return single
 
     def _save_model(self, stage: str, model: torch.nn.Module, probs: np.ndarray, best_head: int = 0) -> None:
         heads = model[1] if isinstance(model, torch.nn.Sequential) else model
         saved = {"heads": heads.state_dict(), "best_head": torch.tensor(best_head)}
         if isinstance(model, torch.nn.Sequential):
-            saved["backbone"] = model[0].state_dict()
+            saved["encoder"] = model[0].state_dict()
         buffer = io.BytesIO()
         torch.save(saved, buffer)
         save_bytes(self.dir / f"{stage}.pt", buffer.getvalue())
@@ -344,14 +365,6 @@ def kmeans(features: np.ndarray, k: int, seed: int = 0, niter: int = 50) -> np.n
     model = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=3, seed=seed, spherical=True, verbose=False)
     model.train(x)
     return model.index.search(x, 1)[1].ravel()
-
-
-def pixel_features(images: np.ndarray, dim: int = 100, seed: int = 0) -> np.ndarray:
-    """PCA-whitened pixels ``(N, dim)``: a label-free neighbour space that complements SimCLR."""
-    from sklearn.decomposition import PCA
-    flat = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255
-    dim = min(dim, flat.shape[1], len(flat) - 1)
-    return PCA(dim, whiten=True, random_state=seed, svd_solver="randomized").fit_transform(flat).astype(np.float32)
 
 
 def versions() -> dict:

@@ -1,0 +1,103 @@
+"""Neighbour mining, fusion and purity."""
+import numpy as np
+import pytest
+
+from scan_core.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
+
+
+def brute_force_topk(features, k):
+    x = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    return np.argsort(-sims, axis=1)[:, :k], sims
+
+
+def test_mine_neighbors_matches_brute_force():
+    features = np.random.default_rng(0).normal(size=(80, 8)).astype(np.float32)
+    got = mine_neighbors(features, k=6)
+    expected, sims = brute_force_topk(features.astype(np.float64), 6)
+    assert got.shape == (80, 6) and got.dtype == np.int64
+    for row_got, row_expected in zip(got, expected):
+        assert set(row_got) == set(row_expected)
+    ranked = np.take_along_axis(sims, got, 1)
+    assert np.all(np.diff(ranked, axis=1) <= 1e-6)  # most similar first
+
+
+def test_mine_neighbors_small_batches_give_same_result():
+    features = np.random.default_rng(1).normal(size=(50, 5))
+    assert np.array_equal(mine_neighbors(features, 4, batch_size=7), mine_neighbors(features, 4))
+
+
+@pytest.mark.parametrize("copies, k", [(4, 2), (4, 3), (4, 6), (12, 5)])
+def test_mine_neighbors_never_returns_self_with_duplicates(copies, k):
+    base = np.random.default_rng(2).normal(size=(6, 4)).astype(np.float32)
+    features = np.repeat(base, copies, axis=0)  # every row has copies - 1 exact duplicates
+    got = mine_neighbors(features, k)
+    rows = np.arange(len(features))
+    assert not (got == rows[:, None]).any()
+    assert all(len(set(r)) == k for r in got)
+    group = rows // copies
+    n_dupes = min(k, copies - 1)
+    assert (group[got[:, :n_dupes]] == group[:, None]).all()  # the duplicates come first
+
+
+def test_mine_neighbors_all_rows_identical():
+    got = mine_neighbors(np.ones((10, 3)), k=4)
+    assert not (got == np.arange(10)[:, None]).any()
+    assert all(len(set(r)) == 4 for r in got)
+
+
+@pytest.mark.parametrize("k", [0, 10, 11])
+def test_mine_neighbors_rejects_bad_k(k):
+    with pytest.raises(ValueError):
+        mine_neighbors(np.random.default_rng(0).normal(size=(10, 3)), k)
+
+
+def test_fuse_prefers_candidates_in_both_lists():
+    n = 6
+    i = np.arange(n)[:, None]
+    a = (i + np.array([1, 2, 3])) % n
+    b = (i + np.array([4, 5, 3])) % n  # (i + 3) % n is in both, last in each
+    fused = fuse_neighbors([a, b], k=5)
+    assert (fused[:, 0] == (np.arange(n) + 3) % n).all()
+    for row, r in zip(fused, range(n)):
+        assert sorted(row) == sorted((r + np.arange(1, 6)) % n)  # all 5 distinct candidates
+
+
+def test_fuse_with_itself_returns_the_list():
+    neighbors = mine_neighbors(np.random.default_rng(3).normal(size=(40, 6)), k=7)
+    assert np.array_equal(fuse_neighbors([neighbors, neighbors], k=7), neighbors)
+    assert np.array_equal(fuse_neighbors([neighbors], k=5), neighbors[:, :5])
+
+
+def test_fuse_rows_have_no_duplicates():
+    rng = np.random.default_rng(4)
+    lists = [mine_neighbors(rng.normal(size=(60, 5)), k=8) for _ in range(3)]
+    fused = fuse_neighbors(lists, k=8)
+    assert fused.shape == (60, 8)
+    assert all(len(set(row)) == 8 for row in fused)
+    for r, row in enumerate(fused):  # every fused neighbour came from some list
+        assert set(row) <= set(np.concatenate([lst[r] for lst in lists]))
+
+
+def test_fuse_rejects_too_few_candidates_and_bad_input():
+    a = np.array([[1, 2], [0, 2], [0, 1]])
+    with pytest.raises(ValueError):
+        fuse_neighbors([a, a], k=3)
+    with pytest.raises(ValueError):
+        fuse_neighbors([], k=1)
+    with pytest.raises(ValueError):
+        fuse_neighbors([a, a[:2]], k=1)
+
+
+def test_neighbor_purity_hand_example():
+    labels = np.array([0, 0, 1, 1, 1])
+    neighbors = np.array([[1, 2], [0, 4], [3, 4], [2, 4], [2, 3]])
+    # rows score 1/2, 1/2, 1, 1, 1
+    assert neighbor_purity(neighbors, labels) == pytest.approx(0.8)
+
+
+def test_digit_pixel_neighbours_are_pure(digits):
+    features = digits.images.reshape(len(digits.images), -1).astype(np.float32)
+    neighbors = mine_neighbors(features, k=10)
+    assert neighbor_purity(neighbors, digits.labels) > 0.9
