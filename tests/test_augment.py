@@ -69,15 +69,11 @@ def test_equalize_range_and_monotone():
         assert image_out.max() == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: equalize maps every level to its CDF, so a constant "
-                                       "image becomes pure white (PIL/torchvision leave it unchanged)")
 def test_equalize_leaves_constant_image_unchanged():
     x = torch.full((1, 1, 6, 6), 128 / 255)
     assert torch.allclose(equalize(x), x)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: equalize maps the darkest level to count/N instead of 0, "
-                                       "so a digit's black background turns grey (0.2-0.4 on digits)")
 def test_equalize_keeps_black_background_black(digits):
     x = to_tensor(digits.images[:8])
     assert (equalize(x).amin(dim=(1, 2, 3)) == 0).all()
