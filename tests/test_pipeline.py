@@ -1,0 +1,134 @@
+"""End-to-end runs on real data: digits through every stage, CLI, resume, refusal of bad requests."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scan_core.cli import main
+from scan_core.metrics import hungarian_accuracy
+from scan_core.run import STAGES, kmeans, train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A finished digits run with the real digits preset (about 20 s on 2 cores)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "digits"
+    metrics = train_run(run_dir, "digits", preset="digits", show_bar=False, umap=False)
+    return run_dir, metrics
+
+
+def test_digits_run_beats_kmeans_on_pixels(digits_run, digits):
+    run_dir, metrics = digits_run
+    pixels = digits.images.reshape(len(digits), -1).astype(np.float32)
+    baseline = hungarian_accuracy(kmeans(pixels, 10, seed=0), digits.labels)
+    assert metrics["scan"]["acc"] > baseline + 0.03
+    assert metrics["selflabel"]["acc"] > baseline
+    assert metrics["neighbors"]["purity"] > 0.85
+
+
+def test_digits_run_writes_every_artifact(digits_run, digits):
+    run_dir, metrics = digits_run
+    n = len(digits)
+    assert np.load(run_dir / "neighbors.npy").shape == (n, 20)
+    for stage in ("scan", "selflabel"):
+        probs = np.load(run_dir / f"{stage}_probs.npy")
+        assert probs.shape == (n, 10)
+        assert np.allclose(probs.sum(1), 1, atol=1e-4)
+        assert {"acc", "nmi", "ari", "seconds"} <= set(metrics[stage])
+    assert {"acc", "nmi", "ari", "seconds"} <= set(metrics["pretext"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["num_clusters"] == 10 and config["dataset"] == "digits" and "torch" in config["versions"]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished"
+    assert status["completed"] == [s for s in STAGES if s != "projection"]
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert {e["stage"] for e in events if e["kind"] == "stage_end"} >= {"pretext", "scan", "selflabel"}
+    steps = [e for e in events if e["kind"] == "step" and e["stage"] == "scan"]
+    assert steps and steps[-1]["step"] == steps[-1]["total"] and steps[-1]["loss"] is not None
+
+
+def test_rerun_of_finished_run_redoes_nothing(digits_run):
+    run_dir, metrics = digits_run
+    before = (run_dir / "scan_probs.npy").stat().st_mtime_ns
+    again = train_run(run_dir, "digits", show_bar=False)
+    assert again["scan"] == metrics["scan"]
+    assert (run_dir / "scan_probs.npy").stat().st_mtime_ns == before
+
+
+def test_corrupt_artifact_is_redone_not_trusted(digits_run, tmp_path):
+    run_dir, _ = digits_run
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(run_dir), str(copy)], check=True)
+    (copy / "neighbors.npy").write_bytes((copy / "neighbors.npy").read_bytes()[:100])  # truncated
+    metrics = train_run(copy, show_bar=False)
+    assert np.load(copy / "neighbors.npy").shape == (1797, 20)
+    assert metrics["scan"]["acc"] > 0.5
+
+
+def test_killed_run_resumes_from_last_finished_stage(tmp_path):
+    """SIGKILL a CLI run during the SCAN stage, then run the same command again."""
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "scan_core", "train", "--dataset", "digits", "--out", str(run_dir),
+               "--preset", "digits", "--no-umap", "--quiet"]
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        status = run_dir / "status.json"
+        if status.exists() and json.loads(status.read_text()).get("stage") == "scan":
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the run never reached the scan stage")
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    pretext_written = (run_dir / "features.npy").stat().st_mtime_ns
+    assert not (run_dir / "scan_probs.npy").exists()
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run_dir / "features.npy").stat().st_mtime_ns == pretext_written  # not redone
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert "scan" in resumed.stdout and "selflabel" in resumed.stdout
+
+
+def test_overclustering_works_and_is_scored_by_majority_vote(tmp_path):
+    metrics = train_run(tmp_path / "over", "digits", num_clusters=15, preset="tiny", show_bar=False)
+    assert np.load(tmp_path / "over" / "scan_probs.npy").shape == (1797, 15)
+    assert metrics["scan"]["majority_acc"] >= metrics["scan"]["acc"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clusters", "1"], "at least 2"),
+    (["--clusters", "5000"], "exceeds the 1797 images"),
+    (["--dataset", "no-such-dataset"], "not a built-in dataset"),
+])
+def test_cli_refuses_bad_requests_before_starting(tmp_path, capsys, args, message):
+    argv = ["train", "--dataset", "digits", "--out", str(tmp_path / "bad"), "--preset", "tiny"]
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "status.json").exists()
+
+
+def test_negative_epochs_refused():
+    from scan_core.pretext import PretextConfig
+    with pytest.raises(ValueError, match="epochs"):
+        PretextConfig(epochs=-1)
+
+
+def test_evaluate_prints_table(digits_run, capsys):
+    run_dir, metrics = digits_run
+    assert main(["evaluate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{metrics['scan']['acc']:.4f}" in out and "selflabel" in out
