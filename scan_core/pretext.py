@@ -120,14 +120,25 @@ class PixelPCA(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
         self.feature_dim = dim
 
+    FIT_IMAGES = 20_000
+
+    @staticmethod
+    def output_dim(images: np.ndarray, dim: int) -> int:
+        """Components actually kept for ``images`` ``(N, H, W, C)``: at most pixels and fit size - 1."""
+        return min(dim, int(np.prod(images.shape[1:])), min(len(images), PixelPCA.FIT_IMAGES) - 1)
+
+    @classmethod
+    def empty(cls, images: np.ndarray, dim: int) -> "PixelPCA":
+        """An unfitted module shaped for ``images``, to load a saved state into."""
+        return cls(int(np.prod(images.shape[1:])), cls.output_dim(images, dim))
+
     @classmethod
     def fit(cls, images: np.ndarray, dim: int, seed: int = 0) -> "PixelPCA":
         """Fit on uint8 ``images`` ``(N, H, W, C)`` (randomised SVD, at most 20k images)."""
         from sklearn.decomposition import PCA
-        flat = _flat_pixels(images[np.random.default_rng(seed).permutation(len(images))[:20_000]])
-        dim = min(dim, flat.shape[1], len(flat) - 1)
-        pca = PCA(dim, random_state=seed, svd_solver="randomized").fit(flat)
-        module = cls(flat.shape[1], dim)
+        flat = _flat_pixels(images[np.random.default_rng(seed).permutation(len(images))[:cls.FIT_IMAGES]])
+        module = cls.empty(images, dim)
+        pca = PCA(module.feature_dim, random_state=seed, svd_solver="randomized").fit(flat)
         module.mean.copy_(torch.as_tensor(pca.mean_))
         module.components.copy_(torch.as_tensor(pca.components_))
         module.scale.copy_(torch.as_tensor(1 / np.sqrt(pca.explained_variance_ + 1e-8)))

@@ -178,9 +178,8 @@ class Run:
         if c.head_input in ("features", "both"):
             parts.append(build_backbone(c.backbone, state.images.channels, c.backbone_width))
         if c.head_input in ("pixels", "both"):
-            num_pixels = int(np.prod(images.shape[1:]))
             parts.append(PixelPCA.fit(images, c.pixel_pca_dim, c.seed) if fit else
-                         PixelPCA(num_pixels, min(c.pixel_pca_dim, num_pixels, len(images) - 1)))
+                         PixelPCA.empty(images, c.pixel_pca_dim))
         return Encoder(parts).to(self.device)
 
     # ---- driver ------------------------------------------------------------------------------
@@ -219,9 +218,8 @@ class Run:
     def _stage_pretext(self, state: RunState, started: float) -> None:
         c = self.config
         encoder = self._encoder(state, fit=True)
-        backbone = encoder.parts[0]
         if c.head_input != "pixels" and c.pretext.epochs:
-            model = SimCLRModel(backbone).to(self.device, memory_format=torch.channels_last)
+            model = SimCLRModel(encoder.parts[0]).to(self.device, memory_format=torch.channels_last)
             train_simclr(model, state.images.images, c.pretext, c.augment, self.device,
                          self.progress.step, seed=c.seed)
         state.encoder = encoder.eval()
