@@ -1,0 +1,366 @@
+"""Human curation of a run's clusters: an append-only edit log in ``RUN_DIR/curation.sqlite``.
+
+The model's assignment ``base_clusters`` ``(N,)`` never changes; every human edit (naming a
+cluster, relabelling or moving images, marking outliers, merging, splitting) is one row of the
+``edits`` table, and the curated state is the replay of every edit not undone, in id order
+(event sourcing). Undo flags the latest edit as undone; nothing is ever deleted.
+
+Edit kinds and their JSON payloads (``images`` are sorted unique indices in ``[0, N)``):
+``name_cluster`` {cluster, name}, ``relabel`` {images, label} (per-image label override),
+``clear_label`` {images}, ``move`` {images, cluster}, ``outlier`` {images, outlier},
+``merge`` {source, target}, ``split`` {cluster, images, new_cluster}.
+
+Several browser sessions (threads) and processes may write at once, and the app may be killed at
+any moment: the database runs in WAL mode with ``synchronous=FULL``, each call opens its own
+connection, and each write is one ``BEGIN IMMEDIATE`` transaction that validates the edit against
+the state replayed inside that same transaction, so an acknowledged edit id is on disk and two
+concurrent splits never get the same new cluster id.
+
+A cluster id ``c`` exists when ``0 <= c < num_cluster_ids``, where ``num_cluster_ids`` is one more
+than the largest id in ``base_clusters`` or named by a live edit; an emptied cluster (merge source)
+still exists. A split's new cluster id is ``num_cluster_ids`` at the time of the edit.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+
+import numpy as np
+
+DB_NAME = "curation.sqlite"
+BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another's transaction before failing
+MAX_TEXT = 100
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS edits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    who TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    undone INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def cluster_label(cluster: int) -> str:
+    """The curated label of an unnamed cluster: ``"cluster 3"``."""
+    return f"cluster {cluster}"
+
+
+@dataclass(frozen=True, eq=False)
+class CuratedState:
+    """The curated view of ``N`` images.
+
+    ``clusters`` ``(N,)`` int (read-only): base assignment with move/merge/split applied;
+    ``names``: cluster id -> name; ``overrides``: image index -> curated label;
+    ``outliers``: image indices flagged as outliers; ``num_cluster_ids``: ids ``0..num_cluster_ids-1``
+    exist (some may be empty).
+    """
+
+    clusters: np.ndarray
+    names: dict[int, str]
+    overrides: dict[int, str]
+    outliers: frozenset[int]
+    num_cluster_ids: int
+
+    def labels(self) -> np.ndarray:
+        """Curated label per image ``(N,)`` str: the image's override, else its cluster's name,
+        else :func:`cluster_label` (``"cluster 3"``)."""
+        per_cluster = np.array([self.names.get(c, cluster_label(c)) for c in range(self.num_cluster_ids)],
+                               dtype=object)
+        labels = per_cluster[self.clusters]
+        if self.overrides:
+            labels[np.fromiter(self.overrides.keys(), dtype=np.int64)] = list(self.overrides.values())
+        return labels.astype(str)
+
+    def cluster_sizes(self) -> np.ndarray:
+        """Images per cluster id ``(num_cluster_ids,)`` int64 (0 for emptied clusters)."""
+        return np.bincount(self.clusters, minlength=self.num_cluster_ids)
+
+    def members(self, cluster: int) -> np.ndarray:
+        """Sorted indices of the images in ``cluster``."""
+        return np.flatnonzero(self.clusters == cluster)
+
+
+def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]]) -> CuratedState:
+    """Apply ``[(kind, payload), ...]`` in order to ``base_clusters`` ``(N,)``."""
+    clusters = np.array(base_clusters, dtype=np.int64)
+    names: dict[int, str] = {}
+    overrides: dict[int, str] = {}
+    outliers: set[int] = set()
+    num_ids = int(clusters.max()) + 1 if len(clusters) else 0
+    for kind, payload in edits:
+        images = payload.get("images")
+        if kind == "name_cluster":
+            names[payload["cluster"]] = payload["name"]
+            num_ids = max(num_ids, payload["cluster"] + 1)
+        elif kind == "relabel":
+            overrides.update(dict.fromkeys(images, payload["label"]))
+        elif kind == "clear_label":
+            for index in images:
+                overrides.pop(index, None)
+        elif kind == "outlier":
+            (outliers.update if payload["outlier"] else outliers.difference_update)(images)
+        elif kind == "move":
+            clusters[np.asarray(images, dtype=np.int64)] = payload["cluster"]
+            num_ids = max(num_ids, payload["cluster"] + 1)
+        elif kind == "merge":
+            clusters[clusters == payload["source"]] = payload["target"]
+            num_ids = max(num_ids, payload["source"] + 1, payload["target"] + 1)
+        elif kind == "split":
+            clusters[np.asarray(images, dtype=np.int64)] = payload["new_cluster"]
+            num_ids = max(num_ids, payload["new_cluster"] + 1)
+        else:
+            raise ValueError(f"unknown edit kind {kind!r} in the curation log")
+    clusters.setflags(write=False)
+    return CuratedState(clusters=clusters, names=names, overrides=overrides,
+                        outliers=frozenset(outliers), num_cluster_ids=num_ids)
+
+
+class Curation:
+    """The curation log of one run directory; every method opens its own connection (thread-safe)."""
+
+    def __init__(self, run_dir: Path, base_clusters: np.ndarray, image_ids: Sequence[str] | None = None):
+        base = np.asarray(base_clusters)
+        if base.ndim != 1 or not np.issubdtype(base.dtype, np.integer):
+            raise ValueError(f"base_clusters must be a 1-D integer array, got {base.dtype} {base.shape}")
+        if len(base) == 0:
+            raise ValueError("base_clusters is empty: there is nothing to curate")
+        if base.min() < 0:
+            raise ValueError(f"base_clusters must be non-negative, found {int(base.min())}")
+        if image_ids is not None and len(image_ids) != len(base):
+            raise ValueError(f"{len(base)} base clusters but {len(image_ids)} image ids")
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise ValueError(f"run directory {run_dir} does not exist")
+        self.path = run_dir / DB_NAME
+        self.base = base.astype(np.int64)
+        self.base.setflags(write=False)
+        self._init_db(None if image_ids is None else sha256("\0".join(map(str, image_ids)).encode()).hexdigest())
+
+    @property
+    def num_images(self) -> int:
+        return len(self.base)
+
+    # ---- database ----------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA synchronous = FULL")
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` write transaction on a fresh connection, committed on success."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:  # sqlite may have rolled back already
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _init_db(self, ids_digest: str | None) -> None:
+        with closing(self._connect()) as db:
+            db.execute("PRAGMA journal_mode = WAL")
+        with self._transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if "num_images" not in stored:
+                db.execute("INSERT INTO meta VALUES ('num_images', ?)", (str(self.num_images),))
+            elif int(stored["num_images"]) != self.num_images:
+                raise ValueError(f"{self.path} curates {stored['num_images']} images, "
+                                 f"not the {self.num_images} given")
+            if ids_digest is not None:
+                if "ids_sha256" not in stored:
+                    db.execute("INSERT INTO meta VALUES ('ids_sha256', ?)", (ids_digest,))
+                elif stored["ids_sha256"] != ids_digest:
+                    raise ValueError(f"{self.path} was made for other image ids than the ones given")
+
+    def _live_edits(self, db: sqlite3.Connection) -> list[tuple[str, dict]]:
+        rows = db.execute("SELECT kind, payload FROM edits WHERE undone = 0 ORDER BY id").fetchall()
+        return [(kind, json.loads(payload)) for kind, payload in rows]
+
+    def _append(self, kind: str, payload: dict, who: str,
+                check: Callable[[CuratedState, dict], None] | None = None) -> tuple[int, dict]:
+        """Insert one edit; ``check(state, payload)`` validates it (and may complete the payload)
+        against the state replayed inside the write transaction. Returns ``(edit id, payload)``."""
+        who = _text(who, "who")
+        with self._transaction() as db:
+            if check is not None:
+                check(replay(self.base, self._live_edits(db)), payload)
+            cursor = db.execute("INSERT INTO edits (at, who, kind, payload) VALUES (?, ?, ?, ?)",
+                                (time.time(), who, kind, json.dumps(payload)))
+            return int(cursor.lastrowid), payload
+
+    # ---- edits -------------------------------------------------------------------------------
+    def name_cluster(self, cluster: int, name: str, who: str = "anonymous") -> int:
+        """Name ``cluster``; returns the edit id."""
+        payload = {"cluster": _index(cluster, "cluster"), "name": _text(name, "cluster name")}
+        return self._append("name_cluster", payload, who, lambda state, p: _existing(state, p["cluster"]))[0]
+
+    def relabel(self, images: Sequence[int] | np.ndarray, label: str, who: str = "anonymous") -> int:
+        """Give ``images`` the curated label ``label`` (overrides their cluster's); returns the edit id."""
+        payload = {"images": self._images(images), "label": _text(label, "label")}
+        return self._append("relabel", payload, who)[0]
+
+    def clear_label(self, images: Sequence[int] | np.ndarray, who: str = "anonymous") -> int:
+        """Drop the per-image labels of ``images``; returns the edit id."""
+        return self._append("clear_label", {"images": self._images(images)}, who)[0]
+
+    def move(self, images: Sequence[int] | np.ndarray, cluster: int, who: str = "anonymous") -> int:
+        """Assign ``images`` to the existing ``cluster``; returns the edit id."""
+        payload = {"images": self._images(images), "cluster": _index(cluster, "cluster")}
+        return self._append("move", payload, who, lambda state, p: _existing(state, p["cluster"]))[0]
+
+    def mark_outliers(self, images: Sequence[int] | np.ndarray, outlier: bool = True,
+                      who: str = "anonymous") -> int:
+        """Flag (or with ``outlier=False`` unflag) ``images`` as outliers; returns the edit id."""
+        if not isinstance(outlier, (bool, np.bool_)):
+            raise ValueError(f"outlier must be True or False, got {outlier!r}")
+        return self._append("outlier", {"images": self._images(images), "outlier": bool(outlier)}, who)[0]
+
+    def merge(self, source: int, target: int, who: str = "anonymous") -> int:
+        """Move every image of cluster ``source`` into ``target`` (source becomes empty); returns the edit id."""
+        payload = {"source": _index(source, "source cluster"), "target": _index(target, "target cluster")}
+        if payload["source"] == payload["target"]:
+            raise ValueError(f"cannot merge cluster {source} into itself")
+
+        def check(state: CuratedState, p: dict) -> None:
+            _existing(state, p["source"])
+            _existing(state, p["target"])
+            if not len(state.members(p["source"])):
+                raise ValueError(f"cluster {p['source']} is empty: nothing to merge")
+
+        return self._append("merge", payload, who, check)[0]
+
+    def split(self, cluster: int, images: Sequence[int] | np.ndarray, who: str = "anonymous") -> int:
+        """Move ``images`` (a proper non-empty subset of ``cluster``) into a new cluster; returns its id."""
+        payload = {"cluster": _index(cluster, "cluster"), "images": self._images(images)}
+
+        def check(state: CuratedState, p: dict) -> None:
+            _existing(state, p["cluster"])
+            moving = np.asarray(p["images"], dtype=np.int64)
+            strays = moving[state.clusters[moving] != p["cluster"]]
+            if len(strays):
+                raise ValueError(f"images {strays[:10].tolist()} are not in cluster {p['cluster']}")
+            if len(moving) == len(state.members(p["cluster"])):
+                raise ValueError(f"a split must leave images in cluster {p['cluster']}; "
+                                 "all of its images were given")
+            p["new_cluster"] = state.num_cluster_ids
+
+        return self._append("split", payload, who, check)[1]["new_cluster"]
+
+    def undo(self, who: str | None = None) -> dict | None:
+        """Mark the latest live edit (of ``who`` when given) undone; return it, or None if none is left."""
+        query = "SELECT id, at, who, kind, payload, undone FROM edits WHERE undone = 0"
+        params: tuple = ()
+        if who is not None:
+            query, params = query + " AND who = ?", (_text(who, "who"),)
+        with self._transaction() as db:
+            row = db.execute(query + " ORDER BY id DESC LIMIT 1", params).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE edits SET undone = 1 WHERE id = ?", (row[0],))
+        return {**_row(row), "undone": True}
+
+    # ---- reading -----------------------------------------------------------------------------
+    def history(self, limit: int = 50) -> list[dict]:
+        """The latest ``limit`` edits, newest first: dicts of id, at, who, kind, payload, undone."""
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT id, at, who, kind, payload, undone FROM edits "
+                              "ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()
+        return [_row(row) for row in rows]
+
+    def state(self) -> CuratedState:
+        """The replay of every live edit on the base clusters."""
+        with closing(self._connect()) as db:
+            edits = self._live_edits(db)
+        return replay(self.base, edits)
+
+    def _images(self, images: Sequence[int] | np.ndarray) -> list[int]:
+        """Validated, sorted, de-duplicated image indices in ``[0, N)``."""
+        array = np.asarray(images)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(f"images must be a non-empty 1-D list of indices, got shape {array.shape}")
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"image indices must be integers, got {array.dtype}")
+        bad = array[(array < 0) | (array >= self.num_images)]
+        if len(bad):
+            raise ValueError(f"image indices {bad[:10].tolist()} are outside [0, {self.num_images})")
+        return np.unique(array).tolist()
+
+
+def _row(row: tuple) -> dict:
+    edit_id, at, who, kind, payload, undone = row
+    return {"id": edit_id, "at": at, "who": who, "kind": kind, "payload": json.loads(payload),
+            "undone": bool(undone)}
+
+
+def _text(value: str, what: str) -> str:
+    """``value`` stripped; a non-empty string of at most :data:`MAX_TEXT` characters."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"{what} has {len(value)} characters; at most {MAX_TEXT} are allowed")
+    return value
+
+
+def _index(value: int, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _existing(state: CuratedState, cluster: int) -> None:
+    if cluster >= state.num_cluster_ids:
+        raise ValueError(f"cluster {cluster} does not exist (ids are 0..{state.num_cluster_ids - 1})")
+
+
+def split_in_two(features: np.ndarray, members: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The members forming the second of two spherical k-means groups.
+
+    ``features`` ``(N, D)``, ``members`` ``(M,)`` indices into it, M >= 2; k-means (faiss, best of
+    3 restarts) on the L2-normalised member features. Returns the sorted indices of group 1, a
+    proper non-empty subset of ``members`` ready for :meth:`Curation.split`.
+    """
+    import faiss
+    features = np.asarray(features)
+    members = np.asarray(members)
+    if features.ndim != 2 or features.shape[1] == 0:
+        raise ValueError(f"features must be a (N, D) array, got shape {features.shape}")
+    if members.ndim != 1 or not np.issubdtype(members.dtype, np.integer):
+        raise ValueError(f"members must be a 1-D integer array, got {members.dtype} {members.shape}")
+    members = np.unique(members)
+    if len(members) < 2:
+        raise ValueError(f"splitting needs at least 2 members, got {len(members)}")
+    if members[0] < 0 or members[-1] >= len(features):
+        raise ValueError(f"members must be indices in [0, {len(features)})")
+    x = np.ascontiguousarray(features[members], dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("features of the members contain NaN or infinity")
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    model = faiss.Kmeans(x.shape[1], 2, spherical=True, nredo=3, seed=seed, verbose=False)
+    model.train(x)
+    group = model.index.search(x, 1)[1].ravel()
+    second = members[group == 1]
+    if len(second) in (0, len(members)):
+        raise ValueError("k-means put every member in one group: their features do not separate")
+    return second

@@ -1,0 +1,342 @@
+"""Curation log: each edit kind, label precedence, undo, validation, concurrent writers, SIGKILL."""
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from scan_core.curation import DB_NAME, Curation, split_in_two
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+
+
+@pytest.fixture
+def cur(tmp_path):
+    return Curation(tmp_path, BASE, [f"img{i}" for i in range(len(BASE))])
+
+
+def test_fresh_state_is_the_model_assignment(cur):
+    state = cur.state()
+    assert np.array_equal(state.clusters, BASE) and not state.clusters.flags.writeable
+    assert state.names == {} and state.overrides == {} and state.outliers == frozenset()
+    assert state.num_cluster_ids == 3
+    assert state.cluster_sizes().tolist() == [3, 3, 4]
+    assert state.labels().tolist() == ["cluster 0"] * 3 + ["cluster 1"] * 3 + ["cluster 2"] * 4
+    assert cur.history() == [] and cur.undo() is None
+    assert (cur.path.parent / DB_NAME).exists()
+
+
+def test_label_precedence_override_then_name_then_id(cur):
+    cur.name_cluster(1, "  cat ")  # stripped
+    cur.relabel([4, 5], "dog")
+    labels = cur.state().labels()
+    assert labels[3] == "cat" and labels[4] == "dog" and labels[5] == "dog" and labels[0] == "cluster 0"
+    cur.name_cluster(1, "kitten")  # the latest name wins
+    cur.clear_label([5])
+    state = cur.state()
+    assert state.names == {1: "kitten"} and state.overrides == {4: "dog"}
+    assert state.labels()[3:6].tolist() == ["kitten", "dog", "kitten"]
+
+
+def test_labels_keep_long_overrides_whole(cur):
+    cur.relabel([0], "a much longer label than any cluster name")
+    assert cur.state().labels()[0] == "a much longer label than any cluster name"
+
+
+def test_move_changes_clusters_and_sizes(cur):
+    edit = cur.move(np.array([0, 1]), 2, who="alice")
+    state = cur.state()
+    assert state.clusters.tolist() == [2, 2, 0, 1, 1, 1, 2, 2, 2, 2]
+    assert state.cluster_sizes().tolist() == [1, 3, 6]
+    last = cur.history()[0]
+    assert (last["id"], last["kind"], last["who"], last["payload"], last["undone"]) == \
+           (edit, "move", "alice", {"images": [0, 1], "cluster": 2}, False)
+    with pytest.raises(ValueError, match="cluster 3 does not exist"):
+        cur.move([0], 3)
+
+
+def test_outliers_flag_and_unflag(cur):
+    cur.mark_outliers([1, 2, 7])
+    cur.mark_outliers([2], outlier=False)
+    assert cur.state().outliers == frozenset({1, 7})
+
+
+def test_merge_empties_the_source_which_still_exists(cur):
+    cur.merge(0, 1)
+    state = cur.state()
+    assert state.clusters.tolist() == [1, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+    assert state.cluster_sizes().tolist() == [0, 6, 4] and state.num_cluster_ids == 3
+    with pytest.raises(ValueError, match="cluster 0 is empty"):
+        cur.merge(0, 2)
+    cur.move([9], 0)  # an emptied cluster can take images again
+    assert cur.state().members(0).tolist() == [9]
+
+
+def test_merge_only_moves_current_members(cur):
+    cur.move([6], 0)
+    cur.merge(0, 1)
+    cur.move([0], 0)
+    assert cur.state().clusters.tolist() == [0, 1, 1, 1, 1, 1, 1, 2, 2, 2]
+
+
+def test_split_gets_fresh_cluster_ids(cur):
+    assert cur.split(2, [8, 9]) == 3
+    assert cur.split(1, [3]) == 4
+    state = cur.state()
+    assert state.members(3).tolist() == [8, 9] and state.members(4).tolist() == [3]
+    assert state.num_cluster_ids == 5 and state.cluster_sizes().tolist() == [3, 2, 2, 2, 1]
+    assert cur.history(1)[0]["payload"] == {"cluster": 1, "images": [3], "new_cluster": 4}
+    cur.name_cluster(4, "odd one")
+    assert cur.state().labels()[3] == "odd one"
+
+
+def test_merge_then_split_restores_the_pair(cur):
+    cur.name_cluster(1, "animals")
+    cur.merge(0, 1)
+    new = cur.split(1, [0, 1, 2])
+    state = cur.state()
+    assert new == 3 and state.members(3).tolist() == [0, 1, 2] and state.members(1).tolist() == [3, 4, 5]
+    assert state.members(0).tolist() == []
+    assert state.labels()[[0, 3]].tolist() == ["cluster 3", "animals"]
+
+
+def test_undo_per_user_and_global_replays_the_rest(cur):
+    cur.move([0], 1, who="alice")
+    bob = cur.name_cluster(2, "birds", who="bob")
+    alice_last = cur.relabel([6], "owl", who="alice")
+    undone = cur.undo("bob")
+    assert undone["id"] == bob and undone["undone"] is True and undone["payload"] == {"cluster": 2, "name": "birds"}
+    state = cur.state()
+    assert state.names == {} and state.overrides == {6: "owl"} and state.clusters[0] == 1
+    assert cur.undo("bob") is None and cur.undo("carol") is None
+    assert cur.undo()["id"] == alice_last
+    assert cur.undo()["kind"] == "move"
+    assert cur.undo() is None
+    state = cur.state()
+    assert np.array_equal(state.clusters, BASE) and state.overrides == {}
+    assert [h["undone"] for h in cur.history()] == [True, True, True]
+
+
+def test_undo_merge_and_split(cur):
+    cur.merge(0, 1)
+    new = cur.split(1, [0, 3])
+    cur.undo()
+    assert cur.state().num_cluster_ids == 3 and cur.state().clusters[0] == 1
+    cur.undo()
+    assert np.array_equal(cur.state().clusters, BASE)
+    assert cur.split(2, [6]) == new  # the undone split's id is free again
+
+
+def test_edits_after_an_undone_split_still_replay(cur):
+    new = cur.split(2, [9], who="alice")
+    cur.move([0], new, who="bob")
+    cur.undo("alice")
+    state = cur.state()  # bob's move still refers to the cluster the split made: it keeps existing
+    assert state.clusters[9] == 2 and state.clusters[0] == new and state.num_cluster_ids == new + 1
+
+
+def test_history_newest_first_with_limit(cur):
+    ids = [cur.name_cluster(0, f"n{i}", who=f"u{i}") for i in range(5)]
+    assert ids == sorted(ids)
+    history = cur.history()
+    assert [h["id"] for h in history] == ids[::-1]
+    assert [h["who"] for h in cur.history(limit=2)] == ["u4", "u3"]
+    assert all(isinstance(h["at"], float) and h["at"] <= time.time() for h in history)
+    with pytest.raises(ValueError, match="limit"):
+        cur.history(0)
+
+
+def test_state_survives_a_new_object(tmp_path, cur):
+    cur.relabel([2], "kept")
+    again = Curation(tmp_path, BASE, [f"img{i}" for i in range(len(BASE))])
+    assert again.state().overrides == {2: "kept"}
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda c: c.relabel([], "x"), "non-empty"),
+    (lambda c: c.relabel([10], "x"), r"outside \[0, 10\)"),
+    (lambda c: c.relabel([-1], "x"), "outside"),
+    (lambda c: c.relabel([0.5], "x"), "integers"),
+    (lambda c: c.relabel([[0]], "x"), "1-D"),
+    (lambda c: c.relabel([0], "   "), "label must not be empty"),
+    (lambda c: c.relabel([0], "x" * 101), "at most 100"),
+    (lambda c: c.relabel([0], 5), "label must be a string"),
+    (lambda c: c.relabel([0], "x", who=" "), "who must not be empty"),
+    (lambda c: c.clear_label([11]), "outside"),
+    (lambda c: c.name_cluster(3, "x"), "cluster 3 does not exist"),
+    (lambda c: c.name_cluster(-1, "x"), "non-negative"),
+    (lambda c: c.name_cluster(True, "x"), "non-negative integer"),
+    (lambda c: c.move([0], "1"), "non-negative integer"),
+    (lambda c: c.mark_outliers([0], outlier="yes"), "True or False"),
+    (lambda c: c.merge(1, 1), "into itself"),
+    (lambda c: c.merge(5, 1), "cluster 5 does not exist"),
+    (lambda c: c.merge(1, 5), "cluster 5 does not exist"),
+    (lambda c: c.split(0, [0, 3]), r"images \[3\] are not in cluster 0"),
+    (lambda c: c.split(0, [0, 1, 2]), "must leave images"),
+    (lambda c: c.split(7, [0]), "cluster 7 does not exist"),
+    (lambda c: c.undo(who=""), "who must not be empty"),
+])
+def test_invalid_edits_are_refused_and_not_logged(cur, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(cur)
+    assert cur.history() == []
+
+
+@pytest.mark.parametrize("base, message", [
+    (np.array([[0, 1]]), "1-D integer"),
+    (np.array([0.0, 1.0]), "1-D integer"),
+    (np.array([0, -1]), "non-negative"),
+    (np.array([], dtype=int), "empty"),
+])
+def test_invalid_base_clusters(tmp_path, base, message):
+    with pytest.raises(ValueError, match=message):
+        Curation(tmp_path, base)
+
+
+def test_reopening_with_other_images_is_refused(tmp_path, cur):
+    with pytest.raises(ValueError, match="curates 10 images, not the 9"):
+        Curation(tmp_path, BASE[:9])
+    with pytest.raises(ValueError, match="other image ids"):
+        Curation(tmp_path, BASE, [f"other{i}" for i in range(10)])
+    with pytest.raises(ValueError, match="10 base clusters but 2 image ids"):
+        Curation(tmp_path, BASE, ["a", "b"])
+    Curation(tmp_path, BASE)  # ids are optional
+    with pytest.raises(ValueError, match="does not exist"):
+        Curation(tmp_path / "missing", BASE)
+
+
+# ---- splitting by features ---------------------------------------------------------------------
+def test_split_in_two_separates_a_merged_digit_pair(tmp_path):
+    digits = load_digits()
+    features, labels = digits.data, digits.target
+    members = np.flatnonzero((labels == 0) | (labels == 1))
+    second = split_in_two(features, members, seed=0)
+    assert 0 < len(second) < len(members) and np.isin(second, members).all()
+    in_second = np.isin(members, second)
+    agreement = (in_second == (labels[members] == 1)).mean()
+    assert max(agreement, 1 - agreement) > 0.9
+    # merge the two classes' clusters in a curation, then split them back apart
+    cur = Curation(tmp_path, labels)
+    cur.merge(0, 1)
+    new = cur.split(1, second)
+    state = cur.state()
+    assert new == 10 and np.array_equal(state.members(new), second)
+    assert len(state.members(1)) == len(members) - len(second)
+
+
+def test_split_in_two_refusals():
+    features = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.raises(ValueError, match="at least 2 members"):
+        split_in_two(features, np.array([1, 1]))
+    with pytest.raises(ValueError, match=r"indices in \[0, 5\)"):
+        split_in_two(features, np.array([0, 5]))
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        split_in_two(features[0], np.array([0, 1]))
+    with pytest.raises(ValueError, match="do not separate"):
+        split_in_two(np.ones((4, 3)), np.arange(4))
+
+
+# ---- several processes, and a SIGKILL ----------------------------------------------------------
+WORKER = """
+import os, random, sys, time
+import numpy as np
+from scan_core.curation import Curation
+run_dir, name = sys.argv[1], sys.argv[2]
+cur = Curation(run_dir, np.repeat(np.arange(2), 50))
+open(os.path.join(run_dir, "ready-" + name), "w").close()
+while not os.path.exists(os.path.join(run_dir, "go")):
+    time.sleep(0.01)
+mine = 0 if name == "w0" else 1
+for i in range(200):
+    if i % 40 == 0:
+        cur.split(mine, [mine * 50 + i // 40], who=name)
+    else:
+        cur.relabel([i % 100], f"{name}-{i}", who=name)
+    time.sleep(random.random() * 0.01)  # clicks, not a tight loop: sqlite's lock is not fair
+"""
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), name], cwd=REPO,
+                                stderr=subprocess.PIPE, text=True) for name in ("w0", "w1")]
+    deadline = time.time() + 120
+    while not all((tmp_path / f"ready-{name}").exists() for name in ("w0", "w1")):
+        assert time.time() < deadline and all(w.poll() is None for w in workers), "a writer did not start"
+        time.sleep(0.01)
+    (tmp_path / "go").touch()  # both start writing together
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.stderr.read()
+    cur = Curation(tmp_path, np.repeat(np.arange(2), 50))
+    history = cur.history(limit=1000)[::-1]
+    assert len(history) == 400 and len({h["id"] for h in history}) == 400
+    for name in ("w0", "w1"):
+        mine = [h for h in history if h["who"] == name]
+        assert len(mine) == 200
+        assert [h["payload"].get("label") for h in mine if h["kind"] == "relabel"] == \
+               [f"{name}-{i}" for i in range(200) if i % 40]
+    writers = [h["who"] for h in history]
+    assert sum(a != b for a, b in zip(writers, writers[1:])) > 1  # the two really interleaved
+    new_ids = [h["payload"]["new_cluster"] for h in history if h["kind"] == "split"]
+    assert sorted(new_ids) == list(range(2, 12))  # concurrent splits never share a new id
+    state = cur.state()
+    assert state.num_cluster_ids == 12 and state.cluster_sizes()[2:].tolist() == [1] * 10
+
+
+def test_threads_sharing_one_object_lose_nothing(cur):
+    def session(name):
+        for i in range(25):
+            cur.relabel([i % 10], f"{name}-{i}", who=name)
+
+    threads = [threading.Thread(target=session, args=(f"t{k}",)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    history = cur.history(limit=1000)
+    assert len(history) == 75 and len({h["id"] for h in history}) == 75
+    assert sorted(h["who"] for h in history) == sorted(["t0", "t1", "t2"] * 25)
+
+
+BURST = """
+import sys
+import numpy as np
+from scan_core.curation import Curation
+cur = Curation(sys.argv[1], np.repeat(np.arange(4), 25))
+for i in range(100000):
+    edit = cur.move([i % 100], i % 4) if i % 2 else cur.relabel([i % 100], f"label {i}")
+    print(edit, flush=True)
+"""
+
+
+def test_sigkill_mid_burst_keeps_every_acknowledged_edit(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", BURST, str(tmp_path)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    acknowledged = []
+    try:
+        while len(acknowledged) < 60:
+            line = proc.stdout.readline()
+            assert line, f"the writer died: {proc.stderr.read()}"
+            acknowledged.append(int(line))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rest = proc.stdout.read()
+    acknowledged += [int(line) for line in rest.splitlines(keepends=True) if line.endswith("\n")]
+    assert proc.returncode == -signal.SIGKILL
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    cur = Curation(tmp_path, np.repeat(np.arange(4), 25))
+    stored = {h["id"] for h in cur.history(limit=10**6)}
+    assert set(acknowledged) <= stored
+    assert acknowledged == list(range(1, len(acknowledged) + 1))
+    cur.relabel([0], "after the crash")  # still writable
+    assert cur.state().overrides[0] == "after the crash"
