@@ -2,19 +2,25 @@
 
 Every file a run writes goes through here: the data is written to a temporary file in the same
 directory, flushed to disk, then renamed over the target, so a reader (the app, a resumed job)
-never sees a half-written artifact. Arrays are saved as ``.npy`` and always read back with
-``allow_pickle=False``; a truncated or corrupt file raises :class:`CorruptArtifact` instead of
-being trusted.
+never sees a half-written artifact. A failed write (disk full, no permission) removes the
+temporary file, leaves the previous version of the target untouched and raises an ``OSError``
+that names the target. Arrays are saved as ``.npy`` and always read back with
+``allow_pickle=False``, torch files with ``weights_only=True``; a truncated or corrupt file raises
+:class:`CorruptArtifact` instead of being trusted.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 
 class CorruptArtifact(RuntimeError):
@@ -22,19 +28,20 @@ class CorruptArtifact(RuntimeError):
 
 
 def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
+    finally:
+        if tmp is not None and os.path.exists(tmp):  # gone after a successful replace
             os.unlink(tmp)
-        raise
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -74,6 +81,71 @@ def load_json(path: Path) -> Any:
 def save_bytes(path: Path, data: bytes) -> None:
     """Write raw bytes (e.g. a ``torch.save`` buffer) atomically."""
     _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """``torch.save`` ``obj`` (tensors, dicts, lists, numbers, strings) to ``path`` atomically."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    save_bytes(path, buffer.getvalue())
+
+
+def load_torch(path: Path, device: str | torch.device = "cpu") -> Any:
+    """Read a file written by :func:`save_torch` with ``weights_only=True`` (no pickled code is
+    run); a truncated, corrupt or code-carrying file raises :class:`CorruptArtifact`."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as error:
+        raise CorruptArtifact(f"{path}: unreadable torch file ({error})") from error
+
+
+class Checkpoint:
+    """The state of one training loop, saved after every epoch so that a killed run continues
+    from its last finished epoch instead of starting the stage over.
+
+    Holds the model and optimizer state, the number of finished epochs and the random state
+    (torch's, CUDA's when in use, and that of the numpy generators the loop passes in). Written
+    atomically with :func:`save_torch`, read with :func:`load_torch`. A missing, unreadable or
+    non-matching file counts as no checkpoint; :meth:`clear` deletes it once the stage is done.
+    """
+
+    def __init__(self, path: Path, on_resume: Callable[[int], None] | None = None):
+        self.path = Path(path)
+        self.on_resume = on_resume
+
+    def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               *generators: np.random.Generator) -> int:
+        """Load the saved state into the arguments; return the epochs finished (0 if none)."""
+        try:
+            saved = load_torch(self.path)
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            for generator, state in zip(generators, saved["numpy_rng"], strict=True):
+                generator.bit_generator.state = json.loads(state)
+            torch.set_rng_state(saved["torch_rng"])
+            if saved["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(saved["cuda_rng"])
+            epoch = int(saved["epoch"])
+        except (FileNotFoundError, CorruptArtifact, KeyError, RuntimeError, TypeError, ValueError):
+            return 0  # nothing usable: the loop starts from scratch
+        if self.on_resume:
+            self.on_resume(epoch)
+        return epoch
+
+    def save(self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             *generators: np.random.Generator) -> None:
+        """Record that ``epoch`` epochs are finished, with the state to continue from there."""
+        save_torch(self.path, {
+            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "numpy_rng": [json.dumps(g.bit_generator.state) for g in generators],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []})
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _json_default(value: Any) -> Any:

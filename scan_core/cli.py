@@ -1,12 +1,22 @@
-"""Command line: ``python -m scan_core train ...`` and ``python -m scan_core evaluate DIR``."""
+"""Command line: ``python -m scan_core train ...`` and ``python -m scan_core evaluate DIR``.
+
+``train`` exits with 0 when the run finished, 2 when the request is refused before anything
+starts (bad dataset, parameter or ``--out``: the message says which), 1 when a file cannot be
+written (disk full ...), 130 on Ctrl-C (SIGINT) and 143 on SIGTERM; the last three leave a
+resumable run (``status.json``: failed, interrupted, cancelled).
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
 from .artifacts import load_json
 from .presets import PRESETS
+
+TRAINING_STAGES = ("pretext", "scan", "selflabel")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backbone", default=None,
                        choices=("small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet"))
     train.add_argument("--image-size", type=int, default=None, help="working resolution (square)")
+    for stage in TRAINING_STAGES:
+        train.add_argument(f"--{stage}-epochs", type=int, default=None, metavar="E",
+                           help=f"epochs of the {stage} stage (default: the preset's)")
     train.add_argument("--no-umap", action="store_true", help="skip the 2-D projection stage")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate = commands.add_parser("evaluate", help="print a run's metrics table")
@@ -48,6 +61,22 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+@contextlib.contextmanager
+def sigterm_cancels():
+    """Within the block, SIGTERM raises :class:`~scan_core.run.Cancelled` (so a run killed with
+    ``kill -TERM`` records ``cancelled``); the previous handler is restored afterwards."""
+    from .run import Cancelled
+
+    def cancel(signum, frame):
+        raise Cancelled("cancelled by user")
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "evaluate":
@@ -57,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(metrics_table(load_json(path)))
         return 0
-    from .run import train_run
-    from .sources import SourceError
+    from .run import Cancelled, train_run
     overrides = {"seed": args.seed, "device": args.device}
     if args.backbone:
         overrides["backbone"] = args.backbone
@@ -66,14 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         overrides["image_size"] = args.image_size
     if args.no_umap:
         overrides["umap"] = False
+    for stage in TRAINING_STAGES:
+        if getattr(args, f"{stage}_epochs") is not None:
+            overrides[stage] = {"epochs": getattr(args, f"{stage}_epochs")}
+    resume = f"run the same command again (--out {args.out}) to resume"
     try:
-        metrics = train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet, **overrides)
-    except (ValueError, SourceError) as error:
+        with sigterm_cancels():
+            metrics = train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet,
+                                **overrides)
+    except ValueError as error:  # SourceError included
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"error: {error}; {resume}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted: run `python -m scan_core train` again with --out {args.out} to resume",
-              file=sys.stderr)
+        print(f"\ninterrupted: {resume}", file=sys.stderr)
         return 130
+    except Cancelled:
+        print(f"cancelled: {resume}", file=sys.stderr)
+        return 143
     print(metrics_table(metrics))
+    skipped = load_json(args.out / "report.json")["skipped"]
+    if skipped:
+        print(f"skipped {skipped} files, see {args.out / 'report.json'}")
     return 0

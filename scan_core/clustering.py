@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .artifacts import Checkpoint
+
 PROB_FLOOR = 1e-8
 
 
@@ -84,9 +86,11 @@ class ScanConfig:
 
     def __post_init__(self) -> None:
         if self.num_clusters < 2:
-            raise ValueError(f"--clusters must be >= 2, got {self.num_clusters}")
-        if self.epochs < 0:
-            raise ValueError(f"scan epochs must be >= 0, got {self.epochs}")
+            raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
+        if self.epochs < 1:
+            raise ValueError(f"scan epochs (--scan-epochs) must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"scan batch_size must be at least 1, got {self.batch_size}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
 
@@ -123,7 +127,8 @@ def head_losses(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], 
 def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
                eval_inputs: Callable[[np.ndarray], torch.Tensor], neighbors: np.ndarray,
                config: ScanConfig, seed: int = 0,
-               on_step: Callable[[int, int, float], None] | None = None) -> tuple[int, np.ndarray]:
+               on_step: Callable[[int, int, float], None] | None = None,
+               checkpoint: Checkpoint | None = None) -> tuple[int, np.ndarray]:
     """Train all heads of ``model`` with the SCAN loss; return ``(best_head, val_losses)``.
 
     Args:
@@ -132,6 +137,7 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
         eval_inputs: the same without augmentation, for scoring the heads on held-out images.
         neighbors: ``(N, k)`` mined neighbour indices; each anchor is paired with a uniformly drawn
             one of its first ``config.num_neighbors`` neighbours or itself.
+        checkpoint: where to continue from and to save every finished epoch to, if given.
     """
     n = len(neighbors)
     train_index, val_index = split_validation(n, config.val_fraction, seed)
@@ -140,9 +146,10 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batch = min(config.batch_size, len(train_index))
     steps_per_epoch = max(1, len(train_index) // batch)
-    total, step = steps_per_epoch * config.epochs, 0
     model.train()
-    for _ in range(config.epochs):
+    first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
+    total, step = steps_per_epoch * config.epochs, first_epoch * steps_per_epoch
+    for epoch in range(first_epoch, config.epochs):
         order = rng.permutation(train_index)
         for start in range(0, steps_per_epoch * batch, batch):
             anchors = order[start:start + batch]
@@ -157,6 +164,8 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
             step += 1
             if on_step:
                 on_step(step, total, loss.item() / len(anchor_logits))
+        if checkpoint:
+            checkpoint.save(epoch + 1, model, optimizer, rng)
     val_losses = head_losses(model, eval_inputs, val_index, neighbors[val_index, :config.val_neighbors],
                              config.entropy_weight)
     return int(np.argmin(val_losses)), val_losses

@@ -16,6 +16,13 @@ from .selflabel import SelfLabelConfig
 PRESETS = ("auto", "digits", "fashion-mnist", "cifar10", "stl10", "tiny")
 
 
+def check_preset(preset: str) -> str:
+    """``preset`` itself if it is one of :data:`PRESETS`, else ValueError."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return preset
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; ``dataset`` is a built-in name, a folder or a zip."""
@@ -41,6 +48,7 @@ class RunConfig:
     umap: bool = True
 
     def __post_init__(self) -> None:
+        check_preset(self.preset)
         if self.num_clusters < 2:
             raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
         if self.neighbor_space not in ("features", "pixels", "fused"):
@@ -78,13 +86,15 @@ def _auto_name(dataset: str) -> str:
     return base if base in PRESETS else "auto"
 
 
-def make_config(dataset: str, num_clusters: int, num_images: int, image_size: int, channels: int,
+def make_config(dataset: str, num_clusters: int, num_images: int, image_side: int, channels: int,
                 preset: str = "auto", **overrides) -> RunConfig:
     """The :class:`RunConfig` for ``dataset`` under ``preset`` (``auto``: by dataset name, else
-    from the images' size, colour and count), with ``overrides`` applied last."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    name = _auto_name(dataset) if preset == "auto" else preset
+    from the images' size, colour and count), with ``overrides`` applied last.
+
+    An override of a sub-config (``pretext``, ``augment``, ``scan``, ``selflabel``) may be a dict
+    of its fields, e.g. ``scan={"epochs": 3}``: those fields replace the preset's.
+    """
+    name = _auto_name(dataset) if check_preset(preset) == "auto" else preset
     scan = ScanConfig(num_clusters=num_clusters, num_heads=10, epochs=30, batch_size=512, lr=1e-3,
                       weight_decay=1e-4, hidden=256)
     if name == "tiny":  # a smoke-test preset: seconds on digits-sized data
@@ -109,11 +119,13 @@ def make_config(dataset: str, num_clusters: int, num_images: int, image_size: in
                            pretext=PretextConfig(epochs=20, batch_size=256), augment=COLOUR,
                            neighbor_space="features", scan=scan, selflabel=SelfLabelConfig(epochs=5))
     else:  # an unknown folder: decide from what is visible without labels
-        small = image_size <= 32
+        small = image_side <= 32
         epochs = max(5, min(40, 400_000 // max(num_images, 1)))  # fewer passes over big sets
         config = RunConfig(dataset, num_clusters, preset="auto", backbone_width=16 if small else 32,
                            pretext=PretextConfig(epochs=epochs, batch_size=256),
                            augment=GRAY_SMALL if channels == 1 else COLOUR,
                            neighbor_space="fused", pixel_pca_dim=min(100, max(8, num_images // 20)),
                            scan=scan, selflabel=SelfLabelConfig(epochs=5))
-    return replace(config, **overrides) if overrides else config
+    nested = {key: replace(getattr(config, key), **value)
+              for key, value in overrides.items() if isinstance(value, dict)}
+    return replace(config, **{**overrides, **nested})

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .artifacts import Checkpoint
 from .augment import AugmentConfig, simclr_view, to_tensor
 
 
@@ -63,10 +64,11 @@ class PretextConfig:
     warmup_epochs: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"pretext epochs must be >= 0, got {self.epochs}")
+        if self.epochs < 1:
+            raise ValueError(f"pretext epochs (--pretext-epochs) must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
-            raise ValueError(f"pretext batch_size must be >= 2, got {self.batch_size}")
+            raise ValueError(f"pretext batch_size must be at least 2 (SimCLR contrasts the images "
+                             f"of a batch), got {self.batch_size}")
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -78,8 +80,12 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, augment: AugmentConfig,
                  device: torch.device, on_step: Callable[[int, int, float], None] | None = None,
-                 seed: int = 0) -> SimCLRModel:
-    """Train ``model`` on uint8 ``images`` ``(N, H, W, C)`` with NT-Xent for ``config.epochs``."""
+                 seed: int = 0, checkpoint: Checkpoint | None = None) -> SimCLRModel:
+    """Train ``model`` on uint8 ``images`` ``(N, H, W, C)`` with NT-Xent for ``config.epochs``.
+
+    With a ``checkpoint``, training continues after its last saved epoch and every finished epoch
+    is saved to it.
+    """
     n = len(images)
     batch = min(config.batch_size, n - n % 2 if n % 2 else n)
     steps_per_epoch = max(1, n // batch)
@@ -88,8 +94,9 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=config.weight_decay)
     generator = np.random.default_rng(seed)
     model.to(device).train()
-    step = 0
-    for _ in range(config.epochs):
+    first_epoch = checkpoint.resume(model, optimizer, generator) if checkpoint else 0
+    step = first_epoch * steps_per_epoch
+    for epoch in range(first_epoch, config.epochs):
         order = generator.permutation(n)
         for start in range(0, steps_per_epoch * batch, batch):
             for group in optimizer.param_groups:
@@ -103,6 +110,8 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
             step += 1
             if on_step:
                 on_step(step, total, loss.item())
+        if checkpoint:
+            checkpoint.save(epoch + 1, model, optimizer, generator)
     return model.eval()
 
 

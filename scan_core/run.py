@@ -6,17 +6,29 @@ Stages, in order (data flows one way):
 
 Each stage writes its artifacts atomically, then records itself in ``status.json`` under
 ``completed``. Re-running on the same directory skips every completed stage whose artifacts load
-back intact, and redoes the first one that is missing or corrupt and everything after it.
+back intact, and redoes the first one that is missing or corrupt and everything after it. The
+training stages ``pretext`` and ``scan`` also save a checkpoint after every epoch
+(``checkpoints/<stage>.pt``, deleted when the stage completes), so that a killed run continues
+within the stage from its last finished epoch; an event ``resumed`` with ``epoch`` says so.
 
-Artifacts: ``config.json``, ``images/`` (the cached :class:`ImageSet`), ``features.npy``,
-``pretext.pt``, ``neighbors.npy``, ``scan_probs.npy``, ``scan.pt``, ``selflabel_probs.npy``,
-``selflabel.pt``, ``projection.npy``, ``events.jsonl``, ``metrics.json``, ``status.json``.
+Artifacts: ``config.json``, ``images/`` (the cached :class:`ImageSet`), ``report.json`` (the
+files of the source that were skipped and why), ``features.npy``, ``pretext.pt``,
+``neighbors.npy``, ``scan_probs.npy``, ``scan.pt``, ``selflabel_probs.npy``, ``selflabel.pt``,
+``projection.npy``, ``events.jsonl``, ``metrics.json``, ``status.json``.
+
+``status.json`` (read it with :func:`read_status`) always holds ``state``, ``stage`` (running or
+last run; None when finished), ``completed`` (stages done, in order), ``error`` (None or the
+message), ``pid`` and ``pid_start`` (the training process and its start time, to recognise it)
+and ``updated`` (unix time). ``state`` is one of ``new`` (nothing started), ``running``,
+``finished``, ``failed`` (an error: ``error`` says which), ``cancelled`` (SIGTERM, ``error``
+"cancelled by user"), ``interrupted`` (SIGINT, or the process died without a word: SIGKILL, a
+crash). Running :func:`train_run` again on the directory resumes any but a finished run.
 """
 from __future__ import annotations
 
-import io
 import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,14 +37,15 @@ import numpy as np
 import torch
 
 from . import __version__
-from .artifacts import CorruptArtifact, load_array, load_json, save_array, save_bytes, save_json
+from .artifacts import (Checkpoint, CorruptArtifact, load_array, load_json, load_torch, save_array,
+                        save_json, save_torch)
 from .augment import strong_view, to_tensor
 from .backbones import build_backbone
 from .clustering import ClusterHeads, predict, train_scan
 from .images import ImageSet
 from .metrics import evaluate
 from .neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
-from .presets import RunConfig, make_config
+from .presets import RunConfig, check_preset, make_config
 from .pretext import Encoder, PixelPCA, SimCLRModel, embed, train_simclr
 from .progress import Progress
 from .selflabel import train_selflabel
@@ -40,7 +53,7 @@ from .sources import load_source
 
 STAGES = ("images", "pretext", "neighbors", "scan", "selflabel", "projection")
 STAGE_ARTIFACTS = {
-    "images": ("images/imageset.json",),
+    "images": ("images/imageset.json", "report.json"),
     "pretext": ("features.npy", "pretext.pt"),
     "neighbors": ("neighbors.npy",),
     "scan": ("scan_probs.npy", "scan.pt"),
@@ -60,17 +73,72 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare_images(dataset: str, run_dir: Path, image_size: int | None = None) -> ImageSet:
-    """Load ``dataset`` once into ``run_dir/images`` (or reload that cache, memory-mapped)."""
-    cache = Path(run_dir) / "images"
-    if ImageSet.exists(cache):
-        try:
-            return ImageSet.load(cache)
-        except (CorruptArtifact, FileNotFoundError, KeyError, ValueError):
-            pass  # a damaged cache is rebuilt from the source
-    images = load_source(dataset, image_size=image_size)
-    images.save(cache)
-    return ImageSet.load(cache)
+INTERRUPTED = "the training process ended unexpectedly (killed?)"
+
+
+class Cancelled(BaseException):
+    """Raised in the training process when the user cancels it (the CLI turns SIGTERM into it).
+
+    Like KeyboardInterrupt it is no ``Exception``, so no ``except Exception`` swallows it; the
+    run ends as ``cancelled``.
+    """
+
+
+def read_status(run_dir: Path) -> dict:
+    """A run's ``status.json`` (fields and states: module docstring), for a UI to show.
+
+    A ``running`` run whose training process is gone (SIGKILL, a crash, a reboot) is returned as
+    ``interrupted`` with the error :data:`INTERRUPTED`; so is one whose pid now belongs to another
+    process (told apart by its start time, from ``/proc``). A directory without a readable status
+    reads as ``new``.
+    """
+    status = _stored_status(Path(run_dir))
+    if status["state"] == "running" and not _process_alive(status["pid"], status.get("pid_start")):
+        status.update(state="interrupted", error=INTERRUPTED)
+    return status
+
+
+def _stored_status(run_dir: Path) -> dict:
+    new = {"state": "new", "stage": None, "completed": [], "error": None, "pid": None, "updated": None}
+    try:
+        return {**new, **load_json(run_dir / "status.json")}
+    except (FileNotFoundError, CorruptArtifact):
+        return new
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """``(state letter, start time in clock ticks after boot)`` of ``pid``; None without ``/proc``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[19])
+
+
+def _process_alive(pid: int | None, started: int | None) -> bool:
+    """Whether ``pid`` is still the live process that started at ``started`` (a zombie, or a
+    recycled pid with another start time, is not); without ``/proc`` any live ``pid`` counts."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, run by another user
+    stat = _proc_stat(pid)
+    return stat is None or (stat[0] != "Z" and started in (None, stat[1]))
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` if needed and write a scratch file there; ValueError if that fails."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to {run_dir}: {error.strerror or error}") from error
 
 
 def plan_config(images: ImageSet, dataset: str, num_clusters: int | None, preset: str = "auto",
@@ -78,8 +146,9 @@ def plan_config(images: ImageSet, dataset: str, num_clusters: int | None, preset
     """Validate the request against the images and build the run's config (nothing runs yet)."""
     n = len(images)
     if num_clusters is None:
-        if not images.has_labels:
-            raise ValueError(f"{dataset}: no labels found, so --clusters K must be given")
+        if images.num_classes < 2:
+            found = f"only {images.num_classes} class" if images.has_labels else "no labels"
+            raise ValueError(f"{dataset}: {found} found, so --clusters K must be given")
         num_clusters = images.num_classes
     if num_clusters < 2:
         raise ValueError(f"--clusters must be at least 2, got {num_clusters}")
@@ -96,7 +165,7 @@ def plan_config(images: ImageSet, dataset: str, num_clusters: int | None, preset
 class RunState:
     """What the stages hand on to each other (loaded from disk when a stage is skipped)."""
 
-    images: ImageSet
+    images: ImageSet | None = None
     features: np.ndarray | None = None
     encoder: Encoder | None = None
     neighbors: np.ndarray | None = None
@@ -106,21 +175,20 @@ class RunState:
 class Run:
     """One run directory; :meth:`execute` runs (or resumes) every stage."""
 
-    def __init__(self, run_dir: Path, config: RunConfig, show_bar: bool = True):
+    def __init__(self, run_dir: Path, config: RunConfig, show_bar: bool = True,
+                 images: ImageSet | None = None):
+        """``images``: the source, when already loaded (the images stage saves it, else loads it)."""
         self.dir = Path(run_dir)
         self.config = config
         self.device = resolve_device(config.device)
         self.progress = Progress(self.dir, show_bar=show_bar)
+        self._source = images
+        stat = _proc_stat(os.getpid())
+        self._process = {"pid": os.getpid(), "pid_start": stat[1] if stat else None}
 
     # ---- bookkeeping -------------------------------------------------------------------------
-    def status(self) -> dict:
-        try:
-            return load_json(self.dir / "status.json")
-        except (FileNotFoundError, CorruptArtifact):
-            return {"state": "new", "completed": []}
-
     def _set_status(self, **fields) -> None:
-        status = {**self.status(), **fields, "updated": time.time(), "pid": os.getpid()}
+        status = {**_stored_status(self.dir), **fields, **self._process, "updated": time.time()}
         save_json(self.dir / "status.json", status)
 
     def metrics(self) -> dict:
@@ -136,27 +204,30 @@ class Run:
         scores = evaluate(clusters, labels) if labels is not None else {}
         return {**scores, **extra, "seconds": round(seconds, 2)}
 
-    def _completed(self, state: RunState) -> set[str]:
-        """Stages recorded as completed whose artifacts are all present and readable."""
-        done = set()
+    def _completed(self, state: RunState) -> list[str]:
+        """The leading stages recorded as completed whose artifacts are all present and readable
+        (loaded into ``state``)."""
+        recorded, done = _stored_status(self.dir)["completed"], []
         for stage in STAGES:
-            if stage not in self.status().get("completed", []):
+            if stage not in recorded:
                 break
             if not all((self.dir / name).exists() for name in STAGE_ARTIFACTS[stage]):
                 break
             try:
                 self._load(stage, state)
-            except (CorruptArtifact, FileNotFoundError, RuntimeError, ValueError):
+            except (CorruptArtifact, FileNotFoundError, KeyError, RuntimeError, ValueError):
                 break
-            done.add(stage)
+            done.append(stage)
         return done
 
     def _load(self, stage: str, state: RunState) -> None:
-        if stage == "pretext":
+        if stage == "images":
+            load_json(self.dir / "report.json")
+            state.images = ImageSet.load(self.dir / "images")
+        elif stage == "pretext":
             state.features = load_array(self.dir / "features.npy")
             state.encoder = self._encoder(state)
-            state.encoder.load_state_dict(torch.load(self.dir / "pretext.pt", map_location=self.device,
-                                                     weights_only=True))
+            state.encoder.load_state_dict(load_torch(self.dir / "pretext.pt", self.device))
             state.encoder.eval()
             if len(state.features) != len(state.images):
                 raise CorruptArtifact("features.npy does not match the images")
@@ -165,6 +236,7 @@ class Run:
             if state.neighbors.shape != (len(state.images), self.config.num_neighbors):
                 raise CorruptArtifact("neighbors.npy has the wrong shape")
         elif stage in ("scan", "selflabel"):
+            load_torch(self.dir / f"{stage}.pt")  # read by later stages and the app: must be intact
             state.probs = load_array(self.dir / f"{stage}_probs.npy")
             if state.probs.shape != (len(state.images), self.config.num_clusters):
                 raise CorruptArtifact(f"{stage}_probs.npy has the wrong shape")
@@ -182,16 +254,26 @@ class Run:
                          PixelPCA.empty(images, c.pixel_pca_dim))
         return Encoder(parts).to(self.device)
 
+    def _checkpoint(self, stage: str) -> Checkpoint:
+        """The per-epoch checkpoint of a training stage; resuming from it emits ``resumed``."""
+        return Checkpoint(self.dir / "checkpoints" / f"{stage}.pt",
+                          on_resume=lambda epoch: self.progress.emit("resumed", epoch=epoch))
+
     # ---- driver ------------------------------------------------------------------------------
     def execute(self) -> dict:
-        """Run every stage not yet completed; return ``metrics.json``'s content."""
+        """Run every stage not yet completed; return ``metrics.json``'s content.
+
+        Whatever stops it is recorded in ``status.json`` (``cancelled`` for :class:`Cancelled`,
+        ``interrupted`` for KeyboardInterrupt, else ``failed``) and raised again.
+        """
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         save_json(self.dir / "config.json", {**self.config.to_dict(), "versions": versions()})
-        state = RunState(images=prepare_images(self.config.dataset, self.dir, self.config.image_size))
-        done = self._completed(state)
-        completed = [s for s in STAGES if s in done]
-        self._set_status(state="running", completed=completed, error=None, started=time.time())
-        stages = [s for s in STAGES if s not in done and (s != "projection" or self.config.umap)]
+        state = RunState()
+        completed = self._completed(state)
+        self._set_status(state="running", stage=None, completed=completed, error=None, started=time.time())
+        stages = [s for s in STAGES if s not in completed and (s != "projection" or self.config.umap)]
+        for stage in stages[1:]:  # their inputs are about to be recomputed: saved epochs are stale
+            self._checkpoint(stage).clear()
         try:
             for stage in stages:
                 self._set_status(stage=stage)
@@ -199,34 +281,41 @@ class Run:
                 torch.manual_seed(self.config.seed + STAGES.index(stage))
                 started = time.time()
                 getattr(self, f"_stage_{stage}")(state, started)
+                self._checkpoint(stage).clear()
                 self.progress.end()
                 completed.append(stage)
                 self._set_status(completed=completed)
         except BaseException as error:
-            reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            outcome, message = _outcome(error)
             self.progress.close_bar()
-            self.progress.emit("error", error=f"{type(error).__name__}: {error}")
-            self._set_status(state=reason, error=f"{type(error).__name__}: {error}")
+            self.progress.emit("error", state=outcome, error=message)
+            self._set_status(state=outcome, error=message)
             raise
         self._set_status(state="finished", stage=None)
         return self.metrics()
 
     # ---- stages ------------------------------------------------------------------------------
     def _stage_images(self, state: RunState, started: float) -> None:
+        images, self._source = self._source, None  # the saved, memory-mapped copy replaces it
+        if images is None:
+            images = load_source(self.config.dataset, image_size=self.config.image_size,
+                                 progress=self.progress.step)
+        images.save(self.dir / "images")
+        state.images = ImageSet.load(self.dir / "images")
+        save_json(self.dir / "report.json", {"dataset": self.config.dataset, "loaded": len(images),
+                                             "skipped": len(images.skipped), "skipped_files": images.skipped})
         self._record("images", {**state.images.summary(), "seconds": round(time.time() - started, 2)})
 
     def _stage_pretext(self, state: RunState, started: float) -> None:
         c = self.config
         encoder = self._encoder(state, fit=True)
-        if c.head_input != "pixels" and c.pretext.epochs:
+        if c.head_input != "pixels":
             model = SimCLRModel(encoder.parts[0]).to(self.device, memory_format=torch.channels_last)
             train_simclr(model, state.images.images, c.pretext, c.augment, self.device,
-                         self.progress.step, seed=c.seed)
+                         self.progress.step, seed=c.seed, checkpoint=self._checkpoint("pretext"))
         state.encoder = encoder.eval()
         state.features = embed(encoder, state.images.images, self.device)
-        buffer = io.BytesIO()
-        torch.save(encoder.state_dict(), buffer)
-        save_bytes(self.dir / "pretext.pt", buffer.getvalue())
+        save_torch(self.dir / "pretext.pt", encoder.state_dict())
         save_array(self.dir / "features.npy", state.features)
         clusters = kmeans(state.features, c.num_clusters, c.seed)
         self._record("pretext", self._score(clusters, state.images.labels, time.time() - started,
@@ -252,7 +341,8 @@ class Run:
         scan = replace(c.scan, num_neighbors=c.num_neighbors)
         heads = ClusterHeads(state.encoder.feature_dim, c.num_clusters, scan.num_heads, scan.hidden)
         model, train_inputs, eval_inputs = self._cluster_model(state, heads)
-        best, losses = train_scan(model, train_inputs, eval_inputs, state.neighbors, scan, c.seed, self.progress.step)
+        best, losses = train_scan(model, train_inputs, eval_inputs, state.neighbors, scan, c.seed,
+                                  self.progress.step, checkpoint=self._checkpoint("scan"))
         state.probs = predict(model, eval_inputs, len(state.images), best)
         self._save_model("scan", model, state.probs, best)
         self._record("scan", self._score(state.probs.argmax(1), state.images.labels, time.time() - started,
@@ -323,7 +413,7 @@ class Run:
     def _scan_head(self, state: RunState) -> torch.nn.Module:
         """The kept SCAN head, loaded from ``scan.pt``, as a one-head :class:`ClusterHeads`."""
         c = self.config
-        saved = torch.load(self.dir / "scan.pt", map_location=self.device, weights_only=True)
+        saved = load_torch(self.dir / "scan.pt", self.device)
         heads = ClusterHeads(state.encoder.feature_dim, c.num_clusters, c.scan.num_heads, c.scan.hidden)
         heads.load_state_dict(saved["heads"])
         best = int(saved["best_head"])
@@ -338,9 +428,7 @@ class Run:
         saved = {"heads": heads.state_dict(), "best_head": torch.tensor(best_head)}
         if isinstance(model, torch.nn.Sequential):
             saved["encoder"] = model[0].state_dict()
-        buffer = io.BytesIO()
-        torch.save(saved, buffer)
-        save_bytes(self.dir / f"{stage}.pt", buffer.getvalue())
+        save_torch(self.dir / f"{stage}.pt", saved)
         save_array(self.dir / f"{stage}_probs.npy", probs)
 
 
@@ -353,6 +441,15 @@ class _SingleHead(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)[0]
+
+
+def _outcome(error: BaseException) -> tuple[str, str]:
+    """The state a run ends in when ``error`` stops it, and the message recorded with it."""
+    if isinstance(error, Cancelled):
+        return "cancelled", "cancelled by user"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", "interrupted by the user (SIGINT)"
+    return "failed", f"{type(error).__name__}: {error}"
 
 
 def kmeans(features: np.ndarray, k: int, seed: int = 0, niter: int = 50) -> np.ndarray:
@@ -378,10 +475,14 @@ def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | Non
               preset: str = "auto", show_bar: bool = True, **overrides) -> dict:
     """Start or resume the run in ``run_dir``; return its metrics.
 
-    A directory with a ``config.json`` resumes with that config (``dataset`` must match when given).
+    A directory with a ``config.json`` resumes with that config (``dataset`` must match when
+    given; the other arguments are ignored). A new run is validated first (dataset, preset,
+    clusters, parameters: :func:`plan_config`), then ``run_dir`` must be writable; either failing
+    raises ValueError before anything is written into ``run_dir``.
     """
     run_dir = Path(run_dir)
     saved = run_dir / "config.json"
+    images = None
     if saved.exists():
         stored = load_json(saved)
         stored.pop("versions", None)
@@ -392,6 +493,10 @@ def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | Non
     else:
         if dataset is None:
             raise ValueError(f"{run_dir} holds no run; give a dataset to start one")
-        images = prepare_images(dataset, run_dir, overrides.get("image_size"))
+        check_preset(preset)
+        images = load_source(dataset, image_size=overrides.get("image_size"))
         config = plan_config(images, dataset, num_clusters, preset, **overrides)
-    return Run(run_dir, config, show_bar=show_bar).execute()
+    check_writable(run_dir)
+    run = Run(run_dir, config, show_bar=show_bar, images=images)
+    del images  # the images stage saves them and goes on with the memory-mapped copy
+    return run.execute()

@@ -53,8 +53,10 @@ class SelfLabelConfig:
     threshold: float = 0.99
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"self-label epochs must be >= 0, got {self.epochs}")
+        if self.epochs < 1:
+            raise ValueError(f"self-label epochs (--selflabel-epochs) must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"self-label batch_size must be at least 1, got {self.batch_size}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"self-label threshold must lie in (0, 1), got {self.threshold}")
 

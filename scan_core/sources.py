@@ -14,8 +14,16 @@ with ``C`` 1 (grayscale) or 3 (RGB):
   first-level subfolders become class labels when every image lies in one.
 
 Without a split the built-ins give train + test concatenated, train first. Unreadable image files
-in a folder are skipped and listed in ``ImageSet.skipped``; every other failure raises
+in a folder (corrupt, truncated, over Pillow's decompression-bomb limit) and exact duplicates are
+skipped and listed in ``ImageSet.skipped`` with the reason; every other failure raises
 :class:`SourceError` with a message that names the file or dataset and the problem.
+
+Duplicates (the same pixels after decoding) are kept once, the first in sorted order: a copy is
+its own nearest neighbour at distance zero, so it takes a slot of every neighbour list it is in
+and hands SCAN a pair that agrees trivially, pulling copies (and what surrounds them) together
+whatever they show. File names that are not valid UTF-8 are loaded; their ids, paths and skip
+entries show the undecodable bytes as ``\\xNN`` escapes so that they stay JSON-safe (such a
+``paths`` entry names the file readably but cannot be opened as it is).
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import os
 import shutil
 import stat
 import tempfile
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -346,7 +355,8 @@ def load_folder(folder: Path, image_size: int | None = None,
     first frame only, centre-cropped to a square and resized to ``S = image_size`` or
     :func:`working_size` of the images. ``C`` is 1 when every image has a grayscale mode, else 3
     (alpha composited on white). Labels are the first-level subfolders when every image lies in
-    one. Unreadable files are skipped and listed in ``skipped``.
+    one. Unreadable files and exact duplicates are skipped and listed in ``skipped`` (see the
+    module docstring).
     """
     image_size = _check_image_size(image_size)
     root = Path(folder).expanduser()
@@ -357,22 +367,27 @@ def load_folder(folder: Path, image_size: int | None = None,
     root = root.resolve()
     files, skipped = _scan_folder(root)
     records = _read_images(root, files, image_size, progress)
-    loaded = []
+    loaded, first_with = [], {}                   # digest of the pixels -> id of the first copy
     for rel, record in zip(files, records):
         if isinstance(record, str):
-            skipped.append({"path": rel, "reason": record})
+            skipped.append(_skip(rel, record))
+            continue
+        pixels, original, digest = record
+        if digest in first_with:
+            skipped.append(_skip(rel, f"duplicate of {first_with[digest]}"))
         else:
-            loaded.append((rel, *record))
+            first_with[digest] = _display(rel)
+            loaded.append((rel, pixels, original))
     if not loaded:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         detail = f" ({len(skipped)} files skipped: {reasons})" if skipped else ""
-        raise SourceError(f"no readable images in {root}{detail}")
+        raise SourceError(f"no readable images in {_display(str(root))}{detail}")
     size = image_size or working_size([original for _, _, original in loaded])
     images = _stack_images([pixels for _, pixels, _ in loaded], size)
-    ids = [rel for rel, _, _ in loaded]
+    ids = [_display(rel) for rel, _, _ in loaded]
     labels, class_names = _folder_labels(ids)
-    return ImageSet(name=root.name, images=images, ids=np.asarray(ids),
-                    paths=np.asarray([str(root / rel) for rel in ids]),
+    return ImageSet(name=_display(root.name), images=images, ids=np.asarray(ids),
+                    paths=np.asarray([_display(str(root / rel)) for rel, _, _ in loaded]),
                     labels=labels, class_names=class_names, skipped=skipped)
 
 
@@ -381,8 +396,8 @@ def _scan_folder(root: Path) -> tuple[list[str], list[dict]]:
     files, skipped = [], []
 
     def unlisted(error: OSError) -> None:
-        skipped.append({"path": _relative(root, Path(error.filename or root)),
-                        "reason": f"cannot list folder: {error.strerror or error}"})
+        skipped.append(_skip(_relative(root, Path(error.filename or root)),
+                             f"cannot list folder: {error.strerror or error}"))
 
     for current, dirs, names in os.walk(root, onerror=unlisted):
         here = Path(current)
@@ -392,8 +407,7 @@ def _scan_folder(root: Path) -> tuple[list[str], list[dict]]:
                 continue
             if (here / name).is_symlink():         # os.walk does not follow it; note escapes
                 if not _inside(root, here / name):
-                    skipped.append({"path": _relative(root, here / name),
-                                    "reason": "symlink points outside the folder"})
+                    skipped.append(_skip(_relative(root, here / name), "symlink points outside the folder"))
                 continue
             kept.append(name)
         dirs[:] = sorted(kept)
@@ -402,8 +416,7 @@ def _scan_folder(root: Path) -> tuple[list[str], list[dict]]:
             if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             if path.is_symlink() and not _inside(root, path):
-                skipped.append({"path": _relative(root, path),
-                                "reason": "symlink points outside the folder"})
+                skipped.append(_skip(_relative(root, path), "symlink points outside the folder"))
                 continue
             files.append(_relative(root, path))
     files.sort(key=lambda rel: PurePosixPath(rel).parts)
@@ -414,18 +427,31 @@ def _relative(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
+def _display(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes that are not UTF-8 (surrogate escapes of a file name
+    read from disk) become ``\\xNN``, e.g. ``caf\\xe9.png``; other names are unchanged."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _skip(rel: str, reason: str) -> dict:
+    """A ``skipped`` entry: the file's JSON-safe relative path and why it was left out."""
+    return {"path": _display(rel), "reason": reason}
+
+
 def _inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
 def _read_images(root: Path, files: list[str], image_size: int | None,
                  progress: Progress | None) -> list:
-    """Decode ``files`` in parallel, in order; each result is ``(pixels, (h, w))`` or a reason."""
+    """Decode ``files`` in parallel, in order; each result is :func:`_read_image`'s."""
     total = len(files)
     if progress:
         progress(0, total)
     results = []
-    with ThreadPoolExecutor(READ_WORKERS) as pool:
+    with ThreadPoolExecutor(READ_WORKERS) as pool, warnings.catch_warnings():
+        # a file over MAX_IMAGE_PIXELS is skipped with a reason by _read_image: no warning too
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         for done, result in enumerate(pool.map(
                 lambda rel: _read_image(root / rel, image_size), files), start=1):
             results.append(result)
@@ -434,27 +460,38 @@ def _read_images(root: Path, files: list[str], image_size: int | None,
     return results
 
 
-def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[int, int]] | str:
-    """One file as a square ``(s, s)`` L or ``(s, s, 3)`` RGB array and its original ``(h, w)``.
+def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[int, int], bytes] | str:
+    """One file as a square ``(s, s)`` L or ``(s, s, 3)`` RGB array, its original ``(h, w)`` and
+    a digest of all its decoded pixels (equal digests: exact duplicates).
 
     ``s`` is ``image_size``, else ``min(h, w)`` capped at :data:`AUTO_MAX_SIZE` (the final size
-    is chosen once all sizes are known). Returns the reason as a string if the file is unreadable.
+    is chosen once all sizes are known). Returns the reason as a string if the file is unreadable
+    or has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding).
     """
     try:
         with Image.open(path) as image:
             width, height = image.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and width * height > limit:
+                return f"image too large: {width}x{height} pixels, more than the limit of {limit}"
             side = image_size or min(width, height, AUTO_MAX_SIZE)
             image.draft(image.mode, (side, side))  # JPEG: decode at a reduced scale, still >= side
             image.load()
             image = ImageOps.exif_transpose(image)
             pixels = np.asarray(_square(_canonical(image), side))
-        return pixels, (height, width)
+            return pixels, (height, width), _pixel_digest(image)
     except UnidentifiedImageError:
         return "not a readable image file"
     except Image.DecompressionBombError as error:
         return f"image too large: {error}"
     except Exception as error:  # noqa: BLE001 - Pillow decoders raise many types: skip the file
         return f"unreadable image: {error or type(error).__name__}"
+
+
+def _pixel_digest(image: Image.Image) -> bytes:
+    """Digest of the decoded pixels (mode, size, values, palette): equal for exact copies only."""
+    header = f"{image.mode} {image.size} ".encode() + bytes(image.getpalette() or [])
+    return hashlib.sha1(header + image.tobytes()).digest()
 
 
 def _canonical(image: Image.Image) -> Image.Image:
@@ -542,7 +579,7 @@ def load_zip(path: Path, data_dir: Path | None = None, image_size: int | None = 
         with zipfile.ZipFile(path) as archive:
             _check_zip_limits(path, archive.infolist())
             target = _extract_zip(path, archive, data_dir / "zips")
-    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as error:
         raise SourceError(f"{path} is not a valid zip file: {error}") from error
     except OSError as error:
         raise SourceError(f"cannot read or extract {path}: {error}") from error

@@ -1,12 +1,16 @@
-"""Atomic, pickle-free artifact I/O."""
+"""Atomic, pickle-free artifact I/O, torch files and training checkpoints."""
+import errno
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from scan_core import artifacts
-from scan_core.artifacts import CorruptArtifact, load_array, load_json, save_array, save_bytes, save_json
+from scan_core.artifacts import (Checkpoint, CorruptArtifact, load_array, load_json, load_torch, save_array,
+                                 save_bytes, save_json, save_torch)
 
 
 @pytest.mark.parametrize("array", [
@@ -102,3 +106,73 @@ def test_write_failing_midway_keeps_previous_file(tmp_path):
         artifacts._atomic_write(path, write_then_fail)
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["a.bin"]
+
+
+def test_disk_full_keeps_previous_file_and_names_target(tmp_path, monkeypatch):
+    path = tmp_path / "a.npy"
+    save_array(path, np.zeros(3))
+
+    def disk_full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match=rf"cannot write {path}: No space left on device") as error:
+        save_array(path, np.ones(3))
+    assert error.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == ["a.npy"]                  # the temporary file is gone
+    assert np.array_equal(load_array(path), np.zeros(3))       # the old version is untouched
+
+
+def test_unwritable_folder_names_target(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OSError, match=r"cannot write .*file/sub/m\.json"):
+        save_json(tmp_path / "file" / "sub" / "m.json", {})
+
+
+def test_torch_round_trip_and_corrupt_files(tmp_path):
+    path = tmp_path / "m.pt"
+    save_torch(path, {"w": torch.arange(4.0), "best": 3, "name": "x"})
+    back = load_torch(path)
+    assert torch.equal(back["w"], torch.arange(4.0)) and back["best"] == 3 and back["name"] == "x"
+    data = path.read_bytes()
+    for damaged in (b"", data[:50], data[:len(data) // 2], b"garbage", pickle.dumps(Exception("code"), protocol=2)):
+        path.write_bytes(damaged)
+        with pytest.raises(CorruptArtifact, match="m.pt"):
+            load_torch(path)
+    with pytest.raises(FileNotFoundError):
+        load_torch(tmp_path / "missing.pt")
+
+
+def _training_state(seed: int):
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()                                           # the optimizer has state to save
+    return model, optimizer, np.random.default_rng(seed)
+
+
+def test_checkpoint_restores_model_optimizer_and_random_state(tmp_path):
+    resumed = []
+    checkpoint = Checkpoint(tmp_path / "checkpoints" / "stage.pt", on_resume=resumed.append)
+    model, optimizer, rng = _training_state(0)
+    checkpoint.save(3, model, optimizer, rng)
+    expected = (rng.random(), torch.rand(1))
+    fresh_model, fresh_optimizer, fresh_rng = _training_state(1)
+    assert checkpoint.resume(fresh_model, fresh_optimizer, fresh_rng) == 3 and resumed == [3]
+    assert torch.equal(fresh_model.weight, model.weight)
+    assert fresh_optimizer.state_dict()["state"][0]["exp_avg"].equal(optimizer.state_dict()["state"][0]["exp_avg"])
+    assert (fresh_rng.random(), torch.rand(1)) == expected
+    checkpoint.clear()
+    assert not checkpoint.path.exists()
+    assert checkpoint.resume(*_training_state(2)) == 0 and resumed == [3]
+
+
+def test_corrupt_or_foreign_checkpoint_counts_as_none(tmp_path):
+    checkpoint = Checkpoint(tmp_path / "stage.pt")
+    checkpoint.path.write_bytes(b"\x00" * 100)
+    assert checkpoint.resume(*_training_state(0)) == 0
+    model, optimizer, rng = _training_state(0)
+    checkpoint.save(2, model, optimizer, rng)
+    other = torch.nn.Linear(5, 2)                               # another model's shapes
+    assert checkpoint.resume(other, torch.optim.Adam(other.parameters()), rng) == 0

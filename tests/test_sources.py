@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import time
 import urllib.error
@@ -149,8 +150,9 @@ def test_animated_gif_gives_first_frame(tmp_path):
     assert (images.images[0] == RED).all()
 
 
-def test_unreadable_files_are_skipped_with_reasons(tmp_path, monkeypatch):
+def test_unreadable_files_are_skipped_with_reasons(tmp_path, monkeypatch, recwarn):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)     # 8x8 loads, 64x64 is a "bomb"
+    save(tmp_path / "cls" / "over.png", Image.new("RGB", (12, 12), BLUE))  # 144: Pillow only warns
     good = save(tmp_path / "cls" / "good.png", Image.new("RGB", (8, 8), RED))
     jpeg = save(tmp_path / "cls" / "full.jpg", Image.new("RGB", (8, 8), GREEN))
     (tmp_path / "cls" / "truncated.jpg").write_bytes(jpeg.read_bytes()[:jpeg.stat().st_size // 2])
@@ -164,15 +166,49 @@ def test_unreadable_files_are_skipped_with_reasons(tmp_path, monkeypatch):
     assert images.ids.tolist() == ["cls/good.png"] and images.paths[0] == str(good.resolve())
     reasons = {s["path"]: s["reason"] for s in images.skipped}
     assert set(reasons) == {"cls/truncated.jpg", "cls/truncated.png", "cls/text.png",
-                            "cls/empty.jpeg", "cls/big.png"}
+                            "cls/empty.jpeg", "cls/big.png", "cls/over.png"}
     assert all(reasons.values())
     assert "too large" in reasons["cls/big.png"]
+    assert reasons["cls/over.png"] == "image too large: 12x12 pixels, more than the limit of 100"
     assert "not a readable image" in reasons["cls/text.png"]
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_exact_duplicates_are_kept_once(tmp_path):
+    image = gradient("RGB", (20, 20))
+    save(tmp_path / "a" / "first.png", image)
+    save(tmp_path / "a" / "same_bytes.png", image)
+    save(tmp_path / "b" / "other_format.bmp", image)           # other file, same decoded pixels
+    save(tmp_path / "b" / "other_size.png", image.resize((24, 24)))
+    save(tmp_path / "b" / "one_pixel_off.png", Image.fromarray(
+        np.asarray(image) ^ np.pad(np.ones((1, 1, 3), np.uint8), ((0, 19), (0, 19), (0, 0)))))
+    images = load_source(str(tmp_path), image_size=16)
+    assert images.ids.tolist() == ["a/first.png", "b/one_pixel_off.png", "b/other_size.png"]
+    assert images.skipped == [{"path": "a/same_bytes.png", "reason": "duplicate of a/first.png"},
+                              {"path": "b/other_format.bmp", "reason": "duplicate of a/first.png"}]
+
+
+def test_non_utf8_file_names_load_with_escaped_json_safe_ids(tmp_path):
+    root = os.fsencode(tmp_path / "data")
+    os.makedirs(os.path.join(root, b"d\xfcr"))
+    for name, colour in ((b"caf\xe9.png", RED), (b"d\xfcr/ok.png", GREEN)):
+        Image.new("RGB", (8, 8), colour).save(os.path.join(root, name), format="PNG")
+    with open(os.path.join(root, b"d\xfcr/bad\xff.png"), "wb") as handle:
+        handle.write(b"not an image")
+    images = load_source(str(tmp_path / "data"))
+    assert images.ids.tolist() == ["caf\\xe9.png", "d\\xfcr/ok.png"]
+    assert images.skipped == [{"path": "d\\xfcr/bad\\xff.png", "reason": "not a readable image file"}]
+    assert images.paths[0] == str(tmp_path / "data" / "caf\\xe9.png")
+    images.save(tmp_path / "cache")
+    for text in (*images.ids.tolist(), *images.paths.tolist(), json.dumps(images.skipped)):
+        text.encode("utf-8")                                     # no lone surrogates
+    again = ImageSet.load(tmp_path / "cache")
+    assert again.ids.tolist() == images.ids.tolist() and again.skipped == images.skipped
 
 
 def test_root_images_mean_no_labels_and_hidden_files_ignored(tmp_path):
-    save(tmp_path / "a" / "x.png", Image.new("L", (8, 8)))
-    save(tmp_path / "top.PNG", Image.new("L", (8, 8)))
+    save(tmp_path / "a" / "x.png", Image.new("L", (8, 8), 1))
+    save(tmp_path / "top.PNG", Image.new("L", (8, 8), 2))
     save(tmp_path / ".hidden.png", Image.new("L", (8, 8)))
     save(tmp_path / ".cache" / "y.png", Image.new("L", (8, 8)))
     images = load_source(str(tmp_path))
@@ -182,7 +218,7 @@ def test_root_images_mean_no_labels_and_hidden_files_ignored(tmp_path):
 
 def test_auto_working_size(tmp_path):
     for i in range(3):
-        save(tmp_path / f"mnist{i}.png", Image.new("L", (28, 28)))
+        save(tmp_path / f"mnist{i}.png", Image.new("L", (28, 28), i))
     assert load_source(str(tmp_path)).images.shape == (3, 28, 28, 1)
     mixed = tmp_path / "mixed"
     for i, size in enumerate([(20, 30), (100, 140), (300, 200)]):
@@ -198,8 +234,9 @@ def test_symlinks_outside_the_folder_are_skipped(tmp_path):
     (root / "link_out.png").symlink_to(outside / "out.png")
     (root / "linked_dir").symlink_to(outside, target_is_directory=True)
     images = load_source(str(root))
-    assert images.ids.tolist() == ["in.png", "link_in.png"]
+    assert images.ids.tolist() == ["in.png"]
     assert {s["path"]: s["reason"] for s in images.skipped} == {
+        "link_in.png": "duplicate of in.png",          # a link inside is a copy of its target
         "link_out.png": "symlink points outside the folder",
         "linked_dir": "symlink points outside the folder"}
 
