@@ -1,0 +1,127 @@
+"""App speed on a 70k-image run (Fashion-MNIST), in a real browser.
+
+Builds the run once (``tiny`` preset + UMAP, into ``bench/out/app-home``; the first UMAP is not
+timed), starts ``streamlit run app.py`` and measures with Playwright + Debian Chromium:
+
+- Embedding page: navigation -> the WebGL scatter drawn and the script run finished;
+- a gallery page of 100 thumbnails: box selection on the map -> every image of the page loaded;
+- Clusters page: navigation -> finished.
+
+    python bench/bench_app.py [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scan_core import jobs  # noqa: E402
+from scan_core.run import train_run  # noqa: E402
+
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+RUN = "fashion-70k"
+
+
+def build_run(home: Path) -> None:
+    ws = jobs.Workspace.create(home)
+    run_dir = ws.runs / RUN
+    started = time.time()
+    train_run(run_dir, "fashion-mnist", 10, preset="tiny", show_bar=False, umap=True)
+    print(f"run ready in {time.time() - started:.0f} s ({run_dir})")
+
+
+def serve(home: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                               cwd=ROOT, env={**os.environ, jobs.HOME_ENV: str(home)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit("streamlit did not start")
+
+
+def idle(page) -> None:
+    page.wait_for_timeout(100)
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=120_000)
+
+
+def measure(page, url: str) -> dict[str, float]:
+    started = time.perf_counter()
+    page.goto(f"{url}/embedding?run={RUN}")
+    page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=120_000)
+    idle(page)
+    embedding = time.perf_counter() - started
+
+    page.locator(".modebar-btn[data-val='select']").first.click()
+    box = page.locator(".nsewdrag").first.bounding_box()
+    started = time.perf_counter()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=5)
+    page.mouse.up()
+    images = page.locator("[data-testid='stImage'] img")
+    page.wait_for_function("() => { const imgs = document.querySelectorAll(\"[data-testid='stImage'] img\");"
+                           " return imgs.length >= 100 && [...imgs].every(i => i.complete && i.naturalWidth > 0); }",
+                           timeout=120_000)
+    gallery = time.perf_counter() - started
+    count = images.count()
+
+    started = time.perf_counter()
+    page.goto(f"{url}/clusters?run={RUN}")
+    page.get_by_text("Prototypes").wait_for(timeout=120_000)
+    idle(page)
+    clusters = time.perf_counter() - started
+    return {"embedding": embedding, "gallery": gallery, "clusters": clusters, "images": count}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--home", type=Path, default=ROOT / "bench" / "out" / "app-home")
+    args = parser.parse_args()
+    if not (args.home / "runs" / RUN / "projection.npy").exists():
+        build_run(args.home)
+    from playwright.sync_api import sync_playwright
+    process, url = serve(args.home)
+    rows = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/embedding?run={RUN}")  # warm the server's caches once, untimed
+            page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+            idle(page)
+            for _ in range(args.repeats):
+                rows.append(measure(page, url))
+            browser.close()
+    finally:
+        process.terminate()
+    print(f"\n70,000 images, {args.repeats} repeats, 2-core CPU, headless Chromium\n")
+    print("| measurement | mean (s) | max (s) | target (s) |\n|---|---|---|---|")
+    for key, title, target in (("embedding", "Embedding page ready after navigation", 3.0),
+                               ("gallery", f"gallery page of {rows[0]['images']} thumbnails after a box selection", 1.0),
+                               ("clusters", "Clusters page ready after navigation", None)):
+        values = [row[key] for row in rows]
+        print(f"| {title} | {sum(values) / len(values):.2f} | {max(values):.2f} | {target or '–'} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Curate & export: name clusters from their prototypes, relabel / move / flag images, undo, and
+export the curated labels (CSV, JSON, ImageFolder, Label Studio). Every edit goes to SQLite."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from scan_core import export
+from scan_core.curation import cluster_label
+from ui.gallery import data_uri, gallery
+from ui.state import cluster_options, cluster_title, curated, curation, require_results, through_navigation, who, workspace
+
+ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", "Clear label override")
+
+
+def name_clusters(results, state) -> None:
+    """An editable table: one row per cluster with its three most confident members."""
+    thumbs = results.thumbnails()
+    rows = []
+    for cluster in cluster_options(state):
+        top = results.members(state.clusters, cluster)[:3]
+        rows.append({"cluster": cluster, "size": int((state.clusters == cluster).sum()),
+                     **{f"p{k}": data_uri(thumbs[i]) for k, i in enumerate(top)},
+                     "name": state.names.get(cluster, "")})
+    table = pd.DataFrame(rows)
+    edited = st.data_editor(
+        table, hide_index=True, width="stretch", row_height=56, disabled=["cluster", "size", "p0", "p1", "p2"],
+        key="names_editor", column_config={
+            **{f"p{k}": st.column_config.ImageColumn("" if k else "prototypes", width="small") for k in range(3)},
+            "name": st.column_config.TextColumn("name", max_chars=100, help="Type a name, then Save names")})
+    changed = [(int(r.cluster), str(r.name).strip()) for r in edited.itertuples()
+               if str(r.name or "").strip() and str(r.name).strip() != state.names.get(int(r.cluster), "")]
+    if st.button(f"Save names ({len(changed)} changed)", disabled=not changed, type="primary", icon=":material/save:"):
+        store = curation(results)
+        for cluster, name in changed:
+            store.name_cluster(cluster, name, who())
+        st.rerun()
+
+
+def choose_images(results) -> np.ndarray:
+    """Images to edit: the Embedding page's lasso selection, or ids / #indices typed in."""
+    selection = st.session_state.get("selection") or []
+    source = st.radio("Images", [f"Embedding selection ({len(selection)})", "Type ids"], horizontal=True,
+                      key="edit_source")
+    if source.startswith("Embedding"):
+        return np.asarray(selection, dtype=np.int64)
+    text = st.text_area("Image ids or #indices, separated by spaces, commas or new lines", key="edit_ids")
+    ids = {str(image_id): i for i, image_id in enumerate(results.images.ids)}
+    chosen, unknown = [], []
+    for token in text.replace(",", " ").split():
+        number = token.lstrip("#")
+        if token in ids:
+            chosen.append(ids[token])
+        elif token.startswith("#") and number.isdigit() and int(number) < len(results.images):
+            chosen.append(int(number))
+        else:
+            unknown.append(token)
+    if unknown:
+        st.warning(f"Unknown: {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}")
+    return np.unique(np.asarray(chosen, dtype=np.int64))
+
+
+def edit_images(results, state) -> None:
+    chosen = choose_images(results)
+    if len(chosen):
+        with st.expander(f"{len(chosen):,} images chosen", expanded=len(chosen) <= 24):
+            gallery(results, chosen, "edit_gallery", lambda i: f"{state.labels()[i]}", page_size=48)
+    action = st.segmented_control("Action", ACTIONS, default=ACTIONS[0], key="edit_action") or ACTIONS[0]
+    store = curation(results)
+    with st.form("edit", border=False):
+        if action == "Set label":
+            known = sorted(set(state.names.values()) | set(state.overrides.values()) | set(results.class_names))
+            label = st.selectbox("Label", known, index=None, accept_new_options=True, key="edit_label",
+                                 placeholder="Pick or type a label")
+        elif action == "Move to cluster":
+            target = st.selectbox("Cluster", cluster_options(state), format_func=lambda c: cluster_title(state, c))
+        apply = st.form_submit_button(f"Apply to {len(chosen):,} images", disabled=not len(chosen), type="primary")
+    if not apply:
+        return
+    try:
+        if action == "Set label":
+            if not label:
+                st.warning("Choose or type a label first.")
+                return
+            store.relabel(chosen, label, who())
+        elif action == "Move to cluster":
+            store.move(chosen, int(target), who())
+        elif action == "Clear label override":
+            store.clear_label(chosen, who())
+        else:
+            store.mark_outliers(chosen, action == "Mark as outlier", who())
+    except ValueError as error:
+        st.error(str(error))
+        return
+    st.toast(f"{action}: {len(chosen):,} images")
+    st.rerun()
+
+
+def history(results) -> None:
+    store = curation(results)
+    edits = store.history(limit=30)
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left.subheader("History")
+    if right.button("Undo my last edit", icon=":material/undo:", disabled=not edits):
+        undone = store.undo(who())
+        st.toast(f"Undone: {undone['kind']} #{undone['id']}" if undone else "Nothing of yours to undo")
+        st.rerun()
+    if not edits:
+        st.caption("No edits yet.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "#": e["id"], "when": datetime.fromtimestamp(e["at"]).strftime("%Y-%m-%d %H:%M:%S"), "who": e["who"],
+        "edit": e["kind"], "details": describe(e["payload"]), "undone": bool(e["undone"])} for e in edits]),
+        hide_index=True, width="stretch")
+
+
+def describe(payload: dict) -> str:
+    parts = []
+    for key, value in payload.items():
+        if key == "images":
+            parts.append(f"{len(value)} images")
+        else:
+            parts.append(f"{key}: {value}")
+    return ", ".join(parts)
+
+
+def exports(results, state) -> None:
+    table = export.curated_table(results.images, results.probs, state)
+    st.dataframe(table.head(200), hide_index=True, width="stretch", height=240)
+    st.caption(f"Curated label = the image's own label, else its cluster's name, else “{cluster_label(0)}”. "
+               f"{len(table):,} rows; {int(table['outlier'].sum()):,} outliers.")
+    folder = workspace().home / "exports" / results.dir.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    def written(name: str, writer) -> bytes:
+        path = folder / f"{stamp}-{name}"
+        writer(table, path)
+        return path.read_bytes()
+
+    cols = st.columns(3)
+    cols[0].download_button("CSV", lambda: written("labels.csv", export.export_csv), f"{results.dir.name}-labels.csv",
+                            "text/csv", icon=":material/download:", key="export_csv")
+    cols[1].download_button("JSON", lambda: written("labels.json", export.export_json),
+                            f"{results.dir.name}-labels.json", "application/json", icon=":material/download:",
+                            key="export_json")
+    cols[2].download_button("Label Studio predictions",
+                            lambda: written("label-studio.json", export.export_label_studio),
+                            f"{results.dir.name}-label-studio.json", "application/json",
+                            icon=":material/download:", key="export_ls")
+    with st.form("imagefolder", border=True):
+        st.markdown("**ImageFolder** — one folder per curated label, on the server")
+        mode = st.radio("Files", ["copy", "symlink"], horizontal=True,
+                        help="symlink: links to the source files (no copy); bundled datasets are written as PNG")
+        outliers = st.checkbox("Include outliers")
+        if st.form_submit_button("Write ImageFolder", icon=":material/folder_copy:"):
+            target = folder / f"{stamp}-imagefolder"
+            counts = export.export_image_folder(table, results.images, target, mode, outliers)
+            st.success(f"Wrote {sum(counts.values()):,} images in {len(counts)} folders to `{target}`")
+
+
+def main() -> None:
+    results = require_results(("probs",))
+    state = curated(results)
+    st.title("Curate & export")
+    st.caption(f"Editing as **{who()}** (set your name in the sidebar). Every edit is saved at once and can be undone.")
+    tab_names, tab_images, tab_history, tab_export = st.tabs(["Name clusters", "Edit images", "History", "Export"])
+    with tab_names:
+        name_clusters(results, state)
+    with tab_images:
+        edit_images(results, state)
+    with tab_history:
+        history(results)
+    with tab_export:
+        exports(results, state)
+
+
+through_navigation()
+main()

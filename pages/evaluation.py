@@ -1,0 +1,75 @@
+"""Evaluation (runs with labels): Hungarian ACC, NMI, ARI, confusion matrix, per-class precision
+and recall, the stages side by side, and the confidence histogram."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from ui.state import cluster_title, curated, require_results, through_navigation
+
+STAGE_TITLES = {"pretext": "pretext features + k-means", "scan": "SCAN", "selflabel": "SCAN + self-label"}
+
+
+def main() -> None:
+    results = require_results(("probs", "labels"))
+    state = curated(results)
+    st.title("Evaluation")
+    which = st.segmented_control("Clusters", ["model", "curated"], default="model", key="eval_which",
+                                 help="model: the run's own assignment; curated: after merges, splits and moves")
+    clusters = state.clusters if which == "curated" else results.clusters
+    report = results.evaluation(clusters)
+    k, classes = len(report["clusters"]), len(results.class_names)
+    cols = st.columns(4)
+    cols[0].metric("ACC (Hungarian)", f"{report['acc']:.3f}")
+    cols[1].metric("NMI", f"{report['nmi']:.3f}")
+    cols[2].metric("ARI", f"{report['ari']:.3f}")
+    cols[3].metric("Majority-vote ACC", f"{report['majority_acc']:.3f}",
+                   help="Each cluster takes its most frequent class: the fair score when K ≠ classes")
+    if k != classes:
+        st.info(f"{k} non-empty clusters for {classes} classes: Hungarian ACC leaves clusters unmatched, "
+                "so read the majority-vote ACC; the confusion matrix uses the majority-vote map.")
+
+    st.subheader("Confusion matrix")
+    mapping = report["mapping"]
+    rows = [f"{cluster_title(state, c)} → {results.class_names[mapping[int(c)]]}" if int(c) in mapping
+            else cluster_title(state, c) for c in report["clusters"]]
+    order = np.argsort([mapping.get(int(c), classes) for c in report["clusters"]], kind="stable")
+    figure = px.imshow(report["confusion"][order], x=results.class_names, y=[rows[i] for i in order],
+                       color_continuous_scale="Blues", text_auto=True, aspect="auto",
+                       labels={"x": "true class", "y": "cluster → mapped class", "color": "images"})
+    figure.update_layout(height=max(360, 34 * k), margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(type="category")
+    st.plotly_chart(figure, key="confusion")
+    st.caption(f"Clusters are mapped to classes by {report['mapping_kind']}.")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Per class")
+        st.dataframe(pd.DataFrame(report["per_class"]), hide_index=True, width="stretch", column_config={
+            c: st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")
+            for c in ("precision", "recall")})
+    with right:
+        st.subheader("Stages side by side")
+        stages = [{"stage": STAGE_TITLES[s], **{m: results.metrics[s].get(m) for m in ("acc", "nmi", "ari")},
+                   "seconds": results.metrics[s].get("seconds")} for s in STAGE_TITLES if s in results.metrics]
+        st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch")
+        neighbours = results.metrics.get("neighbors", {})
+        if "purity" in neighbours:
+            st.caption(f"Neighbour purity (top-{neighbours['k']}, {neighbours['space']} space): "
+                       f"{neighbours['purity']:.3f}")
+
+    st.subheader("Confidence")
+    correct = np.array([mapping.get(int(c), -1) for c in clusters]) == results.images.labels
+    frame = pd.DataFrame({"confidence": results.confidence,
+                          "matches its class": np.where(correct, "yes", "no")})
+    histogram = px.histogram(frame, x="confidence", color="matches its class", nbins=40, barmode="stack",
+                             color_discrete_map={"yes": "#54A24B", "no": "#E45756"})
+    histogram.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+    st.plotly_chart(histogram, key="confidence_hist")
+
+
+through_navigation()
+main()

@@ -1,0 +1,86 @@
+"""Neighbours: the mined nearest neighbours of one image, and where neighbourhoods disagree."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ui.gallery import display_image, gallery
+from ui.state import cluster_title, curated, require_results, through_navigation
+
+WORST = 60
+
+
+def pick_image(results) -> int:
+    """The image to show: from the URL (``?image=``), a gallery's "open", or typed by id."""
+    n = len(results.images)
+    ids = results.images.ids
+    asked = st.query_params.get("image")
+    if asked is not None and asked.isdigit() and int(asked) < n:
+        st.session_state["image_index"] = int(asked)
+    left, right = st.columns([2, 1], vertical_alignment="bottom")
+    typed = left.text_input("Image id or #index", placeholder=f"e.g. {ids[0]} or #0", key="image_query")
+    if typed:
+        match = np.flatnonzero(ids == typed.strip())
+        number = typed.strip().lstrip("#")
+        if len(match):
+            st.session_state["image_index"] = int(match[0])
+        elif number.isdigit() and int(number) < n:
+            st.session_state["image_index"] = int(number)
+        else:
+            st.warning(f"No image with id or index {typed!r}")
+    if right.button("Random image", icon=":material/shuffle:"):
+        st.session_state["image_index"] = int(np.random.default_rng().integers(n))
+    index = int(st.session_state.get("image_index", 0))
+    st.query_params["image"] = str(index)
+    return index
+
+
+def main() -> None:
+    results = require_results(("probs", "neighbors"))
+    state = curated(results)
+    st.title("Neighbours")
+    neighbors = np.asarray(results.neighbors)
+    labels, ids = state.labels(), results.images.ids
+    true_names = results.true_label_names()
+    index = pick_image(results)
+
+    left, right = st.columns([1, 4])
+    with left:
+        st.image(display_image(results.thumbnails()[index], 160))
+        st.markdown(f"**{ids[index]}** (#{index})  \n{cluster_title(state, state.clusters[index])}  \n"
+                    f"label: {labels[index]}  \nconfidence: {results.confidence[index]:.3f}"
+                    + (f"  \ntrue: {true_names[index]}" if true_names is not None else ""))
+    with right:
+        st.caption(f"Its {neighbors.shape[1]} mined neighbours, nearest first (the pairs SCAN trained on)")
+
+        def caption(i: int) -> str:
+            same = "✓" if state.clusters[i] == state.clusters[index] else "✗"
+            return f"{same} {cluster_title(state, state.clusters[i])}" + (
+                f" · {true_names[i]}" if true_names is not None else "")
+        gallery(results, neighbors[index], f"nn_{index}", caption)
+
+    st.subheader("Neighbourhood quality")
+    agreement = results.neighbor_agreement(state.clusters)
+    purity = results.neighbor_label_purity()
+    cols = st.columns(2)
+    cols[0].metric("Neighbours in the same cluster", f"{agreement.mean():.3f}")
+    if purity is not None:
+        cols[1].metric("Neighbour purity (same true label)", f"{purity.mean():.3f}")
+    else:
+        cols[1].caption("Neighbour purity needs labels; this run has none.")
+    table = pd.DataFrame({"cluster": state.clusters, "agreement": agreement}
+                         | ({"purity": purity} if purity is not None else {}))
+    per_cluster = table.groupby("cluster").mean().reset_index()
+    per_cluster.insert(1, "name", [state.names.get(int(c), "") for c in per_cluster["cluster"]])
+    st.dataframe(per_cluster, hide_index=True, width="stretch", column_config={
+        column: st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")
+        for column in ("agreement", "purity")})
+    st.subheader("Images whose neighbours disagree most")
+    st.caption("Their neighbours mostly sit in other clusters: borderline or mis-clustered images.")
+    worst = np.argsort(agreement, kind="stable")[:WORST]
+    gallery(results, worst, "disagree", lambda i: f"{agreement[i]:.2f} · {cluster_title(state, state.clusters[i])}")
+
+
+through_navigation()
+main()

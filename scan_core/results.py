@@ -1,0 +1,196 @@
+"""A run read back for exploring: the artifacts every page draws from, and the cheap views of them.
+
+Everything here reads what the job wrote (``images/``, ``features.npy``, ``neighbors.npy``,
+``scan_probs.npy``, ``selflabel_probs.npy``, ``projection.npy``, ``metrics.json``); nothing trains.
+Arrays are memory-mapped, so loading a 70k-image run takes well under a second. Functions that
+depend on the cluster assignment take it as an argument, so pages pass the *curated* clusters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifacts import CorruptArtifact, load_array, load_json, save_array
+from .images import ImageSet
+from .metrics import contingency, evaluate, hungarian_mapping, majority_mapping
+
+THUMBNAIL_SIZE = 64
+PROBABILITY_STAGES = ("scan", "selflabel")  # later stages refine earlier ones
+
+
+class RunNotReady(ValueError):
+    """The run lacks what a page needs (no images yet, no clustering yet, ...)."""
+
+
+@dataclass
+class RunResults:
+    """Artifacts of one run directory; absent ones are None (the run may still be going)."""
+
+    dir: Path
+    config: dict
+    images: ImageSet
+    metrics: dict
+    features: np.ndarray | None = None
+    neighbors: np.ndarray | None = None
+    projection: np.ndarray | None = None
+    stage_probs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "RunResults":
+        """Read every artifact present; RunNotReady when not even the images are there."""
+        run_dir = Path(run_dir)
+        try:
+            config = load_json(run_dir / "config.json")
+            images = ImageSet.load(run_dir / "images")
+        except (FileNotFoundError, CorruptArtifact, KeyError) as error:
+            raise RunNotReady(f"{run_dir.name} has no readable images yet ({error})") from None
+        n = len(images)
+
+        def optional(name: str, rows: int | None = n) -> np.ndarray | None:
+            try:
+                array = load_array(run_dir / name, mmap=True)
+            except (FileNotFoundError, CorruptArtifact):
+                return None
+            return array if rows is None or len(array) == rows else None
+
+        try:
+            metrics = load_json(run_dir / "metrics.json")
+        except (FileNotFoundError, CorruptArtifact):
+            metrics = {}
+        probs = {stage: p for stage in PROBABILITY_STAGES if (p := optional(f"{stage}_probs.npy")) is not None}
+        return cls(run_dir, config, images, metrics, optional("features.npy"), optional("neighbors.npy"),
+                   optional("projection.npy"), probs)
+
+    # ---- the final assignment ----------------------------------------------------------------
+    @property
+    def final_stage(self) -> str | None:
+        """The last stage with cluster probabilities (``selflabel`` over ``scan``), or None."""
+        return next((s for s in reversed(PROBABILITY_STAGES) if s in self.stage_probs), None)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Cluster probabilities ``(N, K)`` of the final stage; RunNotReady before SCAN ends."""
+        if self.final_stage is None:
+            raise RunNotReady(f"{self.dir.name} has no clustering yet (the SCAN stage has not finished)")
+        return np.asarray(self.stage_probs[self.final_stage])
+
+    @property
+    def clusters(self) -> np.ndarray:
+        """The model's cluster id per image ``(N,)``."""
+        return self.probs.argmax(1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """The model's probability of its chosen cluster ``(N,)``."""
+        return self.probs.max(1)
+
+    @property
+    def num_clusters(self) -> int:
+        return int(self.config["num_clusters"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.images.class_names)
+
+    def true_label_names(self) -> np.ndarray | None:
+        """Class name per image ``(N,)`` when labels exist."""
+        if not self.images.has_labels:
+            return None
+        return np.asarray(self.class_names, dtype=object)[self.images.labels]
+
+    # ---- images ------------------------------------------------------------------------------
+    def thumbnails(self) -> np.ndarray:
+        """Gallery images ``(N, T, T, C)`` uint8: the working images when they are small, else a
+        ``THUMBNAIL_SIZE`` copy made once and kept as ``thumbnails.npy``."""
+        images = self.images.images
+        if images.shape[1] <= THUMBNAIL_SIZE:
+            return images
+        path = self.dir / "thumbnails.npy"
+        try:
+            thumbs = load_array(path, mmap=True)
+            if thumbs.shape[0] == len(images):
+                return thumbs
+        except (FileNotFoundError, CorruptArtifact):
+            pass
+        chunks = []
+        for start in range(0, len(images), 2048):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + 2048])).permute(0, 3, 1, 2).float()
+            small = torch.nn.functional.interpolate(batch, size=(THUMBNAIL_SIZE, THUMBNAIL_SIZE), mode="bilinear",
+                                                    antialias=True, align_corners=False)
+            chunks.append(small.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
+        save_array(path, np.concatenate(chunks))
+        return load_array(path, mmap=True)
+
+    # ---- clusters ----------------------------------------------------------------------------
+    def members(self, clusters: np.ndarray, cluster: int, most_confident_first: bool = True) -> np.ndarray:
+        """Indices of ``cluster``'s members ``(M,)`` ordered by the model's confidence."""
+        index = np.flatnonzero(np.asarray(clusters) == cluster)
+        order = np.argsort(-self.confidence[index] if most_confident_first else self.confidence[index], kind="stable")
+        return index[order]
+
+    def central_members(self, clusters: np.ndarray, cluster: int, count: int) -> np.ndarray:
+        """The ``count`` members nearest (cosine) to the cluster's mean feature ``(<=count,)``."""
+        index = np.flatnonzero(np.asarray(clusters) == cluster)
+        if self.features is None or len(index) == 0:
+            return index[:count]
+        features = np.asarray(self.features[index], dtype=np.float32)
+        features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        centre = features.mean(0)
+        return index[np.argsort(-(features @ centre), kind="stable")[:count]]
+
+    def cluster_table(self, clusters: np.ndarray) -> list[dict]:
+        """Per cluster id present in ``clusters``: size, mean confidence, share of its members'
+        neighbours that lie in the same cluster (a label-free cohesion score)."""
+        clusters = np.asarray(clusters)
+        agreement = self.neighbor_agreement(clusters)
+        rows = []
+        for cluster in np.unique(clusters):
+            members = clusters == cluster
+            row = {"cluster": int(cluster), "size": int(members.sum()),
+                   "mean_confidence": float(self.confidence[members].mean())}
+            if agreement is not None:
+                row["neighbour_agreement"] = float(agreement[members].mean())
+            rows.append(row)
+        return rows
+
+    # ---- neighbours --------------------------------------------------------------------------
+    def neighbor_agreement(self, clusters: np.ndarray) -> np.ndarray | None:
+        """Share of each image's mined neighbours in its own cluster ``(N,)`` (None: not mined)."""
+        if self.neighbors is None:
+            return None
+        clusters = np.asarray(clusters)
+        return (clusters[np.asarray(self.neighbors)] == clusters[:, None]).mean(1)
+
+    def neighbor_label_purity(self) -> np.ndarray | None:
+        """Share of each image's neighbours carrying its true label ``(N,)`` (None: no labels)."""
+        if self.neighbors is None or not self.images.has_labels:
+            return None
+        labels = self.images.labels
+        return (labels[np.asarray(self.neighbors)] == labels[:, None]).mean(1)
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def evaluation(self, clusters: np.ndarray) -> dict:
+        """Scores of ``clusters`` against the labels, with the confusion matrix ``(K, C)``, the
+        cluster -> class map (Hungarian when K equals the number of classes, else majority vote)
+        and per-class precision / recall under that map. RunNotReady without labels."""
+        if not self.images.has_labels:
+            raise RunNotReady(f"{self.dir.name} has no labels: there is nothing to evaluate against")
+        clusters, labels = np.asarray(clusters), self.images.labels
+        scores = evaluate(clusters, labels)
+        table = contingency(clusters, labels, num_classes=len(self.class_names))
+        used = np.flatnonzero(table.sum(1))
+        one_to_one = len(used) == len(self.class_names)
+        mapping = hungarian_mapping(clusters, labels) if one_to_one else majority_mapping(clusters, labels)
+        predicted = np.array([mapping.get(int(c), -1) for c in range(table.shape[0])])[clusters]
+        per_class = []
+        for c, name in enumerate(self.class_names):
+            hits = int(((predicted == c) & (labels == c)).sum())
+            called, actual = int((predicted == c).sum()), int((labels == c).sum())
+            per_class.append({"class": name, "precision": hits / called if called else 0.0,
+                              "recall": hits / actual if actual else 0.0, "images": actual})
+        return {**scores, "confusion": table[used], "clusters": used, "mapping": mapping,
+                "mapping_kind": "Hungarian (one-to-one)" if one_to_one else "majority vote",
+                "per_class": per_class}

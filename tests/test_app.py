@@ -1,0 +1,170 @@
+"""Every page of the app, headless (``streamlit.testing.v1.AppTest``), on a finished digits run that
+the fixture really trains, on a copy of it without labels, and with no run at all."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from scan_core import jobs
+from scan_core.artifacts import load_json, save_json
+from scan_core.curation import Curation
+from scan_core.run import train_run
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGES = ("embedding", "clusters", "neighbours", "evaluation", "curate_export", "data_training")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """A workspace with ``digits`` (a real digits-preset run) and ``nolabels`` (its copy, labels removed)."""
+    ws = jobs.Workspace.create(tmp_path_factory.mktemp("app") / "home")
+    train_run(ws.runs / "digits", "digits", 10, preset="digits", show_bar=False)
+    unlabelled = ws.runs / "nolabels"
+    shutil.copytree(ws.runs / "digits", unlabelled)
+    meta = load_json(unlabelled / "images" / "imageset.json")
+    save_json(unlabelled / "images" / "imageset.json", {**meta, "labelled": False, "class_names": []})
+    (unlabelled / "images" / "labels.npy").unlink()
+    return ws.home
+
+
+def app(home: Path, monkeypatch, run: str | None = "digits", page: str | None = None) -> AppTest:
+    monkeypatch.setenv(jobs.HOME_ENV, str(home))
+    at = AppTest.from_file(APP, default_timeout=60)
+    if run:
+        at.query_params["run"] = run
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_draws_a_finished_run(home, monkeypatch, page):
+    at = app(home, monkeypatch, page=page)
+    assert at.title[0].value.split(" ")[0] in {"Embedding", "Clusters", "Neighbours", "Evaluation", "Curate",
+                                               "Data"}
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_evaluation_matches_the_run_metrics(home, monkeypatch):
+    at = app(home, monkeypatch, page="evaluation")
+    final = load_json(home / "runs" / "digits" / "metrics.json")["selflabel"]
+    assert metric(at, "ACC (Hungarian)") == f"{final['acc']:.3f}"
+    assert metric(at, "NMI") == f"{final['nmi']:.3f}"
+    assert final["acc"] > 0.8  # a real run: far above chance
+
+
+def test_pages_without_labels_say_so(home, monkeypatch):
+    at = app(home, monkeypatch, run="nolabels", page="evaluation")
+    assert "has no labels" in texts(at)
+    for page in ("embedding", "clusters", "neighbours", "curate_export"):
+        at = app(home, monkeypatch, run="nolabels", page=page)
+        assert not at.error and "has no labels" not in texts(at), page
+
+
+def test_no_run_yet(tmp_path, monkeypatch):
+    empty = jobs.Workspace.create(tmp_path / "empty").home
+    for page in PAGES[:-1]:
+        assert "No run yet" in texts(app(empty, monkeypatch, run=None, page=page))
+    at = app(empty, monkeypatch, run=None)
+    assert any(b.label == "Run the digits demo" for b in at.button)
+
+
+def test_a_running_job_is_reported(home, monkeypatch, tmp_path):
+    running = home / "runs" / "still-running"
+    running.mkdir()
+    shutil.copy(home / "runs" / "digits" / "config.json", running / "config.json")
+    save_json(running / "status.json", {"state": "running", "stage": "pretext", "completed": ["images"],
+                                        "pid": 1, "error": None})
+    try:
+        at = app(home, monkeypatch, run="still-running", page="clusters")
+        assert "lacks" in texts(at) or "still training" in texts(at)
+    finally:
+        shutil.rmtree(running)
+
+
+def test_the_chosen_run_survives_page_switches(home, monkeypatch):
+    at = app(home, monkeypatch, run="nolabels")
+    assert at.selectbox(key="run_picker").value == "nolabels"
+    for page in ("clusters", "evaluation"):
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+        assert at.query_params["run"] in ("nolabels", ["nolabels"])
+    assert "**nolabels** has no labels" in texts(at)
+
+
+def test_naming_a_cluster_on_the_clusters_page_is_stored(home, monkeypatch):
+    at = app(home, monkeypatch, page="clusters")
+    at.text_input(key="name_0").set_value("zeros")
+    next(b for b in at.button if b.label == "Save name").click()
+    at.run()
+    assert not at.exception
+    run_dir = home / "runs" / "digits"
+    state = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1)).state()
+    assert state.names[0] == "zeros"
+    assert "0 · zeros" in [o for o in at.selectbox(key="cluster").options]
+
+
+def test_relabel_typed_ids_and_undo(home, monkeypatch):
+    at = app(home, monkeypatch, page="curate_export")
+    at.session_state["who"] = "tester"
+    at.radio(key="edit_source").set_value("Type ids")
+    at.run()
+    at.text_area(key="edit_ids").set_value("#3 #5 #8")
+    at.run()
+    at.selectbox(key="edit_label").set_value("7")
+    next(b for b in at.button if b.label.startswith("Apply to 3")).click()
+    at.run()
+    assert not at.exception
+    run_dir = home / "runs" / "digits"
+    base = np.load(run_dir / "selflabel_probs.npy").argmax(1)
+    curation = Curation(run_dir, base)
+    assert {3: "7", 5: "7", 8: "7"}.items() <= curation.state().overrides.items()
+    assert curation.history(1)[0]["who"] == "tester"
+    next(b for b in at.button if b.label == "Undo my last edit").click()
+    at.run()
+    assert 3 not in curation.state().overrides
+
+
+def test_split_and_merge_from_the_clusters_page(home, monkeypatch):
+    run_dir = home / "runs" / "digits"
+    curation = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    before = curation.state()
+    at = app(home, monkeypatch, page="clusters")
+    at.selectbox(key="cluster").set_value(1)
+    at.run()
+    next(b for b in at.button if b.label == "Split in two").click()
+    at.run()
+    after = curation.state()
+    new = after.num_cluster_ids - 1
+    assert new == before.num_cluster_ids and (after.clusters == new).sum() > 0
+    assert set(np.flatnonzero(after.clusters == new)) <= set(np.flatnonzero(before.clusters == 1))
+    curation.merge(new, 1, "tester")  # the dialog's button runs the same call
+    assert (curation.state().clusters == before.clusters).all()
+
+
+def test_data_page_previews_digits_and_refuses_a_second_training(home, monkeypatch):
+    at = app(home, monkeypatch)
+    assert metric(at, "Images") == "1,797" and metric(at, "Labels") == "10 classes"
+    assert at.number_input[0].value == 10  # K defaults to the number of classes
+    ws = jobs.Workspace.create(home)
+    with jobs._training_lock(ws):  # someone else is training
+        next(b for b in at.button if b.label == "Start training").click()
+        at.run()
+    assert "Not started: a training is already running" in texts(at)

@@ -1,0 +1,163 @@
+"""Background training jobs: one at a time, survive their launcher, cancel, resume, confinement."""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scan_core import jobs
+from scan_core.artifacts import load_json
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def ws(tmp_path) -> jobs.Workspace:
+    """A fresh workspace; a job a failing test leaves behind is killed at the end."""
+    workspace = jobs.Workspace.create(tmp_path / "home")
+    yield workspace
+    active = jobs.active_run(workspace)
+    if active is not None:
+        os.killpg(load_json(active / "job.json")["pid"], signal.SIGKILL)
+
+
+def wait_for(predicate, timeout: float = 120.0, every: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def stage_running(run_dir: Path, stage: str) -> bool:
+    try:
+        status = load_json(run_dir / "status.json")
+    except (FileNotFoundError, ValueError, RuntimeError):
+        return False
+    return status.get("stage") == stage and status.get("state") == "running"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("My run", "My-run"), ("../../etc/passwd", "etc-passwd"), ("  ", "run"), (".hidden", "hidden"),
+    ("a/b\\c;rm -rf $HOME", "a-b-c-rm-rf-HOME"), ("x" * 200, "x" * jobs.RUN_NAME_MAX), ("é✓", "run"),
+])
+def test_run_names_are_sanitised(text, expected):
+    assert jobs.run_name(text) == expected
+
+
+def test_new_run_dirs_are_unique_and_inside_runs(ws):
+    first, second = ws.new_run_dir("../demo"), ws.new_run_dir("../demo")
+    assert first != second and first.parent == ws.runs == second.parent
+
+
+def test_folders_are_confined_to_the_data_roots(ws, tmp_path):
+    inside = ws.data_roots[0] / "cats"
+    inside.mkdir(parents=True)
+    assert ws.confined(str(inside)) == inside.resolve()
+    escape = ws.data_roots[0] / "escape"
+    escape.symlink_to("/etc")
+    for text in ("/etc", str(escape), str(ws.data_roots[0] / ".." / ".." / "etc"), ""):
+        with pytest.raises(ValueError, match="outside the data roots|no folder"):
+            ws.confined(text)
+    with pytest.raises(ValueError, match="does not exist"):
+        ws.confined(str(ws.data_roots[0] / "missing"))
+    with pytest.raises(ValueError, match="outside the data roots"):
+        jobs.start(ws, "/etc", 2)
+
+
+def test_environment_sets_home_and_roots(tmp_path, monkeypatch):
+    monkeypatch.setenv(jobs.HOME_ENV, str(tmp_path / "h"))
+    monkeypatch.setenv(jobs.ROOTS_ENV, os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    ws = jobs.Workspace.from_env()
+    assert ws.home == (tmp_path / "h").resolve() and ws.runs.is_dir()
+    assert ws.data_roots == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
+
+
+def test_a_job_runs_to_the_end_and_a_second_start_is_refused(ws):
+    run_dir = jobs.start(ws, "digits", 10, name="first", preset="tiny")
+    assert jobs.active_run(ws) == run_dir.resolve()
+    with pytest.raises(jobs.JobBusy, match="first"):
+        jobs.start(ws, "digits", 10, name="second", preset="tiny")
+    assert not (ws.runs / "second").exists()
+    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished")
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=10)
+    rows = jobs.list_runs(ws)
+    assert [r["run"] for r in rows] == ["first"] and rows[0]["state"] == "finished"
+    assert rows[0]["acc"] is not None and rows[0]["clusters"] == 10
+
+
+def test_a_bad_request_fails_with_the_reason(ws):
+    run_dir = jobs.start(ws, "digits", 5000, name="too-many", preset="tiny")
+    state = wait_for(lambda: (s := jobs.job_state(ws, run_dir))["state"] not in ("starting", "running") and s)
+    assert state["state"] == "failed" and "exceeds the 1797 images" in state["error"]
+
+
+def test_only_one_of_two_simultaneous_starts_runs(ws):
+    code = ("import sys; from scan_core import jobs; ws = jobs.Workspace.create(sys.argv[1]);\n"
+            "try:\n    jobs.start(ws, 'digits', 10, name=sys.argv[2], preset='tiny'); print('started')\n"
+            "except jobs.JobBusy: print('busy')")
+    launchers = [subprocess.Popen([sys.executable, "-c", code, str(ws.home), f"race{i}"], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True) for i in range(2)]
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in launchers)
+    assert outcomes == ["busy", "started"]
+    active = jobs.active_run(ws)
+    assert active is not None
+    wait_for(lambda: jobs.active_run(ws) is None)
+
+
+def test_the_job_outlives_its_launcher(ws):
+    """A Streamlit server restart: the launching process exits, the job goes on."""
+    code = ("import sys; from scan_core import jobs; ws = jobs.Workspace.create(sys.argv[1]);"
+            "print(jobs.start(ws, 'digits', 10, name='orphan', preset='tiny'))")
+    run_dir = Path(subprocess.run([sys.executable, "-c", code, str(ws.home)], cwd=ROOT, check=True,
+                                  capture_output=True, text=True, timeout=60).stdout.strip())
+    assert jobs.active_run(ws) == run_dir  # the launcher is gone, the job still holds the lock
+    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished")
+
+
+def test_cancel_then_resume(ws):
+    run_dir = jobs.start(ws, "digits", 10, name="cancel-me", preset="digits")
+    wait_for(lambda: stage_running(run_dir, "scan"), every=0.05)
+    assert jobs.cancel(ws, run_dir)
+    state = wait_for(lambda: (s := jobs.job_state(ws, run_dir))["state"] not in ("running", "starting") and s)
+    assert state["state"] == "cancelled" and state["error"] == "cancelled by user"
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=10)
+    assert not jobs.cancel(ws, run_dir)  # nothing left to cancel
+    jobs.resume(ws, run_dir)
+    with pytest.raises(ValueError, match="only a stopped run"):
+        jobs.resume(ws, run_dir)
+    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished", timeout=300)
+
+
+def test_a_killed_job_shows_as_interrupted_and_releases_the_lock(ws):
+    run_dir = jobs.start(ws, "digits", 10, name="killed", preset="digits")
+    wait_for(lambda: stage_running(run_dir, "scan"), every=0.05)
+    os.killpg(load_json(run_dir / "job.json")["pid"], signal.SIGKILL)
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=10)
+    state = jobs.job_state(ws, run_dir)
+    assert state["state"] == "interrupted" and "ended unexpectedly" in state["error"]
+    assert "pretext" in state["completed"]
+
+
+def test_resume_refuses_foreign_directories(ws, tmp_path):
+    with pytest.raises(ValueError, match="not a run of this workspace"):
+        jobs.resume(ws, tmp_path)
+
+
+def test_the_lock_is_an_flock_other_tools_can_see(ws):
+    """A holder of the lock (here: this test) blocks starts with a clear message."""
+    descriptor = os.open(ws.home / jobs.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(jobs.JobBusy, match="already running"):
+            jobs.start(ws, "digits", 10, preset="tiny")
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,60 @@
+"""Paged image galleries: one ``st.image`` call per page of pre-made thumbnails (never one widget
+per image), with an "open" picker that sends an image to the Neighbours page."""
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from scan_core.results import RunResults
+
+PAGE_SIZE = 100
+DISPLAY_PX = 88
+
+
+def display_image(pixels: np.ndarray, size: int = DISPLAY_PX) -> Image.Image:
+    """A thumbnail ``(T, T, C)`` uint8 as a PIL image scaled to ``size`` pixels for the browser."""
+    array = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+    image = Image.fromarray(np.ascontiguousarray(array))
+    return image.resize((size, size), Image.Resampling.BICUBIC) if image.width != size else image
+
+
+def gallery(results: RunResults, indices: np.ndarray, key: str, caption: Callable[[int], str],
+            page_size: int = PAGE_SIZE, empty: str = "No images here.") -> np.ndarray:
+    """Draw ``indices`` as a paged grid; return the indices shown on the current page."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0:
+        st.caption(empty)
+        return indices
+    pages = (len(indices) + page_size - 1) // page_size
+    left, right = st.columns([1, 3], vertical_alignment="bottom")
+    page = int(left.number_input("Page", 1, pages, 1, key=f"{key}_page")) if pages > 1 else 1
+    shown = indices[(page - 1) * page_size: page * page_size]
+    right.caption(f"{len(indices):,} images · page {page} of {pages}")
+    thumbs = results.thumbnails()
+    st.image([display_image(thumbs[i]) for i in shown], caption=[caption(int(i)) for i in shown])
+    return shown
+
+
+def open_in_neighbours(results: RunResults, shown: np.ndarray, key: str) -> None:
+    """A picker over the images on screen that opens one on the Neighbours page."""
+    if len(shown) == 0:
+        return
+    ids = results.images.ids
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    picked = left.selectbox("Open an image of this page", shown.tolist(), format_func=lambda i: f"{ids[i]} (#{i})",
+                            key=f"{key}_open")
+    if right.button("Show neighbours", key=f"{key}_go", icon=":material/hub:"):
+        st.session_state["image"] = int(picked)
+        st.switch_page("pages/neighbours.py", query_params={"run": results.dir.name, "image": str(int(picked))})
+
+
+def data_uri(pixels: np.ndarray, size: int = 48) -> str:
+    """A thumbnail as a ``data:image/png`` URI (for ``st.column_config.ImageColumn``)."""
+    buffer = io.BytesIO()
+    display_image(pixels, size).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -1,0 +1,155 @@
+"""What every page shares: the workspace, the chosen run (kept in ``st.query_params`` so a refresh
+keeps it), cached artifact reads keyed by run and file mtime, the curation store, the user's name.
+
+Pages call :func:`require_results` at the top and draw; nothing here trains or recomputes a stage.
+"""
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from scan_core.curation import Curation, CuratedState
+from scan_core.jobs import Workspace, job_state, list_runs
+from scan_core.results import RunNotReady, RunResults
+
+RUN_PARAM = "run"
+APP = Path(__file__).resolve().parent.parent / "app.py"
+ARTIFACTS = ("config.json", "metrics.json", "scan_probs.npy", "selflabel_probs.npy", "projection.npy",
+             "neighbors.npy", "features.npy", "images/imageset.json")
+
+
+def through_navigation() -> None:
+    """Run ``app.py`` (layout, sidebar, ``st.navigation``) around a page that Streamlit started alone.
+
+    Streamlit treats a ``pages/`` folder as its legacy multipage mode until some script calls
+    ``st.navigation``: a page opened by its URL before ``app.py`` ran on this server (and every
+    page under ``AppTest``, which resets that mode before each run) would run without the app's
+    sidebar and layout. Then this runs ``app.py`` in the same script run (so a clicked button
+    still counts), which runs this page again through the navigation, and stops the outer run.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(APP), run_name="__main__")
+        st.stop()
+
+
+def workspace() -> Workspace:
+    """The workspace ``$SCAN_EXPLORER_HOME`` names (read each rerun: cheap, and tests switch it)."""
+    return Workspace.from_env()
+
+
+def _signature(run_dir: Path) -> tuple:
+    """mtimes of the artifacts a page reads: a new artifact or a redone stage changes the key."""
+    return tuple((run_dir / name).stat().st_mtime_ns if (run_dir / name).exists() else 0 for name in ARTIFACTS)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the run…")
+def _load_results(run_dir: str, signature: tuple) -> RunResults:
+    return RunResults.load(Path(run_dir))
+
+
+def results(run_dir: Path) -> RunResults:
+    return _load_results(str(run_dir), _signature(run_dir))
+
+
+def chosen_run() -> Path | None:
+    """The run named in the URL (or remembered by this session), if it still exists."""
+    name = st.query_params.get(RUN_PARAM) or st.session_state.get(RUN_PARAM)
+    if not name:
+        return None
+    run_dir = workspace().runs / Path(name).name
+    if not run_dir.is_dir():
+        return None
+    st.session_state[RUN_PARAM] = run_dir.name
+    if st.query_params.get(RUN_PARAM) != run_dir.name:
+        st.query_params[RUN_PARAM] = run_dir.name  # page switches drop query params: put it back
+    return run_dir
+
+
+def choose_run(name: str) -> None:
+    st.session_state[RUN_PARAM] = name
+    st.query_params[RUN_PARAM] = name
+
+
+def sidebar() -> None:
+    """Run switcher and the curator's name, on every page."""
+    runs = list_runs(workspace())
+    current = chosen_run()
+    if current is None and runs:
+        finished = [r["run"] for r in runs if r["state"] == "finished"]
+        choose_run(finished[0] if finished else runs[0]["run"])
+        current = chosen_run()
+    with st.sidebar:
+        if runs:
+            names = [r["run"] for r in runs]
+            labels = {r["run"]: f"{r['run']} · {r['state']}" for r in runs}
+            index = names.index(current.name) if current and current.name in names else 0
+            picked = st.selectbox("Run", names, index=index, format_func=labels.get, key="run_picker")
+            if current is None or picked != current.name:
+                choose_run(picked)
+        st.text_input("Your name (recorded with every edit)", key="who", placeholder="anonymous")
+
+
+def who() -> str:
+    return (st.session_state.get("who") or "").strip() or "anonymous"
+
+
+def require_results(need: tuple[str, ...] = ("probs",)) -> RunResults:
+    """The chosen run's results, or a plain message (no run, still running, missing artifact)
+    and ``st.stop()``. ``need`` names what the page cannot do without: ``probs``,
+    ``projection``, ``neighbors``, ``features``, ``labels``."""
+    run_dir = chosen_run()
+    if run_dir is None:
+        st.info("No run yet. Start one on **Data & training** — the digits demo takes about a minute.")
+        st.page_link("pages/data_training.py", label="Go to Data & training", icon=":material/model_training:")
+        st.stop()
+    state = job_state(workspace(), run_dir)
+    try:
+        loaded = results(run_dir)
+        missing = [what for what in need if not _has(loaded, what)]
+    except RunNotReady:
+        loaded, missing = None, list(need)
+    if missing:
+        if state["state"] in ("running", "starting"):
+            st.info(f"**{run_dir.name}** is still training (stage: {state.get('stage') or 'starting'}). "
+                    "This page fills in when the stage it needs has finished.")
+        elif "labels" in missing:
+            st.info(f"**{run_dir.name}** has no labels (its images came without label folders), "
+                    "so there is nothing to score against. Curate it on **Curate & export**.")
+        else:
+            st.warning(f"**{run_dir.name}** ({state['state']}) lacks: {', '.join(missing)}. "
+                       + (f"Reason: {state['error']}. " if state.get("error") else "")
+                       + "Resume it on **Data & training**.")
+        st.stop()
+    return loaded
+
+
+def _has(loaded: RunResults, what: str) -> bool:
+    if what == "probs":
+        return loaded.final_stage is not None
+    if what == "labels":
+        return loaded.images.has_labels
+    return getattr(loaded, what) is not None
+
+
+def curation(loaded: RunResults) -> Curation:
+    return Curation(loaded.dir, loaded.clusters, loaded.images.ids)
+
+
+def curated(loaded: RunResults) -> CuratedState:
+    """The current curated state (replayed from SQLite each rerun, so other sessions' edits show)."""
+    return curation(loaded).state()
+
+
+def cluster_title(state: CuratedState, cluster: int) -> str:
+    name = state.names.get(int(cluster))
+    return f"{cluster} · {name}" if name else f"cluster {cluster}"
+
+
+def cluster_options(state: CuratedState) -> list[int]:
+    """Cluster ids that have members in the curated state."""
+    return [int(c) for c in np.unique(state.clusters)]
