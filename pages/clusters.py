@@ -59,6 +59,7 @@ def main() -> None:
     cluster = st.selectbox("Cluster", clusters, format_func=lambda c: cluster_title(state, c), key="cluster")
     members = results.members(state.clusters, cluster)
     confidence = results.confidence
+    st.header(cluster_title(state, cluster))
     cols = st.columns(3)
     cols[0].metric("Members", f"{len(members):,}")
     cols[1].metric("Mean confidence", f"{confidence[members].mean():.3f}" if len(members) else "–")

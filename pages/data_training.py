@@ -20,9 +20,14 @@ from ui.state import choose_run, chosen_run, through_navigation, workspace
 
 BACKBONES = {"preset default": None, "small CNN (≤ 32 px)": "small-cnn", "CIFAR ResNet-18": "resnet18-cifar",
              "ResNet-18, ImageNet weights": "resnet18-imagenet", "ResNet-50, ImageNet weights": "resnet50-imagenet"}
+NEXT_PAGES = (("pages/embedding.py", "Embedding", ":material/scatter_plot:"),
+              ("pages/clusters.py", "Clusters", ":material/category:"),
+              ("pages/evaluation.py", "Evaluation", ":material/analytics:"),
+              ("pages/curate_export.py", "Curate & export", ":material/edit_note:"))
 SOURCES = ("Digits (bundled)", "Fashion-MNIST", "Folder on the server", "Upload a zip")
-STATE_ICONS = {"finished": "✅", "running": "⏳", "starting": "⏳", "failed": "❌", "interrupted": "⚠️",
-               "cancelled": "⏹️"}
+STATE_ICONS = {"finished": ":green[:material/check_circle:]", "running": ":blue[:material/progress_activity:]",
+               "starting": ":blue[:material/progress_activity:]", "failed": ":red[:material/error:]",
+               "interrupted": ":orange[:material/warning:]", "cancelled": ":gray[:material/stop_circle:]"}
 
 
 @st.cache_resource(max_entries=3, show_spinner="Reading the images…")
@@ -83,7 +88,8 @@ def show_preview(spec: str) -> ImageSet | None:
     sample = np.sort(rng.choice(len(images), size=min(24, len(images)), replace=False))
     st.image([display_image(images.images[i], 72) for i in sample])
     if images.skipped:
-        with st.expander(f"⚠️ {len(images.skipped)} files were skipped and will not be trained on"):
+        with st.expander(f"{len(images.skipped)} files were skipped and will not be trained on",
+                         icon=":material/warning:"):
             st.dataframe(pd.DataFrame(images.skipped), hide_index=True, width="stretch")
     return images
 
@@ -135,8 +141,8 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
     st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
     cols = st.columns(len(STAGES))
     for col, stage in zip(cols, STAGES):
-        mark = "✅" if stage in completed else ("⏳" if stage == current and state["state"] in ("running", "starting")
-                                              else "·")
+        mark = (STATE_ICONS["finished"] if stage in completed else STATE_ICONS["running"]
+                if stage == current and state["state"] in ("running", "starting") else ":gray[:material/radio_button_unchecked:]")
         col.markdown(f"{mark} **{stage}**")
     steps = [e for e in events if e.get("kind") == "step" and e.get("stage") == current]
     if state["state"] in ("running", "starting"):
@@ -151,6 +157,13 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
     losses = [(e["step"], e["loss"]) for e in steps if e.get("loss") is not None]
     if losses:
         st.line_chart(pd.DataFrame(losses, columns=["step", "loss"]).set_index("step"), height=180)
+    if state["state"] == "finished":
+        final = finished_summary(run_dir)
+        if final:
+            st.markdown(final)
+        links = st.columns(4)
+        for col, (page, label, icon) in zip(links, NEXT_PAGES):
+            col.page_link(page, label=label, icon=icon, query_params={"run": run_dir.name})
     if state.get("error") and state["state"] != "finished":
         st.error(f"{state['state'].capitalize()}: {state['error']}")
     buttons = st.columns([1, 1, 4])
@@ -171,13 +184,22 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
         st.session_state["watching"] = run_dir.name
 
 
+def finished_summary(run_dir: Path) -> str:
+    """One line of the final stage's scores and the run's total time, from ``metrics.json``."""
+    metrics = jobs.read_metrics(run_dir)
+    final = metrics.get("selflabel") or metrics.get("scan") or {}
+    seconds = sum(m.get("seconds", 0) for m in metrics.values() if isinstance(m, dict))
+    scores = " · ".join(f"{name} **{final[key]:.3f}**" for key, name in (("acc", "ACC"), ("nmi", "NMI"), ("ari", "ARI"))
+                        if key in final)
+    return f"{scores + ' · ' if scores else ''}{metrics.get('images', {}).get('count', 0):,} images · {seconds:.0f} s"
+
+
 def runs_table(ws: jobs.Workspace) -> None:
     runs = jobs.list_runs(ws)
     if not runs:
         return
     st.subheader("Runs")
     table = pd.DataFrame(runs)
-    table["state"] = [f"{STATE_ICONS.get(s, '')} {s}" for s in table["state"]]
     table["created"] = pd.to_datetime(table["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
     event = st.dataframe(table[["run", "state", "dataset", "clusters", "preset", "acc", "nmi", "created"]],
                          hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
@@ -196,7 +218,7 @@ def main() -> None:
     st.title("Data & training")
     if not jobs.list_runs(ws):
         with st.container(border=True):
-            st.markdown("### 👋 New here? Train on the bundled handwritten digits\n"
+            st.markdown("### :material/waving_hand: New here? Train on the bundled handwritten digits\n"
                         "1,797 images, 10 classes, about a minute on a laptop CPU. Then explore the "
                         "clusters, fix them and export the labels.")
             if st.button("Run the digits demo", type="primary", icon=":material/rocket_launch:"):

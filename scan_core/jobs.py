@@ -197,6 +197,11 @@ def last_log_line(run_dir: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def read_metrics(run_dir: Path) -> dict:
+    """The run's ``metrics.json`` (empty before its first stage ends)."""
+    return _read(Path(run_dir) / "metrics.json")
+
+
 def list_runs(workspace: Workspace) -> list[dict]:
     """Every run directory of the workspace, newest first: id, dataset, K, state, metrics."""
     rows = []
@@ -205,7 +210,7 @@ def list_runs(workspace: Workspace) -> list[dict]:
             continue
         config = _read(run_dir / "config.json")
         job = _read(run_dir / "job.json")
-        metrics = _read(run_dir / "metrics.json")
+        metrics = read_metrics(run_dir)
         final = metrics.get("selflabel") or metrics.get("scan") or {}
         state = job_state(workspace, run_dir)
         rows.append({"run": run_dir.name, "dataset": config.get("dataset") or job.get("dataset", "?"),

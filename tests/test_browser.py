@@ -108,18 +108,18 @@ def test_train_explore_curate_export(server, page, tmp_path):
     shot(page, "3-embedding-selection")
 
     page.goto(f"{url}/clusters?run=digits-demo")
-    name = page.get_by_label("Name")
+    name = page.get_by_label("Name", exact=True)
     name.wait_for(timeout=30_000)
     name.fill("my first cluster")
     page.get_by_role("button", name="Save name").click()
-    page.get_by_text("0 · my first cluster").first.wait_for(timeout=30_000)
+    page.get_by_role("heading", name="0 · my first cluster").wait_for(timeout=30_000)
     wait_idle(page)
     shot(page, "4-clusters")
 
     page.goto(f"{url}/curate_export?run=digits-demo")
     page.get_by_role("tab", name="Export").click()
     with page.expect_download(timeout=60_000) as download:
-        page.get_by_role("button", name="CSV").click()
+        page.get_by_role("button", name="CSV", exact=True).click()
     target = tmp_path / "labels.csv"
     download.value.save_as(target)
     shot(page, "5-export")
