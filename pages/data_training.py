@@ -177,11 +177,8 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
                 jobs.resume(ws, run_dir)
             except (jobs.JobBusy, ValueError) as error:
                 st.warning(str(error))
-    if state["state"] == "finished" and st.session_state.get("watching") == run_dir.name:
-        st.session_state.pop("watching")
-        st.rerun(scope="app")  # refresh the runs table and the other pages' data
-    if state["state"] in ("running", "starting"):
-        st.session_state["watching"] = run_dir.name
+    if state["state"] != st.session_state.get("page_state"):
+        st.rerun(scope="app")  # the job changed state: refresh the sidebar and the runs table too
 
 
 def finished_summary(run_dir: Path) -> str:
@@ -225,6 +222,7 @@ def main() -> None:
                 launch(ws, "digits", 10, "digits-demo", preset="digits")
     run_dir = chosen_run()
     if run_dir is not None:
+        st.session_state["page_state"] = jobs.job_state(ws, run_dir)["state"]
         live_progress(ws, run_dir)
     active = jobs.active_run(ws)
     if active is not None and active != (run_dir.resolve() if run_dir else None):

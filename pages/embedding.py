@@ -14,29 +14,41 @@ PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B
            "#7F7F7F", "#BCBD22", "#17BECF", "#393B79"]
 
 
-def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None, hover: np.ndarray,
-            ids: np.ndarray) -> go.Figure:
-    """A WebGL scatter; one trace per group (legend) or one trace with a colour scale. The image
-    index rides in ``customdata[0]`` so selections map back to images whatever the trace."""
+def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None, custom: np.ndarray,
+            text: np.ndarray) -> go.Figure:
+    """A WebGL scatter: one trace per group (legend), or one trace on a colour scale (``values``).
+
+    ``custom`` ``(N, 3)`` float32 = image index, confidence, cluster: numeric, so plotly sends it as a
+    compact binary array (strings for 70k points would be ~10 MB); selections read the image index
+    back from ``customdata[0]`` whatever the trace. ``text`` ``(N,)``: the label line of the hover.
+    """
     figure = go.Figure()
-    template = "%{customdata[1]}<extra></extra>"
+    template = ("#%{customdata[0]} · cluster %{customdata[2]}<br>%{text}<br>confidence %{customdata[1]:.3f}"
+                "<extra>%{fullData.name}</extra>")
+    xy = np.asarray(xy, dtype=np.float32)
+    marker = {"size": 4, "opacity": 0.75}
     if groups is not None:
         for number, group in enumerate(sorted(set(groups.tolist()), key=str)):
             index = np.flatnonzero(groups == group)
             figure.add_trace(go.Scattergl(
-                x=xy[index, 0], y=xy[index, 1], mode="markers", name=str(group),
-                marker={"size": 4, "color": PALETTE[number % len(PALETTE)], "opacity": 0.75},
-                customdata=np.stack([ids[index], hover[index]], 1), hovertemplate=template))
+                x=xy[index, 0], y=xy[index, 1], mode="markers", name=str(group), customdata=custom[index],
+                text=text[index], hovertemplate=template,
+                marker={**marker, "color": PALETTE[number % len(PALETTE)]}))
     else:
         figure.add_trace(go.Scattergl(
-            x=xy[:, 0], y=xy[:, 1], mode="markers", name="images",
-            marker={"size": 4, "color": values, "colorscale": "Viridis", "showscale": True, "opacity": 0.8,
-                    "colorbar": {"title": "confidence"}},
-            customdata=np.stack([ids, hover], 1), hovertemplate=template))
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=custom, text=text,
+            hovertemplate=template, marker={**marker, "color": values.astype(np.float32), "colorscale": "Viridis",
+                                            "showscale": True, "colorbar": {"title": "confidence"}}))
     figure.update_layout(height=640, margin={"l": 0, "r": 0, "t": 10, "b": 0}, dragmode="lasso",
                          legend={"itemsizing": "constant", "title": None}, xaxis={"visible": False},
                          yaxis={"visible": False, "scaleanchor": "x"}, uirevision="keep")
     return figure
+
+
+def image_index(customdata) -> int:
+    """The image index of a selected point: ``customdata[0]``, which the selection event returns
+    as a list, or (for binary-encoded arrays) as a dict keyed by the column as a string."""
+    return int(customdata["0"] if isinstance(customdata, dict) else customdata[0])
 
 
 def main() -> None:
@@ -51,18 +63,17 @@ def main() -> None:
     cluster_names = np.array([titles[int(c)] for c in state.clusters], dtype=object)
     true_names = results.true_label_names()
     labels = state.labels()
-    ids = results.images.ids
-    true = true_names if true_names is not None else np.full(n, None)
-    hover = np.array([f"#{i} · {ids[i]}<br>{cluster_names[i]}<br>label: {labels[i]}<br>confidence: {confidence[i]:.3f}"
-                      + (f"<br>true: {true[i]}" if true[i] is not None else "") for i in range(n)], dtype=object)
+    text = (np.char.add("true: ", true_names.astype(str)) if true_names is not None
+            else np.char.add("label: ", labels.astype(str)))
+    custom = np.stack([np.arange(n), confidence, state.clusters], 1).astype(np.float32)
     groups = {"cluster": cluster_names, "curated label": labels, "true label": true_names}.get(colour)
     figure = scatter(np.asarray(results.projection), groups, confidence if colour == "confidence" else None,
-                     hover, np.arange(n))
+                     custom, text)
     st.caption(f"{n:,} images · UMAP of the pretext features · drag to lasso, or pick the box tool")
     event = st.plotly_chart(figure, key="embedding", on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"displaylogo": False, "scrollZoom": True})
     points = event.selection.points if event and event.selection else []
-    selected = np.unique([int(p["customdata"][0]) for p in points if p.get("customdata") is not None])
+    selected = np.unique([image_index(p["customdata"]) for p in points if p.get("customdata") is not None])
     st.session_state["selection"] = selected.tolist()
     st.subheader(f"Selection · {len(selected):,} images" if len(selected) else "Selection")
     if not len(selected):

@@ -104,7 +104,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     wait_idle(page)
     selected = int(page.get_by_text("Selection · ").inner_text().split("·")[1].split()[0].replace(",", ""))
     assert selected > 0
-    assert page.locator("[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img").count() >= min(selected, 10)
+    assert page.locator(".scan-gallery img").count() >= min(selected, 10)
     shot(page, "3-embedding-selection")
 
     page.goto(f"{url}/clusters?run=digits-demo")

@@ -1,9 +1,11 @@
-"""Paged image galleries: one ``st.image`` call per page of pre-made thumbnails (never one widget
-per image), with an "open" picker that sends an image to the Neighbours page."""
+"""Paged image galleries: one HTML grid per page of thumbnails inlined as PNG data URIs (one
+element, no widget and no extra request per image), with an "open" picker that sends an image to
+the Neighbours page."""
 from __future__ import annotations
 
 import base64
 import io
+import html
 from collections.abc import Callable
 
 import numpy as np
@@ -14,6 +16,13 @@ from scan_core.results import RunResults
 
 PAGE_SIZE = 100
 DISPLAY_PX = 88
+GALLERY_CSS = """<style>
+.scan-gallery {display: flex; flex-wrap: wrap; gap: 6px;}
+.scan-gallery figure {margin: 0; width: 88px; text-align: center;}
+.scan-gallery img {width: 88px; height: 88px; border-radius: 4px; display: block;}
+.scan-gallery figcaption {font-size: 11px; line-height: 1.2; color: #555; overflow: hidden;
+  text-overflow: ellipsis; white-space: nowrap;}
+</style>"""
 
 
 def display_image(pixels: np.ndarray, size: int = DISPLAY_PX) -> Image.Image:
@@ -36,7 +45,9 @@ def gallery(results: RunResults, indices: np.ndarray, key: str, caption: Callabl
     shown = indices[(page - 1) * page_size: page * page_size]
     right.caption(f"{len(indices):,} images · page {page} of {pages}")
     thumbs = results.thumbnails()
-    st.image([display_image(thumbs[i]) for i in shown], caption=[caption(int(i)) for i in shown])
+    cells = "".join(f'<figure><img src="{data_uri(thumbs[i], DISPLAY_PX)}" alt="#{int(i)}" title="#{int(i)}">'
+                    f"<figcaption>{html.escape(caption(int(i)))}</figcaption></figure>" for i in shown)
+    st.html(f'<div class="scan-gallery">{cells}</div>{GALLERY_CSS}')
     return shown
 
 
