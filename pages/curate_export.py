@@ -12,7 +12,8 @@ import streamlit as st
 from scan_core import export
 from scan_core.curation import cluster_label
 from ui.gallery import data_uri, gallery
-from ui.state import cluster_options, cluster_title, curated, curation, require_results, through_navigation, who, workspace
+from ui.state import (cluster_options, cluster_title, curated, curation, require_results, through_navigation, who,
+                      workspace)
 
 ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", "Clear label override")
 

@@ -20,6 +20,7 @@ from ui.state import choose_run, chosen_run, through_navigation, workspace
 
 BACKBONES = {"preset default": None, "small CNN (≤ 32 px)": "small-cnn", "CIFAR ResNet-18": "resnet18-cifar",
              "ResNet-18, ImageNet weights": "resnet18-imagenet", "ResNet-50, ImageNet weights": "resnet50-imagenet"}
+PENDING_ICON = ":gray[:material/radio_button_unchecked:]"
 NEXT_PAGES = (("pages/embedding.py", "Embedding", ":material/scatter_plot:"),
               ("pages/clusters.py", "Clusters", ":material/category:"),
               ("pages/evaluation.py", "Evaluation", ":material/analytics:"),
@@ -141,8 +142,8 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
     st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
     cols = st.columns(len(STAGES))
     for col, stage in zip(cols, STAGES):
-        mark = (STATE_ICONS["finished"] if stage in completed else STATE_ICONS["running"]
-                if stage == current and state["state"] in ("running", "starting") else ":gray[:material/radio_button_unchecked:]")
+        active = stage == current and state["state"] in ("running", "starting")
+        mark = STATE_ICONS["finished"] if stage in completed else STATE_ICONS["running"] if active else PENDING_ICON
         col.markdown(f"{mark} **{stage}**")
     steps = [e for e in events if e.get("kind") == "step" and e.get("stage") == current]
     if state["state"] in ("running", "starting"):
@@ -186,8 +187,8 @@ def finished_summary(run_dir: Path) -> str:
     metrics = jobs.read_metrics(run_dir)
     final = metrics.get("selflabel") or metrics.get("scan") or {}
     seconds = sum(m.get("seconds", 0) for m in metrics.values() if isinstance(m, dict))
-    scores = " · ".join(f"{name} **{final[key]:.3f}**" for key, name in (("acc", "ACC"), ("nmi", "NMI"), ("ari", "ARI"))
-                        if key in final)
+    scores = " · ".join(f"{name} **{final[key]:.3f}**"
+                        for key, name in (("acc", "ACC"), ("nmi", "NMI"), ("ari", "ARI")) if key in final)
     return f"{scores + ' · ' if scores else ''}{metrics.get('images', {}).get('count', 0):,} images · {seconds:.0f} s"
 
 

@@ -170,9 +170,26 @@ class Curation:
                 raise
             db.execute("COMMIT")
 
+    def _switch_to_wal(self) -> None:
+        """Put the database in WAL mode (persistent, so done once per file).
+
+        Switching needs an exclusive lock and sqlite answers "database is locked" at once, without
+        its busy handler, when another process opens the same new file at that moment: retry.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                with closing(self._connect()) as db:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
     def _init_db(self, ids_digest: str | None) -> None:
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode = WAL")
+        self._switch_to_wal()
         with self._transaction() as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():

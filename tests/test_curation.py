@@ -1,4 +1,5 @@
 """Curation log: each edit kind, label precedence, undo, validation, concurrent writers, SIGKILL."""
+import multiprocessing
 import signal
 import sqlite3
 import subprocess
@@ -268,7 +269,9 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
                                 stderr=subprocess.PIPE, text=True) for name in ("w0", "w1")]
     deadline = time.time() + 120
     while not all((tmp_path / f"ready-{name}").exists() for name in ("w0", "w1")):
-        assert time.time() < deadline and all(w.poll() is None for w in workers), "a writer did not start"
+        assert time.time() < deadline, "a writer did not start within 120 s"
+        for worker in workers:
+            assert worker.poll() is None, f"a writer failed to start: {worker.stderr.read()}"
         time.sleep(0.01)
     (tmp_path / "go").touch()  # both start writing together
     for worker in workers:
@@ -302,6 +305,31 @@ def test_threads_sharing_one_object_lose_nothing(cur):
     history = cur.history(limit=1000)
     assert len(history) == 75 and len({h["id"] for h in history}) == 75
     assert sorted(h["who"] for h in history) == sorted(["t0", "t1", "t2"] * 25)
+
+
+def _open_curations(root: Path, barrier, trials: int) -> None:
+    for trial in range(trials):
+        barrier.wait(timeout=30)  # every process opens the same new database at the same moment
+        Curation(root / str(trial), np.repeat(np.arange(2), 5))
+
+
+def test_processes_opening_a_new_curation_at_once_all_succeed(tmp_path):
+    # Two app sessions opening a run's curation for the first time race to create the database
+    # and switch it to WAL; sqlite refuses that switch without waiting, so the loser must retry.
+    trials, processes = 60, 4
+    for trial in range(trials):
+        (tmp_path / str(trial)).mkdir()
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(processes)
+    openers = [context.Process(target=_open_curations, args=(tmp_path, barrier, trials))
+               for _ in range(processes)]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        opener.join(timeout=120)
+    assert [opener.exitcode for opener in openers] == [0] * processes
+    for trial in range(trials):
+        assert Curation(tmp_path / str(trial), np.repeat(np.arange(2), 5)).history() == []
 
 
 BURST = """
