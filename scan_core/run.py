@@ -350,7 +350,7 @@ class Run:
 
     def _stage_selflabel(self, state: RunState, started: float) -> None:
         c = self.config
-        model, weak_inputs, strong_inputs = self._cluster_model(state, self._scan_head(state))
+        model, strong_inputs, weak_inputs = self._cluster_model(state, self._scan_head(state))
         single = _SingleHead(model)
         skipped = train_selflabel(single, weak_inputs, strong_inputs, len(state.images), c.selflabel,
                                   c.seed, self.progress.step)
@@ -455,8 +455,8 @@ def _outcome(error: BaseException) -> tuple[str, str]:
 def kmeans(features: np.ndarray, k: int, seed: int = 0, niter: int = 50) -> np.ndarray:
     """faiss k-means (best of 3 restarts) on L2-normalised ``features`` -> cluster id ``(N,)``."""
     import faiss
-    x = np.ascontiguousarray(features, dtype=np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = np.asarray(features, dtype=np.float32)
+    x = np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))  # not in place
     model = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=3, seed=seed, spherical=True, verbose=False)
     model.train(x)
     return model.index.search(x, 1)[1].ravel()

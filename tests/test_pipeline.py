@@ -6,8 +6,10 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 
 from scan_core.cli import main
+from scan_core.clustering import ClusterHeads
 from scan_core.metrics import hungarian_accuracy
 from scan_core.run import STAGES, kmeans, train_run
 
@@ -82,3 +84,27 @@ def test_evaluate_prints_table(digits_run, capsys):
     assert main(["evaluate", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert f"{metrics['scan']['acc']:.4f}" in out and "selflabel" in out
+
+
+def test_saved_probabilities_are_the_kept_head_on_the_clean_features(tmp_path):
+    # with augmented feature banks (the tiny preset keeps one), heads train on augmented views,
+    # but pseudo-labels and the saved probabilities must come from the un-augmented features
+    run_dir = tmp_path / "banks"
+    train_run(run_dir, "digits", preset="tiny", show_bar=False)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["feature_views"] >= 1 and config["head_input"] == "features"
+    features = torch.as_tensor(np.load(run_dir / "features.npy"))
+    for stage, num_heads in (("scan", config["scan"]["num_heads"]), ("selflabel", 1)):
+        saved = torch.load(run_dir / f"{stage}.pt", weights_only=True)
+        heads = ClusterHeads(features.shape[1], 10, num_heads, config["scan"]["hidden"]).eval()
+        heads.load_state_dict(saved["heads"])
+        with torch.no_grad():
+            expected = torch.softmax(heads(features)[int(saved["best_head"])], 1).numpy()
+        assert np.allclose(np.load(run_dir / f"{stage}_probs.npy"), expected, atol=1e-5), stage
+
+
+def test_kmeans_leaves_its_input_untouched():
+    features = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32) * 3
+    before = features.copy()
+    assert len(np.unique(kmeans(features, 3))) == 3
+    assert np.array_equal(features, before)
