@@ -38,7 +38,7 @@ class RunConfig:
     pretext: PretextConfig = field(default_factory=PretextConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     head_input: str = "features"       # what heads see: "features" (SimCLR), "pixels" (PCA), "both"
-    neighbor_space: str = "fused"      # "features", "pixels" or "fused" (reciprocal-rank fusion)
+    neighbor_space: str = "fused"      # "features", "pixels", "fused" (rank fusion of both) or "hog"
     pixel_pca_dim: int = 100
     num_neighbors: int = 20
     scan: ScanConfig = field(default_factory=ScanConfig)
@@ -51,8 +51,8 @@ class RunConfig:
         check_preset(self.preset)
         if self.num_clusters < 2:
             raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
-        if self.neighbor_space not in ("features", "pixels", "fused"):
-            raise ValueError(f"neighbor_space must be features, pixels or fused, got {self.neighbor_space!r}")
+        if self.neighbor_space not in ("features", "pixels", "fused", "hog"):
+            raise ValueError(f"neighbor_space must be features, pixels, fused or hog, got {self.neighbor_space!r}")
         if self.head_input not in ("features", "pixels", "both"):
             raise ValueError(f"head_input must be features, pixels or both, got {self.head_input!r}")
         if self.scan_mode not in ("frozen", "finetune"):
@@ -111,9 +111,11 @@ def make_config(dataset: str, num_clusters: int, num_images: int, image_side: in
                            scan=replace(scan, epochs=200, batch_size=256, hidden=256),
                            selflabel=SelfLabelConfig(epochs=20, batch_size=256, lr=1e-3))
     elif name == "fashion-mnist":
+        # measured (README): HOG neighbours are purer (0.85) than pixel, SimCLR or fused ones
+        # (0.81, 0.79, 0.81); the heads still learn best on the SimCLR features
         config = RunConfig(dataset, num_clusters, preset=name, backbone_width=16,
                            pretext=PretextConfig(epochs=8, batch_size=256), augment=GRAY_SMALL,
-                           neighbor_space="fused", scan=scan, selflabel=SelfLabelConfig(epochs=3))
+                           neighbor_space="hog", scan=scan, selflabel=SelfLabelConfig(epochs=3))
     elif name in ("cifar10", "stl10"):
         config = RunConfig(dataset, num_clusters, preset=name, backbone="resnet18-cifar",
                            pretext=PretextConfig(epochs=20, batch_size=256), augment=COLOUR,

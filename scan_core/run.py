@@ -42,6 +42,7 @@ from .artifacts import (Checkpoint, CorruptArtifact, load_array, load_json, load
 from .augment import strong_view, to_tensor
 from .backbones import build_backbone
 from .clustering import ClusterHeads, predict, train_scan
+from .hog import hog_space
 from .images import ImageSet
 from .metrics import evaluate
 from .neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
@@ -328,6 +329,8 @@ class Run:
             spaces.append(state.features)
         if c.neighbor_space in ("pixels", "fused"):
             spaces.append(self._pixel_components(state))
+        if c.neighbor_space == "hog":
+            spaces.append(hog_space(state.images.images, seed=c.seed, device=self.device))
         lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]
         state.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
         save_array(self.dir / "neighbors.npy", state.neighbors)
