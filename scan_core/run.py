@@ -343,21 +343,20 @@ class Run:
         c = self.config
         scan = replace(c.scan, num_neighbors=c.num_neighbors)
         heads = ClusterHeads(state.encoder.feature_dim, c.num_clusters, scan.num_heads, scan.hidden)
-        model, train_inputs, eval_inputs = self._cluster_model(state, heads)
-        best, losses = train_scan(model, train_inputs, eval_inputs, state.neighbors, scan, c.seed,
+        model, augmented, clean = self._cluster_model(state, heads)
+        best, losses = train_scan(model, augmented, clean, state.neighbors, scan, c.seed,
                                   self.progress.step, checkpoint=self._checkpoint("scan"))
-        state.probs = predict(model, eval_inputs, len(state.images), best)
+        state.probs = predict(model, clean, len(state.images), best)
         self._save_model("scan", model, state.probs, best)
         self._record("scan", self._score(state.probs.argmax(1), state.images.labels, time.time() - started,
                                          head=best, head_losses=[round(x, 4) for x in losses]))
 
     def _stage_selflabel(self, state: RunState, started: float) -> None:
         c = self.config
-        model, strong_inputs, weak_inputs = self._cluster_model(state, self._scan_head(state))
-        single = _SingleHead(model)
-        skipped = train_selflabel(single, weak_inputs, strong_inputs, len(state.images), c.selflabel,
-                                  c.seed, self.progress.step)
-        state.probs = predict(model, weak_inputs, len(state.images), 0)
+        model, augmented, clean = self._cluster_model(state, self._scan_head(state))
+        skipped = train_selflabel(_SingleHead(model), weak_inputs=clean, strong_inputs=augmented,
+                                  n=len(state.images), config=c.selflabel, seed=c.seed, on_step=self.progress.step)
+        state.probs = predict(model, clean, len(state.images), 0)
         self._save_model("selflabel", model, state.probs)
         confident = float((state.probs.max(1) > c.selflabel.threshold).mean())
         self._record("selflabel", self._score(state.probs.argmax(1), state.images.labels, time.time() - started,
@@ -459,7 +458,7 @@ def kmeans(features: np.ndarray, k: int, seed: int = 0, niter: int = 50) -> np.n
     """faiss k-means (best of 3 restarts) on L2-normalised ``features`` -> cluster id ``(N,)``."""
     import faiss
     x = np.asarray(features, dtype=np.float32)
-    x = np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))  # not in place
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # a new array: the input stays as it is
     model = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=3, seed=seed, spherical=True, verbose=False)
     model.train(x)
     return model.index.search(x, 1)[1].ravel()
