@@ -375,7 +375,7 @@ class Run:
         if c.scan_mode == "finetune":
             model = torch.nn.Sequential(state.encoder, heads).to(self.device)
             images = state.images.images
-            return (model, lambda index: strong_view(to_tensor(images[np.sort(index)], self.device), c.augment),
+            return (model, lambda index: strong_view(to_tensor(images[index], self.device), c.augment),
                     lambda index: to_tensor(images[index], self.device))
         clean = torch.as_tensor(state.features, device=self.device)
         banks = self._feature_banks(state)

@@ -11,7 +11,10 @@ import torch
 from scan_core.cli import main
 from scan_core.clustering import ClusterHeads
 from scan_core.metrics import hungarian_accuracy
-from scan_core.run import STAGES, kmeans, train_run
+from scan_core.augment import AugmentConfig
+from scan_core.backbones import build_backbone
+from scan_core.presets import make_config
+from scan_core.run import STAGES, Run, RunState, kmeans, train_run
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +111,17 @@ def test_kmeans_leaves_its_input_untouched():
     before = features.copy()
     assert len(np.unique(kmeans(features, 3))) == 3
     assert np.array_equal(features, before)
+
+
+def test_finetune_augmented_views_keep_the_order_of_the_index(tmp_path, digits):
+    # end-to-end heads pair anchors with partners and strong with weak views by position: the
+    # augmented batch must come back in the order asked for, not sorted
+    gentle = AugmentConfig(crop_scale=(1.0, 1.0), flip=False, strong_ops=0, cutout=0.0)
+    config = make_config("digits", 10, len(digits), 16, 1, preset="tiny", scan_mode="finetune", augment=gentle)
+    run = Run(tmp_path / "finetune", config, show_bar=False)
+    state = RunState(images=digits, encoder=build_backbone(config.backbone, 1, config.backbone_width))
+    _, augmented, clean = run._cluster_model(state, ClusterHeads(state.encoder.feature_dim, 10))
+    index = np.random.default_rng(0).permutation(len(digits))[:200]
+    views, originals = augmented(index).flatten(1), clean(index).flatten(1)
+    nearest = torch.cdist(views, originals).argmin(1)
+    assert (nearest == torch.arange(len(index))).float().mean() > 0.9
