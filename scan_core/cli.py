@@ -1,4 +1,4 @@
-"""Command line: ``python -m scan_core train ...`` and ``python -m scan_core evaluate DIR``.
+"""Command line: ``python -m scan_core train ...`` and ``python -m scan_core evaluate DIR [--on DATASET]``.
 
 ``train`` exits with 0 when the run finished, 2 when the request is refused before anything
 starts (bad dataset, parameter or ``--out``: the message says which), 1 when a file cannot be
@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate = commands.add_parser("evaluate", help="print a run's metrics table")
     evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--on", metavar="DATASET", default=None,
+                          help="score the run on other labelled images instead (e.g. fashion-mnist:test "
+                               "for a run trained on fashion-mnist:train)")
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     return parser
 
 
@@ -54,7 +58,8 @@ def metrics_table(metrics: dict) -> str:
         m = metrics[stage]
         cell = lambda key: f"{m[key]:.4f}" if key in m else "   -  "  # noqa: E731
         note = f"head {m['head']}" if "head" in m else ""
-        rows.append(f"{stage:<11} {cell('acc')}  {cell('nmi')}  {cell('ari')}  {m['seconds']:>7.1f}  {note}")
+        seconds = f"{m['seconds']:.1f}" if "seconds" in m else "-"
+        rows.append(f"{stage:<11} {cell('acc')}  {cell('nmi')}  {cell('ari')}  {seconds:>7}  {note}")
     if "neighbors" in metrics and "purity" in metrics["neighbors"]:
         n = metrics["neighbors"]
         rows.append(f"neighbour purity (top-{n['k']}, {n['space']}): {n['purity']:.4f}")
@@ -84,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"error: {path} not found: is {args.run_dir} a run directory?", file=sys.stderr)
             return 2
-        print(metrics_table(load_json(path)))
+        if args.on is None:
+            print(metrics_table(load_json(path)))
+            return 0
+        from .inference import evaluate_on
+        try:
+            scores = evaluate_on(args.run_dir, args.on, args.device)
+        except ValueError as error:  # SourceError included
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"scored on {args.on}, images the run did not train on")
+        print(metrics_table(scores))
         return 0
     from .run import Cancelled, train_run
     overrides = {"seed": args.seed, "device": args.device}

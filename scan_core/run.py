@@ -227,7 +227,7 @@ class Run:
             state.images = ImageSet.load(self.dir / "images")
         elif stage == "pretext":
             state.features = load_array(self.dir / "features.npy")
-            state.encoder = self._encoder(state)
+            state.encoder = build_encoder(self.config, state.images, self.device)
             state.encoder.load_state_dict(load_torch(self.dir / "pretext.pt", self.device))
             state.encoder.eval()
             if len(state.features) != len(state.images):
@@ -243,17 +243,6 @@ class Run:
                 raise CorruptArtifact(f"{stage}_probs.npy has the wrong shape")
         elif stage == "projection":
             load_array(self.dir / "projection.npy")
-
-    def _encoder(self, state: RunState, fit: bool = False) -> Encoder:
-        """The head-input encoder of ``config.head_input`` (a fresh backbone; PCA fitted if ``fit``)."""
-        c, images = self.config, state.images.images
-        parts: list[torch.nn.Module] = []
-        if c.head_input in ("features", "both"):
-            parts.append(build_backbone(c.backbone, state.images.channels, c.backbone_width))
-        if c.head_input in ("pixels", "both"):
-            parts.append(PixelPCA.fit(images, c.pixel_pca_dim, c.seed) if fit else
-                         PixelPCA.empty(images, c.pixel_pca_dim))
-        return Encoder(parts).to(self.device)
 
     def _checkpoint(self, stage: str) -> Checkpoint:
         """The per-epoch checkpoint of a training stage; resuming from it emits ``resumed``."""
@@ -309,7 +298,7 @@ class Run:
 
     def _stage_pretext(self, state: RunState, started: float) -> None:
         c = self.config
-        encoder = self._encoder(state, fit=True)
+        encoder = build_encoder(c, state.images, self.device, fit=True)
         if c.head_input != "pixels":
             model = SimCLRModel(encoder.parts[0]).to(self.device, memory_format=torch.channels_last)
             train_simclr(model, state.images.images, c.pretext, c.augment, self.device,
@@ -413,17 +402,11 @@ class Run:
         return embed(pca.project, state.images.images, self.device)
 
     def _scan_head(self, state: RunState) -> torch.nn.Module:
-        """The kept SCAN head, loaded from ``scan.pt``, as a one-head :class:`ClusterHeads`."""
-        c = self.config
+        """The kept SCAN head of ``scan.pt`` (its fine-tuned encoder loaded into ``state``)."""
         saved = load_torch(self.dir / "scan.pt", self.device)
-        heads = ClusterHeads(state.encoder.feature_dim, c.num_clusters, c.scan.num_heads, c.scan.hidden)
-        heads.load_state_dict(saved["heads"])
-        best = int(saved["best_head"])
-        single = ClusterHeads(state.encoder.feature_dim, c.num_clusters, 1, c.scan.hidden)
-        single.heads[0].load_state_dict(heads.heads[best].state_dict())
-        if c.scan_mode == "finetune":
+        if "encoder" in saved:
             state.encoder.load_state_dict(saved["encoder"])
-        return single
+        return kept_head(saved, state.encoder.feature_dim, self.config)
 
     def _save_model(self, stage: str, model: torch.nn.Module, probs: np.ndarray, best_head: int = 0) -> None:
         heads = model[1] if isinstance(model, torch.nn.Sequential) else model
@@ -432,6 +415,29 @@ class Run:
             saved["encoder"] = model[0].state_dict()
         save_torch(self.dir / f"{stage}.pt", saved)
         save_array(self.dir / f"{stage}_probs.npy", probs)
+
+
+def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit: bool = False) -> Encoder:
+    """The encoder of ``config.head_input`` for the run's ``images``: a fresh backbone and/or a
+    pixel PCA (fitted on ``images`` if ``fit``, else shaped to load a saved state into)."""
+    parts: list[torch.nn.Module] = []
+    if config.head_input in ("features", "both"):
+        parts.append(build_backbone(config.backbone, images.channels, config.backbone_width))
+    if config.head_input in ("pixels", "both"):
+        parts.append(PixelPCA.fit(images.images, config.pixel_pca_dim, config.seed) if fit else
+                     PixelPCA.empty(images.images, config.pixel_pca_dim))
+    return Encoder(parts).to(device)
+
+
+def kept_head(saved: dict, feature_dim: int, config: RunConfig) -> ClusterHeads:
+    """The head a cluster stage kept (``saved``: its ``scan.pt`` / ``selflabel.pt``), alone in a
+    one-head :class:`ClusterHeads`: ``(B, feature_dim) -> (1, B, K)``."""
+    num_heads = len({key.split(".")[1] for key in saved["heads"] if key.startswith("heads.")})
+    heads = ClusterHeads(feature_dim, config.num_clusters, num_heads, config.scan.hidden)
+    heads.load_state_dict(saved["heads"])
+    single = ClusterHeads(feature_dim, config.num_clusters, 1, config.scan.hidden)
+    single.heads[0].load_state_dict(heads.heads[int(saved["best_head"])].state_dict())
+    return single
 
 
 class _SingleHead(torch.nn.Module):
