@@ -168,3 +168,55 @@ def test_data_page_previews_digits_and_refuses_a_second_training(home, monkeypat
         next(b for b in at.button if b.label == "Start training").click()
         at.run()
     assert "Not started: a training is already running" in texts(at)
+
+
+def shapes_zip() -> bytes:
+    """A zip of 60 generated 32x32 colour images in three label folders: disc, square, stripes."""
+    import io
+    import zipfile
+
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for shape in ("disc", "square", "stripes"):
+            for i in range(20):
+                image = Image.new("RGB", (32, 32), tuple(int(v) for v in rng.integers(0, 80, 3)))
+                draw, colour = ImageDraw.Draw(image), tuple(int(v) for v in rng.integers(150, 256, 3))
+                a, b = int(rng.integers(4, 10)), int(rng.integers(22, 28))
+                if shape == "disc":
+                    draw.ellipse((a, a, b, b), fill=colour)
+                elif shape == "square":
+                    draw.rectangle((a, a, b, b), fill=colour)
+                else:
+                    for x in range(a % 4, 32, 6):
+                        draw.rectangle((x, 0, x + 2, 31), fill=colour)
+                png = io.BytesIO()
+                image.save(png, format="PNG")
+                archive.writestr(f"shapes/{shape}/{i:02d}.png", png.getvalue())
+    return buffer.getvalue()
+
+
+def test_an_uploaded_zip_is_previewed_and_trained(tmp_path, monkeypatch):
+    from tests.test_jobs import wait_for
+    ws = jobs.Workspace.create(tmp_path / "home")
+    at = app(ws.home, monkeypatch, run=None)
+    at.segmented_control(key="source_kind").set_value("Upload a zip").run()
+    at.file_uploader(key="upload").set_value(("broken.zip", b"not a zip at all", "application/zip")).run()
+    assert not at.exception
+    assert "broken" in " ".join(e.value for e in at.error) and "zip" in " ".join(e.value for e in at.error)
+    data = shapes_zip()
+    at.file_uploader(key="upload").set_value(("shapes.zip", data, "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert metric(at, "Images") == "60" and metric(at, "Labels") == "3 classes"
+    assert metric(at, "Channels") == "colour"
+    assert at.number_input[0].value == 3  # K defaults to the three label folders
+    saved = sorted(ws.uploads.glob("shapes-*.zip"))
+    assert len(saved) == 1 and saved[0].read_bytes() == data
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_dir, = ws.runs.iterdir()  # the run the page launched
+    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] in ("finished", "failed"), timeout=300)
+    assert jobs.job_state(ws, run_dir)["state"] == "finished", jobs.last_log_line(run_dir)
+    assert load_json(run_dir / "config.json")["dataset"] == str(saved[0])
+    assert load_json(run_dir / "metrics.json")["images"]["count"] == 60
