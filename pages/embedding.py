@@ -1,5 +1,6 @@
 """Embedding: the UMAP map of the features (computed by the job), coloured by cluster, curated
-label, true label or confidence; box / lasso selection fills a paged gallery."""
+label, true label or confidence; hover shows the image (``ui.hover``, small runs); box / lasso
+selection fills a paged gallery."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.gallery import gallery, open_in_neighbours
+from ui.hover import hover_thumbnails
 from ui.state import cluster_title, curated, require_results, through_navigation
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
@@ -69,9 +71,12 @@ def main() -> None:
     groups = {"cluster": cluster_names, "curated label": labels, "true label": true_names}.get(colour)
     figure = scatter(np.asarray(results.projection), groups, confidence if colour == "confidence" else None,
                      custom, text)
-    st.caption(f"{n:,} images · UMAP of the pretext features · drag to lasso, or pick the box tool")
     event = st.plotly_chart(figure, key="embedding", on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"displaylogo": False, "scrollZoom": True})
+    thumbnails = hover_thumbnails(results)
+    st.caption(f"{n:,} images · UMAP of the pretext features · drag to lasso, or pick the box tool · "
+               + ("hover a point to see its image" if thumbnails else
+                  "hover thumbnails are off for a run this big (open images from the gallery)"))
     points = event.selection.points if event and event.selection else []
     selected = np.unique([image_index(p["customdata"]) for p in points if p.get("customdata") is not None])
     st.session_state["selection"] = selected.tolist()

@@ -94,6 +94,18 @@ def test_train_explore_curate_export(server, page, tmp_path):
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for(timeout=30_000)
     wait_idle(page)
+    point = page.evaluate("""() => {  // where the first image of the first trace is drawn
+        const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
+        const trace = gd._fullData[0], r = gd.getBoundingClientRect();
+        return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[0]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[0])};
+    }""")
+    page.mouse.move(point["x"] - 3, point["y"] - 3)
+    page.mouse.move(point["x"], point["y"], steps=3)
+    thumb = page.locator("#scan-hover-thumb")
+    thumb.wait_for(state="visible", timeout=10_000)
+    assert 0 <= int(thumb.get_attribute("data-index")) < 1797
+    assert "data:image/png" in thumb.evaluate("e => e.style.backgroundImage")
+    shot(page, "3-embedding-hover")
     page.locator(".modebar-btn[data-val='select']").first.click()
     box = page.locator(".nsewdrag").first.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
@@ -105,7 +117,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     selected = int(page.get_by_text("Selection · ").inner_text().split("·")[1].split()[0].replace(",", ""))
     assert selected > 0
     assert page.locator(".scan-gallery img").count() >= min(selected, 10)
-    shot(page, "3-embedding-selection")
+    shot(page, "3-embedding-selection")  # after the hover shot: names sort in order
 
     page.goto(f"{url}/clusters?run=digits-demo")
     name = page.get_by_label("Name", exact=True)
