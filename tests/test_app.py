@@ -220,3 +220,20 @@ def test_an_uploaded_zip_is_previewed_and_trained(tmp_path, monkeypatch):
     assert jobs.job_state(ws, run_dir)["state"] == "finished", jobs.last_log_line(run_dir)
     assert load_json(run_dir / "config.json")["dataset"] == str(saved[0])
     assert load_json(run_dir / "metrics.json")["images"]["count"] == 60
+
+
+def test_hover_sprite_sheet_holds_every_thumbnail_at_its_tile():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ui.hover import sprite_sheet
+    thumbnails = np.random.default_rng(0).integers(0, 256, (11, 5, 5, 3), dtype=np.uint8)
+    uri, columns, rows = sprite_sheet(thumbnails)
+    assert (columns, rows) == (4, 3)
+    sheet = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    assert sheet.shape == (15, 20, 3)
+    for i, thumbnail in enumerate(thumbnails):
+        row, col = divmod(i, columns)
+        assert np.array_equal(sheet[row * 5:(row + 1) * 5, col * 5:(col + 1) * 5], thumbnail), i
