@@ -15,12 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .artifacts import CorruptArtifact, load_json, load_torch
+from .artifacts import CorruptArtifact, load_torch
 from .images import ImageSet
 from .metrics import evaluate
 from .presets import RunConfig
 from .pretext import embed
-from .run import build_encoder, kept_head, read_status, resolve_device
+from .run import build_encoder, kept_head, read_status, resolve_device, saved_config
 from .sources import load_source
 
 CLUSTER_STAGES = ("scan", "selflabel")
@@ -37,11 +37,9 @@ class Applied:
 
 def _run_config(run_dir: Path) -> RunConfig:
     try:
-        stored = load_json(run_dir / "config.json")
+        return saved_config(run_dir)
     except (FileNotFoundError, CorruptArtifact) as error:
         raise ValueError(f"{run_dir} is not a run directory: config.json is missing or unreadable") from error
-    stored.pop("versions", None)
-    return RunConfig.from_dict(stored)
 
 
 @torch.no_grad()

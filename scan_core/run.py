@@ -479,6 +479,13 @@ def versions() -> dict:
             "scikit-learn": sklearn.__version__}
 
 
+def saved_config(run_dir: Path) -> RunConfig:
+    """The :class:`RunConfig` in ``run_dir/config.json`` (without the versions it also records)."""
+    stored = load_json(Path(run_dir) / "config.json")
+    stored.pop("versions", None)
+    return RunConfig.from_dict(stored)
+
+
 def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | None = None,
               preset: str = "auto", show_bar: bool = True, **overrides) -> dict:
     """Start or resume the run in ``run_dir``; return its metrics.
@@ -492,9 +499,7 @@ def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | Non
     saved = run_dir / "config.json"
     images = None
     if saved.exists():
-        stored = load_json(saved)
-        stored.pop("versions", None)
-        config = RunConfig.from_dict(stored)
+        config = saved_config(run_dir)
         if dataset is not None and dataset != config.dataset:
             raise ValueError(f"{run_dir} holds a run on {config.dataset!r}, not {dataset!r}; "
                              "use another --out directory")
