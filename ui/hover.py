@@ -7,14 +7,11 @@ Where it stays fast: the sheet is made once per run (cached) and is only sent wh
 """
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 import streamlit as st
-from PIL import Image
 
 from scan_core.results import RunResults
+from ui.gallery import data_uri
 
 SPRITE_MAX_PIXELS = 3_000_000   # about 1 MB of PNG per page load at most
 HOVER_PX = 96
@@ -68,9 +65,7 @@ def sprite_sheet(thumbnails: np.ndarray) -> tuple[str, int, int]:
     tiles = np.zeros((rows * columns, *thumbnails.shape[1:]), dtype=np.uint8)
     tiles[:n] = thumbnails
     sheet = tiles.reshape(rows, columns, side, side, -1).transpose(0, 2, 1, 3, 4).reshape(rows * side, columns * side, -1)
-    buffer = io.BytesIO()
-    Image.fromarray(sheet[..., 0] if sheet.shape[-1] == 1 else sheet).save(buffer, format="PNG", optimize=False)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), columns, rows
+    return data_uri(sheet, None), columns, rows
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
