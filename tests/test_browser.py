@@ -116,6 +116,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     wait_idle(page)
     selected = int(page.get_by_text("Selection · ").inner_text().split("·")[1].split()[0].replace(",", ""))
     assert selected > 0
+    page.locator(".scan-gallery img").first.wait_for(timeout=30_000)  # the gallery follows the count in the page
     assert page.locator(".scan-gallery img").count() >= min(selected, 10)
     shot(page, "3-embedding-selection")  # after the hover shot: names sort in order
 
