@@ -12,8 +12,8 @@ import streamlit as st
 from scan_core import export
 from scan_core.curation import cluster_label
 from ui.gallery import data_uri, gallery
-from ui.state import (cluster_options, cluster_title, curated, curation, require_results, through_navigation, who,
-                      workspace)
+from ui.state import (cluster_options, cluster_title, curated, curation, require_results, selection,
+                      through_navigation, who, workspace)
 
 ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", "Clear label override")
 
@@ -44,11 +44,11 @@ def name_clusters(results, state) -> None:
 
 def choose_images(results) -> np.ndarray:
     """Images to edit: the Embedding page's lasso selection, or ids / #indices typed in."""
-    selection = st.session_state.get("selection") or []
-    source = st.radio("Images", [f"Embedding selection ({len(selection)})", "Type ids"], horizontal=True,
+    selected = selection(results)
+    source = st.radio("Images", [f"Embedding selection ({len(selected)})", "Type ids"], horizontal=True,
                       key="edit_source")
     if source.startswith("Embedding"):
-        return np.asarray(selection, dtype=np.int64)
+        return selected
     text = st.text_area("Image ids or #indices, separated by spaces, commas or new lines", key="edit_ids")
     ids = {str(image_id): i for i, image_id in enumerate(results.images.ids)}
     chosen, unknown = [], []

@@ -1,6 +1,6 @@
 """Embedding: the UMAP map of the features (computed by the job), coloured by cluster, curated
-label, true label or confidence; hover shows the image (``ui.hover``, small runs); box / lasso
-selection fills a paged gallery."""
+label, true label or confidence; hover shows the image; box / lasso / click selections
+(``ui.map_events``: image indices only) fill a paged gallery and stay the session's selection."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +8,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.gallery import gallery, open_in_neighbours
-from ui.hover import hover_thumbnails
-from ui.state import cluster_title, curated, require_results, through_navigation
+from ui.map_events import hover_thumbnails, map_selection
+from ui.state import (cluster_title, curated, require_results, selection, set_selection,
+                      through_navigation)
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
            "#9D755D", "#BAB0AC", "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2",
@@ -21,8 +22,8 @@ def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None
     """A WebGL scatter: one trace per group (legend), or one trace on a colour scale (``values``).
 
     ``custom`` ``(N, 3)`` float32 = image index, confidence, cluster: numeric, so plotly sends it as a
-    compact binary array (strings for 70k points would be ~10 MB); selections read the image index
-    back from ``customdata[0]`` whatever the trace. ``text`` ``(N,)``: the label line of the hover.
+    compact binary array (strings for 70k points would be ~10 MB); ``ui.map_events`` reads the image
+    index back from ``customdata[0]`` whatever the trace. ``text`` ``(N,)``: the label line of the hover.
     """
     figure = go.Figure()
     template = ("#%{customdata[0]} · cluster %{customdata[2]}<br>%{text}<br>confidence %{customdata[1]:.3f}"
@@ -41,16 +42,10 @@ def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None
             x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=custom, text=text,
             hovertemplate=template, marker={**marker, "color": values.astype(np.float32), "colorscale": "Viridis",
                                             "showscale": True, "colorbar": {"title": "confidence"}}))
-    figure.update_layout(height=640, margin={"l": 0, "r": 0, "t": 10, "b": 0}, dragmode="lasso",
+    figure.update_layout(height=640, margin={"l": 0, "r": 0, "t": 36, "b": 0}, dragmode="lasso",
                          legend={"itemsizing": "constant", "title": None}, xaxis={"visible": False},
                          yaxis={"visible": False, "scaleanchor": "x"}, uirevision="keep")
     return figure
-
-
-def image_index(customdata) -> int:
-    """The image index of a selected point: ``customdata[0]``, which the selection event returns
-    as a list, or (for binary-encoded arrays) as a dict keyed by the column as a string."""
-    return int(customdata["0"] if isinstance(customdata, dict) else customdata[0])
 
 
 def main() -> None:
@@ -71,20 +66,26 @@ def main() -> None:
     groups = {"cluster": cluster_names, "curated label": labels, "true label": true_names}.get(colour)
     figure = scatter(np.asarray(results.projection), groups, confidence if colour == "confidence" else None,
                      custom, text)
-    event = st.plotly_chart(figure, key="embedding", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            config={"displaylogo": False, "scrollZoom": True})
-    thumbnails = hover_thumbnails(results)
-    st.caption(f"{n:,} images · UMAP of the pretext features · drag to lasso, or pick the box tool · "
-               + ("hover a point to see its image" if thumbnails else
-                  "hover thumbnails are off for a run this big (open images from the gallery)"))
-    points = event.selection.points if event and event.selection else []
-    selected = np.unique([image_index(p["customdata"]) for p in points if p.get("customdata") is not None])
-    st.session_state["selection"] = selected.tolist()
-    st.subheader(f"Selection · {len(selected):,} images" if len(selected) else "Selection")
+    # on_select gives the map its box and lasso tools; the selection itself comes through map_selection
+    st.plotly_chart(figure, key="embedding", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                    config={"displaylogo": False, "scrollZoom": True})
+    picked = map_selection(n, "embedding_selection")
+    whole = hover_thumbnails(results, "embedding_hover")
+    st.caption(f"{n:,} images · UMAP of the pretext features · drag to lasso, or pick the box tool; click a point "
+               "to select it alone · hover a point to see its image"
+               + ("" if whole else " (its neighbourhood's images load on the first hover there)"))
+    if picked is not None:
+        set_selection(results, picked)
+    selected = selection(results)
     if not len(selected):
-        st.caption("Select points on the map with the lasso or box to see their images here; "
-                   "double-click the map to clear.")
+        st.subheader("Selection")
+        st.caption("Select points on the map with the lasso or box, or click one, to see their images here.")
         return
+    head, clear = st.columns([5, 1], vertical_alignment="bottom")
+    head.subheader(f"Selection · {len(selected):,} image{'s' if len(selected) > 1 else ''}")
+    if clear.button("Clear selection", icon=":material/deselect:", width="stretch"):
+        set_selection(results, [])
+        st.rerun()
     order = selected[np.argsort(-confidence[selected], kind="stable")]
     shown = gallery(results, order, "embedding_gallery",
                     lambda i: f"{titles[int(state.clusters[i])]} · {confidence[i]:.2f}")

@@ -228,7 +228,7 @@ def test_hover_sprite_sheet_holds_every_thumbnail_at_its_tile():
 
     from PIL import Image
 
-    from ui.hover import sprite_sheet
+    from ui.map_events import sprite_sheet
     thumbnails = np.random.default_rng(0).integers(0, 256, (11, 5, 5, 3), dtype=np.uint8)
     uri, columns, rows = sprite_sheet(thumbnails)
     assert (columns, rows) == (4, 3)
@@ -237,3 +237,92 @@ def test_hover_sprite_sheet_holds_every_thumbnail_at_its_tile():
     for i, thumbnail in enumerate(thumbnails):
         row, col = divmod(i, columns)
         assert np.array_equal(sheet[row * 5:(row + 1) * 5, col * 5:(col + 1) * 5], thumbnail), i
+
+
+def decode_sheet(uri: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+
+
+def test_an_on_demand_hover_sheet_holds_the_images_nearest_on_the_map(home):
+    from scan_core.results import RunResults
+    from ui.map_events import _sheet, nearest_on_map
+    results = RunResults.load(home / "runs" / "digits")
+    ids = nearest_on_map(results, 42, count=20)
+    projection = np.asarray(results.projection)
+    distance = np.linalg.norm(projection - projection[42], axis=1)
+    assert ids[0] == 42 and len(set(ids.tolist())) == 20
+    assert np.allclose(np.sort(distance[ids]), np.sort(distance)[:20])  # the 20 nearest, whatever the ties
+    sheet = _sheet(results.thumbnails(), ids)
+    assert sheet["ids"] == ids.tolist() and (sheet["columns"], sheet["rows"]) == (5, 4)
+    pixels = decode_sheet(sheet["sprite"])
+    side = results.thumbnails().shape[1]
+    for k, index in enumerate(ids):  # tile k of the sheet is image ids[k]
+        row, col = divmod(k, sheet["columns"])
+        assert np.array_equal(pixels[row * side:(row + 1) * side, col * side:(col + 1) * side],
+                              results.thumbnails()[index][..., 0]), k
+    with pytest.raises(ValueError, match="not in this run"):
+        nearest_on_map(results, len(results.images))
+
+
+def test_the_hover_sheet_limit_comes_from_the_environment(monkeypatch):
+    from ui.map_events import SHEET_PIXELS, SHEET_PIXELS_ENV, whole_sheet_limit
+    monkeypatch.delenv(SHEET_PIXELS_ENV, raising=False)
+    assert whole_sheet_limit() == SHEET_PIXELS
+    monkeypatch.setenv(SHEET_PIXELS_ENV, "0")
+    assert whole_sheet_limit() == 0
+    monkeypatch.setenv(SHEET_PIXELS_ENV, "lots")
+    with pytest.raises(ValueError, match=f"{SHEET_PIXELS_ENV} must be a whole number of pixels, not 'lots'"):
+        whole_sheet_limit()
+
+
+def test_a_map_selection_fills_the_gallery_and_the_curate_page_for_its_run_only(home, monkeypatch):
+    run_dir = home / "runs" / "digits"
+    picked = [5, 17, 1000]
+    at = app(home, monkeypatch, page="embedding")
+    assert "Selection" in [s.value for s in at.subheader]  # nothing selected yet
+    at.session_state["selection"] = {"run": str(run_dir), "ids": picked}
+    at.run()
+    assert "Selection · 3 images" in [s.value for s in at.subheader]
+    grid = next(h.proto.body for h in at.get("html") if "scan-gallery" in h.proto.body)
+    assert sorted(int(a) for a in __import__("re").findall(r'alt="#(\d+)"', grid)) == picked
+    at.switch_page("pages/curate_export.py")
+    at.run()
+    assert at.radio(key="edit_source").options[0] == "Embedding selection (3)"
+
+    at = app(home, monkeypatch, run="nolabels", page="curate_export")  # another run: not its selection
+    at.session_state["selection"] = {"run": str(run_dir), "ids": picked}
+    at.run()
+    assert at.radio(key="edit_source").options[0] == "Embedding selection (0)"
+
+    at = app(home, monkeypatch, page="embedding")
+    at.session_state["selection"] = {"run": str(run_dir), "ids": picked}
+    at.run()
+    next(b for b in at.button if b.label == "Clear selection").click().run()
+    assert not at.exception and "Selection" in [s.value for s in at.subheader]
+    assert at.session_state["selection"]["ids"] == []
+
+
+def hover_data(at: AppTest) -> dict:
+    import json
+    return json.loads(next(c.proto.json for c in at.get("bidi_component") if c.proto.component_name == "scan_map_hover"))
+
+
+def test_hover_thumbnails_go_with_a_small_run_and_come_on_demand_for_a_big_one(home, monkeypatch):
+    from scan_core.results import RunResults
+    from ui.map_events import nearest_on_map
+    at = app(home, monkeypatch, page="embedding")
+    sheet = hover_data(at)["sheet"]  # digits: 1797 x 8 x 8 pixels, one sheet of every image with the page
+    assert sheet["ids"] is None and sheet["count"] == 1797 and not hover_data(at)["on_demand"]
+
+    monkeypatch.setenv("SCAN_EXPLORER_HOVER_SHEET_PIXELS", "0")  # now digits count as big
+    at = app(home, monkeypatch, page="embedding")
+    assert "load on the first hover" in texts(at)
+    assert hover_data(at)["on_demand"] and hover_data(at)["sheet"] is None  # nothing until a hover asks
+    at.session_state["embedding_hover"] = {"wanted": 42}  # what the component sets on a hover over image 42
+    at.run()
+    expected = nearest_on_map(RunResults.load(home / "runs" / "digits"), 42)
+    assert hover_data(at)["sheet"]["ids"] == expected.tolist() and len(expected) == 256

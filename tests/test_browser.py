@@ -3,6 +3,7 @@ launch the digits demo from the page, wait for it, lasso on the embedding, renam
 export CSV. Screenshots go to ``tests/artifacts/screenshots/``."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,39 +33,71 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``streamlit run app.py`` on a free port with a fresh workspace; yields (url, home)."""
-    home = tmp_path_factory.mktemp("browser") / "home"
+@contextlib.contextmanager
+def streamlit_server(home: Path, **env: str):
+    """``streamlit run app.py`` on a free port for the workspace ``home``; yields its url."""
     port = free_port()
-    env = {**os.environ, "SCAN_EXPLORER_HOME": str(home)}
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                                 "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                               cwd=ROOT, env={**os.environ, "SCAN_EXPLORER_HOME": str(home), **env},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
-    while True:
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or process.poll() is not None:
+                    pytest.fail("streamlit did not answer its health check within 60 s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
         try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("streamlit did not answer its health check within 60 s")
-            time.sleep(0.5)
-    yield url, home
-    process.terminate()
-    process.wait(timeout=20)
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def server(tmp_path_factory):
+    """The app with a fresh workspace; yields (url, home)."""
+    home = tmp_path_factory.mktemp("browser") / "home"
+    with streamlit_server(home) as url:
+        yield url, home
+
+
+@pytest.fixture(scope="module")
+def browser():
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        yield context.new_page()
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    yield context.new_page()
+    context.close()
+
+
+WHERE_DRAWN = """(index) => {  // where image #index is drawn on the map, in page pixels
+    const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
+    const r = gd.getBoundingClientRect();
+    for (const trace of gd._fullData) {
+        const k = Array.from(trace.customdata, (row) => row[0]).indexOf(index);
+        if (k >= 0) return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[k]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[k])};
+    }
+    return null;
+}"""
+
+
+def near(a: dict | None, b: dict, pixels: float = 8) -> bool:
+    return a is not None and abs(a["x"] - b["x"]) <= pixels and abs(a["y"] - b["y"]) <= pixels
 
 
 def shot(page, name: str) -> None:
@@ -103,7 +137,8 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.mouse.move(point["x"], point["y"], steps=3)
     thumb = page.locator("#scan-hover-thumb")
     thumb.wait_for(state="visible", timeout=10_000)
-    assert 0 <= int(thumb.get_attribute("data-index")) < 1797
+    hovered = int(thumb.get_attribute("data-index"))
+    assert near(page.evaluate(WHERE_DRAWN, hovered), point)  # the image under the pointer (points overlap)
     assert "data:image/png" in thumb.evaluate("e => e.style.backgroundImage")
     shot(page, "3-embedding-hover")
     page.locator(".modebar-btn[data-val='select']").first.click()
@@ -115,10 +150,26 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.get_by_text("Selection · ").wait_for(timeout=30_000)
     wait_idle(page)
     selected = int(page.get_by_text("Selection · ").inner_text().split("·")[1].split()[0].replace(",", ""))
-    assert selected > 0
+    drawn = page.evaluate("() => document.querySelector('.stPlotlyChart .js-plotly-plot')._fullLayout.selections[0]")
+    xy = np.load(run / "projection.npy").astype(np.float32)  # the box's images, by their map coordinates
+    inside = np.flatnonzero((xy[:, 0] >= min(drawn["x0"], drawn["x1"])) & (xy[:, 0] <= max(drawn["x0"], drawn["x1"]))
+                            & (xy[:, 1] >= min(drawn["y0"], drawn["y1"])) & (xy[:, 1] <= max(drawn["y0"], drawn["y1"])))
+    assert selected == len(inside) > 100
     page.locator(".scan-gallery img").first.wait_for(timeout=30_000)  # the gallery follows the count in the page
-    assert page.locator(".scan-gallery img").count() >= min(selected, 10)
+    shown = [int(alt.lstrip("#")) for alt in page.locator(".scan-gallery img").evaluate_all("e => e.map(i => i.alt)")]
+    assert len(shown) == 100 and set(shown) <= set(inside.tolist())
     shot(page, "3-embedding-selection")  # after the hover shot: names sort in order
+
+    page.mouse.dblclick(box["x"] + 5, box["y"] + 5)  # a double click clears the selection
+    page.get_by_text("Select points on the map").wait_for(timeout=30_000)
+    assert page.get_by_text("Selection · ").count() == 0
+    wait_idle(page)
+    page.mouse.move(point["x"] - 3, point["y"] - 3)
+    page.mouse.click(point["x"], point["y"])  # a click selects the one image under the pointer
+    page.get_by_text("Selection · 1 image").wait_for(timeout=30_000)
+    page.locator(".scan-gallery img").first.wait_for(timeout=30_000)
+    assert page.locator(".scan-gallery img").evaluate_all("e => e.map(i => i.alt)") == [f"#{hovered}"]
+    wait_idle(page)
 
     page.goto(f"{url}/clusters?run=digits-demo")
     name = page.get_by_label("Name", exact=True)
@@ -140,3 +191,47 @@ def test_train_explore_curate_export(server, page, tmp_path):
     assert len(rows) == 1797
     assert {"id", "path", "cluster", "confidence", "curated_label"} <= set(rows[0])
     assert sum(r["curated_label"] == "my first cluster" for r in rows) == sum(r["cluster"] == "0" for r in rows) > 0
+
+
+def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):
+    """With the whole-sheet limit at 0 a digits run counts as big: hovering a point asks the server
+    for the sheet of its neighbourhood on the map, and the thumbnail shown is the hovered image's."""
+    from scan_core import jobs
+    from scan_core.run import train_run
+    ws = jobs.Workspace.create(tmp_path / "home")
+    train_run(ws.runs / "digits", "digits", 10, preset="digits", show_bar=False)
+    thumbnails = np.load(ws.runs / "digits" / "images" / "images.npy")
+    with streamlit_server(ws.home, SCAN_EXPLORER_HOVER_SHEET_PIXELS="0") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/embedding?run=digits")
+        page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.get_by_text("load on the first hover there").count() == 1
+        for trace in (0, 5):
+            spot = page.evaluate("""(k) => {
+                const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
+                const trace = gd._fullData[k], r = gd.getBoundingClientRect();
+                return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[0]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[0])};
+            }""", trace)
+            page.mouse.move(spot["x"] - 3, spot["y"] - 3)
+            page.mouse.move(spot["x"], spot["y"], steps=3)
+            page.wait_for_function("() => document.getElementById('scan-hover-thumb')?.dataset.index", timeout=15_000)
+            shown = page.evaluate("""() => {  // the image the tooltip names, and the pixels it shows from its sheet
+                const tip = document.getElementById('scan-hover-thumb'), size = parseFloat(tip.style.width);
+                const [x, y] = tip.style.backgroundPosition.split(' ').map((v) => -parseFloat(v) / size);
+                const [w] = tip.style.backgroundSize.split(' ').map((v) => parseFloat(v) / size);
+                const index = Number(tip.dataset.index), image = new Image();
+                image.src = tip.style.backgroundImage.slice(5, -2);
+                return new Promise((done) => { image.onload = () => {
+                    const side = image.width / w, canvas = document.createElement('canvas');
+                    canvas.width = canvas.height = side;
+                    const context = canvas.getContext('2d');
+                    context.drawImage(image, x * side, y * side, side, side, 0, 0, side, side);
+                    done({index, pixels: Array.from(context.getImageData(0, 0, side, side).data.filter((_, i) => i % 4 === 0))});
+                }; });
+            }""")
+            assert near(page.evaluate(WHERE_DRAWN, shown["index"]), spot)  # an image under the pointer
+            assert np.array_equal(np.array(shown["pixels"], dtype=np.uint8), thumbnails[shown["index"]].ravel())
+            page.mouse.move(5, 5)
+        shot(page, "3-embedding-hover-on-demand")
+        page.close()

@@ -153,3 +153,15 @@ def cluster_title(state: CuratedState, cluster: int) -> str:
 def cluster_options(state: CuratedState) -> list[int]:
     """Cluster ids that have members in the curated state."""
     return [int(c) for c in np.unique(state.clusters)]
+
+
+def selection(loaded: RunResults) -> np.ndarray:
+    """The image indices last selected on this run's map (Embedding), for the galleries and edits."""
+    kept = st.session_state.get("selection")
+    if not kept or kept["run"] != str(loaded.dir):
+        return np.zeros(0, dtype=np.int64)
+    return np.asarray(kept["ids"], dtype=np.int64)
+
+
+def set_selection(loaded: RunResults, indices) -> None:
+    st.session_state["selection"] = {"run": str(loaded.dir), "ids": np.asarray(indices, dtype=np.int64).tolist()}

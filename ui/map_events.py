@@ -1,0 +1,243 @@
+"""The embedding map's events, through two small inline components (``st.components.v2``) that
+listen to the plotly map on the page (drawn with ``customdata[0]`` = image index):
+
+- :func:`map_selection`: a box, lasso or click on the map comes back as the selected *image
+  indices* only. Streamlit's own ``on_select`` would send every selected point with its
+  coordinates, customdata and text: ~3 MB for a box over 20k of 70k points, which the browser
+  builds and the server parses on every selection (0.6 s of the 1.2 s it took). The map keeps
+  ``on_select`` for its box and lasso tools; this component takes the points out of plotly's
+  selection event before Streamlit's listener sees it, so one small message starts one rerun.
+- :func:`hover_thumbnails`: the hovered image beside plotly's label. A small run sends one sprite
+  sheet of every thumbnail with the page; a big one sends, on the first hover in a region, a sheet
+  of the hovered image's :data:`CHUNK` nearest images on the map (a fragment rerun: the map and
+  the rest of the page are not redrawn), which the browser keeps for the next hovers.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import streamlit as st
+from scipy.spatial import cKDTree
+
+from scan_core.results import RunResults
+from ui.gallery import data_uri
+
+SHEET_PIXELS_ENV = "SCAN_EXPLORER_HOVER_SHEET_PIXELS"
+SHEET_PIXELS = 3_000_000        # a whole sheet up to this size (about 1 MB of PNG) goes with the page
+CHUNK = 256                     # images per sheet sent on demand for bigger runs
+HOVER_PX = 96
+
+_ATTACH_JS = """
+function imageIndex(point) {
+  const custom = point && point.customdata;
+  if (custom == null) return null;
+  return Math.round(Array.isArray(custom) || ArrayBuffer.isView(custom) ? custom[0] : custom);
+}
+
+function everyMap(attach) {  // the map is drawn after a component mounts, and may be redrawn: poll
+  const poll = () => document.querySelectorAll('.stPlotlyChart .js-plotly-plot').forEach((plot) => {
+    if (typeof plot.on === 'function' && typeof plot.emit === 'function') attach(plot);
+  });
+  poll();
+  const timer = setInterval(poll, 300);
+  return () => clearInterval(timer);
+}
+"""
+
+_SELECTION_JS = _ATTACH_JS + """
+const bridge = window.__scanSelection || (window.__scanSelection = {});
+
+function attach(plot) {
+  if (plot.__scanSelection) return;
+  plot.__scanSelection = true;
+  plot.on('plotly_deselect', () => bridge.send('selected', []));
+  plot.on('plotly_click', (event) => {  // a click selects the image under the pointer alone
+    const index = imageIndex(event && event.points && event.points[0]);
+    if (index != null) bridge.send('selected', [index]);
+  });
+  // Plotly hands a selection to every listener through gd.emit, Streamlit's included: send the
+  // image indices here, and pass the others the selection without its points, so that Streamlit's
+  // widget sends nothing and starts no rerun of its own.
+  const emit = plot.emit;
+  plot.emit = function (name, event) {
+    if (name === 'plotly_selected' && event && event.points) {
+      bridge.send('selected', event.points.map(imageIndex).filter((index) => index != null));
+      event = { ...event, points: [], selections: [] };
+    }
+    return emit.call(this, name, event);
+  };
+}
+
+export default function (component) {
+  bridge.send = component.setTriggerValue;
+  return everyMap(attach);
+}
+"""
+
+_HOVER_JS = _ATTACH_JS + """
+const hover = window.__scanHover || (window.__scanHover = { run: null, tiles: new Map() });
+
+function tooltip() {
+  let tip = document.getElementById('scan-hover-thumb');
+  if (!tip) {
+    tip = document.createElement('div');
+    tip.id = 'scan-hover-thumb';
+    tip.style.cssText = 'position:fixed;display:none;pointer-events:none;z-index:1000;border-radius:6px;'
+      + 'box-shadow:0 2px 8px rgba(0,0,0,.35);background:#eee no-repeat;image-rendering:auto;';
+    document.body.appendChild(tip);
+  }
+  return tip;
+}
+
+function draw() {  // the hovered image, if its sheet has come; else an empty frame while it comes
+  const tip = tooltip(), at = hover.at, size = hover.display;
+  if (!at) { tip.style.display = 'none'; return; }
+  const tile = hover.tiles.get(at.index);
+  tip.dataset.index = tile ? String(at.index) : '';
+  tip.style.width = tip.style.height = size + 'px';
+  tip.style.backgroundImage = tile ? 'url(' + tile.sheet.sprite + ')' : 'none';
+  if (tile) {
+    tip.style.backgroundSize = (tile.sheet.columns * size) + 'px ' + (tile.sheet.rows * size) + 'px';
+    tip.style.backgroundPosition = (-tile.column * size) + 'px ' + (-tile.row * size) + 'px';
+  }
+  tip.style.left = (at.x - size - 16) + 'px';
+  tip.style.top = (at.y - size / 2) + 'px';
+  tip.style.display = 'block';
+}
+
+function keep(sheet) {  // every image of a sheet -> its tile
+  const count = sheet.ids ? sheet.ids.length : sheet.count;
+  for (let k = 0; k < count; k++) {
+    const index = sheet.ids ? sheet.ids[k] : k;
+    hover.tiles.set(index, { sheet, column: k % sheet.columns, row: Math.floor(k / sheet.columns) });
+  }
+}
+
+function ask() {  // one request at a time; a newer hover asks again when the answer comes
+  const at = hover.at;
+  if (!at || hover.tiles.has(at.index) || !hover.onDemand) return;
+  if (hover.asked && hover.asked.index === at.index) return;
+  if (hover.asked && Date.now() - hover.asked.time < 2000) return;
+  hover.asked = { index: at.index, time: Date.now() };
+  hover.send('wanted', at.index);
+}
+
+function attach(plot) {
+  if (plot.__scanHover) return;
+  plot.__scanHover = true;
+  plot.on('plotly_hover', (event) => {
+    const index = imageIndex(event.points && event.points[0]);
+    if (index == null) return;
+    hover.at = { index, x: event.event.clientX, y: event.event.clientY };
+    draw();
+    ask();
+  });
+  plot.on('plotly_unhover', () => { hover.at = null; draw(); });
+}
+
+export default function (component) {
+  const { data } = component;
+  if (hover.run !== data.run) {
+    hover.run = data.run;
+    hover.tiles = new Map();
+    hover.asked = null;
+  }
+  hover.send = component.setTriggerValue;
+  hover.display = data.display;
+  hover.onDemand = data.on_demand;
+  if (data.sheet) {
+    keep(data.sheet);
+    if (hover.asked && hover.tiles.has(hover.asked.index)) hover.asked = null;
+  }
+  draw();
+  ask();
+  return everyMap(attach);
+}
+"""
+
+_selection_component = st.components.v2.component("scan_map_selection", js=_SELECTION_JS)
+_hover_component = st.components.v2.component("scan_map_hover", js=_HOVER_JS)
+
+
+def map_selection(n: int, key: str) -> np.ndarray | None:
+    """Mount the selection listener. ``None`` when the user did not select in this rerun (keep the
+    previous selection), else the selected image indices, sorted and unique (empty: cleared)."""
+    selected = _selection_component(key=key, on_selected_change=lambda: None).selected
+    if selected is None:
+        return None
+    selected = np.unique(np.asarray(selected, dtype=np.int64))
+    return selected[(selected >= 0) & (selected < n)]
+
+
+def sprite_sheet(thumbnails: np.ndarray) -> tuple[str, int, int]:
+    """``thumbnails`` ``(N, T, T, C)`` tiled row by row into one PNG; ``(data URI, columns, rows)``."""
+    n, side = len(thumbnails), thumbnails.shape[1]
+    columns = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    tiles = np.zeros((rows * columns, *thumbnails.shape[1:]), dtype=np.uint8)
+    tiles[:n] = thumbnails
+    sheet = tiles.reshape(rows, columns, side, side, -1).transpose(0, 2, 1, 3, 4).reshape(rows * side, columns * side, -1)
+    return data_uri(sheet, None), columns, rows
+
+
+def _sheet(thumbnails: np.ndarray, ids: np.ndarray | None) -> dict:
+    """The JSON a hover component keeps: a sprite of ``thumbnails[ids]`` (``ids`` None: all, in order)."""
+    sprite, columns, rows = sprite_sheet(thumbnails if ids is None else thumbnails[ids])
+    return {"sprite": sprite, "columns": columns, "rows": rows, "count": len(thumbnails),
+            "ids": None if ids is None else ids.tolist()}
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _whole_sheet(run_dir: str, stamp: int, _thumbnails: np.ndarray) -> dict:
+    return _sheet(np.asarray(_thumbnails), None)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _map_tree(run_dir: str, stamp: int, _projection: np.ndarray) -> cKDTree:
+    return cKDTree(np.asarray(_projection, dtype=np.float64))
+
+
+def nearest_on_map(results: RunResults, index: int, count: int = CHUNK) -> np.ndarray:
+    """The ``count`` images nearest to image ``index`` on the 2-D map, itself first."""
+    if not 0 <= index < len(results.images):
+        raise ValueError(f"image index {index} is not in this run of {len(results.images)} images")
+    stamp = (results.dir / "projection.npy").stat().st_mtime_ns
+    tree = _map_tree(str(results.dir), stamp, results.projection)
+    _, ids = tree.query(np.asarray(results.projection[index], dtype=np.float64), k=min(count, len(results.images)))
+    return np.atleast_1d(ids).astype(np.int64)
+
+
+def whole_sheet_limit() -> int:
+    """The most thumbnail pixels sent with the page: ``$SCAN_EXPLORER_HOVER_SHEET_PIXELS``, else
+    :data:`SHEET_PIXELS` (0: every run's thumbnails come on demand)."""
+    value = os.environ.get(SHEET_PIXELS_ENV, "").strip()
+    if not value:
+        return SHEET_PIXELS
+    if not value.isdigit():
+        raise ValueError(f"{SHEET_PIXELS_ENV} must be a whole number of pixels, not {value!r}")
+    return int(value)
+
+
+def hover_thumbnails(results: RunResults, key: str) -> bool:
+    """Mount the hover listener (inside a fragment: an on-demand sheet reruns only it). Returns
+    whether the whole sheet went with the page (else the sheets come on demand)."""
+    thumbnails = results.thumbnails()
+    whole = thumbnails.shape[0] * thumbnails.shape[1] * thumbnails.shape[2] <= whole_sheet_limit()
+    stamp = (results.dir / "images" / "imageset.json").stat().st_mtime_ns
+    _hover_fragment(results, key, whole, stamp)
+    return whole
+
+
+@st.fragment
+def _hover_fragment(results: RunResults, key: str, whole: bool, stamp: int) -> None:
+    thumbnails = results.thumbnails()
+    wanted = (st.session_state.get(key) or {}).get("wanted")
+    if whole:
+        sheet = _whole_sheet(str(results.dir), stamp, thumbnails)
+    elif wanted is not None and 0 <= int(wanted) < len(thumbnails):
+        sheet = _sheet(thumbnails, nearest_on_map(results, int(wanted)))
+    else:
+        sheet = None
+    data = {"run": f"{results.dir}:{stamp}", "display": HOVER_PX, "on_demand": not whole, "sheet": sheet}
+    _hover_component(key=key, data=data, on_wanted_change=lambda: None)
