@@ -44,7 +44,8 @@ def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None
                                             "showscale": True, "colorbar": {"title": "confidence"}}))
     figure.update_layout(height=640, margin={"l": 0, "r": 0, "t": 36, "b": 0}, dragmode="lasso",
                          legend={"itemsizing": "constant", "title": None}, xaxis={"visible": False},
-                         yaxis={"visible": False, "scaleanchor": "x"}, uirevision="keep")
+                         yaxis={"visible": False, "scaleanchor": "x"}, uirevision="keep",
+                         hoverlabel={"bgcolor": "white", "font": {"color": "#262730", "size": 13}})
     return figure
 
 

@@ -232,6 +232,7 @@ def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):
             }""")
             assert near(page.evaluate(WHERE_DRAWN, shown["index"]), spot)  # an image under the pointer
             assert np.array_equal(np.array(shown["pixels"], dtype=np.uint8), thumbnails[shown["index"]].ravel())
+            shot(page, f"3-embedding-hover-on-demand-{trace}")
             page.mouse.move(5, 5)
-        shot(page, "3-embedding-hover-on-demand")
+            page.wait_for_function("() => document.getElementById('scan-hover-thumb').style.display === 'none'")
         page.close()
