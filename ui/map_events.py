@@ -35,13 +35,14 @@ function imageIndex(point) {
   return Math.round(Array.isArray(custom) || ArrayBuffer.isView(custom) ? custom[0] : custom);
 }
 
-function everyMap(attach) {  // the map is drawn after a component mounts, and may be redrawn: poll
+function everyMap(state, attach) {  // the map is drawn after a component mounts, and may be redrawn: poll
   const poll = () => document.querySelectorAll('.stPlotlyChart .js-plotly-plot').forEach((plot) => {
     if (typeof plot.on === 'function' && typeof plot.emit === 'function') attach(plot);
   });
   poll();
-  const timer = setInterval(poll, 300);
-  return () => clearInterval(timer);
+  clearInterval(state.timer);  // one poll per component, however often Streamlit calls it with new data
+  state.timer = setInterval(poll, 300);
+  return () => clearInterval(state.timer);
 }
 """
 
@@ -71,7 +72,7 @@ function attach(plot) {
 
 export default function (component) {
   bridge.send = component.setTriggerValue;
-  return everyMap(attach);
+  return everyMap(bridge, attach);
 }
 """
 
@@ -152,7 +153,7 @@ export default function (component) {
   }
   draw();
   ask();
-  return everyMap(attach);
+  return everyMap(hover, attach);
 }
 """
 
