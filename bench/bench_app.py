@@ -151,6 +151,8 @@ def main() -> None:
                                ("clusters", "Clusters page ready after navigation", None)):
         values = [row[key] for row in rows]
         print(f"| {title} | {sum(values) / len(values):.2f} | {max(values):.2f} | {target or '–'} |")
+    print("\nper repeat: " + "; ".join(f"{key} " + " ".join(f"{row[key]:.2f}" for row in rows)
+                                      for key in ("embedding", "hover", "answered", "gallery", "clusters")))
 
 
 if __name__ == "__main__":

@@ -89,6 +89,12 @@ class CuratedState:
         """Sorted indices of the images in ``cluster``."""
         return np.flatnonzero(self.clusters == cluster)
 
+    def digest(self) -> str:
+        """A hex digest that is the same for equal states and differs after any edit (a cache key)."""
+        text = json.dumps([sorted(self.names.items()), sorted(self.overrides.items()), sorted(self.outliers),
+                           self.num_cluster_ids])
+        return sha256(np.ascontiguousarray(self.clusters).tobytes() + text.encode()).hexdigest()
+
 
 def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]]) -> CuratedState:
     """Apply ``[(kind, payload), ...]`` in order to ``base_clusters`` ``(N,)``."""

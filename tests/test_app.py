@@ -326,3 +326,28 @@ def test_hover_thumbnails_go_with_a_small_run_and_come_on_demand_for_a_big_one(h
     at.run()
     expected = nearest_on_map(RunResults.load(home / "runs" / "digits"), 42)
     assert hover_data(at)["sheet"]["ids"] == expected.tolist() and len(expected) == 256
+
+
+def test_the_map_follows_curation_edits(home, monkeypatch, tmp_path):
+    import base64
+    import json
+    run_dir = tmp_path / "home" / "runs" / "digits"  # a copy: this test edits the run's curation
+    shutil.copytree(home, tmp_path / "home")
+    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+
+    def trace_names(at: AppTest) -> list[str]:
+        spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+        return [trace["name"] for trace in spec["data"]]
+
+    at = app(tmp_path / "home", monkeypatch, page="embedding")
+    assert "cluster 0" in trace_names(at)
+    store.name_cluster(0, "zeros", "tester")
+    at.run()  # the same run, colouring and session: only the curated state changed
+    assert "0 · zeros" in trace_names(at) and "cluster 0" not in trace_names(at)
+    moved = [i for i in range(20) if store.state().clusters[i] != 0][:3]
+    store.move(moved, 0, "tester")
+    at.run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    zeros = next(trace for trace in spec["data"] if trace["name"] == "0 · zeros")["customdata"]
+    images = np.frombuffer(base64.b64decode(zeros["bdata"]), dtype=zeros["dtype"]).reshape(-1, 3)[:, 0]
+    assert set(moved) <= set(images.astype(int).tolist())

@@ -56,6 +56,11 @@ def results(run_dir: Path) -> RunResults:
     return _load_results(str(run_dir), _signature(run_dir))
 
 
+def results_key(loaded: RunResults) -> tuple:
+    """The run and the mtimes of its artifacts: a cache key for what a page derives from them."""
+    return str(loaded.dir), _signature(loaded.dir)
+
+
 def chosen_run() -> Path | None:
     """The run named in the URL (or remembered by this session), if it still exists."""
     name = st.query_params.get(RUN_PARAM) or st.session_state.get(RUN_PARAM)
