@@ -340,14 +340,32 @@ def test_the_map_follows_curation_edits(home, monkeypatch, tmp_path):
         return [trace["name"] for trace in spec["data"]]
 
     at = app(tmp_path / "home", monkeypatch, page="embedding")
-    assert "cluster 0" in trace_names(at)
-    store.name_cluster(0, "zeros", "tester")
+    before = next(name for name in trace_names(at) if name.split(" ")[-1] == "0" or name.startswith("0 · "))
+    store.name_cluster(0, "renamed here", "tester")  # (another test may have named it already)
     at.run()  # the same run, colouring and session: only the curated state changed
-    assert "0 · zeros" in trace_names(at) and "cluster 0" not in trace_names(at)
+    assert "0 · renamed here" in trace_names(at) and before not in trace_names(at)
     moved = [i for i in range(20) if store.state().clusters[i] != 0][:3]
     store.move(moved, 0, "tester")
     at.run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    zeros = next(trace for trace in spec["data"] if trace["name"] == "0 · zeros")["customdata"]
+    zeros = next(trace for trace in spec["data"] if trace["name"] == "0 · renamed here")["customdata"]
     images = np.frombuffer(base64.b64decode(zeros["bdata"]), dtype=zeros["dtype"]).reshape(-1, 3)[:, 0]
     assert set(moved) <= set(images.astype(int).tolist())
+
+
+def test_malformed_map_events_are_ignored(home, monkeypatch):
+    """What the browser sends is input: a selection or a hover request that is not whole numbers
+    inside the run changes nothing and breaks nothing."""
+    monkeypatch.setenv("SCAN_EXPLORER_HOVER_SHEET_PIXELS", "0")
+    at = app(home, monkeypatch, page="embedding")
+    for wanted in ("42", -1, 10**9, [1, 2], None):
+        at.session_state["embedding_hover"] = {"wanted": wanted}
+        at.run()
+        assert not at.exception and hover_data(at)["sheet"] is None, wanted
+    at.session_state["embedding_selection"] = {"selected": [-1, 5, 5, 10**6]}  # only 5 is in the run
+    at.run()
+    assert "Selection · 1 image" in [s.value for s in at.subheader]
+    for selected in (["x"], [10**30], [[1, 2], 3]):  # not whole numbers: the selection stays
+        at.session_state["embedding_selection"] = {"selected": selected}
+        at.run()
+        assert not at.exception and "Selection · 1 image" in [s.value for s in at.subheader], selected

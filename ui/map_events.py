@@ -167,7 +167,10 @@ def map_selection(n: int, key: str) -> np.ndarray | None:
     selected = _selection_component(key=key, on_selected_change=lambda: None).selected
     if selected is None:
         return None
-    selected = np.unique(np.asarray(selected, dtype=np.int64))
+    try:  # what a browser sends is checked like any input: whole numbers, inside the run
+        selected = np.unique(np.asarray(selected, dtype=np.int64).ravel())
+    except (TypeError, ValueError, OverflowError):
+        return None
     return selected[(selected >= 0) & (selected < n)]
 
 
@@ -236,8 +239,8 @@ def _hover_fragment(results: RunResults, key: str, whole: bool, stamp: int) -> N
     wanted = (st.session_state.get(key) or {}).get("wanted")
     if whole:
         sheet = _whole_sheet(str(results.dir), stamp, thumbnails)
-    elif wanted is not None and 0 <= int(wanted) < len(thumbnails):
-        sheet = _sheet(thumbnails, nearest_on_map(results, int(wanted)))
+    elif isinstance(wanted, int) and 0 <= wanted < len(thumbnails):
+        sheet = _sheet(thumbnails, nearest_on_map(results, wanted))
     else:
         sheet = None
     data = {"run": f"{results.dir}:{stamp}", "display": HOVER_PX, "on_demand": not whole, "sheet": sheet}
