@@ -11,7 +11,7 @@ from scan_core.curation import CuratedState
 from scan_core.results import RunResults
 from ui.gallery import gallery, open_in_neighbours
 from ui.map_events import hover_thumbnails, map_selection
-from ui.state import (cluster_title, curated, require_results, results_key, selection, set_selection,
+from ui.state import (cluster_titles, curated, require_results, results_key, selection, set_selection,
                       through_navigation)
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
@@ -57,7 +57,7 @@ def map_figure(run: tuple, colour: str, curated_digest: str, _results: RunResult
     (about 0.1 s for 70k points, saved on every rerun of the page: selections, gallery pages)."""
     results, state = _results, _state
     confidence = results.confidence
-    titles = {int(c): cluster_title(state, c) for c in np.unique(state.clusters)}
+    titles = cluster_titles(state)
     cluster_names = np.array([titles[int(c)] for c in state.clusters], dtype=object)
     true_names = results.true_label_names()
     labels = state.labels()
@@ -77,7 +77,7 @@ def main() -> None:
     options = ["cluster", "curated label", "confidence"] + (["true label"] if results.images.has_labels else [])
     colour = st.segmented_control("Colour by", options, default="cluster", key="colour_by") or "cluster"
     confidence = results.confidence
-    titles = {int(c): cluster_title(state, c) for c in np.unique(state.clusters)}
+    titles = cluster_titles(state)
     figure = map_figure(results_key(results), colour, state.digest(), results, state)
     # on_select gives the map its box and lasso tools; the selection itself comes through map_selection
     st.plotly_chart(figure, key="embedding", on_select="rerun", selection_mode=("points", "box", "lasso"),

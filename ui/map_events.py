@@ -22,6 +22,7 @@ from scipy.spatial import cKDTree
 
 from scan_core.results import RunResults
 from ui.gallery import data_uri
+from ui.state import results_key
 
 SHEET_PIXELS_ENV = "SCAN_EXPLORER_HOVER_SHEET_PIXELS"
 SHEET_PIXELS = 3_000_000        # a whole sheet up to this size (about 1 MB of PNG) goes with the page
@@ -115,10 +116,9 @@ function keep(sheet) {  // every image of a sheet -> its tile
   }
 }
 
-function ask() {  // one request at a time; a newer hover asks again when the answer comes
+function ask() {  // one request at a time (or after 2 s unanswered); the answer asks again if need be
   const at = hover.at;
   if (!at || hover.tiles.has(at.index) || !hover.onDemand) return;
-  if (hover.asked && hover.asked.index === at.index) return;
   if (hover.asked && Date.now() - hover.asked.time < 2000) return;
   hover.asked = { index: at.index, time: Date.now() };
   hover.send('wanted', at.index);
@@ -193,12 +193,12 @@ def _sheet(thumbnails: np.ndarray, ids: np.ndarray | None) -> dict:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _whole_sheet(run_dir: str, stamp: int, _thumbnails: np.ndarray) -> dict:
+def _whole_sheet(run: tuple, _thumbnails: np.ndarray) -> dict:
     return _sheet(np.asarray(_thumbnails), None)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _map_tree(run_dir: str, stamp: int, _projection: np.ndarray) -> cKDTree:
+def _map_tree(run: tuple, _projection: np.ndarray) -> cKDTree:
     return cKDTree(np.asarray(_projection, dtype=np.float64))
 
 
@@ -206,8 +206,7 @@ def nearest_on_map(results: RunResults, index: int, count: int = CHUNK) -> np.nd
     """The ``count`` images nearest to image ``index`` on the 2-D map, itself first."""
     if not 0 <= index < len(results.images):
         raise ValueError(f"image index {index} is not in this run of {len(results.images)} images")
-    stamp = (results.dir / "projection.npy").stat().st_mtime_ns
-    tree = _map_tree(str(results.dir), stamp, results.projection)
+    tree = _map_tree(results_key(results), results.projection)
     _, ids = tree.query(np.asarray(results.projection[index], dtype=np.float64), k=min(count, len(results.images)))
     return np.atleast_1d(ids).astype(np.int64)
 
@@ -228,20 +227,19 @@ def hover_thumbnails(results: RunResults, key: str) -> bool:
     whether the whole sheet went with the page (else the sheets come on demand)."""
     thumbnails = results.thumbnails()
     whole = thumbnails.shape[0] * thumbnails.shape[1] * thumbnails.shape[2] <= whole_sheet_limit()
-    stamp = (results.dir / "images" / "imageset.json").stat().st_mtime_ns
-    _hover_fragment(results, key, whole, stamp)
+    _hover_fragment(results, key, whole)
     return whole
 
 
 @st.fragment
-def _hover_fragment(results: RunResults, key: str, whole: bool, stamp: int) -> None:
+def _hover_fragment(results: RunResults, key: str, whole: bool) -> None:
     thumbnails = results.thumbnails()
     wanted = (st.session_state.get(key) or {}).get("wanted")
     if whole:
-        sheet = _whole_sheet(str(results.dir), stamp, thumbnails)
+        sheet = _whole_sheet(results_key(results), thumbnails)
     elif isinstance(wanted, int) and 0 <= wanted < len(thumbnails):
         sheet = _sheet(thumbnails, nearest_on_map(results, wanted))
     else:
         sheet = None
-    data = {"run": f"{results.dir}:{stamp}", "display": HOVER_PX, "on_demand": not whole, "sheet": sheet}
+    data = {"run": repr(results_key(results)), "display": HOVER_PX, "on_demand": not whole, "sheet": sheet}
     _hover_component(key=key, data=data, on_wanted_change=lambda: None)

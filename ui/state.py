@@ -155,6 +155,11 @@ def cluster_title(state: CuratedState, cluster: int) -> str:
     return f"{cluster} · {name}" if name else f"cluster {cluster}"
 
 
+def cluster_titles(state: CuratedState) -> dict[int, str]:
+    """:func:`cluster_title` of every cluster with members."""
+    return {c: cluster_title(state, c) for c in cluster_options(state)}
+
+
 def cluster_options(state: CuratedState) -> list[int]:
     """Cluster ids that have members in the curated state."""
     return [int(c) for c in np.unique(state.clusters)]
