@@ -66,7 +66,7 @@ def idle(page) -> None:
     page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=120_000)
 
 
-WHERE_DRAWN = """(k) => {  // the k-th point of the k-th trace, in page pixels, with its image index
+WHERE_DRAWN = """(k) => {  // a point of the k-th trace (cycling), in page pixels
     const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
     const trace = gd._fullData[k % gd._fullData.length], r = gd.getBoundingClientRect(), i = (k * 7919) % trace.x.length;
     return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[i]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[i])};

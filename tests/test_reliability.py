@@ -250,10 +250,13 @@ def test_signal_ends_run_with_its_state(tmp_path, signum, state, error, code):
                                                       "state": state, "error": error}
 
 
-KILL_CASES = {  # stage -> extra CLI flags that make it last 3-4 s on 2 cores (0.22, 0.017 and 0.002 s an
-    "pretext": ["--pretext-epochs", "15"],      # epoch), so the kill lands inside it: with 2 pretext, 12 scan
-    "scan": ["--scan-epochs", "200"],           # and 15 self-label epochs the stage could end between
-    "selflabel": ["--selflabel-epochs", "1500"],  # the poll that saw it and the kill (once in ~15 suites)
+# stage -> extra CLI flags that make it last 3-4 s on 2 cores (an epoch takes about 0.22, 0.017 and
+# 0.002 s), so the kill lands inside it. With 2 pretext, 12 scan and 15 self-label epochs a stage
+# could end between the poll that saw it and the kill.
+KILL_CASES = {
+    "pretext": ["--pretext-epochs", "15"],
+    "scan": ["--scan-epochs", "200"],
+    "selflabel": ["--selflabel-epochs", "1500"],
 }
 
 
