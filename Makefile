@@ -6,13 +6,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-packages run demo test bench clean
+.PHONY: setup system-packages run demo test lint bench clean
 
 setup: $(STAMP) system-packages
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # Optional system packages: installed when apt-get and root are there, skipped otherwise.
@@ -31,6 +32,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+lint: setup
+	$(VENV)/bin/ruff check scan_core ui pages tests bench app.py
 
 bench: setup
 	$(PY) bench/bench_pipeline.py

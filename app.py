@@ -2,7 +2,7 @@
 export a labelled dataset. ``streamlit run app.py`` (or ``make run``)."""
 import streamlit as st
 
-from ui.state import sidebar
+from ui.state import navigated_run, sidebar
 
 st.set_page_config(page_title="SCAN Explorer", page_icon=":material/scatter_plot:", layout="wide")
 
@@ -18,4 +18,5 @@ pages = {
 page = st.navigation(pages)
 st.logo("assets/logo.svg", size="large")
 sidebar()
-page.run()
+with navigated_run():
+    page.run()

@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scan_core import jobs  # noqa: E402
-from scan_core.run import train_run  # noqa: E402
+from scan_core.engine.run import train_run  # noqa: E402
+from scan_core.explore import jobs  # noqa: E402
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]

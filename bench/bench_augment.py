@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scan_core.augment import AugmentConfig, simclr_view, strong_view, to_tensor  # noqa: E402
+from scan_core.method.augment import AugmentConfig, simclr_view, strong_view, to_tensor  # noqa: E402
 
 
 def best_of(fn, repeats: int = 5) -> float:

@@ -16,10 +16,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scan_core.hog import hog_space  # noqa: E402
-from scan_core.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity  # noqa: E402
-from scan_core.pretext import PixelPCA, embed  # noqa: E402
-from scan_core.sources import load_source  # noqa: E402
+from scan_core.data.sources import load_source  # noqa: E402
+from scan_core.method.hog import hog_space  # noqa: E402
+from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity  # noqa: E402
+from scan_core.method.pretext import PixelPCA, embed  # noqa: E402
 
 
 def main() -> None:

@@ -21,18 +21,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scan_core.images import ImageSet  # noqa: E402
-from scan_core.inference import apply_run  # noqa: E402
-from scan_core.metrics import evaluate  # noqa: E402
-from scan_core.run import kmeans, train_run  # noqa: E402
-from scan_core.sources import SPLITS, load_source  # noqa: E402
+from scan_core.data.images import ImageSet  # noqa: E402
+from scan_core.data.sources import SPLITS, load_source  # noqa: E402
+from scan_core.engine.inference import apply_run  # noqa: E402
+from scan_core.engine.run import train_run  # noqa: E402
+from scan_core.method.cosine import spherical_kmeans  # noqa: E402
+from scan_core.method.metrics import evaluate  # noqa: E402
 
 METHODS = ("k-means on pixels", "UMAP + k-means", "pretext + k-means", "SCAN", "SCAN + self-label")
 
 
 def kmeans_assign(train: np.ndarray, test: np.ndarray | None, k: int, seed: int) -> np.ndarray:
     """Spherical k-means fitted on ``train``; clusters of ``test`` (nearest centroid), else of ``train``."""
-    clusters = kmeans(train, k, seed)
+    clusters = spherical_kmeans(train, k, seed)
     if test is None:
         return clusters
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
@@ -95,7 +96,7 @@ def main() -> None:
             for method, row in {**baselines(train, test, seed), **scan_rows(spec, test, seed, args.out)}.items():
                 results.setdefault((dataset, method), []).append(row)
     cell = lambda rows, key: f"{np.mean([r[key] for r in rows]):.3f} ± {np.std([r[key] for r in rows]):.3f}"  # noqa: E731
-    print(f"| method | " + " | ".join(f"{d} ACC | NMI | ARI | s" for d in args.datasets) + " |")
+    print("| method | " + " | ".join(f"{d} ACC | NMI | ARI | s" for d in args.datasets) + " |")
     print("|---|" + "---|---|---|---|" * len(args.datasets))
     for method in METHODS:
         cells = []

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scan_core.curation import split_in_two
+from scan_core.explore.curation import split_in_two
 from ui.gallery import data_uri, gallery, open_in_neighbours
 from ui.state import cluster_options, cluster_title, curated, curation, require_results, through_navigation, who
 
@@ -32,7 +32,7 @@ def overview(results, state) -> None:
 
 @st.dialog("Merge clusters")
 def confirm_merge(results, state, source: int, target: int) -> None:
-    st.write(f"Move all {int((state.clusters == source).sum()):,} images of **{cluster_title(state, source)}** "
+    st.write(f"Move all {int(state.cluster_sizes()[source]):,} images of **{cluster_title(state, source)}** "
              f"into **{cluster_title(state, target)}**? You can undo it on Curate & export.")
     if st.button("Merge", type="primary"):
         curation(results).merge(source, target, who())

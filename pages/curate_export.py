@@ -9,11 +9,20 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scan_core import export
-from scan_core.curation import cluster_label
+from scan_core.explore import export
+from scan_core.explore.curation import cluster_label
 from ui.gallery import data_uri, gallery
-from ui.state import (cluster_options, cluster_title, curated, curation, require_results, selection,
-                      through_navigation, who, workspace)
+from ui.state import (
+    cluster_options,
+    cluster_title,
+    curated,
+    curation,
+    require_results,
+    selection,
+    through_navigation,
+    who,
+    workspace,
+)
 
 ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", "Clear label override")
 
@@ -21,10 +30,10 @@ ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", 
 def name_clusters(results, state) -> None:
     """An editable table: one row per cluster with its three most confident members."""
     thumbs = results.thumbnails()
-    rows = []
+    rows, sizes = [], state.cluster_sizes()
     for cluster in cluster_options(state):
         top = results.members(state.clusters, cluster)[:3]
-        rows.append({"cluster": cluster, "size": int((state.clusters == cluster).sum()),
+        rows.append({"cluster": cluster, "size": int(sizes[cluster]),
                      **{f"p{k}": data_uri(thumbs[i]) for k, i in enumerate(top)},
                      "name": state.names.get(cluster, "")})
     table = pd.DataFrame(rows)
@@ -69,7 +78,8 @@ def edit_images(results, state) -> None:
     chosen = choose_images(results)
     if len(chosen):
         with st.expander(f"{len(chosen):,} images chosen", expanded=len(chosen) <= 24):
-            gallery(results, chosen, "edit_gallery", lambda i: f"{state.labels()[i]}", page_size=48)
+            labels = state.labels()  # (N,): built once, not once per thumbnail
+            gallery(results, chosen, "edit_gallery", lambda i: str(labels[i]), page_size=48)
     action = st.segmented_control("Action", ACTIONS, default=ACTIONS[0], key="edit_action") or ACTIONS[0]
     store = curation(results)
     with st.form("edit", border=False):

@@ -8,18 +8,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scan_core import jobs
-from scan_core.artifacts import save_bytes
-from scan_core.images import ImageSet
-from scan_core.presets import PRESETS
-from scan_core.progress import read_events
-from scan_core.run import STAGES
-from scan_core.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
+from scan_core.config import BACKBONES
+from scan_core.data.artifacts import save_bytes
+from scan_core.data.images import ImageSet
+from scan_core.data.rundir import STAGE_NAMES, read_events
+from scan_core.data.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
+from scan_core.explore import jobs
+from scan_core.presets import NAMES as PRESET_NAMES
 from ui.gallery import display_image
 from ui.state import choose_run, chosen_run, through_navigation, workspace
 
-BACKBONES = {"preset default": None, "small CNN (≤ 32 px)": "small-cnn", "CIFAR ResNet-18": "resnet18-cifar",
-             "ResNet-18, ImageNet weights": "resnet18-imagenet", "ResNet-50, ImageNet weights": "resnet50-imagenet"}
+PRESET_BACKBONE = "preset default"
 PENDING_ICON = ":gray[:material/radio_button_unchecked:]"
 NEXT_PAGES = (("pages/embedding.py", "Embedding", ":material/scatter_plot:"),
               ("pages/clusters.py", "Clusters", ":material/category:"),
@@ -103,13 +102,16 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
                                         value=max(2, default_k),
                                         help="Defaults to the number of label folders; more than the "
                                              "classes (overclustering) works too.")
-        preset = cols[1].selectbox("Preset", PRESETS, help="auto: chosen from the dataset name, else from "
+        preset = cols[1].selectbox("Preset", PRESET_NAMES, help="auto: chosen from the dataset name, else from "
                                                            "image size, colour and count")
-        backbone = cols[2].selectbox("Backbone", list(BACKBONES))
+        backbone = cols[2].selectbox("Backbone", [PRESET_BACKBONE, *BACKBONES],
+                                     help="small-cnn suits images up to ~32 px; the ImageNet ResNets need "
+                                          "their weights on this machine")
         seed = cols[3].number_input("Seed", min_value=0, value=0)
         name = st.text_input("Run name", value=f"{Path(spec).stem.split(':')[0]}-k{clusters}")
         if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
-            launch(ws, spec, int(clusters), name, preset, BACKBONES[backbone], int(seed))
+            launch(ws, spec, int(clusters), name, preset, None if backbone == PRESET_BACKBONE else backbone,
+                   int(seed))
 
 
 def launch(ws: jobs.Workspace, spec: str, clusters: int, name: str, preset: str = "auto",
@@ -140,8 +142,8 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
     completed = set(state.get("completed") or [])
     current = state.get("stage")
     st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
-    cols = st.columns(len(STAGES))
-    for col, stage in zip(cols, STAGES):
+    cols = st.columns(len(STAGE_NAMES))
+    for col, stage in zip(cols, STAGE_NAMES):
         active = stage == current and state["state"] in ("running", "starting")
         mark = STATE_ICONS["finished"] if stage in completed else STATE_ICONS["running"] if active else PENDING_ICON
         col.markdown(f"{mark} **{stage}**")
@@ -172,12 +174,12 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
         if buttons[0].button("Cancel", icon=":material/stop:", key="cancel"):
             jobs.cancel(ws, run_dir)
             st.toast("Cancelling… the job stops after its current step.")
-    elif state["state"] in ("interrupted", "cancelled", "failed"):
-        if buttons[0].button("Resume", icon=":material/replay:", key="resume", type="primary"):
-            try:
-                jobs.resume(ws, run_dir)
-            except (jobs.JobBusy, ValueError) as error:
-                st.warning(str(error))
+    elif state["state"] in ("interrupted", "cancelled", "failed") and buttons[0].button(
+            "Resume", icon=":material/replay:", key="resume", type="primary"):
+        try:
+            jobs.resume(ws, run_dir)
+        except (jobs.JobBusy, ValueError) as error:
+            st.warning(str(error))
     if state["state"] != st.session_state.get("page_state"):
         st.rerun(scope="app")  # the job changed state: refresh the sidebar and the runs table too
 
@@ -185,7 +187,7 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
 def finished_summary(run_dir: Path) -> str:
     """One line of the final stage's scores and the run's total time, from ``metrics.json``."""
     metrics = jobs.read_metrics(run_dir)
-    final = metrics.get("selflabel") or metrics.get("scan") or {}
+    final = jobs.final_scores(metrics)
     seconds = sum(m.get("seconds", 0) for m in metrics.values() if isinstance(m, dict))
     scores = " · ".join(f"{name} **{final[key]:.3f}**"
                         for key, name in (("acc", "ACC"), ("nmi", "NMI"), ("ari", "ARI")) if key in final)

@@ -7,12 +7,11 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from scan_core.curation import CuratedState
-from scan_core.results import RunResults
+from scan_core.explore.curation import CuratedState
+from scan_core.explore.results import RunResults
 from ui.gallery import gallery, open_in_neighbours
 from ui.map_events import hover_thumbnails, map_selection
-from ui.state import (cluster_titles, curated, require_results, results_key, selection, set_selection,
-                      through_navigation)
+from ui.state import cluster_titles, curated, require_results, results_key, selection, set_selection, through_navigation
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
            "#9D755D", "#BAB0AC", "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2",

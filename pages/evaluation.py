@@ -7,9 +7,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from scan_core.data.rundir import CLUSTER_STAGES, STAGES
 from ui.state import cluster_title, curated, require_results, through_navigation
 
-STAGE_TITLES = {"pretext": "pretext features + k-means", "scan": "SCAN", "selflabel": "SCAN + self-label"}
+SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", *CLUSTER_STAGES)]
 
 
 def main() -> None:
@@ -53,8 +54,8 @@ def main() -> None:
             for c in ("precision", "recall")})
     with right:
         st.subheader("Stages side by side")
-        stages = [{"stage": STAGE_TITLES[s], **{m: results.metrics[s].get(m) for m in ("acc", "nmi", "ari")},
-                   "seconds": results.metrics[s].get("seconds")} for s in STAGE_TITLES if s in results.metrics]
+        stages = [{"stage": s.title, **{m: results.metrics[s.name].get(m) for m in ("acc", "nmi", "ari")},
+                   "seconds": results.metrics[s.name].get("seconds")} for s in SCORED_STAGES if s.name in results.metrics]
         st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch")
         neighbours = results.metrics.get("neighbors", {})
         if "purity" in neighbours:

@@ -1,6 +1,17 @@
-"""SCAN Explorer's engine: unsupervised image classification with SCAN (Van Gansbeke et al., 2020).
+"""SCAN Explorer's library: unsupervised image classification with SCAN (Van Gansbeke et al.,
+ECCV 2020, "Learning to Classify Images without Labels"), and what the app needs to explore it.
 
-Stages, one module each: ``sources`` -> ``images`` -> ``pretext`` -> ``neighbors`` ->
-``clustering`` -> ``selflabel`` -> ``projection``; ``metrics`` scores them, ``run`` drives them.
+Layers, each importing only those above it in this list:
+
+- :mod:`scan_core.config`, :mod:`scan_core.presets` - settings as plain data (no torch).
+- :mod:`scan_core.data` - artifacts on disk, the :class:`ImageSet`, image sources, a run
+  directory's stage table and status.
+- :mod:`scan_core.method` - the method, one module per stage: pretext, neighbors, clustering
+  (SCAN), selflabel, projection; with augment, backbones, hog, cosine, metrics.
+- :mod:`scan_core.engine` - running it: a run directory's stages in order, resumable
+  (``engine.run``, one module per stage in ``engine.stages``), progress, inference on new images.
+- :mod:`scan_core.explore` - exploring it (what the app imports; no torch, no training code):
+  background jobs, a run's results, curation, exports.
+- :mod:`scan_core.cli` - ``python -m scan_core train|evaluate``.
 """
 __version__ = "0.1.0"

@@ -8,15 +8,17 @@ resumable run (``status.json``: failed, interrupted, cancelled).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
 from pathlib import Path
 
-from .artifacts import load_json
-from .presets import PRESETS
+from .config import BACKBONES, DEVICES
+from .data.artifacts import CorruptArtifact, load_json
+from .data.rundir import CLUSTER_STAGES, TRAINING_STAGES
+from .presets import NAMES as PRESETS
 
-TRAINING_STAGES = ("pretext", "scan", "selflabel")
+#: Errors a user can act on: refused requests (ValueError, SourceError and WeightsUnavailable
+#: included) and run files that cannot be read back. The CLI prints them and exits with 2.
+USER_ERRORS = (ValueError, CorruptArtifact)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--preset", default="auto", choices=PRESETS)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    train.add_argument("--backbone", default=None,
-                       choices=("small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet"))
+    train.add_argument("--device", default="auto", choices=DEVICES)
+    train.add_argument("--backbone", default=None, choices=BACKBONES)
     train.add_argument("--image-size", type=int, default=None, help="working resolution (square)")
     for stage in TRAINING_STAGES:
         train.add_argument(f"--{stage}-epochs", type=int, default=None, metavar="E",
@@ -45,14 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--on", metavar="DATASET", default=None,
                           help="score the run on other labelled images instead (e.g. fashion-mnist:test "
                                "for a run trained on fashion-mnist:train)")
-    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    evaluate.add_argument("--device", default="auto", choices=DEVICES)
     return parser
 
 
 def metrics_table(metrics: dict) -> str:
     """Plain-text table of the per-stage metrics of a run."""
     rows = ["stage       acc     nmi     ari     seconds  note"]
-    for stage in ("pretext", "scan", "selflabel"):
+    for stage in ("pretext", *CLUSTER_STAGES):
         if stage not in metrics:
             continue
         m = metrics[stage]
@@ -66,42 +67,12 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-@contextlib.contextmanager
-def sigterm_cancels():
-    """Within the block, SIGTERM raises :class:`~scan_core.run.Cancelled` (so a run killed with
-    ``kill -TERM`` records ``cancelled``); the previous handler is restored afterwards."""
-    from .run import Cancelled
-
-    def cancel(signum, frame):
-        raise Cancelled("cancelled by user")
-
-    previous = signal.signal(signal.SIGTERM, cancel)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "evaluate":
-        path = args.run_dir / "metrics.json"
-        if not path.exists():
-            print(f"error: {path} not found: is {args.run_dir} a run directory?", file=sys.stderr)
-            return 2
-        if args.on is None:
-            print(metrics_table(load_json(path)))
-            return 0
-        from .inference import evaluate_on
-        try:
-            scores = evaluate_on(args.run_dir, args.on, args.device)
-        except ValueError as error:  # SourceError included
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"scored on {args.on}, images the run did not train on")
-        print(metrics_table(scores))
-        return 0
-    from .run import Cancelled, train_run
+        return evaluate(args)
+    from .engine.cancel import Cancelled, sigterm_cancels
+    from .engine.run import train_run
     overrides = {"seed": args.seed, "device": args.device}
     if args.backbone:
         overrides["backbone"] = args.backbone
@@ -117,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_cancels():
             metrics = train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet,
                                 **overrides)
-    except ValueError as error:  # SourceError included
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
@@ -133,4 +104,24 @@ def main(argv: list[str] | None = None) -> int:
     skipped = load_json(args.out / "report.json")["skipped"]
     if skipped:
         print(f"skipped {skipped} files, see {args.out / 'report.json'}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """``evaluate RUN [--on DATASET]``: print the run's metrics, or score it on other images."""
+    path = args.run_dir / "metrics.json"
+    if not path.exists():
+        print(f"error: {path} not found: is {args.run_dir} a run directory?", file=sys.stderr)
+        return 2
+    try:
+        if args.on is None:
+            print(metrics_table(load_json(path)))
+            return 0
+        from .engine.inference import evaluate_on
+        scores = evaluate_on(args.run_dir, args.on, args.device)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"scored on {args.on}, images the run did not train on")
+    print(metrics_table(scores))
     return 0

@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core import artifacts
-from scan_core.artifacts import (Checkpoint, CorruptArtifact, load_array, load_json, load_torch, save_array,
-                                 save_bytes, save_json, save_torch)
+from scan_core.data import artifacts
+from scan_core.data.artifacts import (
+    Checkpoint,
+    CorruptArtifact,
+    load_array,
+    load_json,
+    load_torch,
+    save_array,
+    save_bytes,
+    save_json,
+    save_torch,
+)
 
 
 @pytest.mark.parametrize("array", [

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core import augment
-from scan_core.augment import AugmentConfig, cutout, equalize, simclr_view, strong_view, to_tensor
+from scan_core.method import augment
+from scan_core.method.augment import AugmentConfig, cutout, equalize, simclr_view, strong_view, to_tensor
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +19,7 @@ def test_to_tensor_layout_and_range():
     images[0, 0, 0] = (0, 255, 7)
     x = to_tensor(images)
     assert x.shape == (2, 3, 5, 6) and x.dtype == torch.float32
-    assert 0 <= x.min() and x.max() <= 1
+    assert x.min() >= 0 and x.max() <= 1
     assert x[0, :, 0, 0].tolist() == pytest.approx([0.0, 1.0, 7 / 255])
     assert torch.allclose(x, torch.tensor(images).permute(0, 3, 1, 2).float() / 255)
 
@@ -102,7 +102,7 @@ def left_dark_right_bright(batch=64, size=16):
 def test_strong_view_without_ops_or_cutout_respects_flip_flag():
     """With no ops, no Cutout and crop_scale (1, 1) only a mild crop remains (plus the flip)."""
     x = left_dark_right_bright()
-    config = dict(strong_ops=0, cutout=0.0, crop_scale=(1.0, 1.0))
+    config = {"strong_ops": 0, "cutout": 0.0, "crop_scale": (1.0, 1.0)}
     out = strong_view(x, AugmentConfig(flip=False, **config))
     assert (out[..., :4].mean((1, 2, 3)) < 0.1).all() and (out[..., -4:].mean((1, 2, 3)) > 0.9).all()
     flipped = strong_view(x, AugmentConfig(flip=True, **config))

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision
 
-from scan_core.backbones import (WeightsUnavailable, build_backbone, imagenet_resnet, imagenet_weights_path)
+from scan_core.method.backbones import WeightsUnavailable, build_backbone, imagenet_resnet, imagenet_weights_path
 
 
 @pytest.mark.parametrize("name, channels, size", [("small-cnn", 1, 28), ("small-cnn", 3, 32), ("resnet18-cifar", 3, 32)])

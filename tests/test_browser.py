@@ -196,8 +196,8 @@ def test_train_explore_curate_export(server, page, tmp_path):
 def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):
     """With the whole-sheet limit at 0 a digits run counts as big: hovering a point asks the server
     for the sheet of its neighbourhood on the map, and the thumbnail shown is the hovered image's."""
-    from scan_core import jobs
-    from scan_core.run import train_run
+    from scan_core.engine.run import train_run
+    from scan_core.explore import jobs
     ws = jobs.Workspace.create(tmp_path / "home")
     train_run(ws.runs / "digits", "digits", 10, preset="digits", show_bar=False)
     thumbnails = np.load(ws.runs / "digits" / "images" / "images.npy")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from scan_core.curation import DB_NAME, Curation, split_in_two
+from scan_core.explore.curation import DB_NAME, Curation, split_in_two
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
@@ -248,7 +248,7 @@ def test_split_in_two_refusals():
 WORKER = """
 import os, random, sys, time
 import numpy as np
-from scan_core.curation import Curation
+from scan_core.explore.curation import Curation
 run_dir, name = sys.argv[1], sys.argv[2]
 cur = Curation(run_dir, np.repeat(np.arange(2), 50))
 open(os.path.join(run_dir, "ready-" + name), "w").close()
@@ -335,7 +335,7 @@ def test_processes_opening_a_new_curation_at_once_all_succeed(tmp_path):
 BURST = """
 import sys
 import numpy as np
-from scan_core.curation import Curation
+from scan_core.explore.curation import Curation
 cur = Curation(sys.argv[1], np.repeat(np.arange(4), 25))
 for i in range(100000):
     edit = cur.move([i % 100], i % 4) if i % 2 else cur.relabel([i % 100], f"label {i}")

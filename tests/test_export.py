@@ -7,10 +7,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from scan_core.curation import Curation
-from scan_core.export import (COLUMNS, curated_table, export_csv, export_image_folder, export_json,
-                              export_label_studio, safe_name)
-from scan_core.images import ImageSet
+from scan_core.data.images import ImageSet
+from scan_core.explore.curation import Curation
+from scan_core.explore.export import (
+    COLUMNS,
+    curated_table,
+    export_csv,
+    export_image_folder,
+    export_json,
+    export_label_studio,
+    safe_name,
+)
 
 IDS = ["a/x0.png", "b/img.png", "a/x2.png", "b/x3 space.png", "a/img.png", "c/x5.png"]
 BASE = np.array([0, 0, 1, 1, 2, 2])
@@ -218,7 +225,9 @@ def test_image_folder_refusals(table, folder_set, tmp_path):
     with pytest.raises(ValueError, match="mode"):
         export_image_folder(table, folder_set, tmp_path / "new", mode="hardlink")
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 5\)"):
-        export_image_folder(table, folder_set.subset(np.arange(5)), tmp_path / "new")
+        first_five = ImageSet(name="five", images=folder_set.images[:5], ids=folder_set.ids[:5],
+                              paths=folder_set.paths[:5])
+        export_image_folder(table, first_five, tmp_path / "new")
     assert not (tmp_path / "new").exists()
 
 

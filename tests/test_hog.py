@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core.hog import hog, hog_space
-from scan_core.neighbors import mine_neighbors, neighbor_purity
+from scan_core.method.hog import hog, hog_space
+from scan_core.method.neighbors import mine_neighbors, neighbor_purity
 
 
 def edge(vertical: bool) -> torch.Tensor:
@@ -48,7 +48,7 @@ def test_bad_arguments_are_refused(call, message):
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="dataset-fashion-mnist is not installed")
 def test_hog_neighbours_are_purer_than_pixel_neighbours_on_fashion_mnist():
-    from scan_core.sources import load_source
+    from scan_core.data.sources import load_source
     images = load_source("fashion-mnist")
     subset = np.random.default_rng(0).choice(len(images), 10_000, replace=False)
     pixels, labels = np.asarray(images.images[subset]), images.labels[subset]

@@ -6,11 +6,12 @@ import pytest
 from PIL import Image
 
 from scan_core.cli import main
-from scan_core.images import ImageSet
-from scan_core.inference import apply_run, evaluate_on
-from scan_core.metrics import hungarian_accuracy
-from scan_core.run import kmeans, train_run
-from scan_core.sources import load_digits
+from scan_core.data.images import ImageSet
+from scan_core.data.sources import load_digits
+from scan_core.engine.inference import apply_run, evaluate_on
+from scan_core.engine.run import train_run
+from scan_core.method.cosine import spherical_kmeans
+from scan_core.method.metrics import hungarian_accuracy
 
 
 def write_folder(root, images: ImageSet, index, labelled=True):
@@ -48,7 +49,7 @@ def test_held_out_digits_score_close_to_the_training_split(split_run):
     scores = evaluate_on(run_dir, str(root / "test"), device="cpu")
     train = ImageSet.load(run_dir / "images")
     pixels = train.images.reshape(len(train), -1).astype(np.float32)
-    baseline = hungarian_accuracy(kmeans(pixels, 10, seed=0), train.labels)
+    baseline = hungarian_accuracy(spherical_kmeans(pixels, 10, seed=0), train.labels)
     for stage in ("scan", "selflabel"):
         assert set(scores[stage]) >= {"acc", "nmi", "ari"}
         assert scores[stage]["acc"] > baseline, stage

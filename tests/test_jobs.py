@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from scan_core import jobs
-from scan_core.artifacts import load_json
+from scan_core.data.artifacts import load_json
+from scan_core.explore import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,16 +24,6 @@ def ws(tmp_path) -> jobs.Workspace:
     active = jobs.active_run(workspace)
     if active is not None:
         os.killpg(load_json(active / "job.json")["pid"], signal.SIGKILL)
-
-
-def wait_for(predicate, timeout: float = 120.0, every: float = 0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s")
 
 
 def stage_running(run_dir: Path, stage: str) -> bool:
@@ -81,7 +70,7 @@ def test_environment_sets_home_and_roots(tmp_path, monkeypatch):
     assert ws.data_roots == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
 
 
-def test_a_job_runs_to_the_end_and_a_second_start_is_refused(ws):
+def test_a_job_runs_to_the_end_and_a_second_start_is_refused(ws, wait_for):
     run_dir = jobs.start(ws, "digits", 10, name="first", preset="tiny")
     assert jobs.active_run(ws) == run_dir.resolve()
     with pytest.raises(jobs.JobBusy, match="first"):
@@ -94,14 +83,14 @@ def test_a_job_runs_to_the_end_and_a_second_start_is_refused(ws):
     assert rows[0]["acc"] is not None and rows[0]["clusters"] == 10
 
 
-def test_a_bad_request_fails_with_the_reason(ws):
+def test_a_bad_request_fails_with_the_reason(ws, wait_for):
     run_dir = jobs.start(ws, "digits", 5000, name="too-many", preset="tiny")
     state = wait_for(lambda: (s := jobs.job_state(ws, run_dir))["state"] not in ("starting", "running") and s)
     assert state["state"] == "failed" and "exceeds the 1797 images" in state["error"]
 
 
-def test_only_one_of_two_simultaneous_starts_runs(ws):
-    code = ("import sys; from scan_core import jobs; ws = jobs.Workspace.create(sys.argv[1]);\n"
+def test_only_one_of_two_simultaneous_starts_runs(ws, wait_for):
+    code = ("import sys; from scan_core.explore import jobs; ws = jobs.Workspace.create(sys.argv[1]);\n"
             "try:\n    jobs.start(ws, 'digits', 10, name=sys.argv[2], preset='tiny'); print('started')\n"
             "except jobs.JobBusy: print('busy')")
     launchers = [subprocess.Popen([sys.executable, "-c", code, str(ws.home), f"race{i}"], cwd=ROOT,
@@ -113,9 +102,9 @@ def test_only_one_of_two_simultaneous_starts_runs(ws):
     wait_for(lambda: jobs.active_run(ws) is None)
 
 
-def test_the_job_outlives_its_launcher(ws):
+def test_the_job_outlives_its_launcher(ws, wait_for):
     """A Streamlit server restart: the launching process exits, the job goes on."""
-    code = ("import sys; from scan_core import jobs; ws = jobs.Workspace.create(sys.argv[1]);"
+    code = ("import sys; from scan_core.explore import jobs; ws = jobs.Workspace.create(sys.argv[1]);"
             "print(jobs.start(ws, 'digits', 10, name='orphan', preset='tiny'))")
     run_dir = Path(subprocess.run([sys.executable, "-c", code, str(ws.home)], cwd=ROOT, check=True,
                                   capture_output=True, text=True, timeout=60).stdout.strip())
@@ -123,7 +112,7 @@ def test_the_job_outlives_its_launcher(ws):
     wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished")
 
 
-def test_cancel_then_resume(ws):
+def test_cancel_then_resume(ws, wait_for):
     run_dir = jobs.start(ws, "digits", 10, name="cancel-me", preset="digits")
     wait_for(lambda: stage_running(run_dir, "scan"), every=0.05)
     assert jobs.cancel(ws, run_dir)
@@ -137,7 +126,7 @@ def test_cancel_then_resume(ws):
     wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished", timeout=300)
 
 
-def test_a_killed_job_shows_as_interrupted_and_releases_the_lock(ws):
+def test_a_killed_job_shows_as_interrupted_and_releases_the_lock(ws, wait_for):
     run_dir = jobs.start(ws, "digits", 10, name="killed", preset="digits")
     wait_for(lambda: stage_running(run_dir, "scan"), every=0.05)
     os.killpg(load_json(run_dir / "job.json")["pid"], signal.SIGKILL)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core.clustering import scan_loss
-from scan_core.pretext import nt_xent_loss
-from scan_core.selflabel import selflabel_loss
+from scan_core.method.clustering import scan_loss
+from scan_core.method.pretext import nt_xent_loss
+from scan_core.method.selflabel import selflabel_loss
 
 
 def softmax(a):

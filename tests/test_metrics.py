@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from scan_core import metrics
+from scan_core.method import metrics
 
 
 def brute_force_accuracy(clusters, labels, k):
@@ -64,18 +64,6 @@ def test_contingency_counts_and_shape():
     assert table.shape == (5, 4) and table.sum() == 4
 
 
-def test_cluster_stats():
-    probs = np.random.default_rng(0).dirichlet(np.ones(4), size=50)
-    probs[:, 3] = 0  # cluster 3 stays empty
-    stats = metrics.cluster_stats(probs)
-    assert [s["cluster"] for s in stats] == [0, 1, 2, 3]
-    assert sum(s["size"] for s in stats) == 50
-    assert stats[3] == {"cluster": 3, "size": 0, "mean_confidence": 0.0}
-    members = probs.argmax(1) == 0
-    assert stats[0]["size"] == members.sum()
-    assert stats[0]["mean_confidence"] == pytest.approx(probs[members].max(1).mean())
-
-
 @pytest.mark.parametrize("clusters, labels", [
     ([0, 1, 2], [0, 1]),            # length mismatch
     ([[0, 1]], [[0, 1]]),           # not 1-D
@@ -89,7 +77,3 @@ def test_invalid_inputs_raise(fn, clusters, labels):
     with pytest.raises(ValueError):
         fn(np.array(clusters, dtype=np.int64), np.array(labels, dtype=np.int64))
 
-
-def test_cluster_stats_rejects_1d():
-    with pytest.raises(ValueError):
-        metrics.cluster_stats(np.ones(5))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scan_core.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
+from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
 
 
 def brute_force_topk(features, k):

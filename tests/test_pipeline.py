@@ -9,12 +9,17 @@ import pytest
 import torch
 
 from scan_core.cli import main
-from scan_core.clustering import ClusterHeads
-from scan_core.metrics import hungarian_accuracy
-from scan_core.augment import AugmentConfig
-from scan_core.backbones import build_backbone
+from scan_core.config import AugmentConfig
+from scan_core.data.rundir import STAGE_NAMES
+from scan_core.engine.context import RunContext
+from scan_core.engine.models import cluster_model
+from scan_core.engine.progress import Progress
+from scan_core.engine.run import train_run
+from scan_core.method.backbones import build_backbone
+from scan_core.method.clustering import ClusterHeads
+from scan_core.method.cosine import spherical_kmeans
+from scan_core.method.metrics import hungarian_accuracy
 from scan_core.presets import make_config
-from scan_core.run import STAGES, Run, RunState, kmeans, train_run
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +33,7 @@ def digits_run(tmp_path_factory):
 def test_digits_run_beats_kmeans_on_pixels(digits_run, digits):
     run_dir, metrics = digits_run
     pixels = digits.images.reshape(len(digits), -1).astype(np.float32)
-    baseline = hungarian_accuracy(kmeans(pixels, 10, seed=0), digits.labels)
+    baseline = hungarian_accuracy(spherical_kmeans(pixels, 10, seed=0), digits.labels)
     assert metrics["scan"]["acc"] > baseline + 0.03
     assert metrics["selflabel"]["acc"] > baseline
     assert metrics["neighbors"]["purity"] > 0.85
@@ -48,7 +53,7 @@ def test_digits_run_writes_every_artifact(digits_run, digits):
     assert config["num_clusters"] == 10 and config["dataset"] == "digits" and "torch" in config["versions"]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["error"] is None and status["stage"] is None
-    assert status["completed"] == [s for s in STAGES if s != "projection"]
+    assert status["completed"] == [s for s in STAGE_NAMES if s != "projection"]
     assert json.loads((run_dir / "report.json").read_text()) == {
         "dataset": "digits", "loaded": n, "skipped": 0, "skipped_files": []}
     assert list((run_dir / "checkpoints").iterdir()) == []     # removed once their stages finished
@@ -109,7 +114,7 @@ def test_saved_probabilities_are_the_kept_head_on_the_clean_features(tmp_path):
 def test_kmeans_leaves_its_input_untouched():
     features = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32) * 3
     before = features.copy()
-    assert len(np.unique(kmeans(features, 3))) == 3
+    assert len(np.unique(spherical_kmeans(features, 3))) == 3
     assert np.array_equal(features, before)
 
 
@@ -118,9 +123,9 @@ def test_finetune_augmented_views_keep_the_order_of_the_index(tmp_path, digits):
     # augmented batch must come back in the order asked for, not sorted
     gentle = AugmentConfig(crop_scale=(1.0, 1.0), flip=False, strong_ops=0, cutout=0.0)
     config = make_config("digits", 10, len(digits), 16, 1, preset="tiny", scan_mode="finetune", augment=gentle)
-    run = Run(tmp_path / "finetune", config, show_bar=False)
-    state = RunState(images=digits, encoder=build_backbone(config.backbone, 1, config.backbone_width))
-    _, augmented, clean = run._cluster_model(state, ClusterHeads(state.encoder.feature_dim, 10))
+    ctx = RunContext(tmp_path, config, torch.device("cpu"), Progress(tmp_path, show_bar=False), images=digits,
+                     encoder=build_backbone(config.backbone, 1, config.backbone_width))
+    _, augmented, clean = cluster_model(ctx, ClusterHeads(ctx.encoder.feature_dim, 10))
     index = np.random.default_rng(0).permutation(len(digits))[:200]
     views, originals = augmented(index).flatten(1), clean(index).flatten(1)
     nearest = torch.cdist(views, originals).argmin(1)

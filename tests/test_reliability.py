@@ -17,17 +17,16 @@ import pytest
 import torch
 from PIL import Image
 
-from scan_core.artifacts import Checkpoint, load_array, load_torch, save_json
-from scan_core.augment import AugmentConfig
-from scan_core.backbones import build_backbone
 from scan_core.cli import main
-from scan_core.clustering import ClusterHeads, ScanConfig, train_scan
-from scan_core.images import ImageSet
-from scan_core.presets import RunConfig
-from scan_core.pretext import PretextConfig, SimCLRModel, train_simclr
-from scan_core.progress import read_events
-from scan_core.run import INTERRUPTED, read_status, train_run
-from scan_core.selflabel import SelfLabelConfig
+from scan_core.config import AugmentConfig, PretextConfig, RunConfig, ScanConfig, SelfLabelConfig
+from scan_core.data.artifacts import Checkpoint, load_array, load_torch, save_json
+from scan_core.data.images import ImageSet
+from scan_core.data.rundir import INTERRUPTED, read_events, read_status
+from scan_core.engine.run import train_run
+from scan_core.method.backbones import build_backbone
+from scan_core.method.clustering import ClusterHeads, train_scan
+from scan_core.method.pretext import SimCLRModel, train_simclr
+from scan_core.presets import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "scan_core"
@@ -52,19 +51,6 @@ def start(command: list[str]) -> subprocess.Popen:
     in the background would pass it on ignored, and Python would then never raise KeyboardInterrupt)."""
     return subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-
-def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 180) -> None:
-    """Poll ``condition()`` until true; fail if ``process`` ends first or time runs out."""
-    deadline = time.time() + timeout
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"the run ended (code {process.returncode}) before {what}: "
-                        f"{process.stderr.read().decode()[-2000:]}")
-        if time.time() > deadline:
-            process.kill()
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def running_stage(run_dir: Path) -> str | None:
@@ -134,13 +120,44 @@ def test_unknown_preset_refused(tmp_path, capsys):
     (lambda: PretextConfig(batch_size=1), "pretext batch_size must be at least 2"),
     (lambda: ScanConfig(epochs=0), "scan epochs .* at least 1, got 0"),
     (lambda: ScanConfig(batch_size=0), "scan batch_size must be at least 1, got 0"),
-    (lambda: ScanConfig(num_clusters=1), "--clusters must be at least 2, got 1"),
+    (lambda: RunConfig("digits", 1), "--clusters must be at least 2, got 1"),
     (lambda: SelfLabelConfig(batch_size=0), "self-label batch_size must be at least 1, got 0"),
-    (lambda: RunConfig("digits", 10, preset="huge"), "unknown preset 'huge'"),
+    (lambda: make_config("digits", 10, 1797, 16, 1, preset="huge"), "unknown preset 'huge'"),
 ])
 def test_invalid_parameters_refused(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: RunConfig("digits", 10, neighbor_space="umap"), "neighbor_space must be one of features, pixels, fused, hog"),
+    (lambda: RunConfig("digits", 10, device="tpu"), "device must be one of auto, cpu, cuda; got 'tpu'"),
+    (lambda: make_config("digits", 10, 1797, 16, 1, scan={"epocs": 3}), "ScanConfig has no field.* epocs"),
+    (lambda: make_config("digits", 10, 1797, 16, 1, heads=3), "RunConfig has no field.* heads"),
+])
+def test_options_are_checked_against_their_choices(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_missing_pretrained_weights_end_the_cli_with_a_message(tmp_path, capsys, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    code = main(["train", "--dataset", "digits", "--out", str(tmp_path / "run"), "--preset", "tiny",
+                 "--backbone", "resnet18-imagenet", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "error: ImageNet weights for resnet18 are not at" in err and "network is unreachable" in err
+    assert read_status(tmp_path / "run")["state"] == "failed"  # resumable once the weights are there
+
+
+def test_a_corrupt_run_file_ends_evaluate_with_a_message(tmp_path, capsys):
+    (tmp_path / "metrics.json").write_text("{ not json")
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "invalid JSON" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("count, clusters, message", [
@@ -237,10 +254,10 @@ def test_read_status_recognises_dead_and_recycled_processes(tmp_path):
     (signal.SIGTERM, "cancelled", "cancelled by user", 143),
     (signal.SIGINT, "interrupted", "interrupted by the user (SIGINT)", 130),
 ])
-def test_signal_ends_run_with_its_state(tmp_path, signum, state, error, code):
+def test_signal_ends_run_with_its_state(tmp_path, signum, state, error, code, wait_for):
     run_dir = tmp_path / "run"
     process = start(tiny_command(run_dir, "--pretext-epochs", "50"))
-    wait_for(lambda: stepping(run_dir, "pretext"), process, "a step of the pretext stage")
+    wait_for(lambda: stepping(run_dir, "pretext"), timeout=180, every=0.05, process=process, what="a step of the pretext stage")
     process.send_signal(signum)
     assert process.wait(timeout=60) == code
     assert f"{state}: run the same command again" in process.stderr.read().decode()
@@ -261,16 +278,16 @@ KILL_CASES = {
 
 
 @pytest.mark.parametrize("stage", KILL_CASES)
-def test_sigkill_in_a_stage_then_rerun_resumes(tmp_path, stage):
+def test_sigkill_in_a_stage_then_rerun_resumes(tmp_path, stage, wait_for):
     """SIGKILL during ``stage``; the same command again finishes from where the run was."""
     run_dir = tmp_path / "run"
     command = tiny_command(run_dir, *KILL_CASES[stage])
     process = start(command)
     checkpoint = run_dir / "checkpoints" / f"{stage}.pt"
     if stage == "selflabel":  # no checkpoints: the stage itself starts over
-        wait_for(lambda: running_stage(run_dir) == stage, process, f"the {stage} stage")
+        wait_for(lambda: running_stage(run_dir) == stage, timeout=180, every=0.05, process=process, what=f"the {stage} stage")
     else:
-        wait_for(checkpoint.exists, process, f"a checkpoint of {stage}")
+        wait_for(checkpoint.exists, timeout=180, every=0.05, process=process, what=f"a checkpoint of {stage}")
     process.kill()
     process.wait()
     status = read_status(run_dir)
@@ -317,7 +334,7 @@ def scan_training(checkpoint):
     neighbors = np.stack([(np.arange(120) + d) % 120 for d in range(1, 6)], axis=1)
     torch.manual_seed(0)
     heads = ClusterHeads(8, 3, num_heads=2, hidden=16)
-    config = ScanConfig(num_clusters=3, num_heads=2, hidden=16, epochs=4, batch_size=32, num_neighbors=5)
+    config = ScanConfig(num_heads=2, hidden=16, epochs=4, batch_size=32)
     inputs = lambda index: features[index]  # noqa: E731
     return heads, train_scan(heads, inputs, inputs, neighbors, config, checkpoint=checkpoint)
 
@@ -419,7 +436,7 @@ def keyword_is(call: ast.Call, name: str, value) -> bool:
 
 def test_no_unrestricted_unpickling_in_the_package():
     guarded = {"torch": 0, "np": 0}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for module, call in load_calls(ast.parse(path.read_text(), str(path))):
             where = f"{path.name}:{call.lineno}"
             assert module not in ("pickle", "marshal", "dill", "joblib", "numpy"), f"{where}: {module}.load"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scan_core import sources
-from scan_core.images import ImageSet
-from scan_core.sources import SourceError, load_source, working_size
+from scan_core.data import sources
+from scan_core.data.images import ImageSet
+from scan_core.data.sources import SourceError, builtin, load_source, working_size, zips
 
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -319,7 +319,7 @@ def test_zip_matches_folder_and_is_reused(tmp_path, monkeypatch, prefix):
     np.testing.assert_array_equal(zipped.labels, direct.labels)
     np.testing.assert_array_equal(zipped.images, direct.images)
     assert all(Path(p).is_file() and Path(p).is_relative_to(cache) for p in zipped.paths)
-    monkeypatch.setattr(sources, "_extract_entry", lambda *a: pytest.fail("extracted again"))
+    monkeypatch.setattr(zips, "_extract_entry", lambda *a: pytest.fail("extracted again"))
     again = load_source(str(archive), data_dir=cache, image_size=16)
     assert again.ids.tolist() == direct.ids.tolist()
 
@@ -345,15 +345,15 @@ def test_zip_slip_entries_are_skipped(tmp_path):
 def test_zip_limits_and_corrupt_zip(tmp_path, monkeypatch):
     root = make_labelled_folder(tmp_path / "data")
     archive = zip_folder(root, tmp_path / "big.zip")
-    monkeypatch.setattr(sources, "ZIP_MAX_FILES", 3)
+    monkeypatch.setattr(zips, "ZIP_MAX_FILES", 3)
     with pytest.raises(SourceError, match=r"big\.zip.*entries"):
         load_source(str(archive), data_dir=tmp_path / "cache")
-    monkeypatch.setattr(sources, "ZIP_MAX_FILES", 1000)
-    monkeypatch.setattr(sources, "ZIP_MAX_TOTAL_BYTES", 100)
+    monkeypatch.setattr(zips, "ZIP_MAX_FILES", 1000)
+    monkeypatch.setattr(zips, "ZIP_MAX_TOTAL_BYTES", 100)
     with pytest.raises(SourceError, match=r"big\.zip.*bytes"):
         load_source(str(archive), data_dir=tmp_path / "cache")
-    zips = tmp_path / "cache" / "zips"
-    assert not zips.exists() or not any(zips.iterdir())
+    extracted = tmp_path / "cache" / "zips"
+    assert not extracted.exists() or not any(extracted.iterdir())
     (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 definitely not a zip")
     with pytest.raises(SourceError, match=r"bad\.zip"):
         load_source(str(tmp_path / "bad.zip"), data_dir=tmp_path / "cache")
@@ -423,7 +423,7 @@ def write_fake_fashion(folder: Path, n_train=5, n_test=3, compress=True) -> None
 def test_fashion_mnist_fake_idx_files(tmp_path, monkeypatch):
     debian = tmp_path / "debian"
     write_fake_fashion(debian)
-    monkeypatch.setattr(sources, "FASHION_DIRS", [debian])
+    monkeypatch.setattr(builtin, "FASHION_DIRS", [debian])
     both = load_source("fashion-mnist", data_dir=tmp_path / "data")
     assert both.images.shape == (8, 28, 28, 1) and both.name == "fashion-mnist"
     assert both.labels.tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
@@ -431,7 +431,7 @@ def test_fashion_mnist_fake_idx_files(tmp_path, monkeypatch):
     test = load_source("fashion-mnist:test", data_dir=tmp_path, image_size=14)
     assert test.images.shape == (3, 14, 14, 1)
     # plain IDX files in data_dir/fashion-mnist are found too
-    monkeypatch.setattr(sources, "FASHION_DIRS", [tmp_path / "nowhere"])
+    monkeypatch.setattr(builtin, "FASHION_DIRS", [tmp_path / "nowhere"])
     write_fake_fashion(tmp_path / "data" / "fashion-mnist", n_train=2, compress=False)
     assert len(load_source("fashion-mnist:train", data_dir=tmp_path / "data")) == 2
 
@@ -439,7 +439,7 @@ def test_fashion_mnist_fake_idx_files(tmp_path, monkeypatch):
 @pytest.mark.parametrize("damage", ["truncated", "bad_magic", "cut_gzip"])
 def test_fashion_mnist_damaged_file_is_named(tmp_path, monkeypatch, damage):
     write_fake_fashion(tmp_path)
-    monkeypatch.setattr(sources, "FASHION_DIRS", [tmp_path])
+    monkeypatch.setattr(builtin, "FASHION_DIRS", [tmp_path])
     target = tmp_path / "train-images-idx3-ubyte.gz"
     data = gzip.decompress(target.read_bytes())
     if damage == "truncated":
@@ -458,7 +458,7 @@ def _offline(*args, **kwargs):
 
 def test_fashion_mnist_offline_message(tmp_path, monkeypatch):
     from torchvision import datasets
-    monkeypatch.setattr(sources, "FASHION_DIRS", [tmp_path / "not-installed"])
+    monkeypatch.setattr(builtin, "FASHION_DIRS", [tmp_path / "not-installed"])
     monkeypatch.setattr(datasets, "FashionMNIST", _offline)
     data_dir = tmp_path / "downloads"
     with pytest.raises(SourceError) as error:

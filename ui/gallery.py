@@ -5,15 +5,15 @@ the Neighbours page."""
 from __future__ import annotations
 
 import base64
-import io
 import html
+import io
 from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
-from scan_core.results import RunResults
+from scan_core.explore.results import RunResults
 
 PAGE_SIZE = 100
 DISPLAY_PX = 88

@@ -20,7 +20,7 @@ import numpy as np
 import streamlit as st
 from scipy.spatial import cKDTree
 
-from scan_core.results import RunResults
+from scan_core.explore.results import RunResults
 from ui.gallery import data_uri
 from ui.state import results_key
 

@@ -6,17 +6,21 @@ Pages call :func:`require_results` at the top and draw; nothing here trains or r
 from __future__ import annotations
 
 import runpy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from scan_core.curation import Curation, CuratedState
-from scan_core.jobs import Workspace, job_state, list_runs
-from scan_core.results import RunNotReady, RunResults
+from scan_core.explore.curation import CuratedState, Curation
+from scan_core.explore.jobs import Workspace, job_state, list_runs
+from scan_core.explore.results import RunNotReady, RunResults
 
 RUN_PARAM = "run"
 APP = Path(__file__).resolve().parent.parent / "app.py"
+NAVIGATED: ContextVar[bool] = ContextVar("scan_explorer_navigated", default=False)
 ARTIFACTS = ("config.json", "metrics.json", "scan_probs.npy", "selflabel_probs.npy", "projection.npy",
              "neighbors.npy", "features.npy", "images/imageset.json")
 
@@ -24,17 +28,28 @@ ARTIFACTS = ("config.json", "metrics.json", "scan_probs.npy", "selflabel_probs.n
 def through_navigation() -> None:
     """Run ``app.py`` (layout, sidebar, ``st.navigation``) around a page that Streamlit started alone.
 
-    Streamlit treats a ``pages/`` folder as its legacy multipage mode until some script calls
-    ``st.navigation``: a page opened by its URL before ``app.py`` ran on this server (and every
-    page under ``AppTest``, which resets that mode before each run) would run without the app's
-    sidebar and layout. Then this runs ``app.py`` in the same script run (so a clicked button
-    still counts), which runs this page again through the navigation, and stops the outer run.
+    Streamlit treats a folder named ``pages/`` beside the entry script as its legacy multipage
+    mode until a script run calls ``st.navigation``: the first request of a fresh server that names
+    a page (a bookmarked URL), and every run under ``AppTest``, which resets that mode, runs the
+    page without ``app.py``. Streamlit offers no setting to turn the legacy mode off, and the
+    product's layout names the folder ``pages/``, so a page checks whether ``app.py`` is around it
+    (:data:`NAVIGATED`, set by :func:`navigated_run`) and otherwise runs ``app.py`` in the same
+    script run (so a clicked button still counts), which calls ``st.navigation`` (ending the legacy
+    mode) and runs this page again inside it; the outer run then stops.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
+    if not NAVIGATED.get():
         runpy.run_path(str(APP), run_name="__main__")
         st.stop()
+
+
+@contextmanager
+def navigated_run() -> Iterator[None]:
+    """``app.py`` runs the chosen page inside this block, so that the page knows it is in the app."""
+    token = NAVIGATED.set(True)
+    try:
+        yield
+    finally:
+        NAVIGATED.reset(token)
 
 
 def workspace() -> Workspace:

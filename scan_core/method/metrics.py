@@ -1,4 +1,4 @@
-"""Evaluation of a clustering against known labels (SCAN, section 3.1) and label-free cluster stats.
+"""Evaluation of a clustering against known labels (SCAN, section 3.1).
 
 Hungarian accuracy matches clusters to classes one-to-one (``scipy.optimize.linear_sum_assignment``
 on the vote matrix); majority-vote accuracy maps every cluster to its most frequent class, which is
@@ -69,17 +69,3 @@ def evaluate(clusters: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         "nmi": float(normalized_mutual_info_score(labels, clusters)),
         "ari": float(adjusted_rand_score(labels, clusters)),
     }
-
-
-def cluster_stats(probs: np.ndarray) -> list[dict]:
-    """Per cluster of soft assignments ``(N, K)``: size and mean confidence of its members."""
-    probs = np.asarray(probs)
-    if probs.ndim != 2:
-        raise ValueError(f"probs must be (N, K), got {probs.shape}")
-    assigned, confidence = probs.argmax(1), probs.max(1)
-    stats = []
-    for k in range(probs.shape[1]):
-        members = assigned == k
-        stats.append({"cluster": k, "size": int(members.sum()),
-                      "mean_confidence": float(confidence[members].mean()) if members.any() else 0.0})
-    return stats

@@ -10,6 +10,8 @@ import faiss
 import numpy as np
 from scipy import sparse
 
+from .cosine import l2_normalize
+
 
 def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192) -> np.ndarray:
     """Indices ``(N, k)`` of each row's ``k`` most cosine-similar other rows, most similar first.
@@ -18,13 +20,13 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192) ->
         features: ``(N, D)`` float features (normalised here, not in place).
         k: neighbours per image, ``1 <= k < N``.
     """
-    features = np.asarray(features, dtype=np.float32)
+    features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"features must be (N, D), got shape {features.shape}")
     n = len(features)
     if not 1 <= k < n:
         raise ValueError(f"k must satisfy 1 <= k < N = {n}, got {k}")
-    normalised = np.ascontiguousarray(features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12))
+    normalised = l2_normalize(features)
     index = faiss.IndexFlatIP(normalised.shape[1])
     index.add(normalised)
     result = np.empty((n, k), dtype=np.int64)

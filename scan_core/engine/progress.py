@@ -1,8 +1,5 @@
-"""Progress reporting of a run: a terminal bar and ``events.jsonl`` that a UI can poll.
-
-Each line of ``events.jsonl`` is one JSON object with ``time`` (unix seconds), ``kind``
-(``stage_start``, ``step``, ``stage_end``, ``error``) and ``stage``; ``step`` events add ``step``,
-``total``, ``loss`` and ``eta_s``. Step events are throttled to a few per second.
+"""Progress reporting of a run: a terminal bar and ``events.jsonl`` that a UI can poll (its format
+and reader: :mod:`scan_core.data.rundir`). Step events are throttled to a few per second.
 """
 from __future__ import annotations
 
@@ -67,17 +64,3 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-def read_events(run_dir: Path) -> list[dict]:
-    """All complete event lines of a run (a partly written last line is ignored)."""
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events

@@ -23,9 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import CorruptArtifact, load_json, save_json
-from .run import read_status
-from .sources import BUILTIN
+import scan_core
+
+from ..data.artifacts import CorruptArtifact, load_json, save_json
+from ..data.rundir import CLUSTER_STAGES, read_status
+from ..data.sources import BUILTIN
 
 HOME_ENV = "SCAN_EXPLORER_HOME"
 ROOTS_ENV = "SCAN_EXPLORER_DATA_ROOTS"
@@ -47,13 +49,13 @@ class Workspace:
     data_roots: tuple[Path, ...]
 
     @classmethod
-    def from_env(cls) -> "Workspace":
+    def from_env(cls) -> Workspace:
         home = Path(os.environ.get(HOME_ENV) or "workspace").expanduser().resolve()
         roots = [Path(p).expanduser() for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p]
         return cls.create(home, roots or None)
 
     @classmethod
-    def create(cls, home: Path, data_roots: list[Path] | None = None) -> "Workspace":
+    def create(cls, home: Path, data_roots: list[Path] | None = None) -> Workspace:
         home = Path(home).resolve()
         roots = data_roots if data_roots is not None else [home / "data", home / "uploads"]
         workspace = cls(home, tuple(Path(r).resolve() for r in roots))
@@ -173,18 +175,16 @@ def active_run(workspace: Workspace) -> Path | None:
 
 
 def job_state(workspace: Workspace, run_dir: Path) -> dict:
-    """``status.json`` as :func:`scan_core.run.read_status` reads it, plus the job's own view:
-    ``starting`` while the process loads images, and the log's last line when it died early."""
+    """``status.json`` as :func:`scan_core.data.rundir.read_status` reads it (which alone decides
+    whether a run's process died), plus the job's own view: ``starting`` while the launched process
+    loads images, and the log's last line when it died before writing any status."""
     run_dir = Path(run_dir)
     status = read_status(run_dir)
-    running = active_run(workspace) == run_dir.resolve()
-    if running and status.get("state") != "running":  # launched (or resumed), not yet past loading
+    if status["state"] != "running" and active_run(workspace) == run_dir.resolve():
+        # launched (or resumed), not yet past loading
         return {**status, "state": "starting", "stage": status.get("stage") or "images", "error": None}
-    if status.get("state") in (None, "new"):
+    if status["state"] == "new":
         return {**status, "state": "failed", "error": last_log_line(run_dir) or "the job did not start"}
-    if status.get("state") == "running" and not running:
-        return {**status, "state": "interrupted",
-                "error": status.get("error") or "the training process ended unexpectedly"}
     return status
 
 
@@ -202,6 +202,11 @@ def read_metrics(run_dir: Path) -> dict:
     return _read(Path(run_dir) / "metrics.json")
 
 
+def final_scores(metrics: dict) -> dict:
+    """The metrics of the last cluster stage a run's ``metrics.json`` holds (empty before SCAN ends)."""
+    return next((metrics[stage] for stage in reversed(CLUSTER_STAGES) if stage in metrics), {})
+
+
 def list_runs(workspace: Workspace) -> list[dict]:
     """Every run directory of the workspace, newest first: id, dataset, K, state, metrics."""
     rows = []
@@ -211,7 +216,7 @@ def list_runs(workspace: Workspace) -> list[dict]:
         config = _read(run_dir / "config.json")
         job = _read(run_dir / "job.json")
         metrics = read_metrics(run_dir)
-        final = metrics.get("selflabel") or metrics.get("scan") or {}
+        final = final_scores(metrics)
         state = job_state(workspace, run_dir)
         rows.append({"run": run_dir.name, "dataset": config.get("dataset") or job.get("dataset", "?"),
                      "clusters": config.get("num_clusters") or job.get("clusters"),
@@ -251,7 +256,7 @@ def _launch(workspace: Workspace, lock: int, run_dir: Path, args: list[str]) -> 
     with open(run_dir / "train.log", "ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  pass_fds=(lock,), start_new_session=True,
-                                 cwd=Path(__file__).resolve().parent.parent)
+                                 cwd=Path(scan_core.__file__).resolve().parent.parent)  # where -m finds it
     _children.append(child)
     save_json(run_dir / "job.json", {**_read(run_dir / "job.json"), "pid": child.pid, "launched": time.time()})
 

@@ -66,13 +66,6 @@ class ImageSet:
     def channels(self) -> int:
         return int(self.images.shape[3])
 
-    def subset(self, index: np.ndarray) -> "ImageSet":
-        """The images at ``index`` (same class names, no skipped list)."""
-        return ImageSet(
-            name=self.name, images=np.ascontiguousarray(self.images[index]), ids=self.ids[index],
-            paths=self.paths[index], labels=None if self.labels is None else self.labels[index],
-            class_names=list(self.class_names))
-
     def summary(self) -> dict:
         """Counts and shapes a UI or a config can show."""
         return {
@@ -95,7 +88,7 @@ class ImageSet:
             "labelled": self.has_labels, "skipped": self.skipped, "count": len(self)})
 
     @classmethod
-    def load(cls, directory: Path, mmap: bool = True) -> "ImageSet":
+    def load(cls, directory: Path, mmap: bool = True) -> ImageSet:
         """Read a set written by :meth:`save`; images are memory-mapped when ``mmap``."""
         directory = Path(directory)
         meta = load_json(directory / "imageset.json")
@@ -105,6 +98,21 @@ class ImageSet:
             labels=load_array(directory / "labels.npy") if meta["labelled"] else None,
             class_names=list(meta["class_names"]), skipped=list(meta["skipped"]))
 
-    @staticmethod
-    def exists(directory: Path) -> bool:
-        return (Path(directory) / "imageset.json").exists()
+
+def resize_square(images: np.ndarray, size: int | None, chunk: int = 4096) -> np.ndarray:
+    """Resize square uint8 ``(N, S, S, C)`` to ``(N, size, size, C)`` (bilinear, antialiased), in
+    chunks of ``chunk`` images so that memory stays bounded; ``size`` None or S: returned as is."""
+    if size is None or images.shape[1:3] == (size, size):
+        return images
+    import torch  # only here: reading a run's images needs no torch
+    import torch.nn.functional as F
+
+    out = np.empty((len(images), size, size, images.shape[3]), dtype=np.uint8)
+    for start in range(0, len(images), chunk):
+        batch = torch.from_numpy(np.array(images[start:start + chunk]))  # writable copy
+        batch = batch.permute(0, 3, 1, 2).float()
+        batch = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)
+        batch = batch.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        out[start:start + chunk] = batch.numpy()
+    return out

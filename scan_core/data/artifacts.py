@@ -6,7 +6,8 @@ never sees a half-written artifact. A failed write (disk full, no permission) re
 temporary file, leaves the previous version of the target untouched and raises an ``OSError``
 that names the target. Arrays are saved as ``.npy`` and always read back with
 ``allow_pickle=False``, torch files with ``weights_only=True``; a truncated or corrupt file raises
-:class:`CorruptArtifact` instead of being trusted.
+:class:`CorruptArtifact` instead of being trusted. torch is imported by the functions that need it,
+so reading a run's arrays and JSON (the app) does not load it.
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class CorruptArtifact(RuntimeError):
@@ -85,6 +88,7 @@ def save_bytes(path: Path, data: bytes) -> None:
 
 def save_torch(path: Path, obj: Any) -> None:
     """``torch.save`` ``obj`` (tensors, dicts, lists, numbers, strings) to ``path`` atomically."""
+    import torch
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     save_bytes(path, buffer.getvalue())
@@ -93,6 +97,7 @@ def save_torch(path: Path, obj: Any) -> None:
 def load_torch(path: Path, device: str | torch.device = "cpu") -> Any:
     """Read a file written by :func:`save_torch` with ``weights_only=True`` (no pickled code is
     run); a truncated, corrupt or code-carrying file raises :class:`CorruptArtifact`."""
+    import torch
     path = Path(path)
     try:
         return torch.load(path, map_location=device, weights_only=True)
@@ -119,6 +124,7 @@ class Checkpoint:
     def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                *generators: np.random.Generator) -> int:
         """Load the saved state into the arguments; return the epochs finished (0 if none)."""
+        import torch
         try:
             saved = load_torch(self.path)
             model.load_state_dict(saved["model"])
@@ -138,6 +144,7 @@ class Checkpoint:
     def save(self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              *generators: np.random.Generator) -> None:
         """Record that ``epoch`` epochs are finished, with the state to continue from there."""
+        import torch
         save_torch(self.path, {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "numpy_rng": [json.dumps(g.bit_generator.state) for g in generators],

@@ -6,13 +6,14 @@ confident image contributes nothing (the reference code crashes there).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..config import SelfLabelConfig
 
 
 def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99,
@@ -42,23 +43,6 @@ def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, thres
         counts = torch.bincount(target, minlength=weak_logits.shape[1]).float()
         weight = torch.where(counts > 0, mask.sum() / counts.clamp(min=1), torch.zeros_like(counts))
     return F.cross_entropy(strong_logits[mask], target, weight=weight)
-
-
-@dataclass(frozen=True)
-class SelfLabelConfig:
-    epochs: int = 5
-    batch_size: int = 512
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    threshold: float = 0.99
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"self-label epochs (--selflabel-epochs) must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"self-label batch_size must be at least 1, got {self.batch_size}")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"self-label threshold must lie in (0, 1), got {self.threshold}")
 
 
 def train_selflabel(model: nn.Module, weak_inputs: Callable[[np.ndarray], torch.Tensor],

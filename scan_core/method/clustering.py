@@ -11,15 +11,15 @@ ImageNet) or on top of a backbone fed augmented images.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .artifacts import Checkpoint
+from ..config import ScanConfig
+from ..data.artifacts import Checkpoint
 
 PROB_FLOOR = 1e-8
 
@@ -70,31 +70,6 @@ class ClusterHeads(nn.Module):
         return torch.stack([head(features) for head in self.heads])
 
 
-@dataclass(frozen=True)
-class ScanConfig:
-    num_clusters: int = 10
-    num_heads: int = 10
-    hidden: int = 0
-    entropy_weight: float = 5.0
-    epochs: int = 50
-    batch_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    num_neighbors: int = 20
-    val_fraction: float = 0.1
-    val_neighbors: int = 5
-
-    def __post_init__(self) -> None:
-        if self.num_clusters < 2:
-            raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
-        if self.epochs < 1:
-            raise ValueError(f"scan epochs (--scan-epochs) must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"scan batch_size must be at least 1, got {self.batch_size}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
-
-
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random disjoint ``(train_index, val_index)`` of ``range(n)``."""
     order = np.random.default_rng(seed).permutation(n)
@@ -136,12 +111,12 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
         inputs: training batch of model inputs for an index array (features, augmented images).
         eval_inputs: the same without augmentation, for scoring the heads on held-out images.
         neighbors: ``(N, k)`` mined neighbour indices; each anchor is paired with a uniformly drawn
-            one of its first ``config.num_neighbors`` neighbours or itself.
+            one of its ``k`` neighbours or itself.
         checkpoint: where to continue from and to save every finished epoch to, if given.
     """
     n = len(neighbors)
     train_index, val_index = split_validation(n, config.val_fraction, seed)
-    k = min(config.num_neighbors, neighbors.shape[1])
+    k = neighbors.shape[1]
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batch = min(config.batch_size, len(train_index))

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..method.cosine import spherical_kmeans
+
 DB_NAME = "curation.sqlite"
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another's transaction before failing
 MAX_TEXT = 100
@@ -364,7 +366,6 @@ def split_in_two(features: np.ndarray, members: np.ndarray, seed: int = 0) -> np
     3 restarts) on the L2-normalised member features. Returns the sorted indices of group 1, a
     proper non-empty subset of ``members`` ready for :meth:`Curation.split`.
     """
-    import faiss
     features = np.asarray(features)
     members = np.asarray(members)
     if features.ndim != 2 or features.shape[1] == 0:
@@ -376,13 +377,10 @@ def split_in_two(features: np.ndarray, members: np.ndarray, seed: int = 0) -> np
         raise ValueError(f"splitting needs at least 2 members, got {len(members)}")
     if members[0] < 0 or members[-1] >= len(features):
         raise ValueError(f"members must be indices in [0, {len(features)})")
-    x = np.ascontiguousarray(features[members], dtype=np.float32)
+    x = features[members]
     if not np.isfinite(x).all():
         raise ValueError("features of the members contain NaN or infinity")
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    model = faiss.Kmeans(x.shape[1], 2, spherical=True, nredo=3, seed=seed, verbose=False)
-    model.train(x)
-    group = model.index.search(x, 1)[1].ravel()
+    group = spherical_kmeans(x, 2, seed)
     second = members[group == 1]
     if len(second) in (0, len(members)):
         raise ValueError("k-means put every member in one group: their features do not separate")

@@ -6,16 +6,16 @@ views of an image are closer to each other than to any other image of the batch 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .artifacts import Checkpoint
-from .augment import AugmentConfig, simclr_view, to_tensor
+from ..config import AugmentConfig, PretextConfig
+from ..data.artifacts import Checkpoint
+from .augment import simclr_view, to_tensor
 
 
 def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -52,23 +52,6 @@ class SimCLRModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(self.backbone(x))
-
-
-@dataclass(frozen=True)
-class PretextConfig:
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.4           # SGD, scaled by batch_size / 256
-    weight_decay: float = 1e-4
-    temperature: float = 0.1
-    warmup_epochs: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"pretext epochs (--pretext-epochs) must be at least 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"pretext batch_size must be at least 2 (SimCLR contrasts the images "
-                             f"of a batch), got {self.batch_size}")
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -137,12 +120,12 @@ class PixelPCA(nn.Module):
         return min(dim, int(np.prod(images.shape[1:])), min(len(images), PixelPCA.FIT_IMAGES) - 1)
 
     @classmethod
-    def empty(cls, images: np.ndarray, dim: int) -> "PixelPCA":
+    def empty(cls, images: np.ndarray, dim: int) -> PixelPCA:
         """An unfitted module shaped for ``images``, to load a saved state into."""
         return cls(int(np.prod(images.shape[1:])), cls.output_dim(images, dim))
 
     @classmethod
-    def fit(cls, images: np.ndarray, dim: int, seed: int = 0) -> "PixelPCA":
+    def fit(cls, images: np.ndarray, dim: int, seed: int = 0) -> PixelPCA:
         """Fit on uint8 ``images`` ``(N, H, W, C)`` (randomised SVD, at most 20k images)."""
         from sklearn.decomposition import PCA
         flat = _flat_pixels(images[np.random.default_rng(seed).permutation(len(images))[:cls.FIT_IMAGES]])

@@ -15,15 +15,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .artifacts import CorruptArtifact, load_torch
-from .images import ImageSet
-from .metrics import evaluate
-from .presets import RunConfig
-from .pretext import embed
-from .run import build_encoder, kept_head, read_status, resolve_device, saved_config
-from .sources import load_source
-
-CLUSTER_STAGES = ("scan", "selflabel")
+from ..config import RunConfig
+from ..data.artifacts import CorruptArtifact, load_torch
+from ..data.images import ImageSet
+from ..data.rundir import CLUSTER_STAGES, read_status
+from ..data.sources import load_source
+from ..method.metrics import evaluate
+from ..method.pretext import embed
+from .device import resolve_device
+from .models import build_encoder, kept_head
+from .run import saved_config
 
 
 @dataclass

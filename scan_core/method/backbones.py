@@ -13,13 +13,15 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from ..config import BACKBONES
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BACKBONES = ("small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet")
 
 
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights were asked for but are not on this machine and cannot be downloaded."""
+class WeightsUnavailable(ValueError):
+    """Pretrained weights were asked for but are not on this machine and cannot be downloaded
+    (a ValueError: the user can fix it, and the CLI reports it as a refused request)."""
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:

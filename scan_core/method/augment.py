@@ -6,46 +6,24 @@ whole batch at once: all geometric ops of a view are folded into one affine matr
 resampled with a single ``grid_sample``; photometric ops are computed for the batch and kept
 where a per-image mask says so. Input and output are float tensors ``(B, C, H, W)`` in ``[0, 1]``.
 
-Three recipes are provided:
+Two recipes are provided:
 
 * :func:`simclr_view`  - SimCLR views (Chen et al., 2020): random resized crop, flip, colour
   jitter (p=0.8), grayscale (p=0.2); gentle crops and no colour for small grayscale images.
 * :func:`strong_view`  - SCAN's strong augmentation (Van Gansbeke et al., 2020, after
   RandAugment): flip + crop, ``num_ops`` ops drawn from a fixed list at random magnitudes, Cutout.
-* :func:`center_view`  - no augmentation (used to embed images).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import STRONG_OPS, AugmentConfig
+
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Parameters of the SimCLR and strong views for one kind of data."""
-
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    flip: bool = True
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    strong_ops: int = 4
-    cutout: float = 0.5  # largest side of the Cutout hole, as a fraction of the image side
-
-    def __post_init__(self) -> None:
-        low, high = self.crop_scale
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
-        if self.strong_ops < 0 or self.strong_ops > len(STRONG_OPS):
-            raise ValueError(f"strong_ops must lie in [0, {len(STRONG_OPS)}], got {self.strong_ops}")
-        if not 0 <= self.cutout <= 1:
-            raise ValueError(f"cutout must lie in [0, 1], got {self.cutout}")
 
 
 def to_tensor(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -185,11 +163,6 @@ def cutout(x: torch.Tensor, max_fraction: float) -> torch.Tensor:
     return x.masked_fill(hole.unsqueeze(1), 0.0)
 
 
-def center_view(x: torch.Tensor) -> torch.Tensor:
-    """The image itself (no augmentation)."""
-    return x
-
-
 def simclr_view(x: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
     """One SimCLR view of every image: crop + flip, colour jitter (p), grayscale (p)."""
     b, device = len(x), x.device
@@ -239,7 +212,8 @@ PIXEL_OPS = {
     "sharpness": lambda x, b, d: adjust_sharpness(x, _uniform(b, 0.05, 0.95, d)),
     "posterize": lambda x, b, d: posterize(x, torch.randint(4, 9, (b,), device=d)),
 }
-STRONG_OPS = ("identity",) + GEOMETRIC_OPS + tuple(PIXEL_OPS)
+if ("identity", *GEOMETRIC_OPS, *PIXEL_OPS) != STRONG_OPS:  # the config declares them, in this order
+    raise ImportError("scan_core.config.STRONG_OPS does not list the ops of this module")
 
 
 def _compose(theta_a: torch.Tensor, theta_b: torch.Tensor) -> torch.Tensor:

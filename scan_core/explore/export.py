@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .artifacts import save_bytes
+from ..data.artifacts import save_bytes
+from ..data.images import ImageSet
 from .curation import CuratedState
-from .images import ImageSet
 
 COLUMNS = ("index", "id", "path", "cluster", "cluster_name", "confidence", "curated_label", "outlier")
 MODEL_VERSION = "scan-explorer"

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .artifacts import CorruptArtifact, load_array, load_json, save_array
-from .images import ImageSet
-from .metrics import contingency, evaluate, hungarian_mapping, majority_mapping
+from ..data.artifacts import CorruptArtifact, load_array, load_json, save_array
+from ..data.images import ImageSet, resize_square
+from ..data.rundir import CLUSTER_STAGES
+from ..method.cosine import l2_normalize
+from ..method.metrics import contingency, evaluate, hungarian_mapping, majority_mapping
 
 THUMBNAIL_SIZE = 64
-PROBABILITY_STAGES = ("scan", "selflabel")  # later stages refine earlier ones
 
 
 class RunNotReady(ValueError):
@@ -39,7 +39,7 @@ class RunResults:
     stage_probs: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, run_dir: Path) -> "RunResults":
+    def load(cls, run_dir: Path) -> RunResults:
         """Read every artifact present; RunNotReady when not even the images are there."""
         run_dir = Path(run_dir)
         try:
@@ -60,7 +60,7 @@ class RunResults:
             metrics = load_json(run_dir / "metrics.json")
         except (FileNotFoundError, CorruptArtifact):
             metrics = {}
-        probs = {stage: p for stage in PROBABILITY_STAGES if (p := optional(f"{stage}_probs.npy")) is not None}
+        probs = {stage: p for stage in CLUSTER_STAGES if (p := optional(f"{stage}_probs.npy")) is not None}
         return cls(run_dir, config, images, metrics, optional("features.npy"), optional("neighbors.npy"),
                    optional("projection.npy"), probs)
 
@@ -68,7 +68,7 @@ class RunResults:
     @property
     def final_stage(self) -> str | None:
         """The last stage with cluster probabilities (``selflabel`` over ``scan``), or None."""
-        return next((s for s in reversed(PROBABILITY_STAGES) if s in self.stage_probs), None)
+        return next((s for s in reversed(CLUSTER_STAGES) if s in self.stage_probs), None)
 
     @property
     def probs(self) -> np.ndarray:
@@ -115,13 +115,7 @@ class RunResults:
                 return thumbs
         except (FileNotFoundError, CorruptArtifact):
             pass
-        chunks = []
-        for start in range(0, len(images), 2048):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + 2048])).permute(0, 3, 1, 2).float()
-            small = torch.nn.functional.interpolate(batch, size=(THUMBNAIL_SIZE, THUMBNAIL_SIZE), mode="bilinear",
-                                                    antialias=True, align_corners=False)
-            chunks.append(small.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
-        save_array(path, np.concatenate(chunks))
+        save_array(path, resize_square(images, THUMBNAIL_SIZE, chunk=2048))
         return load_array(path, mmap=True)
 
     # ---- clusters ----------------------------------------------------------------------------
@@ -136,8 +130,7 @@ class RunResults:
         index = np.flatnonzero(np.asarray(clusters) == cluster)
         if self.features is None or len(index) == 0:
             return index[:count]
-        features = np.asarray(self.features[index], dtype=np.float32)
-        features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        features = l2_normalize(self.features[index])
         centre = features.mean(0)
         return index[np.argsort(-(features @ centre), kind="stable")[:count]]
 

@@ -1,0 +1,188 @@
+"""Every setting of a run, as plain frozen dataclasses: the options a user can choose, each
+stage's hyperparameters, and :class:`RunConfig`, which gathers them and is written to a run's
+``config.json``.
+
+This module is data only (no torch), so the app reads the same option lists the engine checks.
+Each choice is a ``Literal`` type; :func:`check_fields` validates every ``Literal`` field of a
+config against its type, the one place options are checked. :func:`from_dict` rebuilds any config
+from its ``asdict`` form, nested configs included.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Literal, TypeVar, get_args, get_origin
+
+Device = Literal["auto", "cpu", "cuda"]
+Backbone = Literal["small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet"]
+HeadInput = Literal["features", "pixels", "both"]          # what heads see: SimCLR features, pixel PCA, both
+NeighborSpace = Literal["features", "pixels", "fused", "hog"]  # fused: rank fusion of features and pixels
+ScanMode = Literal["frozen", "finetune"]                   # heads on cached features, or end to end
+
+DEVICES: tuple[str, ...] = get_args(Device)
+BACKBONES: tuple[str, ...] = get_args(Backbone)
+
+#: RandAugment ops of SCAN's strong view, in the order :mod:`scan_core.method.augment` draws them.
+STRONG_OPS = ("identity", "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "autocontrast",
+              "equalize", "solarize", "color", "contrast", "brightness", "sharpness", "posterize")
+
+
+def check_fields(config) -> None:
+    """ValueError naming the field when a ``Literal`` field of the dataclass ``config`` holds a
+    value outside its choices."""
+    for name, kind in typing.get_type_hints(type(config)).items():
+        if get_origin(kind) is Literal and getattr(config, name) not in get_args(kind):
+            choices = ", ".join(map(str, get_args(kind)))
+            raise ValueError(f"{name} must be one of {choices}; got {getattr(config, name)!r}")
+
+
+Config = TypeVar("Config")
+
+
+def from_dict(cls: type[Config], data: dict) -> Config:
+    """The dataclass ``cls`` from ``data`` (as :func:`dataclasses.asdict` wrote it, e.g. read back
+    from JSON): nested dataclass fields are rebuilt from their dicts, lists become tuples where
+    the field is a tuple. Unknown keys are a ValueError."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    values = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            value = from_dict(kind, value)
+        elif get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Parameters of the SimCLR and strong views for one kind of data."""
+
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    flip: bool = True
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+    strong_ops: int = 4
+    cutout: float = 0.5  # largest side of the Cutout hole, as a fraction of the image side
+
+    def __post_init__(self) -> None:
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        if self.strong_ops < 0 or self.strong_ops > len(STRONG_OPS):
+            raise ValueError(f"strong_ops must lie in [0, {len(STRONG_OPS)}], got {self.strong_ops}")
+        if not 0 <= self.cutout <= 1:
+            raise ValueError(f"cutout must lie in [0, 1], got {self.cutout}")
+
+
+@dataclass(frozen=True)
+class PretextConfig:
+    """SimCLR training (:mod:`scan_core.method.pretext`)."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.4           # SGD, scaled by batch_size / 256
+    weight_decay: float = 1e-4
+    temperature: float = 0.1
+    warmup_epochs: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"pretext epochs (--pretext-epochs) must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"pretext batch_size must be at least 2 (SimCLR contrasts the images "
+                             f"of a batch), got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """SCAN heads (:mod:`scan_core.method.clustering`); the neighbours come from the run's
+    ``num_neighbors`` and ``K`` from its ``num_clusters``."""
+
+    num_heads: int = 10
+    hidden: int = 0
+    entropy_weight: float = 5.0
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    val_neighbors: int = 5
+
+    def __post_init__(self) -> None:
+        if self.num_heads < 1:
+            raise ValueError(f"scan num_heads must be at least 1, got {self.num_heads}")
+        if self.epochs < 1:
+            raise ValueError(f"scan epochs (--scan-epochs) must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"scan batch_size must be at least 1, got {self.batch_size}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class SelfLabelConfig:
+    """Self-labeling (:mod:`scan_core.method.selflabel`)."""
+
+    epochs: int = 5
+    batch_size: int = 512
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    threshold: float = 0.99
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"self-label epochs (--selflabel-epochs) must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"self-label batch_size must be at least 1, got {self.batch_size}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"self-label threshold must lie in (0, 1), got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; ``dataset`` is a built-in name, a folder or a zip; ``preset`` the
+    name of the :mod:`scan_core.presets` entry it was made from."""
+
+    dataset: str
+    num_clusters: int
+    preset: str = "auto"
+    seed: int = 0
+    device: Device = "cpu"
+    backbone: Backbone = "small-cnn"
+    backbone_width: int = 32
+    image_size: int | None = None
+    pretext: PretextConfig = field(default_factory=PretextConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    head_input: HeadInput = "features"
+    neighbor_space: NeighborSpace = "fused"
+    pixel_pca_dim: int = 100
+    num_neighbors: int = 20
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    scan_mode: ScanMode = "frozen"
+    feature_views: int = 4             # augmented feature banks for frozen heads
+    selflabel: SelfLabelConfig = field(default_factory=SelfLabelConfig)
+    umap: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.num_clusters < 2:
+            raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
+        if self.num_neighbors < 1:
+            raise ValueError(f"num_neighbors must be >= 1, got {self.num_neighbors}")
+        if self.feature_views < 0:
+            raise ValueError(f"feature_views must be >= 0, got {self.feature_views}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        return from_dict(cls, data)

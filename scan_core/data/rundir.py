@@ -1,0 +1,126 @@
+"""What a run directory holds, and how its state is read: the one table of stages, ``status.json``
+with the liveness of the training process, and the ``events.jsonl`` progress log.
+
+Stages, in order (data flows one way)::
+
+    images -> pretext -> neighbors -> scan -> selflabel -> projection
+
+:data:`STAGES` declares each once: its name, its title, the artifacts it writes, whether it trains
+(epochs the CLI can set, a checkpoint per epoch) and whether it assigns clusters (``<name>_probs.npy``
+``(N, K)``). The engine runs the module ``scan_core.engine.stages.<name>`` for each; the app reads
+this table without importing torch or any training code.
+
+``status.json`` always holds ``state``, ``stage`` (running or last run; None when finished),
+``completed`` (stages done, in order), ``error`` (None or the message), ``pid`` and ``pid_start``
+(the training process and its start time, to recognise it) and ``updated`` (unix time). ``state``
+is one of ``new`` (nothing started), ``running``, ``finished``, ``failed`` (an error: ``error`` says
+which), ``cancelled`` (SIGTERM, ``error`` "cancelled by user"), ``interrupted`` (SIGINT, or the
+process died without a word: SIGKILL, a crash).
+
+Each line of ``events.jsonl`` is one JSON object with ``time`` (unix seconds), ``kind``
+(``stage_start``, ``step``, ``stage_end``, ``resumed``, ``error``) and ``stage``; ``step`` events add
+``step``, ``total``, ``loss`` and ``eta_s``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import CorruptArtifact, load_json
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run: ``title`` names it in tables of scores; ``artifacts`` are paths relative
+    to the run directory."""
+
+    name: str
+    title: str
+    artifacts: tuple[str, ...]
+    trains: bool = False
+    assigns_clusters: bool = False
+
+
+STAGES = (
+    Stage("images", "images", ("images/imageset.json", "report.json")),
+    Stage("pretext", "pretext features + k-means", ("features.npy", "pretext.pt"), trains=True),
+    Stage("neighbors", "mined neighbours", ("neighbors.npy",)),
+    Stage("scan", "SCAN", ("scan_probs.npy", "scan.pt"), trains=True, assigns_clusters=True),
+    Stage("selflabel", "SCAN + self-label", ("selflabel_probs.npy", "selflabel.pt"), trains=True,
+          assigns_clusters=True),
+    Stage("projection", "UMAP projection", ("projection.npy",)),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+TRAINING_STAGES = tuple(stage.name for stage in STAGES if stage.trains)
+CLUSTER_STAGES = tuple(stage.name for stage in STAGES if stage.assigns_clusters)  # later ones refine earlier
+
+INTERRUPTED = "the training process ended unexpectedly (killed?)"
+NEW_STATUS = {"state": "new", "stage": None, "completed": [], "error": None, "pid": None, "updated": None}
+
+
+def stored_status(run_dir: Path) -> dict:
+    """``status.json`` as written, or :data:`NEW_STATUS` when there is none or it is unreadable."""
+    try:
+        return {**NEW_STATUS, **load_json(Path(run_dir) / "status.json")}
+    except (FileNotFoundError, CorruptArtifact):
+        return dict(NEW_STATUS)
+
+
+def read_status(run_dir: Path) -> dict:
+    """A run's ``status.json`` (fields and states: module docstring), for a UI to show.
+
+    A ``running`` run whose training process is gone (SIGKILL, a crash, a reboot) is returned as
+    ``interrupted`` with the error :data:`INTERRUPTED`; so is one whose pid now belongs to another
+    process (told apart by its start time, from ``/proc``). A directory without a readable status
+    reads as ``new``.
+    """
+    status = stored_status(run_dir)
+    if status["state"] == "running" and not process_alive(status["pid"], status.get("pid_start")):
+        status.update(state="interrupted", error=INTERRUPTED)
+    return status
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks after boot (``/proc``), None without ``/proc``."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def process_alive(pid: int | None, started: int | None) -> bool:
+    """Whether ``pid`` is still the live process that started at ``started`` (a zombie, or a
+    recycled pid with another start time, is not); without ``/proc`` any live ``pid`` counts."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, run by another user
+    stat = _proc_stat(pid)
+    return stat is None or (stat[0] != "Z" and started in (None, stat[1]))
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """``(state letter, start time in clock ticks after boot)`` of ``pid``; None without ``/proc``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[19])
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    """All complete event lines of a run (a partly written last line is ignored)."""
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events

@@ -1,0 +1,58 @@
+"""What the stages of a run share: :class:`RunContext` carries the run's directory, config, device and
+progress, and what earlier stages produced (loaded back from disk when a stage was skipped)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..data.artifacts import Checkpoint, CorruptArtifact, load_json, save_json
+from ..data.images import ImageSet
+from ..method.metrics import evaluate
+from ..method.pretext import Encoder
+from .progress import Progress
+
+
+@dataclass
+class RunContext:
+    """One run in progress. ``source``: the images when the caller has already loaded them (the
+    images stage saves them and goes on with the memory-mapped copy); ``started``: when the
+    current stage began (:meth:`record` adds the seconds since)."""
+
+    dir: Path
+    config: RunConfig
+    device: torch.device
+    progress: Progress
+    source: ImageSet | None = None
+    images: ImageSet | None = None
+    features: np.ndarray | None = None    # (N, D) what the heads see
+    encoder: Encoder | None = None        # images -> features
+    neighbors: np.ndarray | None = None   # (N, k) mined neighbour indices
+    probs: np.ndarray | None = None       # (N, K) the latest cluster stage's assignment
+    started: float = 0.0
+
+    def checkpoint(self, stage: str) -> Checkpoint:
+        """The per-epoch checkpoint of a training stage; resuming from it emits ``resumed``."""
+        return Checkpoint(self.dir / "checkpoints" / f"{stage}.pt",
+                          on_resume=lambda epoch: self.progress.emit("resumed", epoch=epoch))
+
+    def metrics(self) -> dict:
+        """``metrics.json`` so far (empty before the first stage records)."""
+        try:
+            return load_json(self.dir / "metrics.json")
+        except (FileNotFoundError, CorruptArtifact):
+            return {}
+
+    def record(self, stage: str, values: dict) -> None:
+        """Store ``values`` and the stage's seconds so far as ``metrics.json[stage]``."""
+        values = {**values, "seconds": round(time.time() - self.started, 2)}
+        save_json(self.dir / "metrics.json", {**self.metrics(), stage: values})
+
+    def scores(self, clusters: np.ndarray) -> dict:
+        """ACC, NMI, ARI, majority ACC of ``clusters`` ``(N,)`` against the labels (empty without)."""
+        labels = self.images.labels
+        return evaluate(clusters, labels) if labels is not None else {}

@@ -1,0 +1,106 @@
+"""The networks a run builds, saves and loads back: the encoder its config asks for, the cluster
+model of a cluster stage (heads on frozen feature banks, or encoder + heads end to end) and the head
+that stage kept. Shared by the cluster stages and by :mod:`scan_core.engine.inference`."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..data.artifacts import CorruptArtifact, load_array, load_torch, save_array, save_torch
+from ..data.images import ImageSet
+from ..method.augment import strong_view, to_tensor
+from ..method.backbones import build_backbone
+from ..method.clustering import ClusterHeads
+from ..method.pretext import Encoder, PixelPCA, embed
+from .context import RunContext
+
+Inputs = Callable[[np.ndarray], torch.Tensor]   # image indices (B,) -> model inputs of those images
+
+
+def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit: bool = False) -> Encoder:
+    """The encoder of ``config.head_input`` for the run's ``images``: a fresh backbone and/or a
+    pixel PCA (fitted on ``images`` if ``fit``, else shaped to load a saved state into)."""
+    parts: list[torch.nn.Module] = []
+    if config.head_input in ("features", "both"):
+        parts.append(build_backbone(config.backbone, images.channels, config.backbone_width))
+    if config.head_input in ("pixels", "both"):
+        parts.append(PixelPCA.fit(images.images, config.pixel_pca_dim, config.seed) if fit else
+                     PixelPCA.empty(images.images, config.pixel_pca_dim))
+    return Encoder(parts).to(device)
+
+
+def kept_head(saved: dict, feature_dim: int, config: RunConfig) -> ClusterHeads:
+    """The head a cluster stage kept (``saved``: its ``scan.pt`` / ``selflabel.pt``), alone in a
+    one-head :class:`ClusterHeads`: ``(B, feature_dim) -> (1, B, K)``."""
+    num_heads = len({key.split(".")[1] for key in saved["heads"] if key.startswith("heads.")})
+    heads = ClusterHeads(feature_dim, config.num_clusters, num_heads, config.scan.hidden)
+    heads.load_state_dict(saved["heads"])
+    single = ClusterHeads(feature_dim, config.num_clusters, 1, config.scan.hidden)
+    single.heads[0].load_state_dict(heads.heads[int(saved["best_head"])].state_dict())
+    return single
+
+
+def cluster_model(ctx: RunContext, heads: torch.nn.Module) -> tuple[torch.nn.Module, Inputs, Inputs]:
+    """``(model, augmented_inputs, clean_inputs)`` for the run's scan mode: ``heads`` on frozen
+    feature banks, or encoder + ``heads`` on strongly augmented images. Both input functions return
+    the images in the order of the index they are given."""
+    c = ctx.config
+    if c.scan_mode == "finetune":
+        model = torch.nn.Sequential(ctx.encoder, heads).to(ctx.device)
+        images = ctx.images.images
+        return (model, lambda index: strong_view(to_tensor(images[index], ctx.device), c.augment),
+                lambda index: to_tensor(images[index], ctx.device))
+    clean = torch.as_tensor(ctx.features, device=ctx.device)
+    banks = feature_banks(ctx)
+    rng = np.random.default_rng(c.seed)
+
+    def augmented(index: np.ndarray) -> torch.Tensor:
+        if banks is None:
+            return clean[index]
+        return banks[rng.integers(0, len(banks), len(index)), index]
+
+    return heads.to(ctx.device), augmented, lambda index: clean[index]
+
+
+def feature_banks(ctx: RunContext) -> torch.Tensor | None:
+    """Frozen-encoder features of ``feature_views`` strong views ``(V, N, D)``, cached in
+    ``feature_banks.npy``; None when the config asks for none."""
+    c = ctx.config
+    if not c.feature_views:
+        return None
+    path = ctx.dir / "feature_banks.npy"
+    try:
+        banks = load_array(path)
+        if banks.shape == (c.feature_views, *ctx.features.shape):
+            return torch.as_tensor(banks, device=ctx.device)
+    except (FileNotFoundError, CorruptArtifact):
+        pass
+    banks = np.stack([embed(ctx.encoder, ctx.images.images, ctx.device,
+                            view=lambda x: strong_view(x, c.augment)) for _ in range(c.feature_views)])
+    save_array(path, banks)
+    return torch.as_tensor(banks, device=ctx.device)
+
+
+def save_cluster_stage(run_dir: Path, stage: str, model: torch.nn.Module, probs: np.ndarray,
+                       best_head: int = 0) -> None:
+    """Write ``<stage>.pt`` (heads, kept head, fine-tuned encoder if any) and ``<stage>_probs.npy``."""
+    end_to_end = isinstance(model, torch.nn.Sequential)
+    heads = model[1] if end_to_end else model
+    saved = {"heads": heads.state_dict(), "best_head": torch.tensor(best_head)}
+    if end_to_end:
+        saved["encoder"] = model[0].state_dict()
+    save_torch(run_dir / f"{stage}.pt", saved)
+    save_array(run_dir / f"{stage}_probs.npy", probs)
+
+
+def load_cluster_stage(ctx: RunContext, stage: str) -> None:
+    """Check ``<stage>.pt`` reads back (later stages and the app need it) and load the stage's
+    probabilities ``(N, K)`` into ``ctx.probs``; CorruptArtifact when either is damaged."""
+    load_torch(ctx.dir / f"{stage}.pt")
+    ctx.probs = load_array(ctx.dir / f"{stage}_probs.npy")
+    if ctx.probs.shape != (len(ctx.images), ctx.config.num_clusters):
+        raise CorruptArtifact(f"{stage}_probs.npy has the wrong shape")

@@ -1,0 +1,188 @@
+"""A run: every stage of :data:`scan_core.data.rundir.STAGES` on one dataset, written into a run
+directory, resumable.
+
+Each stage (one module in :mod:`scan_core.engine.stages`) writes its artifacts atomically, then
+the run records it in ``status.json`` under ``completed``. Running again on the same directory
+skips every completed stage whose artifacts load back intact, and redoes the first one that is
+missing or corrupt and everything after it. Training stages also save a checkpoint after every
+epoch (``checkpoints/<stage>.pt``, deleted when the stage completes), so that a killed run
+continues within the stage from its last finished epoch; an event ``resumed`` with ``epoch`` says
+so. Whatever stops a run is recorded in ``status.json``; :func:`~scan_core.data.rundir.read_status`
+reads it.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..data.artifacts import CorruptArtifact, load_json, save_json
+from ..data.images import ImageSet
+from ..data.rundir import STAGE_NAMES, STAGES, Stage, process_start, stored_status
+from ..data.sources import load_source
+from ..presets import check_preset, make_config
+from .cancel import Cancelled
+from .context import RunContext
+from .device import resolve_device, use_all_cores, versions
+from .progress import Progress
+
+#: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
+RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}
+
+
+def implementation(stage: Stage):
+    """The module that runs and loads ``stage``: ``scan_core.engine.stages.<name>``."""
+    return importlib.import_module(f"{__package__}.stages.{stage.name}")
+
+
+def planned_stages(config: RunConfig) -> list[Stage]:
+    """The stages a run with ``config`` goes through (the projection only with ``umap``)."""
+    return [stage for stage in STAGES if stage.name != "projection" or config.umap]
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` if needed and write a scratch file there; ValueError if that fails."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to {run_dir}: {error.strerror or error}") from error
+
+
+def plan_config(images: ImageSet, dataset: str, num_clusters: int | None, preset: str = "auto",
+                **overrides) -> RunConfig:
+    """Validate the request against the images and build the run's config (nothing runs yet)."""
+    n = len(images)
+    if num_clusters is None:
+        if images.num_classes < 2:
+            found = f"only {images.num_classes} class" if images.has_labels else "no labels"
+            raise ValueError(f"{dataset}: {found} found, so --clusters K must be given")
+        num_clusters = images.num_classes
+    if num_clusters < 2:
+        raise ValueError(f"--clusters must be at least 2, got {num_clusters}")
+    if num_clusters > n:
+        raise ValueError(f"--clusters {num_clusters} exceeds the {n} images of {dataset}")
+    config = make_config(dataset, num_clusters, n, images.image_size[0], images.channels, preset, **overrides)
+    if config.num_neighbors >= n:
+        raise ValueError(f"{dataset} has {n} images: too few for {config.num_neighbors} neighbours each; "
+                         f"need at least {config.num_neighbors + 1}")
+    return config
+
+
+class Run:
+    """One run directory; :meth:`execute` runs (or resumes) every stage."""
+
+    def __init__(self, run_dir: Path, config: RunConfig, show_bar: bool = True,
+                 images: ImageSet | None = None):
+        """``images``: the source, when already loaded (the images stage saves it, else loads it)."""
+        self.dir = Path(run_dir)
+        self.config = config
+        self.context = RunContext(self.dir, config, resolve_device(config.device),
+                                  Progress(self.dir, show_bar=show_bar), source=images)
+        self._process = {"pid": os.getpid(), "pid_start": process_start(os.getpid())}
+
+    def _set_status(self, **fields) -> None:
+        status = {**stored_status(self.dir), **fields, **self._process, "updated": time.time()}
+        save_json(self.dir / "status.json", status)
+
+    def _completed(self) -> list[str]:
+        """The leading stages recorded as completed whose artifacts are all present and load back
+        (into the context)."""
+        recorded, done = stored_status(self.dir)["completed"], []
+        for stage in STAGES:
+            if stage.name not in recorded or not all((self.dir / name).exists() for name in stage.artifacts):
+                break
+            try:
+                implementation(stage).load(self.context)
+            except (CorruptArtifact, FileNotFoundError, KeyError, RuntimeError, ValueError):
+                break
+            done.append(stage.name)
+        return done
+
+    def execute(self) -> dict:
+        """Run every stage not yet completed; return ``metrics.json``'s content.
+
+        Whatever stops it is recorded in ``status.json`` (``cancelled`` for :class:`Cancelled`,
+        ``interrupted`` for KeyboardInterrupt, else ``failed``) and raised again.
+        """
+        use_all_cores()
+        save_json(self.dir / "config.json", {**self.config.to_dict(), "versions": versions()})
+        completed = self._completed()
+        self._set_status(state="running", stage=None, completed=completed, error=None, started=time.time())
+        stages = [stage for stage in planned_stages(self.config) if stage.name not in completed]
+        for stage in stages[1:]:  # their inputs are about to be recomputed: saved epochs are stale
+            self.context.checkpoint(stage.name).clear()
+        progress = self.context.progress
+        try:
+            for stage in stages:
+                self._set_status(stage=stage.name)
+                progress.start(stage.name)
+                torch.manual_seed(self.config.seed + STAGE_NAMES.index(stage.name))
+                self.context.started = time.time()
+                implementation(stage).run(self.context)
+                self.context.checkpoint(stage.name).clear()
+                progress.end()
+                completed.append(stage.name)
+                self._set_status(completed=completed)
+        except BaseException as error:
+            outcome, message = _outcome(error)
+            progress.close_bar()
+            progress.emit("error", state=outcome, error=message)
+            self._set_status(state=outcome, error=message)
+            raise
+        self._set_status(state="finished", stage=None)
+        return self.context.metrics()
+
+
+def _outcome(error: BaseException) -> tuple[str, str]:
+    """The state a run ends in when ``error`` stops it, and the message recorded with it."""
+    if isinstance(error, Cancelled):
+        return "cancelled", "cancelled by user"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", "interrupted by the user (SIGINT)"
+    return "failed", f"{type(error).__name__}: {error}"
+
+
+def saved_config(run_dir: Path) -> RunConfig:
+    """The :class:`RunConfig` in ``run_dir/config.json`` (without the versions it also records)."""
+    stored = load_json(Path(run_dir) / "config.json")
+    stored.pop("versions", None)
+    for section, keys in RETIRED_KEYS.items():
+        for key in keys:
+            stored.get(section, {}).pop(key, None)
+    return RunConfig.from_dict(stored)
+
+
+def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | None = None,
+              preset: str = "auto", show_bar: bool = True, **overrides) -> dict:
+    """Start or resume the run in ``run_dir``; return its metrics.
+
+    A directory with a ``config.json`` resumes with that config (``dataset`` must match when
+    given; the other arguments are ignored). A new run is validated first (dataset, preset,
+    clusters, parameters: :func:`plan_config`), then ``run_dir`` must be writable; either failing
+    raises ValueError before anything is written into ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    images = None
+    if (run_dir / "config.json").exists():
+        config = saved_config(run_dir)
+        if dataset is not None and dataset != config.dataset:
+            raise ValueError(f"{run_dir} holds a run on {config.dataset!r}, not {dataset!r}; "
+                             "use another --out directory")
+    else:
+        if dataset is None:
+            raise ValueError(f"{run_dir} holds no run; give a dataset to start one")
+        check_preset(preset)
+        images = load_source(dataset, image_size=overrides.get("image_size"))
+        config = plan_config(images, dataset, num_clusters, preset, **overrides)
+    check_writable(run_dir)
+    run = Run(run_dir, config, show_bar=show_bar, images=images)
+    del images  # the images stage saves them and goes on with the memory-mapped copy
+    return run.execute()

@@ -1,0 +1,45 @@
+"""The neighbors stage: every image's ``num_neighbors`` nearest images ``(N, k)`` in the space the
+config names (:mod:`scan_core.method.neighbors`): the pretext features, the pixels' PCA, both fused
+by rank, or HOG (:mod:`scan_core.method.hog`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...data.artifacts import CorruptArtifact, load_array, save_array
+from ...method.hog import hog_space
+from ...method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
+from ...method.pretext import PixelPCA, embed
+from ..context import RunContext
+
+
+def run(ctx: RunContext) -> None:
+    c = ctx.config
+    spaces = []
+    if c.neighbor_space in ("features", "fused"):
+        spaces.append(ctx.features)
+    if c.neighbor_space in ("pixels", "fused"):
+        spaces.append(pixel_components(ctx))
+    if c.neighbor_space == "hog":
+        spaces.append(hog_space(ctx.images.images, seed=c.seed, device=ctx.device))
+    lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]
+    ctx.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
+    save_array(ctx.dir / "neighbors.npy", ctx.neighbors)
+    values = {"space": c.neighbor_space, "k": c.num_neighbors}
+    if ctx.images.has_labels:
+        values["purity"] = neighbor_purity(ctx.neighbors, ctx.images.labels)
+    ctx.record("neighbors", values)
+
+
+def load(ctx: RunContext) -> None:
+    ctx.neighbors = load_array(ctx.dir / "neighbors.npy")
+    if ctx.neighbors.shape != (len(ctx.images), ctx.config.num_neighbors):
+        raise CorruptArtifact("neighbors.npy has the wrong shape")
+
+
+def pixel_components(ctx: RunContext) -> np.ndarray:
+    """Un-whitened PCA of the pixels ``(N, pixel_pca_dim)``, the pixel neighbour space (the
+    encoder's own PCA when it has one)."""
+    pca = next((p for p in ctx.encoder.parts if isinstance(p, PixelPCA)), None)
+    if pca is None:
+        pca = PixelPCA.fit(ctx.images.images, ctx.config.pixel_pca_dim, ctx.config.seed).to(ctx.device)
+    return embed(pca.project, ctx.images.images, ctx.device)

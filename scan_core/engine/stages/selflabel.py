@@ -1,0 +1,47 @@
+"""The selflabel stage: the kept SCAN head fine-tuned on its own confident predictions
+(:mod:`scan_core.method.selflabel`): pseudo-labels from the clean view, cross-entropy on the
+strong one; its probabilities ``(N, K)`` on the clean images replace the scan stage's."""
+from __future__ import annotations
+
+import torch
+
+from ...data.artifacts import load_torch
+from ...method.clustering import predict
+from ...method.selflabel import train_selflabel
+from ..context import RunContext
+from ..models import cluster_model, kept_head, load_cluster_stage, save_cluster_stage
+
+
+def run(ctx: RunContext) -> None:
+    c = ctx.config
+    model, augmented, clean = cluster_model(ctx, scan_head(ctx))
+    skipped = train_selflabel(_SingleHead(model), weak_inputs=clean, strong_inputs=augmented,
+                              n=len(ctx.images), config=c.selflabel, seed=c.seed, on_step=ctx.progress.step)
+    ctx.probs = predict(model, clean, len(ctx.images), 0)
+    save_cluster_stage(ctx.dir, "selflabel", model, ctx.probs)
+    confident = float((ctx.probs.max(1) > c.selflabel.threshold).mean())
+    ctx.record("selflabel", {**ctx.scores(ctx.probs.argmax(1)), "skipped_batches": skipped,
+                             "confident_share": confident})
+
+
+def load(ctx: RunContext) -> None:
+    load_cluster_stage(ctx, "selflabel")
+
+
+def scan_head(ctx: RunContext) -> torch.nn.Module:
+    """The kept SCAN head of ``scan.pt`` (its fine-tuned encoder loaded into ``ctx.encoder``)."""
+    saved = load_torch(ctx.dir / "scan.pt", ctx.device)
+    if "encoder" in saved:
+        ctx.encoder.load_state_dict(saved["encoder"])
+    return kept_head(saved, ctx.encoder.feature_dim, ctx.config)
+
+
+class _SingleHead(torch.nn.Module):
+    """Adapts a one-head model's ``(1, B, K)`` output to ``(B, K)`` logits."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]

@@ -1,0 +1,121 @@
+"""The layers of the code hold: who may import whom, checked on the sources and on a fresh interpreter."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scan_core.data.rundir import STAGES
+from scan_core.engine.run import implementation
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "scan_core"
+#: Each layer of the library and the layers it may import (besides itself and the settings).
+LAYERS = {"data": set(), "method": {"data"}, "engine": {"data", "method"}, "explore": {"data", "method"}}
+SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.__")  # scan_core.__version__, scan_core.__file__
+#: What the explore layer may use of the method: plain numpy geometry and scores, no training.
+EXPLORE_USES = {"scan_core.method.cosine", "scan_core.method.metrics"}
+APP_MAY_IMPORT = ("scan_core.explore", "scan_core.data", "scan_core.config", "scan_core.presets")
+
+
+def is_setting(name: str) -> bool:
+    return name == "scan_core" or name.startswith(SETTINGS)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports, relative imports resolved against its package."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return names
+
+
+def library_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def app_files() -> list[Path]:
+    return [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
+
+
+def test_the_helper_resolves_relative_imports(tmp_path):
+    # checked by hand: scan_core/engine/stages/scan.py imports ..context and ...method.clustering
+    names = imported_modules(PACKAGE / "engine" / "stages" / "scan.py")
+    assert {"scan_core.engine.context", "scan_core.method.clustering", "scan_core.engine.models"} <= names
+
+
+def test_the_library_never_imports_streamlit():
+    offenders = [f"{p.relative_to(ROOT)}: {name}" for p in library_files() for name in imported_modules(p)
+                 if name.split(".")[0] in ("streamlit", "plotly", "ui", "pages")]
+    assert not offenders
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_each_layer_imports_only_the_layers_below_it(layer):
+    allowed = {f"scan_core.{name}" for name in {layer, *LAYERS[layer]}}
+    offenders = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for name in imported_modules(path):
+            if not name.startswith("scan_core") or is_setting(name):
+                continue
+            top = ".".join(name.split(".")[:2])
+            if top in allowed and (layer != "explore" or top != "scan_core.method" or
+                                   ".".join(name.split(".")[:3]) in EXPLORE_USES):
+                continue
+            offenders.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not offenders
+
+
+def test_the_settings_import_nothing_of_the_layers():
+    for path in (PACKAGE / "config.py", PACKAGE / "presets.py"):
+        assert all(not n.startswith("scan_core") or is_setting(n) for n in imported_modules(path)), path
+
+
+def test_pages_and_ui_import_only_the_exploring_layer():
+    offenders = [f"{p.relative_to(ROOT)}: {name}" for p in app_files() for name in imported_modules(p)
+                 if name.startswith("scan_core.") and not name.startswith(APP_MAY_IMPORT)]
+    assert not offenders
+
+
+def loaded_after(statement: str) -> set[str]:
+    """Module names a fresh interpreter holds after running ``statement``."""
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_importing_the_exploring_layer_loads_no_training_stack():
+    loaded = loaded_after("import scan_core.explore.jobs, scan_core.explore.results, scan_core.explore.curation, "
+                          "scan_core.explore.export, scan_core.data.rundir, scan_core.presets")
+    training = {"torch", "torchvision", "faiss", "umap", "numba"}
+    assert not training & loaded
+    assert not [m for m in loaded if m.startswith("scan_core.engine")]
+    assert {m for m in loaded if m.startswith("scan_core.method.")} <= EXPLORE_USES
+    assert "streamlit" not in loaded
+
+
+def test_the_whole_library_loads_without_streamlit():
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in library_files()
+               if p.name not in ("__main__.py",)]
+    loaded = loaded_after("\n".join(f"import {m.removesuffix('.__init__')}" for m in modules))
+    assert "streamlit" not in loaded and "scan_core.engine.stages.scan" in loaded
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_every_stage_has_its_module_with_run_and_load(stage):
+    module = implementation(stage)
+    assert module.__name__ == f"scan_core.engine.stages.{stage.name}"
+    assert callable(module.run) and callable(module.load)
