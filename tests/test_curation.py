@@ -6,13 +6,14 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from scan_core.explore.curation import DB_NAME, Curation, split_in_two
+from scan_core.explore.curation import DB_NAME, Curation, StaleEdit, split_in_two
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
@@ -368,3 +369,83 @@ def test_sigkill_mid_burst_keeps_every_acknowledged_edit(tmp_path):
     assert acknowledged == list(range(1, len(acknowledged) + 1))
     cur.relabel([0], "after the crash")  # still writable
     assert cur.state().overrides[0] == "after the crash"
+
+
+# ------------------------------------------------------------------ edits act on what the user saw
+
+def test_every_write_raises_the_version_and_old_versions_replay(cur):
+    assert cur.state().version == 0
+    cur.name_cluster(0, "zero")            # version 1
+    cur.merge(0, 1)                        # 2
+    cur.undo()                             # 3: the merge undone
+    cur.move([9], 0)                       # 4
+    assert cur.state().version == 4
+    assert cur.state_at(0).clusters.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2] and cur.state_at(0).names == {}
+    assert cur.state_at(2).clusters.tolist() == [1, 1, 1, 1, 1, 1, 2, 2, 2, 2]   # by hand: 0 merged into 1
+    assert cur.state_at(3).clusters.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]   # the merge undone again
+    assert cur.state_at(4).clusters.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 0]
+    with pytest.raises(ValueError, match="ahead of the curation log"):
+        cur.state_at(5)
+
+
+def test_an_edit_on_a_cluster_another_session_merged_away_is_refused(cur):
+    seen = cur.state().version             # tab B looks at cluster 0
+    cur.merge(0, 1, who="alice")           # tab A merges 0 into 1
+    for edit in (lambda: cur.split(0, [0], who="bob", seen=seen),
+                 lambda: cur.name_cluster(0, "zeros", who="bob", seen=seen),
+                 lambda: cur.move([9], 0, who="bob", seen=seen),
+                 lambda: cur.merge(2, 0, who="bob", seen=seen)):
+        with pytest.raises(StaleEdit, match=r"cluster 0 no longer exists: edit #1 by alice \(merge\)"):
+            edit()
+    with pytest.raises(StaleEdit, match="cluster 0"):
+        cur.merge(0, 2, who="bob", seen=seen)
+    assert [h["who"] for h in cur.history()] == ["alice"]   # nothing of bob's was logged
+    cur.move([9], 0, who="bob", seen=cur.state().version)   # looking again, bob may refill it
+
+
+def test_a_split_or_merge_of_a_cluster_that_changed_since_is_refused(cur):
+    seen = cur.state().version
+    cur.move([3], 0, who="alice")          # cluster 0 gains image 3
+    with pytest.raises(StaleEdit, match=r"cluster 0 changed after you looked at it \(edit #1 by alice \(move\)\)"):
+        cur.split(0, [0, 1], who="bob", seen=seen)
+    with pytest.raises(StaleEdit, match="cluster 0 changed"):
+        cur.merge(0, 2, who="bob", seen=seen)
+    cur.name_cluster(0, "still here", who="bob", seen=seen)  # it still exists: naming it is fine
+    cur.split(2, [9], who="bob", seen=seen)                  # cluster 2 is as bob saw it
+
+
+def test_undo_a_chosen_edit_keeps_the_later_ones(cur):
+    first = cur.name_cluster(0, "zero")
+    cur.move([9], 0)
+    assert cur.undo(edit=first)["id"] == first
+    state = cur.state()
+    assert state.names == {} and state.clusters[9] == 0
+    with pytest.raises(ValueError, match=f"edit #{first} is undone already"):
+        cur.undo(edit=first)
+    with pytest.raises(ValueError, match="there is no edit #99"):
+        cur.undo(edit=99)
+
+
+def test_a_log_written_before_versions_gets_them(tmp_path):
+    base = np.array([0, 0, 1, 1])
+    with closing(sqlite3.connect(tmp_path / DB_NAME)) as db, db:
+        db.executescript("""CREATE TABLE edits (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+            who TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('num_images', '4');
+            INSERT INTO edits (at, who, kind, payload, undone) VALUES (0, 'old', 'move', '{"images": [0], "cluster": 1}', 0);
+            INSERT INTO edits (at, who, kind, payload, undone) VALUES (0, 'old', 'move', '{"images": [1], "cluster": 1}', 1);""")
+    cur = Curation(tmp_path, base)
+    assert cur.state().clusters.tolist() == [1, 0, 1, 1] and cur.state().version == 2
+    assert cur.state_at(1).clusters.tolist() == [1, 0, 1, 1]
+    cur.name_cluster(1, "ones", seen=2)
+    assert cur.state().version == 3
+
+
+@pytest.mark.parametrize("text", ["abc\u202egpj.exe", "a\u2066b", "line\nbreak"])
+def test_names_with_hidden_control_characters_are_refused(cur, text):
+    with pytest.raises(ValueError, match="invisible control character .U\\+"):
+        cur.name_cluster(0, text)
+    with pytest.raises(ValueError, match="invisible control character"):
+        cur.relabel([0], text)
+    assert cur.history() == []

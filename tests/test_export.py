@@ -1,4 +1,5 @@
 """Curated table and its exports: CSV, JSON, Label Studio predictions, one folder per label."""
+import csv
 import json
 import os
 
@@ -237,4 +238,26 @@ def test_image_folder_refusals(table, folder_set, tmp_path):
     ("é" * 150, "é" * 100),
 ])
 def test_safe_name(name, safe):
+    assert safe_name(name) == safe
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(folder_set, probs, tmp_path):
+    (tmp_path / "run2").mkdir()
+    cur = Curation(tmp_path / "run2", BASE)
+    cur.name_cluster(0, '=HYPERLINK("http://evil.example","x")')
+    for image, label in ((3, "+1+2"), (4, "@SUM(A1)"), (5, "-2+3")):
+        cur.relabel([image], label)
+    export_csv(curated_table(folder_set, probs, cur.state()), tmp_path / "labels.csv")
+    with open(tmp_path / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["cluster_name"] == rows[0]["curated_label"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert [rows[i]["curated_label"] for i in (3, 4, 5)] == ["'+1+2", "'@SUM(A1)", "'-2+3"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
+    assert float(rows[1]["confidence"]) == pytest.approx(probs[1].max())  # numbers stay numbers
+
+
+@pytest.mark.parametrize("name, safe", [
+    ('=HYPERLINK("x")', '_HYPERLINK(_x_)'), ("+cmd", "_cmd"), ("@a", "_a"), ("abc\u202egpj.exe", "abc_gpj.exe"),
+])
+def test_folder_names_are_neither_formulas_nor_reordered(name, safe):
     assert safe_name(name) == safe

@@ -19,12 +19,20 @@ concurrent splits never get the same new cluster id.
 A cluster id ``c`` exists when ``0 <= c < num_cluster_ids``, where ``num_cluster_ids`` is one more
 than the largest id in ``base_clusters`` or named by a live edit; an emptied cluster (merge source)
 still exists. A split's new cluster id is ``num_cluster_ids`` at the time of the edit.
+
+Every write (an edit or an undo) raises the log's ``version`` by one; a :class:`CuratedState` knows
+the version it shows, and :meth:`Curation.state_at` rebuilds the state of any earlier version. So an
+edit made from a page can say which version the user was looking at (``seen=``): when another
+session changed the clusters the edit names since then, the edit is refused with
+:class:`StaleEdit` ("cluster 8 no longer exists: edit #41 by alice (merge)") instead of acting on
+something the user never saw.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -35,6 +43,8 @@ import numpy as np
 
 from ..method.cosine import spherical_kmeans
 
+#: Characters that reorder or hide the text around them (a name that reads "gpj.exe" backwards).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 DB_NAME = "curation.sqlite"
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another's transaction before failing
 MAX_TEXT = 100
@@ -46,10 +56,21 @@ CREATE TABLE IF NOT EXISTS edits (
     who TEXT NOT NULL,
     kind TEXT NOT NULL,
     payload TEXT NOT NULL,
-    undone INTEGER NOT NULL DEFAULT 0
+    undone INTEGER NOT NULL DEFAULT 0,
+    made_at INTEGER,
+    undone_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+#: Logs written before versions existed: each edit was made at the version of its id; an undone
+#: edit counts as undone before any version a page can have seen.
+_ADD_VERSIONS = ("ALTER TABLE edits ADD COLUMN made_at INTEGER", "ALTER TABLE edits ADD COLUMN undone_at INTEGER",
+                 "UPDATE edits SET made_at = id", "UPDATE edits SET undone_at = 0 WHERE undone = 1")
+_ROW = "SELECT id, at, who, kind, payload, undone FROM edits"
+
+
+class StaleEdit(ValueError):
+    """An edit names a cluster that another session removed or changed after the user looked at it."""
 
 
 def cluster_label(cluster: int) -> str:
@@ -64,7 +85,7 @@ class CuratedState:
     ``clusters`` ``(N,)`` int (read-only): base assignment with move/merge/split applied;
     ``names``: cluster id -> name; ``overrides``: image index -> curated label;
     ``outliers``: image indices flagged as outliers; ``num_cluster_ids``: ids ``0..num_cluster_ids-1``
-    exist (some may be empty).
+    exist (some may be empty); ``version``: the curation log's version this state shows.
     """
 
     clusters: np.ndarray
@@ -72,6 +93,7 @@ class CuratedState:
     overrides: dict[int, str]
     outliers: frozenset[int]
     num_cluster_ids: int
+    version: int = 0
 
     def labels(self) -> np.ndarray:
         """Curated label per image ``(N,)`` str: the image's override, else its cluster's name,
@@ -98,8 +120,8 @@ class CuratedState:
         return sha256(np.ascontiguousarray(self.clusters).tobytes() + text.encode()).hexdigest()
 
 
-def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]]) -> CuratedState:
-    """Apply ``[(kind, payload), ...]`` in order to ``base_clusters`` ``(N,)``."""
+def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]], version: int = 0) -> CuratedState:
+    """Apply ``[(kind, payload), ...]`` in order to ``base_clusters`` ``(N,)``; the result shows ``version``."""
     clusters = np.array(base_clusters, dtype=np.int64)
     names: dict[int, str] = {}
     overrides: dict[int, str] = {}
@@ -130,7 +152,7 @@ def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]]) -> Cura
             raise ValueError(f"unknown edit kind {kind!r} in the curation log")
     clusters.setflags(write=False)
     return CuratedState(clusters=clusters, names=names, overrides=overrides,
-                        outliers=frozenset(outliers), num_cluster_ids=num_ids)
+                        outliers=frozenset(outliers), num_cluster_ids=num_ids, version=version)
 
 
 class Curation:
@@ -202,7 +224,13 @@ class Curation:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            if "made_at" not in {row[1] for row in db.execute("PRAGMA table_info(edits)")}:
+                for statement in _ADD_VERSIONS:
+                    db.execute(statement)
             stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if "version" not in stored:
+                latest = db.execute("SELECT COALESCE(MAX(id), 0) FROM edits").fetchone()[0]
+                db.execute("INSERT INTO meta VALUES ('version', ?)", (str(latest),))
             if "num_images" not in stored:
                 db.execute("INSERT INTO meta VALUES ('num_images', ?)", (str(self.num_images),))
             elif int(stored["num_images"]) != self.num_images:
@@ -214,27 +242,70 @@ class Curation:
                 elif stored["ids_sha256"] != ids_digest:
                     raise ValueError(f"{self.path} was made for other image ids than the ones given")
 
-    def _live_edits(self, db: sqlite3.Connection) -> list[tuple[str, dict]]:
-        rows = db.execute("SELECT kind, payload FROM edits WHERE undone = 0 ORDER BY id").fetchall()
-        return [(kind, json.loads(payload)) for kind, payload in rows]
+    @staticmethod
+    def _version(db: sqlite3.Connection) -> int:
+        return int(db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
+
+    def _next_version(self, db: sqlite3.Connection) -> int:
+        """Raise the log's version by one (inside a write transaction) and return it."""
+        version = self._version(db) + 1
+        db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
+        return version
+
+    def _replay(self, db: sqlite3.Connection, version: int | None = None) -> CuratedState:
+        """The state now, or as it was at ``version``."""
+        if version is None:
+            rows = db.execute("SELECT kind, payload FROM edits WHERE undone = 0 ORDER BY id").fetchall()
+            return replay(self.base, [(k, json.loads(p)) for k, p in rows], self._version(db))
+        rows = db.execute("SELECT kind, payload FROM edits WHERE made_at <= ? AND (undone_at IS NULL OR "
+                          "undone_at > ?) ORDER BY id", (version, version)).fetchall()
+        return replay(self.base, [(k, json.loads(p)) for k, p in rows], version)
+
+    def _check_seen(self, db: sqlite3.Connection, now: CuratedState, seen: int, clusters: Sequence[int],
+                    same_members: Sequence[int]) -> None:
+        """StaleEdit when a cluster of ``clusters`` or ``same_members`` had members at version ``seen``
+        and has none now, or when one of ``same_members`` has other members now than then."""
+        seen = _index(seen, "seen (a curation version)")
+        if seen > now.version:
+            raise ValueError(f"seen={seen} is ahead of the curation log (version {now.version})")
+        if seen == now.version:
+            return
+        then = self._replay(db, seen)
+        change = db.execute(f"{_ROW} WHERE made_at > ? OR undone_at > ? ORDER BY MAX(made_at, COALESCE(undone_at, 0)) "
+                            "DESC LIMIT 1", (seen, seen)).fetchone()
+        last = _row(change)
+        latest = f"edit #{last['id']} by {last['who']} ({last['kind']}{', undone' if last['undone'] else ''})"
+        for cluster in (*clusters, *same_members):
+            if len(then.members(cluster)) and not len(now.members(cluster)):
+                raise StaleEdit(f"cluster {cluster} no longer exists: {latest} changed it after you looked")
+        for cluster in same_members:
+            if not np.array_equal(then.members(cluster), now.members(cluster)):
+                raise StaleEdit(f"cluster {cluster} changed after you looked at it ({latest}); look at it again")
 
     def _append(self, kind: str, payload: dict, who: str,
-                check: Callable[[CuratedState, dict], None] | None = None) -> tuple[int, dict]:
+                check: Callable[[CuratedState, dict], None] | None = None, seen: int | None = None,
+                clusters: Sequence[int] = (), same_members: Sequence[int] = ()) -> tuple[int, dict]:
         """Insert one edit; ``check(state, payload)`` validates it (and may complete the payload)
-        against the state replayed inside the write transaction. Returns ``(edit id, payload)``."""
+        against the state replayed inside the write transaction. With ``seen`` (the version the
+        user looked at), the ``clusters`` it names must still exist and ``same_members`` be unchanged
+        (:meth:`_check_seen`). Returns ``(edit id, payload)``."""
         who = _text(who, "who")
         with self._transaction() as db:
+            now = self._replay(db)
+            if seen is not None:
+                self._check_seen(db, now, seen, clusters, same_members)
             if check is not None:
-                check(replay(self.base, self._live_edits(db)), payload)
-            cursor = db.execute("INSERT INTO edits (at, who, kind, payload) VALUES (?, ?, ?, ?)",
-                                (time.time(), who, kind, json.dumps(payload)))
+                check(now, payload)
+            cursor = db.execute("INSERT INTO edits (at, who, kind, payload, made_at) VALUES (?, ?, ?, ?, ?)",
+                                (time.time(), who, kind, json.dumps(payload), self._next_version(db)))
             return int(cursor.lastrowid), payload
 
     # ---- edits -------------------------------------------------------------------------------
-    def name_cluster(self, cluster: int, name: str, who: str = "anonymous") -> int:
-        """Name ``cluster``; returns the edit id."""
+    def name_cluster(self, cluster: int, name: str, who: str = "anonymous", seen: int | None = None) -> int:
+        """Name ``cluster``; returns the edit id. ``seen``: the version the user looked at (module docstring)."""
         payload = {"cluster": _index(cluster, "cluster"), "name": _text(name, "cluster name")}
-        return self._append("name_cluster", payload, who, lambda state, p: _existing(state, p["cluster"]))[0]
+        return self._append("name_cluster", payload, who, lambda state, p: _existing(state, p["cluster"]),
+                            seen, clusters=[payload["cluster"]])[0]
 
     def relabel(self, images: Sequence[int] | np.ndarray, label: str, who: str = "anonymous") -> int:
         """Give ``images`` the curated label ``label`` (overrides their cluster's); returns the edit id."""
@@ -245,10 +316,12 @@ class Curation:
         """Drop the per-image labels of ``images``; returns the edit id."""
         return self._append("clear_label", {"images": self._images(images)}, who)[0]
 
-    def move(self, images: Sequence[int] | np.ndarray, cluster: int, who: str = "anonymous") -> int:
+    def move(self, images: Sequence[int] | np.ndarray, cluster: int, who: str = "anonymous",
+             seen: int | None = None) -> int:
         """Assign ``images`` to the existing ``cluster``; returns the edit id."""
         payload = {"images": self._images(images), "cluster": _index(cluster, "cluster")}
-        return self._append("move", payload, who, lambda state, p: _existing(state, p["cluster"]))[0]
+        return self._append("move", payload, who, lambda state, p: _existing(state, p["cluster"]),
+                            seen, clusters=[payload["cluster"]])[0]
 
     def mark_outliers(self, images: Sequence[int] | np.ndarray, outlier: bool = True,
                       who: str = "anonymous") -> int:
@@ -257,8 +330,9 @@ class Curation:
             raise ValueError(f"outlier must be True or False, got {outlier!r}")
         return self._append("outlier", {"images": self._images(images), "outlier": bool(outlier)}, who)[0]
 
-    def merge(self, source: int, target: int, who: str = "anonymous") -> int:
-        """Move every image of cluster ``source`` into ``target`` (source becomes empty); returns the edit id."""
+    def merge(self, source: int, target: int, who: str = "anonymous", seen: int | None = None) -> int:
+        """Move every image of cluster ``source`` into ``target`` (source becomes empty); returns the
+        edit id. With ``seen``, ``source`` must hold the images it held then."""
         payload = {"source": _index(source, "source cluster"), "target": _index(target, "target cluster")}
         if payload["source"] == payload["target"]:
             raise ValueError(f"cannot merge cluster {source} into itself")
@@ -269,10 +343,13 @@ class Curation:
             if not len(state.members(p["source"])):
                 raise ValueError(f"cluster {p['source']} is empty: nothing to merge")
 
-        return self._append("merge", payload, who, check)[0]
+        return self._append("merge", payload, who, check, seen, clusters=[payload["target"]],
+                            same_members=[payload["source"]])[0]
 
-    def split(self, cluster: int, images: Sequence[int] | np.ndarray, who: str = "anonymous") -> int:
-        """Move ``images`` (a proper non-empty subset of ``cluster``) into a new cluster; returns its id."""
+    def split(self, cluster: int, images: Sequence[int] | np.ndarray, who: str = "anonymous",
+              seen: int | None = None) -> int:
+        """Move ``images`` (a proper non-empty subset of ``cluster``) into a new cluster; returns its
+        id. With ``seen``, ``cluster`` must hold the images it held then."""
         payload = {"cluster": _index(cluster, "cluster"), "images": self._images(images)}
 
         def check(state: CuratedState, p: dict) -> None:
@@ -286,19 +363,27 @@ class Curation:
                                  "all of its images were given")
             p["new_cluster"] = state.num_cluster_ids
 
-        return self._append("split", payload, who, check)[1]["new_cluster"]
+        return self._append("split", payload, who, check, seen, same_members=[payload["cluster"]])[1]["new_cluster"]
 
-    def undo(self, who: str | None = None) -> dict | None:
-        """Mark the latest live edit (of ``who`` when given) undone; return it, or None if none is left."""
-        query = "SELECT id, at, who, kind, payload, undone FROM edits WHERE undone = 0"
-        params: tuple = ()
-        if who is not None:
+    def undo(self, who: str | None = None, edit: int | None = None) -> dict | None:
+        """Mark an edit undone and return it: edit number ``edit`` when given (ValueError if there
+        is none or it is undone already), else the latest live edit (of ``who`` when given; None if
+        none is left). The state is the replay of the edits still live, so undoing an older edit
+        keeps every later one."""
+        query, params = f"{_ROW} WHERE undone = 0", ()
+        if edit is not None:
+            query, params = f"{_ROW} WHERE id = ?", (_index(edit, "edit"),)
+        elif who is not None:
             query, params = query + " AND who = ?", (_text(who, "who"),)
         with self._transaction() as db:
             row = db.execute(query + " ORDER BY id DESC LIMIT 1", params).fetchone()
+            if row is None and edit is not None:
+                raise ValueError(f"there is no edit #{edit}")
             if row is None:
                 return None
-            db.execute("UPDATE edits SET undone = 1 WHERE id = ?", (row[0],))
+            if row[5]:
+                raise ValueError(f"edit #{edit} is undone already")
+            db.execute("UPDATE edits SET undone = 1, undone_at = ? WHERE id = ?", (self._next_version(db), row[0]))
         return {**_row(row), "undone": True}
 
     # ---- reading -----------------------------------------------------------------------------
@@ -307,15 +392,31 @@ class Curation:
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         with closing(self._connect()) as db:
-            rows = db.execute("SELECT id, at, who, kind, payload, undone FROM edits "
-                              "ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()
+            rows = db.execute(f"{_ROW} ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()
         return [_row(row) for row in rows]
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: the version and the edits it reads belong together."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
 
     def state(self) -> CuratedState:
         """The replay of every live edit on the base clusters."""
-        with closing(self._connect()) as db:
-            edits = self._live_edits(db)
-        return replay(self.base, edits)
+        with self._snapshot() as db:
+            return self._replay(db)
+
+    def state_at(self, version: int) -> CuratedState:
+        """The state as it was at ``version`` (edits made by then and not yet undone then)."""
+        version = _index(version, "version")
+        with self._snapshot() as db:
+            if version > self._version(db):
+                raise ValueError(f"version {version} is ahead of the curation log (version {self._version(db)})")
+            return self._replay(db, version)
 
     def _images(self, images: Sequence[int] | np.ndarray) -> list[int]:
         """Validated, sorted, de-duplicated image indices in ``[0, N)``."""
@@ -343,6 +444,10 @@ def _text(value: str, what: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError(f"{what} must not be empty")
+    hidden = [c for c in value if unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS]
+    if hidden:
+        raise ValueError(f"{what} contains an invisible control character "
+                         f"(U+{ord(hidden[0]):04X} {unicodedata.name(hidden[0], 'control')}); remove it")
     if len(value) > MAX_TEXT:
         raise ValueError(f"{what} has {len(value)} characters; at most {MAX_TEXT} are allowed")
     return value

@@ -28,6 +28,9 @@ COLUMNS = ("index", "id", "path", "cluster", "cluster_name", "confidence", "cura
 MODEL_VERSION = "scan-explorer"
 MAX_NAME = 100
 _UNSAFE = set('/\\:*?"<>|')
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection"): such
+#: text cells are written with a leading apostrophe, which spreadsheets show as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState) -> pd.DataFrame:
@@ -62,9 +65,15 @@ def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState) -> p
 
 
 def export_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` as CSV (header row, no pandas index)."""
+    """Write ``table`` as CSV (header row, no pandas index); a text cell that a spreadsheet would
+    run as a formula (:data:`FORMULA_START`) gets a leading ``'``."""
     _check_table(table)
-    save_bytes(Path(path), table.to_csv(index=False).encode())
+    defused = table.copy()
+    for column in defused.columns:
+        if not pd.api.types.is_numeric_dtype(defused[column]) and not pd.api.types.is_bool_dtype(defused[column]):
+            defused[column] = [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v
+                               for v in defused[column]]
+    save_bytes(Path(path), defused.to_csv(index=False).encode())
 
 
 def export_json(table: pd.DataFrame, path: Path) -> None:
@@ -144,11 +153,14 @@ def export_image_folder(table: pd.DataFrame, images: ImageSet, out_dir: Path, mo
 
 
 def safe_name(name: str) -> str:
-    """A single path component from ``name``: separators, ``:*?"<>|`` and control characters become
-    ``_``, leading/trailing spaces and dots go, at most :data:`MAX_NAME` characters; ``"unnamed"``
-    when nothing is left (so ``"../evil"`` -> ``"_evil"``)."""
-    cleaned = "".join("_" if c in _UNSAFE or unicodedata.category(c) == "Cc" else c for c in str(name))
+    """A single path component from ``name``: separators, ``:*?"<>|``, control and invisible format
+    characters (a right-to-left override among them) become ``_``, as does a leading formula
+    character (``=+-@``); leading/trailing spaces and dots go, at most :data:`MAX_NAME` characters;
+    ``"unnamed"`` when nothing is left (so ``"../evil"`` -> ``"_evil"``)."""
+    cleaned = "".join("_" if c in _UNSAFE or unicodedata.category(c) in ("Cc", "Cf") else c for c in str(name))
     cleaned = cleaned.strip(" .")[:MAX_NAME].strip(" .")
+    if cleaned.startswith(FORMULA_START):
+        cleaned = "_" + cleaned[1:]
     return cleaned or "unnamed"
 
 
