@@ -8,7 +8,19 @@ import streamlit as st
 
 from scan_core.explore.curation import split_in_two
 from ui.gallery import data_uri, gallery, open_in_neighbours
-from ui.state import cluster_options, cluster_title, curated, curation, require_results, through_navigation, who
+from ui.state import (
+    cluster_options,
+    cluster_title,
+    clusters_changed,
+    curated,
+    curation,
+    edit,
+    require_results,
+    seen_version,
+    through_navigation,
+    who,
+)
+from ui.text import heading
 
 PROTOTYPES = 12
 
@@ -30,24 +42,61 @@ def overview(results, state) -> None:
             help="Share of the members' mined neighbours that lie in the same cluster")})
 
 
-@st.dialog("Merge clusters")
-def confirm_merge(results, state, source: int, target: int) -> None:
-    st.write(f"Move all {int(state.cluster_sizes()[source]):,} images of **{cluster_title(state, source)}** "
-             f"into **{cluster_title(state, target)}**? You can undo it on Curate & export.")
-    if st.button("Merge", type="primary"):
-        curation(results).merge(source, target, who())
-        st.rerun()
-
-
 def rename(results, state, cluster: int) -> None:
     with st.form(f"rename_{cluster}", border=False):
         left, right = st.columns([4, 1], vertical_alignment="bottom")
         name = left.text_input("Name", value=state.names.get(cluster, ""), placeholder="e.g. Sneaker",
-                               key=f"name_{cluster}")
+                               key=f"name_{cluster}", max_chars=100)
         if right.form_submit_button("Save name", icon=":material/label:") and name.strip():
-            curation(results).name_cluster(cluster, name.strip(), who())
-            st.toast(f"Cluster {cluster} is now “{name.strip()}”")
-            st.rerun()
+            edit(lambda: curation(results).name_cluster(cluster, name.strip(), who(), seen=seen_version()),
+                 f"Cluster {cluster} renamed")
+
+
+def ask_merge(results, state, source: int, target: int) -> None:
+    """Keep a merge to confirm: what the user saw (both clusters, the version) goes with it."""
+    st.session_state["pending_edit"] = {
+        "run": str(results.dir), "kind": "merge", "source": source, "target": target, "seen": seen_version(),
+        "text": f"Move all {int(state.cluster_sizes()[source]):,} images of {cluster_title(state, source)} "
+                f"into {cluster_title(state, target)}?"}
+
+
+def ask_split(results, state, cluster: int, members: np.ndarray) -> None:
+    """Compute the split now and keep it to confirm, with the version the user saw."""
+    if results.features is None:
+        st.error("This run has no features to split on.")
+        return
+    moving = split_in_two(np.asarray(results.features), members)
+    st.session_state["pending_edit"] = {
+        "run": str(results.dir), "kind": "split", "cluster": cluster, "images": moving.tolist(),
+        "seen": seen_version(),
+        "text": f"Split {cluster_title(state, cluster)} ({len(members):,} images): {len(moving):,} of them "
+                "(k-means with 2 on their features) move to a new cluster?"}
+
+
+def confirm_pending(results) -> None:
+    """The merge or split waiting for confirmation, with Confirm / Cancel; it acts on what the
+    user saw when they asked, or is refused if another session changed those clusters since."""
+    pending = st.session_state.get("pending_edit")
+    if not pending or pending["run"] != str(results.dir):
+        return
+    with st.container(border=True):
+        st.text(pending["text"] + " You can undo it on Curate & export.")
+        left, right, _ = st.columns([1, 1, 4])
+        cancel = right.button("Cancel", key="pending_cancel")
+        confirm = left.button(f"Confirm {pending['kind']}", type="primary", key="pending_confirm")
+    if cancel:
+        del st.session_state["pending_edit"]
+        st.rerun()
+    if not confirm:
+        return
+    del st.session_state["pending_edit"]
+    store = curation(results)
+    if pending["kind"] == "merge":
+        edit(lambda: store.merge(pending["source"], pending["target"], who(), seen=pending["seen"]),
+             f"Merged cluster {pending['source']} into {pending['target']}")
+    else:
+        edit(lambda: store.split(pending["cluster"], pending["images"], who(), seen=pending["seen"]),
+             f"Split: {len(pending['images']):,} images moved to a new cluster")
 
 
 def main() -> None:
@@ -56,10 +105,17 @@ def main() -> None:
     st.title("Clusters")
     overview(results, state)
     clusters = cluster_options(state)
+    shown = st.session_state.get("cluster_shown")  # the cluster the previous screen showed
+    if shown is not None and shown[0] == str(results.dir) and shown[1] not in clusters:
+        st.warning(f"Cluster {shown[1]} no longer exists: another session merged, moved or undid it. "
+                   "Pick a cluster below.")
+        st.session_state.pop("cluster", None)
     cluster = st.selectbox("Cluster", clusters, format_func=lambda c: cluster_title(state, c), key="cluster")
+    st.session_state["cluster_shown"] = (str(results.dir), cluster)
+    confirm_pending(results)
     members = results.members(state.clusters, cluster)
     confidence = results.confidence
-    st.header(cluster_title(state, cluster))
+    heading(cluster_title(state, cluster), level=2)
     cols = st.columns(3)
     cols[0].metric("Members", f"{len(members):,}")
     cols[1].metric("Mean confidence", f"{confidence[members].mean():.3f}" if len(members) else "–")
@@ -91,18 +147,20 @@ def main() -> None:
         others = [c for c in clusters if c != cluster]
         target = st.selectbox("Merge this cluster into", others, format_func=lambda c: cluster_title(state, c),
                               key=f"merge_target_{cluster}")
-        if st.button("Merge…", icon=":material/merge:", disabled=not others):
-            confirm_merge(results, state, cluster, target)
+        merge = st.button("Merge…", icon=":material/merge:", disabled=not others)
     with right:
         st.caption("Split runs k-means with 2 on this cluster's features; the second part becomes a new cluster.")
-        if st.button("Split in two", icon=":material/call_split:", disabled=len(members) < 2):
-            if results.features is None:
-                st.error("This run has no features to split on.")
-            else:
-                moving = split_in_two(np.asarray(results.features), members)
-                new = curation(results).split(cluster, moving, who())
-                st.toast(f"Split: {len(moving):,} images moved to new cluster {new}")
-                st.rerun()
+        split = st.button("Split in two…", icon=":material/call_split:", disabled=len(members) < 2)
+    if merge or split:
+        changed = clusters_changed(results, state)  # a widget may have fallen back to another cluster
+        if changed:
+            st.error(changed)
+        elif merge:
+            ask_merge(results, state, cluster, target)
+            st.rerun()
+        else:
+            ask_split(results, state, cluster, members)
+            st.rerun()
 
 
 through_navigation()

@@ -15,9 +15,12 @@ from ui.gallery import data_uri, gallery
 from ui.state import (
     cluster_options,
     cluster_title,
+    clusters_changed,
     curated,
     curation,
+    edit,
     require_results,
+    seen_version,
     selection,
     through_navigation,
     who,
@@ -45,10 +48,13 @@ def name_clusters(results, state) -> None:
     changed = [(int(r.cluster), str(r.name).strip()) for r in edited.itertuples()
                if str(r.name or "").strip() and str(r.name).strip() != state.names.get(int(r.cluster), "")]
     if st.button(f"Save names ({len(changed)} changed)", disabled=not changed, type="primary", icon=":material/save:"):
+        stale = clusters_changed(results, state)  # the table's rows belong to the clusters of the last screen
+        if stale:
+            st.error(stale)
+            return
         store = curation(results)
-        for cluster, name in changed:
-            store.name_cluster(cluster, name, who())
-        st.rerun()
+        edit(lambda: [store.name_cluster(cluster, name, who(), seen=seen_version()) for cluster, name in changed],
+             f"Saved {len(changed)} names")
 
 
 def choose_images(results) -> np.ndarray:
@@ -88,27 +94,22 @@ def edit_images(results, state) -> None:
             label = st.selectbox("Label", known, index=None, accept_new_options=True, key="edit_label",
                                  placeholder="Pick or type a label")
         elif action == "Move to cluster":
-            target = st.selectbox("Cluster", cluster_options(state), format_func=lambda c: cluster_title(state, c))
+            target = st.selectbox("Cluster", cluster_options(state), format_func=lambda c: cluster_title(state, c),
+                                  key="move_target")
         apply = st.form_submit_button(f"Apply to {len(chosen):,} images", disabled=not len(chosen), type="primary")
     if not apply:
         return
-    try:
-        if action == "Set label":
-            if not label:
-                st.warning("Choose or type a label first.")
-                return
-            store.relabel(chosen, label, who())
-        elif action == "Move to cluster":
-            store.move(chosen, int(target), who())
-        elif action == "Clear label override":
-            store.clear_label(chosen, who())
-        else:
-            store.mark_outliers(chosen, action == "Mark as outlier", who())
-    except ValueError as error:
-        st.error(str(error))
+    if action == "Set label" and not label:
+        st.warning("Choose or type a label first.")
         return
-    st.toast(f"{action}: {len(chosen):,} images")
-    st.rerun()
+    if action == "Move to cluster" and (stale := clusters_changed(results, state)):
+        st.error(stale)  # the picked cluster may have fallen back to another one
+        return
+    changes = {"Set label": lambda: store.relabel(chosen, label, who()),
+               "Move to cluster": lambda: store.move(chosen, int(target), who(), seen=seen_version()),
+               "Clear label override": lambda: store.clear_label(chosen, who())}
+    edit(changes.get(action, lambda: store.mark_outliers(chosen, action == "Mark as outlier", who())),
+         f"{action}: {len(chosen):,} images")
 
 
 def history(results) -> None:
@@ -123,6 +124,14 @@ def history(results) -> None:
     if not edits:
         st.caption("No edits yet.")
         return
+    live = [e for e in edits if not e["undone"]]
+    with st.form("undo_one", border=False):
+        pick, go = st.columns([3, 1], vertical_alignment="bottom")
+        chosen = pick.selectbox("Or undo any edit (later edits stay)", [e["id"] for e in live], key="undo_edit",
+                                format_func=lambda i: next(f"#{e['id']} {e['kind']} by {e['who']}: {describe(e['payload'])}"
+                                                           for e in live if e["id"] == i))
+        if go.form_submit_button("Undo this edit", icon=":material/undo:", disabled=not live):
+            edit(lambda: store.undo(edit=int(chosen)), f"Undone: edit #{chosen}")
     st.dataframe(pd.DataFrame([{
         "#": e["id"], "when": datetime.fromtimestamp(e["at"]).strftime("%Y-%m-%d %H:%M:%S"), "who": e["who"],
         "edit": e["kind"], "details": describe(e["payload"]), "undone": bool(e["undone"])} for e in edits]),

@@ -4,6 +4,7 @@ label, true label or confidence; hover shows the image; box / lasso / click sele
 from __future__ import annotations
 
 import numpy as np
+import plotly.colors as pc
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -12,32 +13,41 @@ from scan_core.explore.results import RunResults
 from ui.gallery import gallery, open_in_neighbours
 from ui.map_events import hover_thumbnails, map_selection
 from ui.state import cluster_titles, curated, require_results, results_key, selection, set_selection, through_navigation
+from ui.text import html_text
 
-PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
-           "#9D755D", "#BAB0AC", "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2",
-           "#7F7F7F", "#BCBD22", "#17BECF", "#393B79"]
+#: Well separated colours (plotly's Dark24), in the order cluster ids take them: neighbours in the list
+#: differ, and a cluster keeps its colour whatever it is named or whatever else is split off.
+PALETTE = pc.qualitative.Dark24
 
 
 def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None, custom: np.ndarray,
-            text: np.ndarray) -> go.Figure:
+            text: np.ndarray, group_colour: dict | None = None, centre_labels: bool = False) -> go.Figure:
     """A WebGL scatter: one trace per group (legend), or one trace on a colour scale (``values``).
 
     ``custom`` ``(N, 3)`` float32 = image index, confidence, cluster: numeric, so plotly sends it as a
     compact binary array (strings for 70k points would be ~10 MB); ``ui.map_events`` reads the image
     index back from ``customdata[0]`` whatever the trace. ``text`` ``(N,)``: the label line of the hover.
+    ``group_colour``: group -> palette position (stable colours; groups are drawn in that order);
+    ``centre_labels``: each group's name written at its median point. Names reach plotly escaped.
     """
     figure = go.Figure()
     template = ("#%{customdata[0]} · cluster %{customdata[2]}<br>%{text}<br>confidence %{customdata[1]:.3f}"
                 "<extra>%{fullData.name}</extra>")
     xy = np.asarray(xy, dtype=np.float32)
+    text = np.asarray([html_text(t) for t in text], dtype=object)
     marker = {"size": 4, "opacity": 0.75}
     if groups is not None:
-        for number, group in enumerate(sorted(set(groups.tolist()), key=str)):
+        order = sorted(set(groups.tolist()), key=lambda g: (group_colour or {}).get(g, 0))
+        for number, group in enumerate(order):
             index = np.flatnonzero(groups == group)
+            colour = PALETTE[(group_colour or {}).get(group, number) % len(PALETTE)]
             figure.add_trace(go.Scattergl(
-                x=xy[index, 0], y=xy[index, 1], mode="markers", name=str(group), customdata=custom[index],
-                text=text[index], hovertemplate=template,
-                marker={**marker, "color": PALETTE[number % len(PALETTE)]}))
+                x=xy[index, 0], y=xy[index, 1], mode="markers", name=html_text(group), customdata=custom[index],
+                text=text[index], hovertemplate=template, marker={**marker, "color": colour}))
+            if centre_labels:
+                centre = np.median(xy[index], axis=0)
+                figure.add_annotation(x=float(centre[0]), y=float(centre[1]), text=html_text(group), showarrow=False,
+                                      font={"size": 12, "color": colour}, bgcolor="rgba(255,255,255,0.7)")
     else:
         figure.add_trace(go.Scattergl(
             x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=custom, text=text,
@@ -48,6 +58,21 @@ def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None
                          yaxis={"visible": False, "scaleanchor": "x"}, uirevision="keep",
                          hoverlabel={"bgcolor": "white", "font": {"color": "#262730", "size": 13}})
     return figure
+
+
+def stable_colours(groups: np.ndarray, clusters: np.ndarray) -> dict:
+    """Palette position of every group: the cluster id most of its images are in (so a cluster's
+    colour survives renames, and a label's follows its main cluster); ties and shared clusters
+    take the next free position."""
+    colours, taken = {}, set()
+    for group in sorted(set(groups.tolist()), key=str):
+        ids, counts = np.unique(clusters[groups == group], return_counts=True)
+        position = int(ids[np.argmax(counts)])
+        while position in taken:
+            position += 1
+        colours[group] = position
+        taken.add(position)
+    return colours
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
@@ -64,8 +89,14 @@ def map_figure(run: tuple, colour: str, curated_digest: str, _results: RunResult
             else np.char.add("label: ", labels.astype(str)))
     custom = np.stack([np.arange(len(confidence)), confidence, state.clusters], 1).astype(np.float32)
     groups = {"cluster": cluster_names, "curated label": labels, "true label": true_names}.get(colour)
+    if colour == "cluster":
+        group_colour = {titles[c]: c for c in titles}
+    elif colour == "true label":
+        group_colour = {name: i for i, name in enumerate(results.class_names)}
+    else:
+        group_colour = stable_colours(labels, state.clusters) if groups is not None else None
     return scatter(np.asarray(results.projection), groups, confidence if colour == "confidence" else None,
-                   custom, text)
+                   custom, text, group_colour, centre_labels=colour in ("cluster", "curated label"))
 
 
 def main() -> None:

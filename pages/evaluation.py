@@ -9,6 +9,7 @@ import streamlit as st
 
 from scan_core.data.rundir import CLUSTER_STAGES, STAGES
 from ui.state import cluster_title, curated, require_results, through_navigation
+from ui.text import html_text
 
 SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", *CLUSTER_STAGES)]
 
@@ -37,7 +38,8 @@ def main() -> None:
     rows = [f"{cluster_title(state, c)} → {results.class_names[mapping[int(c)]]}" if int(c) in mapping
             else cluster_title(state, c) for c in report["clusters"]]
     order = np.argsort([mapping.get(int(c), classes) for c in report["clusters"]], kind="stable")
-    figure = px.imshow(report["confusion"][order], x=results.class_names, y=[rows[i] for i in order],
+    figure = px.imshow(report["confusion"][order], x=[html_text(name) for name in results.class_names],
+                       y=[html_text(rows[i]) for i in order],
                        color_continuous_scale="Blues", text_auto=True, aspect="auto",
                        labels={"x": "true class", "y": "cluster → mapped class", "color": "images"})
     figure.update_layout(height=max(360, 34 * k), margin={"l": 0, "r": 0, "t": 30, "b": 0})

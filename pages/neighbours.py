@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui.gallery import display_image, gallery
 from ui.state import cluster_title, curated, require_results, through_navigation
+from ui.text import text_lines
 
 WORST = 60
 
@@ -48,9 +49,9 @@ def main() -> None:
     left, right = st.columns([1, 4])
     with left:
         st.image(display_image(results.thumbnails()[index], 160))
-        st.markdown(f"**{ids[index]}** (#{index})  \n{cluster_title(state, state.clusters[index])}  \n"
-                    f"label: {labels[index]}  \nconfidence: {results.confidence[index]:.3f}"
-                    + (f"  \ntrue: {true_names[index]}" if true_names is not None else ""))
+        text_lines([f"{ids[index]} (#{index})", cluster_title(state, state.clusters[index]), f"label: {labels[index]}",
+                    f"confidence: {results.confidence[index]:.3f}"]
+                   + ([f"true: {true_names[index]}"] if true_names is not None else []))
     with right:
         st.caption(f"Its {neighbors.shape[1]} mined neighbours, nearest first (the pairs SCAN trained on)")
 

@@ -151,6 +151,10 @@ def test_relabel_typed_ids_and_undo(own_home, monkeypatch):
     assert 3 not in curation.state().overrides
 
 
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
 def test_split_and_merge_from_the_clusters_page(own_home, monkeypatch):
     run_dir = own_home / "runs" / "digits"
     curation = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
@@ -158,14 +162,80 @@ def test_split_and_merge_from_the_clusters_page(own_home, monkeypatch):
     at = app(own_home, monkeypatch, page="clusters")
     at.selectbox(key="cluster").set_value(1)
     at.run()
-    next(b for b in at.button if b.label == "Split in two").click()
-    at.run()
+    button(at, "Split in two…").click().run()
+    assert curation.state().version == before.version  # asked, not done: a split is confirmed first
+    assert "Confirm split" in [b.label for b in at.button]
+    button(at, "Confirm split").click().run()
+    assert not at.exception
     after = curation.state()
     new = after.num_cluster_ids - 1
     assert new == before.num_cluster_ids and (after.clusters == new).sum() > 0
     assert set(np.flatnonzero(after.clusters == new)) <= set(np.flatnonzero(before.clusters == 1))
-    curation.merge(new, 1, "tester")  # the dialog's button runs the same call
+    at.selectbox(key="cluster").set_value(new).run()
+    at.selectbox(key=f"merge_target_{new}").set_value(1).run()
+    button(at, "Merge…").click().run()
+    button(at, "Confirm merge").click().run()
+    assert not at.exception
     assert (curation.state().clusters == before.clusters).all()
+
+
+def merged_away_in_another_tab(run_dir: Path) -> Curation:
+    """What tab A does while tab B still shows cluster 8: merge 8 into 9."""
+    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store.merge(8, 9, "alice")
+    return store
+
+
+def assert_only_alices_merge(store: Curation, at: AppTest) -> None:
+    assert [(e["who"], e["kind"]) for e in store.history()] == [("alice", "merge")]
+    assert "cluster 8 no longer exists" in " ".join(e.value for e in at.error)
+
+
+def test_a_stale_tab_cannot_split_or_merge_another_cluster(own_home, monkeypatch):
+    at = app(own_home, monkeypatch, page="clusters")  # tab B, on cluster 8
+    at.selectbox(key="cluster").set_value(8).run()
+    store = merged_away_in_another_tab(own_home / "runs" / "digits")
+    sizes = store.state().cluster_sizes()
+    button(at, "Split in two…").click().run()  # the page now falls back to cluster 0: the click must not
+    assert not at.exception and "Confirm split" not in [b.label for b in at.button]
+    assert_only_alices_merge(store, at)
+    assert "Cluster 8 no longer exists" in " ".join(w.value for w in at.warning)
+    assert (store.state().cluster_sizes() == sizes).all()
+
+
+def test_a_confirmation_asked_before_another_tab_changed_the_cluster_is_refused(own_home, monkeypatch):
+    at = app(own_home, monkeypatch, page="clusters")
+    at.selectbox(key="cluster").set_value(8).run()
+    button(at, "Split in two…").click().run()
+    store = merged_away_in_another_tab(own_home / "runs" / "digits")
+    button(at, "Confirm split").click().run()
+    assert not at.exception
+    assert_only_alices_merge(store, at)
+
+
+def test_a_stale_move_target_is_refused(own_home, monkeypatch):
+    at = app(own_home, monkeypatch, page="curate_export")
+    at.radio(key="edit_source").set_value("Type ids").run()
+    at.text_area(key="edit_ids").set_value("#3 #5").run()
+    at.segmented_control(key="edit_action").set_value("Move to cluster").run()
+    at.selectbox(key="move_target").set_value(8)
+    store = merged_away_in_another_tab(own_home / "runs" / "digits")
+    button(at, "Apply to 2 images").click().run()
+    assert not at.exception
+    assert_only_alices_merge(store, at)
+
+
+def test_any_edit_of_the_history_can_be_undone(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "digits"
+    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    first = store.name_cluster(0, "zeros", "tester")
+    store.move([3], 0, "tester")
+    at = app(own_home, monkeypatch, page="curate_export")
+    at.selectbox(key="undo_edit").set_value(first)
+    button(at, "Undo this edit").click().run()
+    assert not at.exception
+    state = store.state()
+    assert 0 not in state.names and state.clusters[3] == 0  # the later move stays
 
 
 def test_data_page_previews_digits_and_refuses_a_second_training(home, monkeypatch):
@@ -376,3 +446,60 @@ def test_malformed_map_events_are_ignored(home, monkeypatch):
         at.session_state["embedding_selection"] = {"selected": selected}
         at.run()
         assert not at.exception and "Selection · 1 image" in [s.value for s in at.subheader], selected
+
+
+EVIL = "[x](http://evil.example) ![t](http://evil.example/p.png) <b>bold</b> :red[red]"
+MARKDOWN_KINDS = ("markdown", "caption", "header", "subheader", "title", "info", "warning", "error", "success", "toast")
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    import json
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_names_are_text_everywhere(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "digits"
+    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store.name_cluster(0, EVIL, "<img src=http://evil.example/who.png>")
+    first = int(np.flatnonzero(store.state().clusters == 0)[0])
+    monkeypatch.setitem(__import__("os").environ, "SCAN_EXPLORER_HOVER_SHEET_PIXELS", "0")
+    for page in PAGES:
+        at = app(own_home, monkeypatch, page=page)
+        if page == "clusters":
+            at.selectbox(key="cluster").set_value(0).run()
+        if page == "neighbours":
+            at.query_params["image"] = str(first)
+            at.run()
+        rendered = [str(e.value) for kind in MARKDOWN_KINDS for e in getattr(at, kind)]
+        assert not [r for r in rendered if "](http://evil" in r or "<img" in r], page   # no live link or image
+        htmls = [h.proto.body for h in at.get("html")]
+        assert not [h for h in htmls if "<b>bold" in h or "<img src=http" in h], page
+        for spec in plotly_specs(at):
+            labels = [t.get("name", "") for t in spec["data"]] + [a["text"] for a in spec["layout"].get("annotations", [])]
+            labels += [str(v) for t in spec["data"] for v in (t.get("y") or []) if isinstance(v, str)]
+            assert not [label for label in labels if "<b>" in label], page  # plotly would draw it bold
+        if page == "clusters":
+            assert any("&lt;b&gt;bold&lt;/b&gt;" in h and "[x](http://evil.example)" in h for h in htmls)
+        if page == "neighbours":
+            assert any("0 · [x](http://evil.example)" in h for h in htmls)
+
+
+def trace_colours(at: AppTest) -> dict[str, str]:
+    return {t["name"]: t["marker"]["color"] for t in plotly_specs(at)[0]["data"]}
+
+
+def test_map_colours_stay_with_their_clusters(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "digits"
+    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    at = app(own_home, monkeypatch, page="embedding")
+    before = trace_colours(at)
+    assert list(before) == [f"cluster {c}" for c in range(10)]        # legend in cluster order, not "1, 10, 2"
+    assert len(set(before.values())) == 10                              # ten different colours
+    store.name_cluster(2, "twos", "tester")
+    members = np.flatnonzero(store.state().clusters == 5)
+    store.split(5, members[: len(members) // 2], "tester")
+    at.run()
+    after = trace_colours(at)
+    assert after["2 · twos"] == before["cluster 2"]
+    assert all(after[f"cluster {c}"] == before[f"cluster {c}"] for c in (0, 1, 3, 4, 5, 6, 7, 8, 9))
+    assert after["cluster 10"] not in before.values()

@@ -6,7 +6,7 @@ Pages call :func:`require_results` at the top and draw; nothing here trains or r
 from __future__ import annotations
 
 import runpy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -17,6 +17,7 @@ import streamlit as st
 from scan_core.explore.curation import CuratedState, Curation
 from scan_core.explore.jobs import Workspace, job_state, list_runs
 from scan_core.explore.results import RunNotReady, RunResults
+from ui.text import markdown_text
 
 RUN_PARAM = "run"
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -161,8 +162,52 @@ def curation(loaded: RunResults) -> Curation:
 
 
 def curated(loaded: RunResults) -> CuratedState:
-    """The current curated state (replayed from SQLite each rerun, so other sessions' edits show)."""
-    return curation(loaded).state()
+    """The current curated state (replayed from SQLite each rerun, so other sessions' edits show).
+
+    Pages call it once per run. It also remembers the version this session's previous run showed:
+    the state the user was looking at when they clicked (:func:`seen_version`).
+    """
+    state = curation(loaded).state()
+    shown = st.session_state.get("shown_version")
+    previous = shown["version"] if shown and shown["run"] == str(loaded.dir) else state.version
+    st.session_state["seen_version"] = previous
+    st.session_state["shown_version"] = {"run": str(loaded.dir), "version": state.version}
+    return state
+
+
+def seen_version() -> int:
+    """The curation version on screen when the user acted (see :func:`curated`), for ``seen=``."""
+    return int(st.session_state["seen_version"])
+
+
+def clusters_changed(loaded: RunResults, state: CuratedState) -> str | None:
+    """Why a choice among clusters made on the previous screen cannot be trusted: a message when
+    clusters appeared or disappeared since then (another session merged, split or moved; a widget
+    would have fallen back to another cluster), else None."""
+    seen = seen_version()
+    if seen == state.version:
+        return None
+    then = curation(loaded).state_at(seen)
+    if cluster_options(then) == cluster_options(state):
+        return None
+    gone = sorted(set(cluster_options(then)) - set(cluster_options(state)))
+    change = next(e for e in curation(loaded).history(limit=1))
+    what = f"cluster {gone[0]} no longer exists" if gone else "the clusters changed"
+    return (f"Not done: {what} (edit #{change['id']} by {markdown_text(change['who'])}, {change['kind']}, after "
+            "this page was drawn). The page now shows the current clusters; check your choice and try again.")
+
+
+def edit(action: Callable[[], object], done: str) -> bool:
+    """Run one curation edit; a refused one (StaleEdit, ValueError) is shown as a message, never a
+    traceback. A successful one shows ``done`` and reruns the page."""
+    try:
+        action()
+    except ValueError as error:  # StaleEdit included
+        st.error(f"Not done: {markdown_text(error)}")
+        return False
+    st.toast(done)
+    st.rerun()
+    return True
 
 
 def cluster_title(state: CuratedState, cluster: int) -> str:
