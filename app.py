@@ -2,8 +2,10 @@
 export a labelled dataset. ``streamlit run app.py`` (or ``make run``)."""
 import streamlit as st
 
+from ui.host import refuse_foreign_host
 from ui.state import navigated_run, sidebar
 
+refuse_foreign_host()  # before anything else runs: see ui/host.py (DNS rebinding)
 st.set_page_config(page_title="SCAN Explorer", page_icon=":material/scatter_plot:", layout="wide")
 
 pages = {

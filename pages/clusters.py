@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from scan_core.explore.curation import split_in_two
+from ui.detail import detail_view
 from ui.gallery import data_uri, gallery, open_in_neighbours
 from ui.state import (
     cluster_options,
@@ -34,12 +35,17 @@ def overview(results, state) -> None:
                      "cluster": row["cluster"], "name": state.names.get(row["cluster"], ""),
                      "size": row["size"], "mean confidence": row["mean_confidence"],
                      "neighbour agreement": row.get("neighbour_agreement")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", row_height=52, column_config={
+    event = st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", row_height=52, on_select="rerun",
+                         selection_mode="single-row", key="clusters_table", column_config={
         "prototype": st.column_config.ImageColumn("", width="small"),
         "mean confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f"),
         "neighbour agreement": st.column_config.ProgressColumn(
             min_value=0.0, max_value=1.0, format="%.2f",
             help="Share of the members' mined neighbours that lie in the same cluster")})
+    picked = event.selection.rows
+    if picked and st.session_state.get("clusters_table_opened") != rows[picked[0]]["cluster"]:
+        st.session_state["clusters_table_opened"] = rows[picked[0]]["cluster"]
+        st.session_state["cluster"] = rows[picked[0]]["cluster"]  # a click on a row opens that cluster below
 
 
 def rename(results, state, cluster: int) -> None:
@@ -102,6 +108,7 @@ def confirm_pending(results) -> None:
 def main() -> None:
     results = require_results(("probs",))
     state = curated(results)
+    detail_view(results, "clusters")
     st.title("Clusters")
     overview(results, state)
     clusters = cluster_options(state)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from scan_core.explore import export
 from scan_core.explore.curation import cluster_label
+from ui.detail import detail_view
 from ui.gallery import data_uri, gallery
 from ui.state import (
     cluster_options,
@@ -19,6 +20,7 @@ from ui.state import (
     curated,
     curation,
     edit,
+    image_number,
     require_results,
     seen_version,
     selection,
@@ -26,6 +28,7 @@ from ui.state import (
     who,
     workspace,
 )
+from ui.text import markdown_text
 
 ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", "Clear label override")
 
@@ -68,15 +71,16 @@ def choose_images(results) -> np.ndarray:
     ids = {str(image_id): i for i, image_id in enumerate(results.images.ids)}
     chosen, unknown = [], []
     for token in text.replace(",", " ").split():
-        number = token.lstrip("#")
+        number = image_number(token, len(results.images)) if token.startswith("#") else None
         if token in ids:
             chosen.append(ids[token])
-        elif token.startswith("#") and number.isdigit() and int(number) < len(results.images):
-            chosen.append(int(number))
+        elif number is not None:
+            chosen.append(number)
         else:
             unknown.append(token)
     if unknown:
-        st.warning(f"Unknown: {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}")
+        listed = markdown_text(", ".join(token[:40] for token in unknown[:10]))
+        st.warning(f"Unknown: {listed}{' …' if len(unknown) > 10 else ''}")
     return np.unique(np.asarray(chosen, dtype=np.int64))
 
 
@@ -117,7 +121,8 @@ def history(results) -> None:
     edits = store.history(limit=30)
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     left.subheader("History")
-    if right.button("Undo my last edit", icon=":material/undo:", disabled=not edits):
+    if right.button("Undo my last edit", icon=":material/undo:", disabled=not edits, shortcut="ctrl+z",
+                    help="Ctrl+Z"):
         undone = store.undo(who())
         st.toast(f"Undone: {undone['kind']} #{undone['id']}" if undone else "Nothing of yours to undo")
         st.rerun()
@@ -149,44 +154,100 @@ def describe(payload: dict) -> str:
 
 
 def exports(results, state) -> None:
+    """The curated table and its exports. A download whose file can fail to build (Label Studio,
+    the ImageFolder .zip) is built on a click first, so that its error shows on the page; the CSV
+    and JSON are built when their button is clicked (a table always converts)."""
     table = export.curated_table(results.images, results.probs, state)
     st.dataframe(table.head(200), hide_index=True, width="stretch", height=240)
     st.caption(f"Curated label = the image's own label, else its cluster's name, else “{cluster_label(0)}”. "
                f"{len(table):,} rows; {int(table['outlier'].sum()):,} outliers.")
     folder = workspace().home / "exports" / results.dir.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
-
-    def written(name: str, writer) -> bytes:
-        path = folder / f"{stamp}-{name}"
-        writer(table, path)
-        return path.read_bytes()
-
-    cols = st.columns(3)
-    cols[0].download_button("CSV", lambda: written("labels.csv", export.export_csv), f"{results.dir.name}-labels.csv",
-                            "text/csv", icon=":material/download:", key="export_csv")
-    cols[1].download_button("JSON", lambda: written("labels.json", export.export_json),
+    cols = st.columns(2)
+    cols[0].download_button("CSV", lambda: written(table, folder / f"{stamp}-labels.csv", export.export_csv),
+                            f"{results.dir.name}-labels.csv", "text/csv", icon=":material/download:", key="export_csv")
+    cols[1].download_button("JSON", lambda: written(table, folder / f"{stamp}-labels.json", export.export_json),
                             f"{results.dir.name}-labels.json", "application/json", icon=":material/download:",
                             key="export_json")
-    cols[2].download_button("Label Studio predictions",
-                            lambda: written("label-studio.json", export.export_label_studio),
-                            f"{results.dir.name}-label-studio.json", "application/json",
-                            icon=":material/download:", key="export_ls")
+    label_studio_export(results, table, folder / f"{stamp}-label-studio.json")
+    image_folder_export(results, table, folder / f"{stamp}-imagefolder")
+
+
+def written(table: pd.DataFrame, path, writer) -> bytes:
+    """Write ``table`` to ``path`` with ``writer`` (the server keeps a copy) and return the file's bytes."""
+    writer(table, path)
+    return path.read_bytes()
+
+
+def label_studio_export(results, table: pd.DataFrame, path) -> None:
+    """Label Studio tasks, their images at an URL prefix (or at their paths on this server).
+
+    Without file paths (bundled datasets) the images exist as files only in an ImageFolder export,
+    so the prefix is that folder's URL; without a prefix either, there is nothing to point at.
+    """
+    missing = int((table["path"].astype(str) == "").sum())
+    has_files = missing == 0
+    with st.container(border=True):
+        st.markdown("**Label Studio predictions** — one task per image, the curated label as a pre-annotation")
+        prefix = st.text_input(
+            "Image URL prefix for Label Studio", key="ls_prefix", placeholder="http://localhost:8081/",
+            help="Each task's image is this prefix + the image's URL-quoted path in the served folder. E.g. "
+                 "`http://localhost:8081/` for a static file server over the image folder "
+                 "(`python -m http.server 8081 --directory <folder>`), or Label Studio's local-files URL "
+                 "`/data/local-files/?d=<folder>/`.").strip()
+        if not has_files and not prefix:
+            st.warning(f"{missing:,} images have no file on the server (a bundled dataset lives in the run's arrays), "
+                       "so Label Studio has nothing to load. Write them first with the ImageFolder export below "
+                       "(tick Include outliers: every image gets a task), serve that folder, and give its URL above.")
+        elif not has_files:
+            st.caption("Images are looked up in a served ImageFolder export of this curation with outliers included: "
+                       "write it (or its .zip) after your last edit, the folders follow the labels.")
+        elif not prefix:
+            st.info("Without a prefix each task's image is the file's path on this server: Label Studio loads "
+                    "them only if it can reach that path. Give the URL the image folder is served at instead.")
+        if not st.button("Prepare Label Studio file", key="export_ls_prepare", icon=":material/build:",
+                         disabled=not has_files and not prefix):
+            return
+        try:
+            data = written(table, path, lambda rows, out: export.export_label_studio(
+                rows, out, prefix or None, serves_image_folder=not has_files))
+        except (ValueError, OSError) as error:
+            st.error(f"Label Studio export failed: {markdown_text(error)}")
+            return
+        st.download_button("Label Studio predictions", data, f"{results.dir.name}-label-studio.json",
+                           "application/json", icon=":material/download:", key="export_ls", on_click="ignore")
+
+
+def image_folder_export(results, table: pd.DataFrame, target) -> None:
+    """One folder per curated label: written on the server at ``target``, or built as a .zip to download."""
     with st.form("imagefolder", border=True):
-        st.markdown("**ImageFolder** — one folder per curated label, on the server")
-        mode = st.radio("Files", ["copy", "symlink"], horizontal=True,
-                        help="symlink: links to the source files (no copy); bundled datasets are written as PNG")
-        outliers = st.checkbox("Include outliers")
-        if st.form_submit_button("Write ImageFolder", icon=":material/folder_copy:"):
-            target = folder / f"{stamp}-imagefolder"
+        st.markdown("**ImageFolder** — one folder per curated label, written on the server or downloaded as a .zip")
+        mode = st.radio("Files", ["copy", "symlink"], horizontal=True, key="imagefolder_mode",
+                        help="On the server, symlink: links to the source files (no copy); bundled datasets are "
+                             "written as PNG. The .zip always holds the images themselves.")
+        outliers = st.checkbox("Include outliers", key="imagefolder_outliers")
+        write = st.form_submit_button("Write ImageFolder", icon=":material/folder_copy:")
+        build_zip = st.form_submit_button("Build .zip", icon=":material/folder_zip:",
+                                          help="Built in memory: for a large run, write the folder instead")
+    try:
+        if write:
             counts = export.export_image_folder(table, results.images, target, mode, outliers)
             st.success(f"Wrote {sum(counts.values()):,} images in {len(counts)} folders to `{target}`")
+        if build_zip:
+            data = export.image_folder_zip(table, results.images, outliers, workdir=target.parent)
+            st.download_button("ImageFolder .zip", data, f"{results.dir.name}-imagefolder.zip", "application/zip",
+                               icon=":material/download:", key="export_zip", on_click="ignore")
+    except (ValueError, OSError) as error:
+        st.error(f"ImageFolder export failed: {markdown_text(error)}")
 
 
 def main() -> None:
     results = require_results(("probs",))
     state = curated(results)
+    detail_view(results, "curate_export")
     st.title("Curate & export")
-    st.caption(f"Editing as **{who()}** (set your name in the sidebar). Every edit is saved at once and can be undone.")
+    st.caption(f"Editing as **{markdown_text(who())}** (set your name in the sidebar). Every edit is saved at once "
+               "and can be undone.")
     tab_names, tab_images, tab_history, tab_export = st.tabs(["Name clusters", "Edit images", "History", "Export"])
     with tab_names:
         name_clusters(results, state)

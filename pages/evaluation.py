@@ -8,19 +8,46 @@ import plotly.express as px
 import streamlit as st
 
 from scan_core.data.rundir import CLUSTER_STAGES, STAGES
+from ui.detail import detail_view
+from ui.gallery import gallery
 from ui.state import cluster_title, curated, require_results, through_navigation
 from ui.text import html_text
 
 SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", *CLUSTER_STAGES)]
 
 
+def cell_images(results, title, clusters: np.ndarray, rows: list[int], event) -> None:
+    """The images of one confusion-matrix cell (cluster x true class): the clicked cell, or one
+    picked in the two boxes."""
+    points = (event.selection.points if event and event.selection else []) or []
+    point = points[0] if points else {}
+    if isinstance(point.get("point_index"), list | tuple) and len(point["point_index"]) == 2:
+        row, column = (int(v) for v in point["point_index"])
+        if 0 <= row < len(rows) and 0 <= column < len(results.class_names):
+            st.session_state["cell_cluster"], st.session_state["cell_class"] = rows[row], column
+    left, right = st.columns(2)
+    cluster = left.selectbox("Cell: cluster", rows, format_func=title, key="cell_cluster")
+    label = right.selectbox("Cell: true class", range(len(results.class_names)),
+                            format_func=lambda k: results.class_names[k], key="cell_class")
+    images = np.flatnonzero((clusters == cluster) & (results.images.labels == label))
+    confidence = results.confidence
+    gallery(results, images[np.argsort(-confidence[images], kind="stable")], f"cell_{cluster}_{label}",
+            lambda i: f"{confidence[i]:.2f}", empty="No image of this class in this cluster.")
+
+
 def main() -> None:
     results = require_results(("probs", "labels"))
     state = curated(results)
+    detail_view(results, "evaluation")
     st.title("Evaluation")
     which = st.segmented_control("Clusters", ["model", "curated"], default="model", key="eval_which",
-                                 help="model: the run's own assignment; curated: after merges, splits and moves")
-    clusters = state.clusters if which == "curated" else results.clusters
+                                 help="model: the run's own assignment; curated: the curated labels, after names, "
+                                      "merges, splits, moves and per-image labels")
+    if which == "curated":  # every curated label is a group, images relabelled one by one included
+        clusters, names = pd.factorize(state.labels(), sort=True)
+        title = lambda c: str(names[c])  # noqa: E731
+    else:
+        clusters, title = results.clusters, lambda c: cluster_title(state, c)  # noqa: E731
     report = results.evaluation(clusters)
     k, classes = len(report["clusters"]), len(results.class_names)
     cols = st.columns(4)
@@ -35,8 +62,8 @@ def main() -> None:
 
     st.subheader("Confusion matrix")
     mapping = report["mapping"]
-    rows = [f"{cluster_title(state, c)} → {results.class_names[mapping[int(c)]]}" if int(c) in mapping
-            else cluster_title(state, c) for c in report["clusters"]]
+    rows = [f"{title(c)} → {results.class_names[mapping[int(c)]]}" if int(c) in mapping
+            else title(c) for c in report["clusters"]]
     order = np.argsort([mapping.get(int(c), classes) for c in report["clusters"]], kind="stable")
     figure = px.imshow(report["confusion"][order], x=[html_text(name) for name in results.class_names],
                        y=[html_text(rows[i]) for i in order],
@@ -45,8 +72,9 @@ def main() -> None:
     figure.update_layout(height=max(360, 34 * k), margin={"l": 0, "r": 0, "t": 30, "b": 0})
     figure.update_xaxes(type="category")
     figure.update_yaxes(type="category")
-    st.plotly_chart(figure, key="confusion")
-    st.caption(f"Clusters are mapped to classes by {report['mapping_kind']}.")
+    event = st.plotly_chart(figure, key="confusion", on_select="rerun", selection_mode="points")
+    st.caption(f"Clusters are mapped to classes by {report['mapping_kind']}. Click a cell to see its images.")
+    cell_images(results, title, clusters, [int(report["clusters"][i]) for i in order], event)
 
     left, right = st.columns(2)
     with left:

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ui.detail import detail_view
 from ui.gallery import display_image, gallery
-from ui.state import cluster_title, curated, require_results, through_navigation
-from ui.text import text_lines
+from ui.state import cluster_title, curated, image_number, require_results, through_navigation
+from ui.text import markdown_text, text_lines
 
 WORST = 60
 
@@ -16,20 +17,20 @@ def pick_image(results) -> int:
     """The image to show: from the URL (``?image=``), a gallery's "open", or typed by id."""
     n = len(results.images)
     ids = results.images.ids
-    asked = st.query_params.get("image")
-    if asked is not None and asked.isdigit() and int(asked) < n:
-        st.session_state["image_index"] = int(asked)
+    asked = image_number(st.query_params.get("image") or "", n)
+    if asked is not None:
+        st.session_state["image_index"] = asked
     left, right = st.columns([2, 1], vertical_alignment="bottom")
     typed = left.text_input("Image id or #index", placeholder=f"e.g. {ids[0]} or #0", key="image_query")
     if typed:
         match = np.flatnonzero(ids == typed.strip())
-        number = typed.strip().lstrip("#")
+        number = image_number(typed, n)
         if len(match):
             st.session_state["image_index"] = int(match[0])
-        elif number.isdigit() and int(number) < n:
-            st.session_state["image_index"] = int(number)
+        elif number is not None:
+            st.session_state["image_index"] = number
         else:
-            st.warning(f"No image with id or index {typed!r}")
+            st.warning(f"No image with id or index “{markdown_text(typed[:60])}”")
     if right.button("Random image", icon=":material/shuffle:"):
         st.session_state["image_index"] = int(np.random.default_rng().integers(n))
     index = int(st.session_state.get("image_index", 0))
@@ -40,6 +41,7 @@ def pick_image(results) -> int:
 def main() -> None:
     results = require_results(("probs", "neighbors"))
     state = curated(results)
+    detail_view(results, "neighbours")
     st.title("Neighbours")
     neighbors = np.asarray(results.neighbors)
     labels, ids = state.labels(), results.images.ids

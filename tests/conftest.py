@@ -1,7 +1,11 @@
-"""Fixtures every test module may use: the digits set, and ``wait_for`` to poll a condition."""
+"""Fixtures every test module may use: the digits set, ``wait_for`` to poll a condition, and the
+app tests' workspaces (``home``: a really trained digits run, shared by the session; ``own_home``:
+a copy of it for a test that edits a run)."""
 import os
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,3 +40,26 @@ def _wait_for(predicate, timeout: float = 120.0, every: float = 0.2, process: su
 def wait_for():
     """:func:`_wait_for`: ``wait_for(predicate, timeout=120, every=0.2, process=None, what=...)``."""
     return _wait_for
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    """A workspace with ``digits`` (a real digits-preset run) and ``nolabels`` (its copy, labels removed)."""
+    from scan_core.data.artifacts import load_json, save_json
+    from scan_core.engine.run import train_run
+    from scan_core.explore import jobs
+    ws = jobs.Workspace.create(tmp_path_factory.mktemp("app") / "home")
+    train_run(ws.runs / "digits", "digits", 10, preset="digits", show_bar=False)
+    unlabelled = ws.runs / "nolabels"
+    shutil.copytree(ws.runs / "digits", unlabelled)
+    meta = load_json(unlabelled / "images" / "imageset.json")
+    save_json(unlabelled / "images" / "imageset.json", {**meta, "labelled": False, "class_names": []})
+    (unlabelled / "images" / "labels.npy").unlink()
+    return ws.home
+
+
+@pytest.fixture
+def own_home(home: Path, tmp_path: Path) -> Path:
+    """A copy of the workspace, for a test that edits a run's curation (the others see it unedited)."""
+    shutil.copytree(home, tmp_path / "home")
+    return tmp_path / "home"

@@ -12,55 +12,10 @@ from streamlit.testing.v1 import AppTest
 
 from scan_core.data.artifacts import load_json, save_json
 from scan_core.data.rundir import process_start
-from scan_core.engine.run import train_run
 from scan_core.explore import jobs
 from scan_core.explore.curation import Curation
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ("embedding", "clusters", "neighbours", "evaluation", "curate_export", "data_training")
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    """A workspace with ``digits`` (a real digits-preset run) and ``nolabels`` (its copy, labels removed)."""
-    ws = jobs.Workspace.create(tmp_path_factory.mktemp("app") / "home")
-    train_run(ws.runs / "digits", "digits", 10, preset="digits", show_bar=False)
-    unlabelled = ws.runs / "nolabels"
-    shutil.copytree(ws.runs / "digits", unlabelled)
-    meta = load_json(unlabelled / "images" / "imageset.json")
-    save_json(unlabelled / "images" / "imageset.json", {**meta, "labelled": False, "class_names": []})
-    (unlabelled / "images" / "labels.npy").unlink()
-    return ws.home
-
-
-def app(home: Path, monkeypatch, run: str | None = "digits", page: str | None = None) -> AppTest:
-    monkeypatch.setenv(jobs.HOME_ENV, str(home))
-    at = AppTest.from_file(APP, default_timeout=60)
-    if run:
-        at.query_params["run"] = run
-    at.run()
-    if page:
-        at.switch_page(f"pages/{page}.py")
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-@pytest.fixture
-def own_home(home: Path, tmp_path: Path) -> Path:
-    """A copy of the workspace, for a test that edits a run's curation (the others see it unedited)."""
-    shutil.copytree(home, tmp_path / "home")
-    return tmp_path / "home"
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
-
-
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
+from apptest import APP, PAGES, app, button, metric, plotly_specs, texts
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -149,10 +104,6 @@ def test_relabel_typed_ids_and_undo(own_home, monkeypatch):
     next(b for b in at.button if b.label == "Undo my last edit").click()
     at.run()
     assert 3 not in curation.state().overrides
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def test_split_and_merge_from_the_clusters_page(own_home, monkeypatch):
@@ -452,11 +403,6 @@ EVIL = "[x](http://evil.example) ![t](http://evil.example/p.png) <b>bold</b> :re
 MARKDOWN_KINDS = ("markdown", "caption", "header", "subheader", "title", "info", "warning", "error", "success", "toast")
 
 
-def plotly_specs(at: AppTest) -> list[dict]:
-    import json
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
 def test_names_are_text_everywhere(own_home, monkeypatch):
     run_dir = own_home / "runs" / "digits"
     store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
@@ -503,3 +449,134 @@ def test_map_colours_stay_with_their_clusters(own_home, monkeypatch):
     assert after["2 · twos"] == before["cluster 2"]
     assert all(after[f"cluster {c}"] == before[f"cluster {c}"] for c in (0, 1, 3, 4, 5, 6, 7, 8, 9))
     assert after["cluster 10"] not in before.values()
+
+
+def members_by_confidence(run_dir: Path, cluster: int) -> np.ndarray:
+    """Cluster ``cluster``'s images, most confident first: the Clusters page's members gallery."""
+    probs = np.load(run_dir / "selflabel_probs.npy")
+    members = np.flatnonzero(probs.argmax(1) == cluster)
+    return members[np.argsort(-probs[members].max(1), kind="stable")]
+
+
+def shown_ids(at: AppTest) -> str:
+    return " ".join(h.proto.body for h in at.get("html"))
+
+
+def test_a_thumbnail_opens_its_detail_view_the_arrows_walk_its_gallery_and_edits_work_there(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "digits"
+    ids = np.load(run_dir / "images" / "ids.npy")
+    members = members_by_confidence(run_dir, 0)
+    at = app(own_home, monkeypatch, page="clusters")
+    at.session_state["who"] = "tester"
+    at.session_state["gallery_clicks"] = {"opened": {"index": int(members[0]), "gallery": "members_0"}}
+    at.run()
+    at.session_state["gallery_clicks"] = {}  # a click is sent once (AppTest would keep sending it)
+    assert f">{ids[members[0]]}</h3>" in shown_ids(at) and "1 of " in texts(at)
+    button(at, "Next").click().run()
+    assert f">{ids[members[1]]}</h3>" in shown_ids(at) and "2 of " in texts(at)
+    button(at, "Previous").click().run()
+    assert f">{ids[members[0]]}</h3>" in shown_ids(at)
+    next(s for s in at.selectbox if s.label == "Move to cluster").set_value(3)
+    button(at, "Move").click().run()
+    assert not at.exception
+    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    assert store.state().clusters[members[0]] == 3
+    assert (store.history(1)[0]["kind"], store.history(1)[0]["who"]) == ("move", "tester")
+
+
+@pytest.mark.parametrize("page, query, typed", [
+    ("neighbours", {"image": "²"}, None), ("neighbours", {"image": "99999999999999999999"}, None),
+    ("neighbours", {}, ("image_query", "#²")), ("curate_export", {}, ("edit_ids", "#² #3 ²")),
+])
+def test_odd_numbers_in_urls_and_boxes_give_no_traceback(home, monkeypatch, page, query, typed):
+    at = app(home, monkeypatch, page=page)
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.run()
+    if page == "curate_export":
+        at.radio(key="edit_source").set_value("Type ids").run()
+    if typed:
+        (at.text_area if page == "curate_export" else at.text_input)(key=typed[0]).set_value(typed[1]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if typed:
+        assert "²" in " ".join(w.value for w in at.warning)
+
+
+def test_a_run_name_that_is_no_run_is_said_and_never_read_as_a_path(home, monkeypatch):
+    for name in ("x" * 5000, "missing-run", "../digits"):
+        at = app(home, monkeypatch, run=name)  # the first screen says so; the run in the URL is replaced
+        assert not at.exception
+        assert "There is no run named" in " ".join(w.value for w in at.warning)
+        assert at.selectbox(key="run_picker").value == "digits"   # another run, said so on screen
+
+
+def test_the_curators_name_lives_in_the_url(own_home, monkeypatch):
+    at = app(own_home, monkeypatch, page="curate_export")
+    at.text_input(key="who").set_value("alice").run()
+    assert at.query_params["who"] in ("alice", ["alice"])
+    fresh = AppTest.from_file(APP, default_timeout=60)   # a refresh: a new session, the same URL
+    fresh.query_params["run"], fresh.query_params["who"] = "digits", "alice"
+    fresh.run()
+    assert fresh.text_input(key="who").value == "alice"
+    assert "x" * 101 not in str(fresh.text_input(key="who").proto)  # max_chars keeps names in the log's limit
+    assert fresh.text_input(key="who").proto.max_chars == 100
+
+
+def test_the_curated_evaluation_counts_relabelled_images(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "digits"
+    labels = np.load(run_dir / "images" / "labels.npy")
+    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    for digit in range(10):  # a curator who gave every image its true class, one by one
+        store.relabel(np.flatnonzero(labels == digit), str(digit), "tester")
+    at = app(own_home, monkeypatch, page="evaluation")
+    model_acc = float(metric(at, "ACC (Hungarian)"))
+    at.segmented_control(key="eval_which").set_value("curated").run()
+    assert metric(at, "ACC (Hungarian)") == "1.000" and model_acc < 0.95
+
+
+def test_a_confusion_cell_opens_its_images(home, monkeypatch):
+    run_dir = home / "runs" / "digits"
+    clusters = np.load(run_dir / "selflabel_probs.npy").argmax(1)
+    labels = np.load(run_dir / "images" / "labels.npy")
+    table = np.zeros((10, 10), dtype=int)
+    np.add.at(table, (clusters, labels), 1)
+    off = np.argwhere((table > 0) & (table < 100))[0]  # a small off-diagonal-ish cell, counted by hand here
+    at = app(home, monkeypatch, page="evaluation")
+    at.selectbox(key="cell_cluster").set_value(int(off[0]))
+    at.selectbox(key="cell_class").set_value(int(off[1])).run()
+    grid = next(h.proto.body for h in at.get("html") if f'data-gallery="cell_{off[0]}_{off[1]}"' in h.proto.body)
+    assert grid.count("<figure") == min(100, table[off[0], off[1]])
+
+
+def test_filters_narrow_the_map_and_the_gallery(home, monkeypatch):
+    run_dir = home / "runs" / "digits"
+    probs = np.load(run_dir / "selflabel_probs.npy")
+    labels = np.load(run_dir / "images" / "labels.npy")
+    clusters, confidence = probs.argmax(1), probs.max(1)
+    at = app(home, monkeypatch, page="embedding")
+    at.multiselect(key="filter_clusters").set_value([3]).run()
+    kept = np.flatnonzero(clusters == 3)
+    assert f"{len(kept):,} of 1,797 images" in texts(at)
+    assert f"Filtered · {len(kept):,} images" in [s.value for s in at.subheader]
+    at.slider(key="filter_confidence").set_value((0.0, 0.9)).run()
+    expected = int(((clusters == 3) & (confidence <= 0.9)).sum())
+    assert f"{expected:,} of 1,797 images" in texts(at)
+    at.multiselect(key="filter_clusters").set_value([]).run()
+    at.slider(key="filter_confidence").set_value((0.0, 1.0))
+    at.checkbox(key="filter_wrong").check().run()
+    table = np.zeros((10, 10), dtype=int)
+    np.add.at(table, (clusters, labels), 1)
+    predicted = table.argmax(1)  # each cluster's own majority class: a one-to-one map on this run, hence
+    assert len(set(predicted.tolist())) == 10  # also the Hungarian one the page uses
+    wrong = int((predicted[clusters] != labels).sum())
+    assert f"{wrong:,} of 1,797 images" in texts(at)
+
+
+def test_find_opens_the_image(home, monkeypatch):
+    ids = np.load(home / "runs" / "digits" / "images" / "ids.npy")
+    at = app(home, monkeypatch, page="embedding")
+    for query, index in (("#5", 5), (str(ids[42]), 42)):
+        at.text_input(key="find_image").set_value(query).run()
+        assert f">{ids[index]}</h3>" in " ".join(h.proto.body for h in at.get("html")), query
+    at.text_input(key="find_image").set_value("nothing-like-this").run()
+    assert "No image with id, file name or index" in " ".join(w.value for w in at.warning)

@@ -160,6 +160,18 @@ def test_train_explore_curate_export(server, page, tmp_path):
     assert len(shown) == 100 and set(shown) <= set(inside.tolist())
     shot(page, "3-embedding-selection")  # after the hover shot: names sort in order
 
+    ids = np.load(run / "images" / "ids.npy")  # the detail view: a click on a thumbnail, arrows, Esc
+    page.locator(".scan-gallery figure").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("heading", name=str(ids[shown[0]]), exact=True).wait_for(timeout=30_000)
+    wait_idle(page)
+    page.keyboard.press("ArrowRight")
+    dialog.get_by_role("heading", name=str(ids[shown[1]]), exact=True).wait_for(timeout=30_000)
+    shot(page, "3-detail-view")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden", timeout=30_000)
+    wait_idle(page)
+
     page.mouse.dblclick(box["x"] + 5, box["y"] + 5)  # a double click clears the selection
     page.get_by_text("Select points on the map").wait_for(timeout=30_000)
     assert page.get_by_text("Selection · ").count() == 0
@@ -169,6 +181,28 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.get_by_text("Selection · 1 image").wait_for(timeout=30_000)
     page.locator(".scan-gallery img").first.wait_for(timeout=30_000)
     assert page.locator(".scan-gallery img").evaluate_all("e => e.map(i => i.alt)") == [f"#{hovered}"]
+    wait_idle(page)
+
+    find = page.get_by_placeholder("id, file name or #index")  # find an image: it opens
+    find.fill("#5")
+    find.press("Enter")
+    page.get_by_role("dialog").get_by_role("heading", name=str(ids[5]), exact=True).wait_for(timeout=30_000)
+    page.keyboard.press("Escape")
+    page.get_by_role("dialog").wait_for(state="hidden", timeout=30_000)
+    wait_idle(page)
+    page.get_by_text("Filter and display").click()  # a filter narrows the map: only cluster 3 stays
+    page.get_by_role("combobox", name="Clusters").click()
+    page.get_by_role("option", name="cluster 3", exact=True).click()
+    page.keyboard.press("Escape")
+    members = int((np.load(run / "selflabel_probs.npy").argmax(1) == 3).sum())
+    page.get_by_text(f"{members:,} of 1,797 images").wait_for(timeout=30_000)
+    wait_idle(page)
+    shot(page, "3-embedding-filter")
+
+    page.mouse.move(point["x"] - 3, point["y"] - 3)  # a hovered image does not follow to another page
+    page.get_by_role("link", name="Clusters").first.click()
+    page.get_by_role("heading", name="Clusters").first.wait_for(timeout=30_000)
+    assert not page.locator("#scan-hover-thumb").is_visible()
     wait_idle(page)
 
     page.goto(f"{url}/clusters?run=digits-demo")
@@ -191,6 +225,22 @@ def test_train_explore_curate_export(server, page, tmp_path):
     assert len(rows) == 1797
     assert {"id", "path", "cluster", "confidence", "curated_label"} <= set(rows[0])
     assert sum(r["curated_label"] == "my first cluster" for r in rows) == sum(r["cluster"] == "0" for r in rows) > 0
+
+    page.get_by_role("tab", name="History").click()  # Ctrl+Z undoes the rename
+    page.locator("body").press("Control+z")
+    page.get_by_text("Undone: name_cluster").wait_for(timeout=30_000)
+
+    page.goto(f"{url}/evaluation?run=digits-demo")  # a click on a confusion-matrix cell shows its images
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    cell = page.evaluate("""() => {  // the centre of the cell in row 1, column 1 (class "1")
+        const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
+        const r = gd.getBoundingClientRect();
+        return {x: r.left + L._size.l + L.xaxis.l2p(1), y: r.top + L._size.t + L.yaxis.l2p(1)};
+    }""")
+    page.mouse.click(cell["x"], cell["y"])
+    page.locator(".scan-gallery figure[data-gallery$='_1']").first.wait_for(timeout=30_000)
+    shot(page, "6-evaluation-cell")
 
 
 def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):

@@ -1,7 +1,10 @@
 """Curated table and its exports: CSV, JSON, Label Studio predictions, one folder per label."""
 import csv
+import io
 import json
 import os
+import zipfile
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -17,6 +20,8 @@ from scan_core.explore.export import (
     export_image_folder,
     export_json,
     export_label_studio,
+    image_folder_paths,
+    image_folder_zip,
     safe_name,
 )
 
@@ -261,3 +266,52 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(folder_set, 
 ])
 def test_folder_names_are_neither_formulas_nor_reordered(name, safe):
     assert safe_name(name) == safe
+
+
+def _folder_files(out) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if not p.is_dir()}
+
+
+def _zip_files(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+@pytest.mark.parametrize("include_outliers", [False, True])
+def test_image_folder_zip_holds_what_export_image_folder_writes(table, folder_set, tmp_path, include_outliers):
+    (tmp_path / "src" / "a" / "x0.png").unlink()  # written from its pixels
+    os.utime(tmp_path / "src" / "b" / "img.png", (0, 0))  # 1970: older than the zip format allows
+    work = tmp_path / "exports"
+    data = image_folder_zip(table, folder_set, include_outliers, workdir=work)
+    export_image_folder(table, folder_set, tmp_path / "out", include_outliers=include_outliers)
+    files = _zip_files(data)
+    assert files == _folder_files(tmp_path / "out")
+    assert len(files) == (6 if include_outliers else 5) and "cluster 2/img_1.png" in files
+    assert files["cluster 2/img.png"] == (tmp_path / "src" / "b" / "img.png").read_bytes()  # the file, not a link
+    assert list(work.iterdir()) == []  # its temporary folder is gone
+
+
+def test_image_folder_paths_say_where_each_row_goes(table, folder_set, tmp_path):
+    export_image_folder(table, folder_set, tmp_path / "out")
+    paths = image_folder_paths(table)
+    assert paths.index.tolist() == [0, 1, 2, 3, 4]  # not the outlier
+    assert paths[1] == "cluster 2/img.png" and paths[4] == "cluster 2/img_1.png"
+    assert sorted(paths) == _files(tmp_path / "out")
+    assert len(image_folder_paths(table, include_outliers=True)) == 6
+
+
+def test_label_studio_points_at_a_served_image_folder(probs, state, tmp_path):
+    pixels = np.random.default_rng(3).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    images = ImageSet(name="bundled", images=pixels, ids=np.asarray([f"set/train/{i}" for i in range(6)]),
+                      paths=np.full(6, "", dtype="<U1"))
+    table = curated_table(images, probs, state)
+    prefix = "http://localhost:8081/"
+    export_label_studio(table, tmp_path / "ls.json", image_root_url=prefix, serves_image_folder=True)
+    export_image_folder(table, images, tmp_path / "served", include_outliers=True)
+    urls = [task["data"]["image"] for task in json.loads((tmp_path / "ls.json").read_text())]
+    assert urls[1] == "http://localhost:8081/cluster%202/set_train_1.png"
+    for url, image in zip(urls, pixels):  # every task, the outlier too, finds its image there
+        served = tmp_path / "served" / unquote(url.removeprefix(prefix))
+        assert np.array_equal(np.asarray(Image.open(served)), image)
+    with pytest.raises(ValueError, match="serves_image_folder needs image_root_url"):
+        export_label_studio(table, tmp_path / "ls2.json", serves_image_folder=True)

@@ -1,7 +1,8 @@
 """Paged image galleries: one HTML grid per page of thumbnails inlined as PNG data URIs (one
 element, no widget and no extra request per image; encoded at their stored size and scaled by the
-browser, 5x smaller and 10x faster to make than at display size), with an "open" picker that sends an image to
-the Neighbours page."""
+browser, 5x smaller and 10x faster to make than at display size). A click on a thumbnail opens the
+image's detail view (:mod:`ui.detail`) through a small listener component; an "open" picker sends
+an image to the Neighbours page."""
 from __future__ import annotations
 
 import base64
@@ -19,8 +20,10 @@ PAGE_SIZE = 100
 DISPLAY_PX = 88
 GALLERY_CSS = """<style>
 .scan-gallery {display: flex; flex-wrap: wrap; gap: 6px;}
-.scan-gallery figure {margin: 0; width: 88px; text-align: center;}
-.scan-gallery img {width: 88px; height: 88px; border-radius: 4px; display: block; object-fit: contain;}
+.scan-gallery figure {margin: 0; width: var(--scan-thumb, 88px); text-align: center; cursor: pointer;}
+.scan-gallery img {width: var(--scan-thumb, 88px); height: var(--scan-thumb, 88px); border-radius: 4px;
+  display: block; object-fit: contain;}
+.scan-gallery figure:hover img {outline: 2px solid #FF4B4B;}
 .scan-gallery figcaption {font-size: 11px; line-height: 1.2; color: #555; overflow: hidden;
   text-overflow: ellipsis; white-space: nowrap;}
 </style>"""
@@ -46,9 +49,12 @@ def gallery(results: RunResults, indices: np.ndarray, key: str, caption: Callabl
     shown = indices[(page - 1) * page_size: page * page_size]
     right.caption(f"{len(indices):,} images · page {page} of {pages}")
     thumbs = results.thumbnails()
-    cells = "".join(f'<figure><img src="{data_uri(thumbs[i], None)}" alt="#{int(i)}" title="#{int(i)}">'
+    size = int(st.session_state.get("thumb_size", DISPLAY_PX))
+    cells = "".join(f'<figure data-index="{int(i)}" data-gallery="{html.escape(key)}">'
+                    f'<img src="{data_uri(thumbs[i], None)}" alt="#{int(i)}" title="#{int(i)} · click to open">'
                     f"<figcaption>{html.escape(caption(int(i)))}</figcaption></figure>" for i in shown)
-    st.html(f'<div class="scan-gallery">{cells}</div>{GALLERY_CSS}')
+    st.html(f'<div class="scan-gallery" style="--scan-thumb:{size}px">{cells}</div>{GALLERY_CSS}')
+    st.session_state.setdefault("gallery_orders", {})[key] = indices.tolist()  # next / previous in the detail view
     return shown
 
 

@@ -153,7 +153,15 @@ export default function (component) {
   }
   draw();
   ask();
-  return everyMap(hover, attach);
+  clearInterval(hover.watch);  // also when Streamlit drops the map without calling the cleanup below
+  hover.watch = setInterval(() => {
+    if (!document.querySelector('.stPlotlyChart .js-plotly-plot')) tooltip().style.display = 'none';
+  }, 300);
+  const stop = everyMap(hover, attach);
+  return () => {  // the map went away (another page) or is about to get new data: no image left behind
+    stop();
+    tooltip().style.display = 'none';
+  };
 }
 """
 

@@ -15,11 +15,13 @@ import numpy as np
 import streamlit as st
 
 from scan_core.explore.curation import CuratedState, Curation
-from scan_core.explore.jobs import Workspace, job_state, list_runs
+from scan_core.explore.jobs import Workspace, job_state, list_runs, run_name
 from scan_core.explore.results import RunNotReady, RunResults
 from ui.text import markdown_text
 
 RUN_PARAM = "run"
+WHO_PARAM = "who"
+MAX_WHO = 100  # the curation log's limit on names
 APP = Path(__file__).resolve().parent.parent / "app.py"
 NAVIGATED: ContextVar[bool] = ContextVar("scan_explorer_navigated", default=False)
 ARTIFACTS = ("config.json", "metrics.json", "scan_probs.npy", "selflabel_probs.npy", "projection.npy",
@@ -78,12 +80,16 @@ def results_key(loaded: RunResults) -> tuple:
 
 
 def chosen_run() -> Path | None:
-    """The run named in the URL (or remembered by this session), if it still exists."""
+    """The run named in the URL (or remembered by this session), if it still exists. A name that
+    is no run of the workspace (mistyped, too long, with odd characters) is remembered in
+    ``unknown_run`` for the sidebar to say so, and None is returned."""
     name = st.query_params.get(RUN_PARAM) or st.session_state.get(RUN_PARAM)
     if not name:
         return None
-    run_dir = workspace().runs / Path(name).name
-    if not run_dir.is_dir():
+    run_dir = workspace().runs / run_name(name)
+    if run_name(name) != name or not run_dir.is_dir():
+        st.session_state["unknown_run"] = name
+        st.session_state.pop(RUN_PARAM, None)
         return None
     st.session_state[RUN_PARAM] = run_dir.name
     if st.query_params.get(RUN_PARAM) != run_dir.name:
@@ -104,6 +110,11 @@ def sidebar() -> None:
         finished = [r["run"] for r in runs if r["state"] == "finished"]
         choose_run(finished[0] if finished else runs[0]["run"])
         current = chosen_run()
+    unknown = st.session_state.get("unknown_run")  # said until the user picks a run
+    if unknown is not None:
+        shown = unknown if len(unknown) <= 60 else unknown[:60] + "…"
+        st.warning(f"There is no run named “{markdown_text(shown)}” in this workspace"
+                   + (f"; showing **{current.name}** instead." if current else "."), icon=":material/warning:")
     with st.sidebar:
         if runs:
             names = [r["run"] for r in runs]
@@ -112,11 +123,33 @@ def sidebar() -> None:
             picked = st.selectbox("Run", names, index=index, format_func=labels.get, key="run_picker")
             if current is None or picked != current.name:
                 choose_run(picked)
-        st.text_input("Your name (recorded with every edit)", key="who", placeholder="anonymous")
+                st.session_state.pop("unknown_run", None)
+        remember_who()
+        st.text_input("Your name (recorded with every edit)", key="who", placeholder="anonymous", max_chars=MAX_WHO,
+                      help="Kept in the page's address (?who=), so a refresh or a bookmark keeps it")
+
+
+def remember_who() -> None:
+    """Keep the curator's name in the URL: restored from ``?who=`` after a refresh, put back after
+    a page switch (which drops query parameters), like the run."""
+    if "who" not in st.session_state and st.query_params.get(WHO_PARAM):
+        st.session_state["who"] = st.query_params[WHO_PARAM][:MAX_WHO]
+    name = (st.session_state.get("who") or "").strip()
+    if name and st.query_params.get(WHO_PARAM) != name:
+        st.query_params[WHO_PARAM] = name
+    elif not name and WHO_PARAM in st.query_params:
+        del st.query_params[WHO_PARAM]
 
 
 def who() -> str:
-    return (st.session_state.get("who") or "").strip() or "anonymous"
+    """The curator's name for the edit log (``anonymous`` when none is given)."""
+    return (st.session_state.get("who") or "").strip()[:MAX_WHO] or "anonymous"
+
+
+def image_number(text: str, n: int) -> int | None:
+    """``text`` (``12`` or ``#12``, ASCII digits only) as an image index in ``[0, n)``, else None."""
+    digits = str(text).strip().removeprefix("#")
+    return int(digits) if digits.isascii() and digits.isdigit() and int(digits) < n else None
 
 
 def require_results(need: tuple[str, ...] = ("probs",)) -> RunResults:

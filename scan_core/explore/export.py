@@ -3,8 +3,8 @@
 :func:`curated_table` joins an :class:`ImageSet`, the model's probabilities and a
 :class:`CuratedState` into one row per image; the ``export_*`` functions write that table as CSV,
 JSON, Label Studio predictions (pre-annotations to review in Label Studio) or a folder per label
-(``out_dir/<label>/<file>``, the layout image-folder loaders read). Every file is written
-atomically (temporary file, then rename).
+(``out_dir/<label>/<file>``, the layout image-folder loaders read), which :func:`image_folder_zip`
+also packs as a .zip to download. Every file is written atomically (temporary file, then rename).
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import io
 import json
 import os
 import secrets
+import tempfile
 import unicodedata
+import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -82,25 +84,22 @@ def export_json(table: pd.DataFrame, path: Path) -> None:
     _save_json(Path(path), _records(table))
 
 
-def export_label_studio(table: pd.DataFrame, path: Path, image_root_url: str | None = None) -> None:
+def export_label_studio(table: pd.DataFrame, path: Path, image_root_url: str | None = None,
+                        serves_image_folder: bool = False) -> None:
     """Write Label Studio tasks with the curated label as a prediction (pre-annotation).
 
     Each task is ``{"data": {"image", "scan_id"}, "predictions": [{"model_version", "score",
     "result": [choices]}]}`` for a labelling config with ``<Image name="image" value="$image"/>``
     and ``<Choices name="choice" toName="image">``. The image is ``image_root_url/<quoted id>``
     when a root URL is given (ids of a folder source are paths relative to the folder), else the
-    row's file path; rows without either are refused.
+    row's file path; rows without either are refused. With ``serves_image_folder`` the root URL
+    serves :func:`export_image_folder` of this same table with outliers included (the only place
+    bundled images, which have no file, exist as files), and the image is
+    ``image_root_url/<quoted label folder/file>`` there.
     """
     _check_table(table)
-    if image_root_url is None:
-        missing = table["id"][table["path"].astype(str) == ""]
-        if len(missing):
-            raise ValueError(f"{len(missing)} images have no file path (e.g. {missing.iloc[0]!r}); "
-                             "give image_root_url to point Label Studio at them")
     tasks = []
-    for row in _records(table):
-        image = (f"{image_root_url.rstrip('/')}/{quote(str(row['id']))}" if image_root_url is not None
-                 else row["path"])
+    for row, image in zip(_records(table), _task_images(table, image_root_url, serves_image_folder)):
         tasks.append({
             "data": {"image": image, "scan_id": row["id"]},
             "predictions": [{
@@ -112,6 +111,20 @@ def export_label_studio(table: pd.DataFrame, path: Path, image_root_url: str | N
     _save_json(Path(path), tasks)
 
 
+def _task_images(table: pd.DataFrame, image_root_url: str | None, serves_image_folder: bool) -> list[str]:
+    """Each row's Label Studio image (see :func:`export_label_studio`)."""
+    if image_root_url is None:
+        if serves_image_folder:
+            raise ValueError("serves_image_folder needs image_root_url, the URL the image folder is served at")
+        missing = table["id"][table["path"].astype(str) == ""]
+        if len(missing):
+            raise ValueError(f"{len(missing)} images have no file path (e.g. {missing.iloc[0]!r}); "
+                             "give image_root_url to point Label Studio at them")
+        return table["path"].astype(str).tolist()
+    names = image_folder_paths(table, include_outliers=True) if serves_image_folder else table["id"].astype(str)
+    return [f"{image_root_url.rstrip('/')}/{quote(name)}" for name in names]
+
+
 def export_image_folder(table: pd.DataFrame, images: ImageSet, out_dir: Path, mode: str = "copy",
                         include_outliers: bool = False) -> dict[str, int]:
     """Write ``out_dir/<label folder>/<file>`` for every row (outliers only if ``include_outliers``).
@@ -120,7 +133,8 @@ def export_image_folder(table: pd.DataFrame, images: ImageSet, out_dir: Path, mo
     (``mode="symlink"``, absolute target) under its own file name; any other row is written as
     ``<safe id>.png`` from ``images.images[index]``. Label folders are :func:`safe_name` of the curated
     label (two labels with the same safe name get distinct folders); clashing file names get
-    ``_1``, ``_2``... suffixes. ``out_dir`` must not exist or be empty. Returns images per label.
+    ``_1``, ``_2``... suffixes (:func:`image_folder_paths` says where each row goes). ``out_dir``
+    must not exist or be empty. Returns images per label.
     """
     _check_table(table)
     if mode not in ("copy", "symlink"):
@@ -131,18 +145,11 @@ def export_image_folder(table: pd.DataFrame, images: ImageSet, out_dir: Path, mo
     indices = table["index"].to_numpy()
     if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
         raise ValueError(f"table indices must lie in [0, {len(images)}) of the image set")
-    rows = table if include_outliers else table[~table["outlier"].astype(bool)]
-    taken: set[str] = set()  # distinct folders even for labels with one safe name, or differing in case only
-    folders = {label: _free_name(safe_name(label), taken) for label in sorted(set(rows["curated_label"].astype(str)))}
-    used: dict[str, set[str]] = {}
+    rows = _kept_rows(table, include_outliers)
     counts: dict[str, int] = {}
-    for index, image_id, path, label in zip(rows["index"], rows["id"], rows["path"], rows["curated_label"]):
-        folder = out_dir / folders[str(label)]
-        source = Path(str(path)) if str(path) else None
-        is_file = source is not None and source.is_file()
-        name = safe_name(source.name) if is_file else _png_name(str(image_id))
-        target = folder / _free_name(name, used.setdefault(folder.name, set()))
-        if not is_file:
+    for index, label, (relative, source) in zip(rows["index"], rows["curated_label"], _placements(rows)):
+        target = out_dir / relative
+        if source is None:
             save_bytes(target, _png(images.images[int(index)]))
         elif mode == "copy":
             save_bytes(target, source.read_bytes())
@@ -150,6 +157,56 @@ def export_image_folder(table: pd.DataFrame, images: ImageSet, out_dir: Path, mo
             _atomic_symlink(source.resolve(), target)
         counts[str(label)] = counts.get(str(label), 0) + 1
     return dict(sorted(counts.items()))
+
+
+def image_folder_paths(table: pd.DataFrame, include_outliers: bool = False) -> pd.Series:
+    """Where :func:`export_image_folder` writes each row it keeps: ``"<label folder>/<file name>"``,
+    indexed like ``table``'s rows (outliers only if ``include_outliers``)."""
+    _check_table(table)
+    rows = _kept_rows(table, include_outliers)
+    return pd.Series([relative for relative, _ in _placements(rows)], index=rows.index, dtype=object)
+
+
+def image_folder_zip(table: pd.DataFrame, images: ImageSet, include_outliers: bool = False,
+                     workdir: Path | None = None) -> bytes:
+    """:func:`export_image_folder`'s folder as .zip bytes: one entry per file it writes, named
+    ``<label folder>/<file name>`` as there, holding the image itself.
+
+    The folder is written first as symlinks (no copy of a source file) into a temporary folder
+    under ``workdir`` (the system's when None), removed afterwards. Entries are stored, not
+    deflated: images are compressed already. Files dated before 1980 get the zip format's
+    earliest date instead of an error.
+    """
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix=".imagefolder-", dir=workdir) as tmp:
+        root = Path(tmp)
+        export_image_folder(table, images, root, mode="symlink", include_outliers=include_outliers)
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED, strict_timestamps=False) as archive:
+            for file in sorted(p for p in root.rglob("*") if not p.is_dir()):
+                archive.write(file, file.relative_to(root).as_posix())
+    return buffer.getvalue()
+
+
+def _kept_rows(table: pd.DataFrame, include_outliers: bool) -> pd.DataFrame:
+    """The rows an ImageFolder holds: all, or all but the outliers."""
+    return table if include_outliers else table[~table["outlier"].astype(bool)]
+
+
+def _placements(rows: pd.DataFrame) -> list[tuple[str, Path | None]]:
+    """Per row, its ImageFolder path ``"<label folder>/<file name>"`` and the source file to copy,
+    None for a row written from its pixels (no ``path``, or not an existing file)."""
+    taken: set[str] = set()  # distinct folders even for labels with one safe name, or differing in case only
+    folders = {label: _free_name(safe_name(label), taken) for label in sorted(set(rows["curated_label"].astype(str)))}
+    used: dict[str, set[str]] = {}
+    placements = []
+    for image_id, path, label in zip(rows["id"], rows["path"], rows["curated_label"]):
+        folder = folders[str(label)]
+        source = Path(str(path)) if str(path) and Path(str(path)).is_file() else None
+        name = safe_name(source.name) if source is not None else _png_name(str(image_id))
+        placements.append((f"{folder}/{_free_name(name, used.setdefault(folder, set()))}", source))
+    return placements
 
 
 def safe_name(name: str) -> str:
