@@ -1,6 +1,12 @@
-"""Data & training: pick images, look at them, start / follow / cancel / resume a training job."""
+"""Data & training: pick images, look at them, start / follow / cancel / resume a training job.
+
+Starting a run, or ticking one in the runs table, shows that run on every page. Those buttons act
+in callbacks: a callback runs before the sidebar is drawn, the only moment the sidebar's run
+picker may be set, and a picker left on the old run would switch the page back to it.
+"""
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -15,10 +21,16 @@ from scan_core.data.rundir import STAGE_NAMES, read_events
 from scan_core.data.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
 from scan_core.explore import jobs
 from scan_core.presets import NAMES as PRESET_NAMES
+from scan_core.presets import make_config
 from ui.gallery import display_image
 from ui.state import choose_run, chosen_run, through_navigation, workspace
 
 PRESET_BACKBONE = "preset default"
+RUN_PICKER = "run_picker"              # the sidebar's run selectbox (ui.state.sidebar)
+RUNS_TABLE = "runs_table"
+PAGE_STATE = "page_state"              # (run, state) the whole app was last drawn with
+LAUNCH_REFUSAL = "launch_refusal"      # (button, message) of a start that was refused
+REJECTED_UPLOADS = "rejected_uploads"  # saved name of an upload that failed to load -> why
 PENDING_ICON = ":gray[:material/radio_button_unchecked:]"
 NEXT_PAGES = (("pages/embedding.py", "Embedding", ":material/scatter_plot:"),
               ("pages/clusters.py", "Clusters", ":material/category:"),
@@ -28,12 +40,33 @@ SOURCES = ("Digits (bundled)", "Fashion-MNIST", "Folder on the server", "Upload 
 STATE_ICONS = {"finished": ":green[:material/check_circle:]", "running": ":blue[:material/progress_activity:]",
                "starting": ":blue[:material/progress_activity:]", "failed": ":red[:material/error:]",
                "interrupted": ":orange[:material/warning:]", "cancelled": ":gray[:material/stop_circle:]"}
+#: How a stopped run's reason (``{error}``) is shown: the user's own cancel is no error.
+OUTCOMES = {"cancelled": (st.info, "Cancelled by user. **Resume** continues where it stopped."),
+            "interrupted": (st.warning, "Interrupted: {error}. **Resume** continues from the last finished epoch."),
+            "failed": (st.error, "Failed: {error}")}
 
 
 @st.cache_resource(max_entries=3, show_spinner="Reading the images…")
-def preview(spec: str, stamp: float) -> ImageSet:
-    """The images ``spec`` names, loaded once per (spec, modification time)."""
-    return load_source(spec)
+def preview(spec: str, stamp: float, data_dir: str) -> ImageSet:
+    """The images ``spec`` names, loaded once per (spec, modification time); zips are extracted
+    into ``data_dir``, where the workspace's jobs read them too."""
+    return load_source(spec, data_dir=Path(data_dir))
+
+
+def duration_text(seconds: float) -> str:
+    """``seconds`` rounded for a person: "40 s", "3 min", "1.5 h"."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def open_run(name: str) -> None:
+    """Show run ``name`` on every page: the URL's ``?run=`` and the sidebar's run picker (a
+    callback's job: a widget's value may be set before the widget is drawn, not after)."""
+    choose_run(name)
+    st.session_state[RUN_PICKER] = name
 
 
 def pick_source(ws: jobs.Workspace) -> str | None:
@@ -46,7 +79,8 @@ def pick_source(ws: jobs.Workspace) -> str | None:
     if kind == SOURCES[2]:
         roots = ", ".join(f"`{root}`" for root in ws.data_roots)
         text = st.text_input("Folder or .zip on the server", key="folder",
-                             help=f"Must lie inside a data root: {roots} (set {jobs.ROOTS_ENV} to change).")
+                             help=f"Must lie inside a data root: {roots} (set {jobs.ROOTS_ENV} to change). "
+                                  "A relative path is looked up in each data root in turn.")
         st.caption(f"Allowed data roots: {roots}. Subfolder names become labels when present.")
         if not text:
             return None
@@ -64,24 +98,39 @@ def pick_source(ws: jobs.Workspace) -> str | None:
         return None
     data = upload.getvalue()
     target = ws.uploads / f"{jobs.run_name(Path(upload.name).stem)}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
+    refusal = st.session_state.get(REJECTED_UPLOADS, {}).get(target.name)
+    if refusal:  # the same bad upload, still in the widget: not written again
+        st.error(refusal)
+        return None
     if not target.exists():
         save_bytes(target, data)
     return str(target)
 
 
-def show_preview(spec: str) -> ImageSet | None:
+def forget_upload(ws: jobs.Workspace, path: Path, reason: str) -> None:
+    """Delete an uploaded zip that failed to load, unless a run names it (nothing else can use it,
+    and uploads may be large); remember why, for :func:`pick_source`."""
+    if path.parent != ws.uploads or any(row["dataset"] == str(path) for row in jobs.list_runs(ws)):
+        return
+    path.unlink(missing_ok=True)
+    st.session_state.setdefault(REJECTED_UPLOADS, {})[path.name] = reason
+
+
+def show_preview(ws: jobs.Workspace, spec: str) -> ImageSet | None:
     stamp = Path(spec).stat().st_mtime if Path(spec).exists() else 0.0
     try:
-        images = preview(spec, stamp)
+        images = preview(spec, stamp, str(ws.data_dir))
     except ValueError as error:  # SourceError and bad arguments: a message, never a traceback
         st.error(str(error))
+        forget_upload(ws, Path(spec), str(error))
         return None
     height, width = images.image_size
     cols = st.columns(4)
     cols[0].metric("Images", f"{len(images):,}")
     cols[1].metric("Working size", f"{height}×{width}")
     cols[2].metric("Channels", "colour" if images.channels == 3 else "grayscale")
-    cols[3].metric("Labels", f"{images.num_classes} classes" if images.has_labels else "none")
+    classes = f"{images.num_classes} class{'' if images.num_classes == 1 else 'es'}"
+    cols[3].metric("Labels", classes if images.has_labels else "none")
     if images.has_labels:
         st.caption("Classes: " + ", ".join(images.class_names))
     rng = np.random.default_rng(0)
@@ -94,38 +143,83 @@ def show_preview(spec: str) -> ImageSet | None:
     return images
 
 
+def start_key(spec: str, field: str) -> str:
+    """Session-state key of a start widget; one per dataset, so that another dataset starts from
+    its own defaults (K from its label folders), not from the values chosen for the last one."""
+    return f"start_{field}:{spec}"
+
+
+def default_run_name(spec: str, clusters: int) -> str:
+    return f"{Path(spec).stem.split(':')[0]}-k{clusters}"
+
+
 def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
+    """K, preset, backbone, seed and name of a new run, its expected duration, and Start."""
     default_k = images.num_classes if images.has_labels else min(10, len(images) - 1)
-    with st.form("start"):
-        cols = st.columns(4)
-        clusters = cols[0].number_input("Clusters K", min_value=2, max_value=max(2, len(images) - 1),
-                                        value=max(2, default_k),
-                                        help="Defaults to the number of label folders; more than the "
-                                             "classes (overclustering) works too.")
-        preset = cols[1].selectbox("Preset", PRESET_NAMES, help="auto: chosen from the dataset name, else from "
-                                                           "image size, colour and count")
-        backbone = cols[2].selectbox("Backbone", [PRESET_BACKBONE, *BACKBONES],
-                                     help="small-cnn suits images up to ~32 px; the ImageNet ResNets need "
-                                          "their weights on this machine")
-        seed = cols[3].number_input("Seed", min_value=0, value=0)
-        name = st.text_input("Run name", value=f"{Path(spec).stem.split(':')[0]}-k{clusters}")
-        if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
-            launch(ws, spec, int(clusters), name, preset, None if backbone == PRESET_BACKBONE else backbone,
-                   int(seed))
+    cols = st.columns(4)
+    clusters = cols[0].number_input("Clusters K", min_value=2, max_value=max(2, len(images) - 1),
+                                    value=max(2, default_k), key=start_key(spec, "clusters"),
+                                    help="Defaults to the number of label folders; more than the "
+                                         "classes (overclustering) works too.")
+    preset = cols[1].selectbox("Preset", PRESET_NAMES, key=start_key(spec, "preset"),
+                               help="auto: chosen from the dataset name, else from image size, colour and count")
+    backbone = cols[2].selectbox("Backbone", [PRESET_BACKBONE, *BACKBONES], key=start_key(spec, "backbone"),
+                                 help="small-cnn suits images up to ~32 px; the ImageNet ResNets need "
+                                      "their weights on this machine")
+    cols[3].number_input("Seed", min_value=0, value=0, key=start_key(spec, "seed"))
+    st.text_input("Run name", placeholder=default_run_name(spec, int(clusters)), key=start_key(spec, "name"),
+                  help="Left empty: the name shown in grey.")
+    expected_time(ws, spec, images, int(clusters), preset, None if backbone == PRESET_BACKBONE else backbone)
+    st.button("Start training", type="primary", icon=":material/play_arrow:", on_click=start_clicked,
+              args=(ws, spec))
+    show_refusal("form")
+
+
+def expected_time(ws: jobs.Workspace, spec: str, images: ImageSet, clusters: int, preset: str,
+                  backbone: str | None) -> None:
+    """A caption with the rough time the run would take (:func:`scan_core.explore.jobs.expected_seconds`)."""
+    side = images.image_size[0]
+    try:
+        config = make_config(spec, clusters, len(images), side, images.channels, preset,
+                             **({"backbone": backbone} if backbone else {}))
+    except ValueError:  # the job refuses it with the reason
+        return
+    seconds = jobs.expected_seconds(ws, config.to_dict(), len(images), side)
+    st.caption(f":material/schedule: Expected training time: about **{duration_text(seconds)}**. An estimate "
+               f"from the {len(images):,} images and the epochs of the *{config.preset}* preset, scaled by "
+               "how fast the last finished run went here; a busy machine takes longer.")
+
+
+def start_clicked(ws: jobs.Workspace, spec: str) -> None:
+    """Start's callback: launch a run with the values the widgets hold."""
+    def value(field: str):
+        return st.session_state[start_key(spec, field)]
+
+    clusters, backbone = int(value("clusters")), value("backbone")
+    launch(ws, spec, clusters, value("name").strip() or default_run_name(spec, clusters), value("preset"),
+           None if backbone == PRESET_BACKBONE else backbone, int(value("seed")), origin="form")
 
 
 def launch(ws: jobs.Workspace, spec: str, clusters: int, name: str, preset: str = "auto",
-           backbone: str | None = None, seed: int = 0) -> None:
+           backbone: str | None = None, seed: int = 0, origin: str = "form") -> None:
+    """A start button's callback: launch the job and show its run on every page. A refusal is
+    kept for :func:`show_refusal` to draw beside the button ``origin`` names."""
     try:
         run_dir = jobs.start(ws, spec, clusters, name=name, preset=preset, backbone=backbone, seed=seed)
     except jobs.JobBusy as error:
-        st.warning(f"Not started: {error}.")
+        st.session_state[LAUNCH_REFUSAL] = (origin, f"Not started: {error}.")
         return
     except ValueError as error:
-        st.error(str(error))
+        st.session_state[LAUNCH_REFUSAL] = (origin, str(error))
         return
-    choose_run(run_dir.name)
-    st.rerun()
+    open_run(run_dir.name)
+
+
+def show_refusal(origin: str) -> None:
+    """Why the start button ``origin`` names did not start a run, once."""
+    refusal = st.session_state.get(LAUNCH_REFUSAL)
+    if refusal and refusal[0] == origin:
+        st.warning(st.session_state.pop(LAUNCH_REFUSAL)[1])
 
 
 @st.fragment(run_every=1.5)
@@ -136,27 +230,25 @@ def live_progress(ws: jobs.Workspace, run_dir: Path) -> None:
 
 
 def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
-    """Stages, the current stage's progress and ETA, its loss curve, Cancel / Resume."""
+    """Stages, the current stage's progress and ETA, the whole run's, its loss curve, Cancel / Resume."""
     state = jobs.job_state(ws, run_dir)
     events = read_events(run_dir)
     completed = set(state.get("completed") or [])
     current = state.get("stage")
+    working = state["state"] in ("running", "starting")
     st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
     cols = st.columns(len(STAGE_NAMES))
     for col, stage in zip(cols, STAGE_NAMES):
-        active = stage == current and state["state"] in ("running", "starting")
-        mark = STATE_ICONS["finished"] if stage in completed else STATE_ICONS["running"] if active else PENDING_ICON
+        mark = (STATE_ICONS["finished"] if stage in completed else
+                STATE_ICONS["running"] if stage == current and working else PENDING_ICON)
         col.markdown(f"{mark} **{stage}**")
-    steps = [e for e in events if e.get("kind") == "step" and e.get("stage") == current]
-    if state["state"] in ("running", "starting"):
-        if steps:
-            last = steps[-1]
-            eta = last.get("eta_s")
-            st.progress(min(1.0, last["step"] / max(1, last["total"])),
-                        text=f"{current}: step {last['step']:,} / {last['total']:,}"
-                             + (f" · ETA {eta:.0f} s" if eta is not None else ""))
-        else:
-            st.progress(0.0, text=f"{current or 'starting'}: preparing…")
+    steps = [e for e in jobs.stage_events(events, current) if e.get("kind") == "step"]
+    if working:
+        stage_bar(current, steps)
+        left = jobs.remaining_seconds(run_dir, state, events)
+        if left is not None:
+            st.caption(f":material/schedule: Whole run: about **{duration_text(left)}** left (an estimate from "
+                       "the image count, the epochs and how fast the finished stages went).")
     losses = [(e["step"], e["loss"]) for e in steps if e.get("loss") is not None]
     if losses:
         st.line_chart(pd.DataFrame(losses, columns=["step", "loss"]).set_index("step"), height=180)
@@ -167,21 +259,42 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
         links = st.columns(4)
         for col, (page, label, icon) in zip(links, NEXT_PAGES):
             col.page_link(page, label=label, icon=icon, query_params={"run": run_dir.name})
-    if state.get("error") and state["state"] != "finished":
-        st.error(f"{state['state'].capitalize()}: {state['error']}")
+    if state.get("error") and state["state"] in OUTCOMES:
+        show, message = OUTCOMES[state["state"]]
+        show(message.format(error=state["error"]))
     buttons = st.columns([1, 1, 4])
-    if state["state"] in ("running", "starting"):
+    if working:
         if buttons[0].button("Cancel", icon=":material/stop:", key="cancel"):
             jobs.cancel(ws, run_dir)
             st.toast("Cancelling… the job stops after its current step.")
-    elif state["state"] in ("interrupted", "cancelled", "failed") and buttons[0].button(
+    elif state["state"] in OUTCOMES and buttons[0].button(
             "Resume", icon=":material/replay:", key="resume", type="primary"):
         try:
             jobs.resume(ws, run_dir)
         except (jobs.JobBusy, ValueError) as error:
             st.warning(str(error))
-    if state["state"] != st.session_state.get("page_state"):
-        st.rerun(scope="app")  # the job changed state: refresh the sidebar and the runs table too
+        else:
+            st.rerun(scope="app")
+    drawn = (run_dir.name, state["state"])
+    if st.session_state.get(PAGE_STATE) != drawn:
+        # The sidebar and the runs table read the state before this card: rerun the whole app
+        # whenever the card sees another state than the one it saw before that app run began.
+        st.session_state[PAGE_STATE] = drawn
+        st.rerun(scope="app")
+
+
+def stage_bar(stage: str | None, steps: list[dict]) -> None:
+    """The current stage's bar: steps and ETA, or seconds against an estimate (unit ``s``)."""
+    if not steps:
+        st.progress(0.0, text=f"{stage or 'starting'}: preparing…")
+        return
+    last = steps[-1]
+    if last.get("unit") == "s":
+        text = f"{stage}: {last['step']} s of about {last['total']} s (estimate)"
+    else:
+        eta = last.get("eta_s")
+        text = f"{stage}: step {last['step']:,} / {last['total']:,}" + (f" · ETA {eta:.0f} s" if eta is not None else "")
+    st.progress(min(1.0, last["step"] / max(1, last["total"])), text=text)
 
 
 def finished_summary(run_dir: Path) -> str:
@@ -194,38 +307,43 @@ def finished_summary(run_dir: Path) -> str:
     return f"{scores + ' · ' if scores else ''}{metrics.get('images', {}).get('count', 0):,} images · {seconds:.0f} s"
 
 
-def runs_table(ws: jobs.Workspace) -> None:
-    runs = jobs.list_runs(ws)
+def runs_table(runs: list[dict]) -> None:
+    """Every run with its state and scores; ticking a row opens that run (:func:`open_selected_run`)."""
     if not runs:
         return
     st.subheader("Runs")
     table = pd.DataFrame(runs)
     table["created"] = pd.to_datetime(table["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
-    event = st.dataframe(table[["run", "state", "dataset", "clusters", "preset", "acc", "nmi", "created"]],
-                         hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                         key="runs_table",
-                         column_config={"acc": st.column_config.NumberColumn("ACC", format="%.3f"),
-                                        "nmi": st.column_config.NumberColumn("NMI", format="%.3f"),
-                                        "dataset": st.column_config.TextColumn("dataset", max_chars=40)})
-    rows = event.selection.rows
-    if rows and runs[rows[0]]["run"] != (chosen_run() or Path()).name:
-        choose_run(runs[rows[0]]["run"])
-        st.rerun()
+    table[["acc", "nmi"]] = table[["acc", "nmi"]].astype(float)  # no score yet: NaN, drawn as the placeholder
+    st.dataframe(table[["run", "state", "dataset", "clusters", "preset", "acc", "nmi", "created"]],
+                 hide_index=True, width="stretch", on_select=functools.partial(open_selected_run, table["run"].tolist()),
+                 selection_mode="single-row", key=RUNS_TABLE, placeholder="–",
+                 column_config={"acc": st.column_config.NumberColumn("ACC", format="%.3f"),
+                                "nmi": st.column_config.NumberColumn("NMI", format="%.3f"),
+                                "dataset": st.column_config.TextColumn("dataset", max_chars=40)})
+
+
+def open_selected_run(names: list[str]) -> None:
+    """The runs table's callback: open the run of the ticked row (``names``: the table's runs, in order)."""
+    rows = st.session_state[RUNS_TABLE]["selection"]["rows"]
+    if rows:
+        open_run(names[rows[0]])
 
 
 def main() -> None:
     ws = workspace()
     st.title("Data & training")
-    if not jobs.list_runs(ws):
+    runs = jobs.list_runs(ws)
+    if not runs:
         with st.container(border=True):
             st.markdown("### :material/waving_hand: New here? Train on the bundled handwritten digits\n"
                         "1,797 images, 10 classes, about a minute on a laptop CPU. Then explore the "
                         "clusters, fix them and export the labels.")
-            if st.button("Run the digits demo", type="primary", icon=":material/rocket_launch:"):
-                launch(ws, "digits", 10, "digits-demo", preset="digits")
+            st.button("Run the digits demo", type="primary", icon=":material/rocket_launch:", on_click=launch,
+                      args=(ws, "digits", 10, "digits-demo"), kwargs={"preset": "digits", "origin": "demo"})
+            show_refusal("demo")
     run_dir = chosen_run()
     if run_dir is not None:
-        st.session_state["page_state"] = jobs.job_state(ws, run_dir)["state"]
         live_progress(ws, run_dir)
     active = jobs.active_run(ws)
     if active is not None and active != (run_dir.resolve() if run_dir else None):
@@ -233,11 +351,11 @@ def main() -> None:
     st.header("New run")
     st.subheader("1 · Images")
     spec = pick_source(ws)
-    images = show_preview(spec) if spec else None
+    images = show_preview(ws, spec) if spec else None
     if images is not None:
         st.subheader("2 · Train")
         start_form(ws, spec, images)
-    runs_table(ws)
+    runs_table(runs)
 
 
 through_navigation()

@@ -111,6 +111,13 @@ def wait_idle(page, timeout: float = 30_000) -> None:
     page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=timeout)
 
 
+FIRST_POINT = """() => {  // where the first image of the first trace is drawn, in page pixels
+    const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
+    const trace = gd._fullData[0], r = gd.getBoundingClientRect();
+    return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[0]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[0])};
+}"""
+
+
 def test_train_explore_curate_export(server, page, tmp_path):
     url, home = server
     page.goto(url)
@@ -128,11 +135,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for(timeout=30_000)
     wait_idle(page)
-    point = page.evaluate("""() => {  // where the first image of the first trace is drawn
-        const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
-        const trace = gd._fullData[0], r = gd.getBoundingClientRect();
-        return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[0]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[0])};
-    }""")
+    point = page.evaluate(FIRST_POINT)
     page.mouse.move(point["x"] - 3, point["y"] - 3)
     page.mouse.move(point["x"], point["y"], steps=3)
     thumb = page.locator("#scan-hover-thumb")
@@ -172,6 +175,9 @@ def test_train_explore_curate_export(server, page, tmp_path):
     dialog.wait_for(state="hidden", timeout=30_000)
     wait_idle(page)
 
+    plot.scroll_into_view_if_needed()  # the dialog left the page scrolled: find the map again
+    box = page.locator(".nsewdrag").first.bounding_box()
+    point = page.evaluate(FIRST_POINT)
     page.mouse.dblclick(box["x"] + 5, box["y"] + 5)  # a double click clears the selection
     page.get_by_text("Select points on the map").wait_for(timeout=30_000)
     assert page.get_by_text("Selection · ").count() == 0

@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import signal
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from scan_core.data.artifacts import load_json
+from scan_core.data.artifacts import load_json, save_json
+from scan_core.data.sources.common import DATA_DIR_ENV
 from scan_core.explore import jobs
+from scan_core.method.projection import umap_seconds
+from scan_core.presets import make_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,3 +157,99 @@ def test_the_lock_is_an_flock_other_tools_can_see(ws):
             jobs.start(ws, "digits", 10, preset="tiny")
     finally:
         os.close(descriptor)
+
+
+def test_relative_folders_are_looked_up_in_each_data_root_in_turn(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    ws = jobs.Workspace.create(tmp_path / "home", [first, second])
+    (second / "cats").mkdir(parents=True)
+    assert ws.confined("cats") == (second / "cats").resolve()  # never ./cats of the working directory
+    (first / "cats").mkdir(parents=True)
+    assert ws.confined("cats") == (first / "cats").resolve()  # the first root that has it
+    with pytest.raises(ValueError, match="does not exist in any data root"):
+        ws.confined("dogs")
+    with pytest.raises(ValueError, match="outside the data roots"):
+        ws.confined("../../etc")
+
+
+def hold_lock_for(ws: jobs.Workspace, run_dir: Path) -> int:
+    """Take the workspace lock for ``run_dir`` as its training process would (here: this test)."""
+    descriptor = os.open(ws.home / jobs.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    save_json(ws.home / jobs.HOLDER_NAME, {"run_dir": str(run_dir.resolve())})
+    return descriptor
+
+
+def test_a_status_written_since_the_launch_is_shown_while_the_process_exits(ws):
+    run_dir = ws.new_run_dir("ending")
+    launched = time.time()
+    save_json(run_dir / "job.json", {"dataset": "digits", "launched": launched})
+    descriptor = hold_lock_for(ws, run_dir)
+    try:
+        assert jobs.job_state(ws, run_dir)["state"] == "starting"  # no status yet
+        for state, error in (("finished", None), ("cancelled", "cancelled by user"), ("failed", "boom")):
+            save_json(run_dir / "status.json", {"state": state, "error": error, "updated": launched + 1})
+            assert (jobs.job_state(ws, run_dir)["state"], jobs.job_state(ws, run_dir)["error"]) == (state, error)
+        save_json(run_dir / "status.json", {"state": "cancelled", "error": "cancelled by user",
+                                            "updated": launched - 60})  # the attempt before this resume
+        assert jobs.job_state(ws, run_dir)["state"] == "starting"
+    finally:
+        os.close(descriptor)
+    (run_dir / "train.log").write_text("error: no such dataset\n")  # it died before writing a status
+    state = jobs.job_state(ws, run_dir)
+    assert (state["state"], state["error"]) == ("failed", "error: no such dataset")
+    (run_dir / "train.log").write_text("cancelled: run the same command again (--out x) to resume\n")
+    assert jobs.job_state(ws, run_dir)["state"] == "cancelled"  # cancelled while loading: no failure
+
+
+def test_a_job_extracts_its_zip_into_the_workspace(ws, wait_for, monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "user-cache"))
+    assert jobs.Workspace.from_env().data_dir == (tmp_path / "user-cache").resolve()  # the user's choice wins
+    assert ws.data_dir == ws.home / "cache"
+    upload = ws.uploads / "dots.zip"
+    with zipfile.ZipFile(upload, "w") as archive:
+        for i in range(30):
+            image = io.BytesIO()
+            Image.new("L", (12, 12), 8 * i if i % 2 else 255 - 8 * i).save(image, format="PNG")
+            archive.writestr(f"dots/{'dark' if i % 2 else 'light'}/{i}.png", image.getvalue())
+    run_dir = jobs.start(ws, str(upload), 2, name="dots", preset="tiny")
+    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] not in ("starting", "running"))
+    assert jobs.job_state(ws, run_dir)["state"] == "finished", jobs.last_log_line(run_dir)
+    assert len(list((ws.data_dir / "zips").iterdir())) == 1
+    assert not (tmp_path / "user-cache").exists()
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=10)
+
+
+def digits_config(preset: str = "digits") -> dict:
+    return make_config("digits", 10, 1797, 16, 1, preset).to_dict()
+
+
+def test_the_time_rule_follows_images_epochs_and_this_machines_speed(ws):
+    rule = jobs.stage_seconds(digits_config(), 1797, 16)
+    assert list(rule) == ["images", "pretext", "neighbors", "scan", "selflabel", "projection"]
+    assert rule["projection"] == pytest.approx(umap_seconds(1797))  # what the running stage counts against
+    assert "projection" not in jobs.stage_seconds(digits_config("tiny"), 1797, 16)  # tiny: no UMAP
+    assert jobs.stage_seconds(digits_config(), 17970, 16)["scan"] == pytest.approx(10 * rule["scan"])
+    expected = jobs.expected_seconds(ws, digits_config(), 1797, 16)  # no finished run: the rule as is
+    assert expected == pytest.approx(jobs.STARTUP_SECONDS + sum(rule.values()))
+    assert jobs.speed([(30.0, 10.0)]) == 3.0 and jobs.speed([(0.2, 0.1)]) == 1.0  # too short to tell
+    assert jobs.speed([(1000.0, 10.0)]) == jobs.SPEED_RANGE[1]
+
+
+def test_the_remaining_time_scales_the_rule_by_the_finished_stages(ws):
+    run_dir = ws.new_run_dir("halfway")
+    rule = jobs.stage_seconds(digits_config(), 1797, 16)
+    save_json(run_dir / "config.json", digits_config())
+    save_json(run_dir / "metrics.json", {"images": {"count": 1797, "height": 16, "seconds": rule["images"] * 2},
+                                         "pretext": {"seconds": rule["pretext"] * 2},
+                                         "neighbors": {"seconds": rule["neighbors"] * 2},
+                                         "scan": {"seconds": rule["scan"] * 2}})
+    state = {"state": "running", "stage": "selflabel", "completed": ["images", "pretext", "neighbors", "scan"]}
+    now = time.time()
+    events = [{"time": now - 10, "kind": "stage_start", "stage": "selflabel"},
+              {"time": now - 1, "kind": "step", "stage": "selflabel", "step": 3, "total": 4, "eta_s": 4.0}]
+    left = jobs.remaining_seconds(run_dir, state, events, now=now)
+    assert left == pytest.approx(3.0 + 2 * rule["projection"])  # its own ETA, then UMAP at twice the rule
+    before_steps = jobs.remaining_seconds(run_dir, state, events[:1], now=now)
+    assert before_steps == pytest.approx(max(0, 2 * rule["selflabel"] - 10) + 2 * rule["projection"])
+    assert jobs.remaining_seconds(run_dir, {**state, "state": "cancelled"}, events) is None

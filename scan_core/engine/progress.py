@@ -1,12 +1,18 @@
 """Progress reporting of a run: a terminal bar and ``events.jsonl`` that a UI can poll (its format
 and reader: :mod:`scan_core.data.rundir`). Step events are throttled to a few per second.
+
+A stage that spends its time in one library call reporting nothing (the projection's UMAP) counts
+seconds against an estimate instead (:meth:`Progress.timed`): its step events say ``unit: "s"``.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
@@ -39,13 +45,14 @@ class Progress:
         self._stage_started = time.time()
         self.emit("stage_start", **fields)
 
-    def step(self, step: int, total: int, loss: float | None = None) -> None:
-        """Report ``step`` of ``total`` in the current stage (with the loss, if any)."""
+    def step(self, step: int, total: int, loss: float | None = None, unit: str = "step") -> None:
+        """Report ``step`` of ``total`` in the current stage (with the loss, if any); a ``unit``
+        other than ``step`` is written into the event."""
         now = time.time()
         if self.show_bar:
             if self._bar is None or self._bar.total != total:
                 self.close_bar()
-                self._bar = tqdm(total=total, desc=self.stage, unit="step", file=sys.stderr,
+                self._bar = tqdm(total=total, desc=self.stage, unit=unit, file=sys.stderr,
                                  dynamic_ncols=True, leave=True)
             self._bar.update(step - self._bar.n)
             if loss is not None:
@@ -53,8 +60,30 @@ class Progress:
         if now - self._last_write >= self.min_interval or step == total:
             elapsed = now - self._stage_started
             eta = elapsed / step * (total - step) if step else None
-            self.emit("step", step=step, total=total, loss=loss, eta_s=None if eta is None else round(eta, 1))
+            self.emit("step", step=step, total=total, loss=loss, eta_s=None if eta is None else round(eta, 1),
+                      **({} if unit == "step" else {"unit": unit}))
             self._last_write = now
+
+    @contextmanager
+    def timed(self, estimate_s: float, every: float = 1.0) -> Iterator[None]:
+        """Within the block, a background thread reports the seconds the current stage has run as
+        steps (unit ``s``) of a total of ``estimate_s`` seconds, stretched while the block runs
+        longer, every ``every`` seconds: a moving bar and an ETA for a call that reports nothing,
+        both estimates."""
+        done = threading.Event()
+
+        def tick() -> None:
+            while not done.wait(every):
+                elapsed = int(time.time() - self._stage_started)
+                self.step(elapsed, max(round(estimate_s), elapsed + 1), unit="s")
+
+        thread = threading.Thread(target=tick, name="progress-timed", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def end(self, **fields) -> None:
         self.close_bar()

@@ -7,9 +7,14 @@ exclusive ``flock`` on ``WORKSPACE/training.lock``: the launcher takes it withou
 start gets :class:`JobBusy`), hands the open descriptor to the child and closes its own copy, so
 the lock is held exactly as long as the training process lives, even if it is killed.
 
-A workspace (``$SCAN_EXPLORER_HOME``, default ``./workspace``) holds ``runs/``, ``uploads/`` and
-the lock; folders typed in the UI must lie inside its data roots (``$SCAN_EXPLORER_DATA_ROOTS``,
-``os.pathsep``-separated; default ``WORKSPACE/data`` and ``WORKSPACE/uploads``).
+A workspace (``$SCAN_EXPLORER_HOME``, default ``./workspace``) holds ``runs/``, ``uploads/``,
+``cache/`` (where jobs and the app's preview extract zips and download datasets, unless
+``$SCAN_EXPLORER_DATA`` names another folder) and the lock; folders typed in the UI must lie
+inside its data roots (``$SCAN_EXPLORER_DATA_ROOTS``, ``os.pathsep``-separated; default
+``WORKSPACE/data`` and ``WORKSPACE/uploads``); a relative folder is looked up in each root in turn.
+
+Time estimates (:func:`stage_seconds`, :func:`expected_seconds`, :func:`remaining_seconds`) are a
+rough rule from the image count and the epochs, scaled by how fast finished stages actually ran.
 """
 from __future__ import annotations
 
@@ -26,14 +31,25 @@ from pathlib import Path
 import scan_core
 
 from ..data.artifacts import CorruptArtifact, load_json, save_json
-from ..data.rundir import CLUSTER_STAGES, read_status
+from ..data.rundir import CLUSTER_STAGES, STAGE_NAMES, read_status
 from ..data.sources import BUILTIN
+from ..data.sources.common import DATA_DIR_ENV
 
 HOME_ENV = "SCAN_EXPLORER_HOME"
 ROOTS_ENV = "SCAN_EXPLORER_DATA_ROOTS"
 LOCK_NAME = "training.lock"
 HOLDER_NAME = "training.json"
 RUN_NAME_MAX = 60
+CANCELLED = "cancelled by user"
+#: Rough cost of each stage on the 2-core CPU of the README's benchmarks: (fixed seconds, seconds
+#: per image, seconds per image and epoch of the stage's training). The projection's numbers are
+#: those of :func:`scan_core.method.projection.umap_seconds`, which the running stage reports.
+STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "neighbors": (0.0, 5e-4, 0.0),
+               "scan": (0.0, 0.0, 4.5e-5), "selflabel": (0.0, 0.0, 3e-5), "projection": (12.0, 8e-4, 0.0)}
+#: How much slower than the 16-wide small CNN on 28 px images a pretext epoch is, per backbone.
+BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0}
+STARTUP_SECONDS = 5.0        # the job's Python, torch and its images loaded before the first stage
+SPEED_RANGE = (0.25, 4.0)    # how far measured stages may scale the rule
 _children: list[subprocess.Popen] = []  # launched jobs, polled so finished ones are reaped
 
 
@@ -47,18 +63,23 @@ class Workspace:
 
     home: Path
     data_roots: tuple[Path, ...]
+    data_dir: Path  # where sources extract zips and download datasets (``load_source``'s data_dir)
 
     @classmethod
     def from_env(cls) -> Workspace:
         home = Path(os.environ.get(HOME_ENV) or "workspace").expanduser().resolve()
         roots = [Path(p).expanduser() for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p]
-        return cls.create(home, roots or None)
+        data_dir = os.environ.get(DATA_DIR_ENV)
+        return cls.create(home, roots or None, Path(data_dir) if data_dir else None)
 
     @classmethod
-    def create(cls, home: Path, data_roots: list[Path] | None = None) -> Workspace:
+    def create(cls, home: Path, data_roots: list[Path] | None = None, data_dir: Path | None = None) -> Workspace:
+        """The workspace at ``home``; ``data_dir`` defaults to ``home/cache`` so that what users
+        upload stays with the workspace, not in a cache of the server's account."""
         home = Path(home).resolve()
         roots = data_roots if data_roots is not None else [home / "data", home / "uploads"]
-        workspace = cls(home, tuple(Path(r).resolve() for r in roots))
+        workspace = cls(home, tuple(Path(r).resolve() for r in roots),
+                        Path(data_dir).expanduser().resolve() if data_dir else home / "cache")
         for folder in (workspace.runs, workspace.uploads):
             folder.mkdir(parents=True, exist_ok=True)
         return workspace
@@ -73,16 +94,26 @@ class Workspace:
 
     def confined(self, text: str) -> Path:
         """The folder or zip ``text`` names, resolved (symlinks too) and checked to lie inside a
-        data root; ValueError otherwise, so the UI cannot be used to read ``/etc``."""
+        data root; ValueError otherwise, so the UI cannot be used to read ``/etc``. A relative
+        path is looked up in each data root in turn (never in the server's working directory):
+        the first root where it exists wins."""
         if not text.strip():
             raise ValueError("no folder given")
-        path = Path(text.strip()).expanduser().resolve()
-        if not any(path == root or root in path.parents for root in self.data_roots):
+        typed = Path(text.strip()).expanduser()
+        candidates = [typed.resolve()] if typed.is_absolute() else [(root / typed).resolve()
+                                                                    for root in self.data_roots]
+        inside = [path for path in candidates if self._in_roots(path)]
+        if not inside:
             roots = ", ".join(str(r) for r in self.data_roots)
-            raise ValueError(f"{path} is outside the data roots ({roots}); set {ROOTS_ENV} to allow it")
-        if not path.exists():
-            raise ValueError(f"{path} does not exist")
-        return path
+            raise ValueError(f"{candidates[0]} is outside the data roots ({roots}); set {ROOTS_ENV} to allow it")
+        found = next((path for path in inside if path.exists()), None)
+        if found is None:
+            where = "" if typed.is_absolute() else " in any data root"
+            raise ValueError(f"{inside[0] if typed.is_absolute() else typed} does not exist{where}")
+        return found
+
+    def _in_roots(self, path: Path) -> bool:
+        return any(path == root or root in path.parents for root in self.data_roots)
 
     def new_run_dir(self, name: str) -> Path:
         """A fresh directory under ``runs/`` named after ``name`` (sanitised, made unique)."""
@@ -176,16 +207,32 @@ def active_run(workspace: Workspace) -> Path | None:
 
 def job_state(workspace: Workspace, run_dir: Path) -> dict:
     """``status.json`` as :func:`scan_core.data.rundir.read_status` reads it (which alone decides
-    whether a run's process died), plus the job's own view: ``starting`` while the launched process
-    loads images, and the log's last line when it died before writing any status."""
+    whether a run's process died), plus the job's own view, the one every part of the app shows.
+
+    A status written since the latest launch is the job's state, also while its process is still
+    exiting (a finished or cancelled run never reads ``starting`` again). Before the launched
+    process writes one (none yet, or the previous attempt's), the run is ``starting`` while the
+    process lives, and afterwards ``failed`` with the log's last line (or ``cancelled``, when the
+    user cancelled it while it was loading its images)."""
     run_dir = Path(run_dir)
     status = read_status(run_dir)
-    if status["state"] != "running" and active_run(workspace) == run_dir.resolve():
-        # launched (or resumed), not yet past loading
-        return {**status, "state": "starting", "stage": status.get("stage") or "images", "error": None}
+    if _written_since_launch(run_dir, status):
+        return status
+    if active_run(workspace) == run_dir.resolve():
+        return {**status, "state": "starting", "stage": "images", "error": None}
+    reason = last_log_line(run_dir)
+    if reason.startswith("cancelled"):  # what the CLI prints on SIGTERM before any stage ran
+        return {**status, "state": "cancelled", "error": CANCELLED}
+    return {**status, "state": "failed", "error": reason or "the job did not start"}
+
+
+def _written_since_launch(run_dir: Path, status: dict) -> bool:
+    """Whether ``status`` comes from the attempt launched last (any written status of a run that
+    the app never launched, such as one trained on the command line)."""
     if status["state"] == "new":
-        return {**status, "state": "failed", "error": last_log_line(run_dir) or "the job did not start"}
-    return status
+        return False
+    launched = _read(run_dir / "job.json").get("launched")
+    return launched is None or (status.get("updated") or 0) >= launched
 
 
 def last_log_line(run_dir: Path) -> str:
@@ -227,6 +274,84 @@ def list_runs(workspace: Workspace) -> list[dict]:
     return sorted(rows, key=lambda row: row["created"], reverse=True)
 
 
+def stage_events(events: list[dict], stage: str | None) -> list[dict]:
+    """The events since ``stage`` last started (its current attempt; empty if it never started)."""
+    starts = [i for i, event in enumerate(events) if event.get("kind") == "stage_start" and event.get("stage") == stage]
+    return events[starts[-1]:] if starts else []
+
+
+# ---- time estimates ----------------------------------------------------------------------------
+def stage_seconds(config: dict, images: int, side: int) -> dict[str, float]:
+    """Rough seconds of each stage a run with ``config`` (``config.json``'s content) goes through
+    on ``images`` images of ``side`` pixels, by :data:`STAGE_COSTS` (this machine's speed aside)."""
+    network = BACKBONE_COSTS.get(config.get("backbone"), config.get("backbone_width", 32) / 16) * (side / 28) ** 2
+    epochs = {"pretext": 0 if config.get("head_input") == "pixels" else config["pretext"]["epochs"] * network,
+              "scan": config["scan"]["epochs"], "selflabel": config["selflabel"]["epochs"]}
+    seconds = {}
+    for stage in STAGE_NAMES:
+        if stage == "projection" and not config.get("umap", True):
+            continue
+        fixed, per_image, per_image_epoch = STAGE_COSTS[stage]
+        seconds[stage] = fixed + images * (per_image + per_image_epoch * epochs.get(stage, 0))
+    return seconds
+
+
+def speed(measured: list[tuple[float, float]]) -> float:
+    """How many times the rule's seconds the stages in ``measured`` (pairs of seconds taken and
+    seconds by the rule) took, within :data:`SPEED_RANGE`; 1 when they are too short to tell."""
+    taken, by_rule = (sum(column) for column in zip(*measured)) if measured else (0.0, 0.0)
+    if by_rule < 1.0:
+        return 1.0
+    return min(max(taken / by_rule, SPEED_RANGE[0]), SPEED_RANGE[1])
+
+
+def expected_seconds(workspace: Workspace, config: dict, images: int, side: int) -> float:
+    """Rough seconds a new run with ``config`` will take on ``images`` images of ``side`` pixels:
+    the rule scaled by the :func:`speed` of the workspace's newest finished run (this machine's
+    speed, when there is one), plus the job's start-up."""
+    finished = next((row["run"] for row in list_runs(workspace) if row["state"] == "finished"), None)
+    scale = speed(_measured(workspace.runs / finished)) if finished else 1.0
+    return STARTUP_SECONDS + scale * sum(stage_seconds(config, images, side).values())
+
+
+def remaining_seconds(run_dir: Path, state: dict, events: list[dict], now: float | None = None) -> float | None:
+    """Rough seconds a running job still needs: what is left of the current stage (its last step
+    event's ETA, else the rule's time less the time it has run) plus the rule's time for the stages
+    not begun, the rule scaled by the :func:`speed` of the stages finished so far. None unless the
+    run is running past its images stage."""
+    rule = _rule(Path(run_dir))
+    current = state.get("stage")
+    if state["state"] != "running" or current not in rule:
+        return None
+    now = time.time() if now is None else now
+    scale = speed(_measured(Path(run_dir), rule))
+    since = stage_events(events, current)
+    timed = [e for e in since if e.get("kind") == "step" and e.get("eta_s") is not None]
+    if timed:
+        left = timed[-1]["eta_s"] - (now - timed[-1]["time"])
+    else:
+        left = rule[current] * scale - (now - (since[0]["time"] if since else now))
+    later = [stage for stage in rule if STAGE_NAMES.index(stage) > STAGE_NAMES.index(current)]
+    return max(0.0, left) + scale * sum(rule[stage] for stage in later)
+
+
+def _rule(run_dir: Path) -> dict[str, float]:
+    """:func:`stage_seconds` of a run, from its config and its images' count and size (empty until
+    its images stage has recorded them)."""
+    config, images = _read(run_dir / "config.json"), read_metrics(run_dir).get("images", {})
+    if not config or "count" not in images:
+        return {}
+    return stage_seconds(config, images["count"], images.get("height", 28))
+
+
+def _measured(run_dir: Path, rule: dict[str, float] | None = None) -> list[tuple[float, float]]:
+    """(seconds taken, seconds by the rule) of every stage the run has recorded."""
+    rule = _rule(run_dir) if rule is None else rule
+    metrics = read_metrics(run_dir)
+    return [(metrics[stage]["seconds"], rule[stage]) for stage in rule
+            if isinstance(metrics.get(stage), dict) and "seconds" in metrics[stage]]
+
+
 # ---- internals -------------------------------------------------------------------------------
 class _training_lock:
     """Context manager: the workspace lock taken without waiting (JobBusy when held)."""
@@ -251,14 +376,18 @@ class _training_lock:
 
 
 def _launch(workspace: Workspace, lock: int, run_dir: Path, args: list[str]) -> None:
+    """Start the training process; ``launched`` is taken before it starts, so that every status
+    it writes is newer (:func:`job_state`). It extracts and downloads into the workspace's data_dir."""
     command = [sys.executable, "-m", "scan_core", "train", *args, "--out", str(run_dir), "--quiet"]
     save_json(workspace.home / HOLDER_NAME, {"run_dir": str(run_dir.resolve())})
+    launched = time.time()
     with open(run_dir / "train.log", "ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  pass_fds=(lock,), start_new_session=True,
+                                 env={**os.environ, DATA_DIR_ENV: str(workspace.data_dir)},
                                  cwd=Path(scan_core.__file__).resolve().parent.parent)  # where -m finds it
     _children.append(child)
-    save_json(run_dir / "job.json", {**_read(run_dir / "job.json"), "pid": child.pid, "launched": time.time()})
+    save_json(run_dir / "job.json", {**_read(run_dir / "job.json"), "pid": child.pid, "launched": launched})
 
 
 def _reap() -> None:

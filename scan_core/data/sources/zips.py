@@ -20,16 +20,15 @@ ZIP_MAX_TOTAL_BYTES = 4 * 2**30
 _ZIP_META = ".scan_zip.json"                # written last into a finished extraction
 
 
-
 def load_zip(path: Path, data_dir: Path | None = None, image_size: int | None = None,
              progress: Progress | None = None) -> ImageSet:
     """The images of a ``.zip`` archive, loaded like :func:`load_folder`.
 
     The image entries are extracted once into ``data_dir/zips/<key>/`` (key: hash of the zip's
-    path, size and mtime) and reused afterwards. Entries with absolute paths, ``..``
-    components, links or encryption are skipped with a reason. A single top-level folder is
-    treated as the root. Raises :class:`SourceError` for a corrupt zip or one over
-    :data:`ZIP_MAX_FILES` / :data:`ZIP_MAX_TOTAL_BYTES`.
+    path, size and mtime) and reused afterwards; one without a readable image is removed again.
+    Entries with absolute paths, ``..`` components, links or encryption are skipped with a reason.
+    A single top-level folder is treated as the root. Raises :class:`SourceError` for a corrupt
+    zip or one over :data:`ZIP_MAX_FILES` / :data:`ZIP_MAX_TOTAL_BYTES`.
     """
     image_size = check_image_size(image_size)
     path = Path(path).expanduser()
@@ -49,6 +48,7 @@ def load_zip(path: Path, data_dir: Path | None = None, image_size: int | None = 
     try:
         images = load_folder(_zip_root(target), image_size, progress)
     except SourceError as error:                  # e.g. no readable image: name the zip
+        shutil.rmtree(target, ignore_errors=True)  # an extraction nothing can use is not kept
         raise SourceError(f"{path}: {error}") from error
     images.name = path.stem
     images.skipped = zip_skipped + images.skipped

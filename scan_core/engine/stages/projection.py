@@ -1,14 +1,18 @@
 """The projection stage: a 2-D UMAP of the features ``(N, 2)`` for the app's map
-(:mod:`scan_core.method.projection`); skipped when the config has ``umap=False``."""
+(:mod:`scan_core.method.projection`); skipped when the config has ``umap=False``. UMAP reports no
+progress, so the stage counts its seconds against an estimate from the number of images."""
 from __future__ import annotations
 
 from ...data.artifacts import load_array, save_array
+from ...method.projection import umap_seconds
 from ..context import RunContext
 
 
 def run(ctx: RunContext) -> None:
-    from ...method.projection import umap_2d  # umap/numba import is slow: only when this stage runs
-    save_array(ctx.dir / "projection.npy", umap_2d(ctx.features, seed=ctx.config.seed))
+    with ctx.progress.timed(umap_seconds(len(ctx.features))):
+        from ...method.projection import umap_2d  # umap/numba import is slow: only when this stage runs
+        projection = umap_2d(ctx.features, seed=ctx.config.seed)
+    save_array(ctx.dir / "projection.npy", projection)
     ctx.record("projection", {})
 
 

@@ -1,0 +1,244 @@
+"""The Data & training page as a user walks through it (``streamlit.testing.v1.AppTest``): starting
+and picking runs, the progress card while a job runs and ends, the sources and uploads, the time
+estimate, and the app's chrome (toolbar, logo)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from scan_core.data.artifacts import load_json, save_json
+from scan_core.data.rundir import process_start, read_events
+from scan_core.data.sources.common import DATA_DIR_ENV
+from scan_core.engine.progress import Progress
+from scan_core.explore import jobs
+from scan_core.method.projection import umap_seconds
+
+from apptest import app, button, metric, texts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def subheaders(at) -> list[str]:
+    return [s.value for s in at.subheader]
+
+
+def shown_run(at) -> str:
+    """The run the page shows: the URL's ``?run=``, checked against the sidebar and the card."""
+    run = at.query_params["run"]
+    run = run[0] if isinstance(run, list) else run
+    assert at.selectbox(key="run_picker").value == run
+    assert any(f" {run} — " in heading for heading in subheaders(at))  # the progress card
+    return run
+
+
+def tick_row(at, key: str, row: int):
+    """Tick row ``row`` of the table ``key`` as the browser does: its selection sent as the
+    dataframe's widget state with the next run (AppTest has no method for it)."""
+    table = next(d for d in at.dataframe if d.key == key)
+    states = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id = table.proto.id
+    state.string_value = json.dumps({"selection": {"rows": [row], "columns": [], "cells": []}})
+    return at._run(states)
+
+
+def png(colour: tuple[int, int, int], size: int = 16) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@contextmanager
+def training(ws: jobs.Workspace, run_dir: Path):
+    """The workspace lock held for ``run_dir``, as by its training process (here: this test)."""
+    with jobs._training_lock(ws):
+        save_json(ws.home / jobs.HOLDER_NAME, {"run_dir": str(run_dir.resolve())})
+        yield
+
+
+def running_status(**fields) -> dict:
+    """A ``running`` status whose process is this test's (alive, so it is not read as interrupted)."""
+    return {"state": "running", "error": None, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+            "updated": time.time(), **fields}
+
+
+def test_starting_a_run_shows_it_on_every_page_until_it_finishes(own_home, monkeypatch, wait_for):
+    ws = jobs.Workspace.create(own_home)
+    at = app(own_home, monkeypatch)
+    assert shown_run(at) == "digits"
+    at.selectbox(key="start_preset:digits").set_value("tiny")
+    at.text_input(key="start_name:digits").set_value("fresh")
+    button(at, "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert shown_run(at) == "fresh"
+    at.run()  # the sidebar's picker no longer switches back to the run shown before
+    assert shown_run(at) == "fresh" and not any("Training now" in i.value for i in at.info)
+    wait_for(lambda: jobs.job_state(ws, ws.runs / "fresh")["state"] not in ("starting", "running"), timeout=300)
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=30)
+    at.run()
+    assert shown_run(at) == "fresh" and "fresh — finished" in subheaders(at)[0]
+    assert "fresh · finished" in at.selectbox(key="run_picker").options
+
+
+def test_ticking_a_row_of_the_runs_table_opens_that_run(home, monkeypatch):
+    at = app(home, monkeypatch)
+    assert shown_run(at) == "digits"
+    runs = next(d for d in at.dataframe if d.key == "runs_table").value["run"].tolist()
+    tick_row(at, "runs_table", runs.index("nolabels"))
+    assert not at.exception, [e.value for e in at.exception]
+    assert shown_run(at) == "nolabels"
+    at.run()
+    assert shown_run(at) == "nolabels"
+
+
+def test_a_run_whose_process_is_exiting_shows_its_end_not_starting(own_home, monkeypatch):
+    """Between the last status write and the process's exit the workspace lock is still held."""
+    ws = jobs.Workspace.create(own_home)
+    run_dir = ws.runs / "digits"
+    save_json(run_dir / "job.json", {"dataset": "digits", "launched": load_json(run_dir / "status.json")["updated"] - 5})
+    with training(ws, run_dir):
+        at = app(own_home, monkeypatch)
+    assert "digits — finished" in subheaders(at)[0]
+    assert "starting" not in texts(at) and not [b for b in at.button if b.label == "Cancel"]
+    assert "digits · finished" in at.selectbox(key="run_picker").options  # the sidebar says the same
+
+
+def test_a_cancelled_run_is_information_not_an_error(own_home, monkeypatch):
+    stopped = own_home / "runs" / "stopped"
+    stopped.mkdir()
+    shutil.copy(own_home / "runs" / "digits" / "config.json", stopped / "config.json")
+    save_json(stopped / "status.json", {"state": "cancelled", "stage": "scan", "completed": ["images", "pretext"],
+                                        "error": "cancelled by user", "pid": None, "updated": time.time()})
+    at = app(own_home, monkeypatch, run="stopped")
+    assert not at.error, [e.value for e in at.error]
+    assert any("Cancelled by user" in i.value for i in at.info)
+    assert any(b.label == "Resume" for b in at.button)
+
+
+def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "umapping"
+    run_dir.mkdir()
+    shutil.copy(own_home / "runs" / "digits" / "config.json", run_dir / "config.json")
+    metrics = load_json(own_home / "runs" / "digits" / "metrics.json")
+    save_json(run_dir / "metrics.json", {stage: metrics[stage] for stage in ("images", "pretext", "neighbors")})
+    now = time.time()
+    save_json(run_dir / "status.json", running_status(stage="projection", completed=["images", "pretext", "neighbors"]))
+    with open(run_dir / "events.jsonl", "w") as events:
+        for event in ({"time": now - 5, "kind": "stage_start", "stage": "projection"},
+                      {"time": now, "kind": "step", "stage": "projection", "step": 5, "total": 14, "loss": None,
+                       "eta_s": 9.0, "unit": "s"}):
+            events.write(json.dumps(event) + "\n")
+    at = app(own_home, monkeypatch, run="umapping")
+    assert [p.text for p in at.progress] == ["projection: 5 s of about 14 s (estimate)"]
+    assert re.search(r"Whole run: about \*\*\d+ s\*\* left \(an estimate", texts(at))
+    table = next(d for d in at.dataframe if d.key == "runs_table")
+    assert table.proto.placeholder == "–"  # a run without scores yet: a dash, not "None"
+    row = table.value.set_index("run").loc["umapping"]
+    assert np.isnan(row["acc"]) and np.isnan(row["nmi"])
+
+
+def test_the_real_projection_stage_reports_seconds_against_its_estimate(home):
+    events = [e for e in read_events(home / "runs" / "digits") if e.get("stage") == "projection"]
+    steps = [e for e in events if e["kind"] == "step"]
+    assert steps and all(e["unit"] == "s" and e["eta_s"] is not None for e in steps)
+    assert steps[0]["total"] >= round(umap_seconds(1797))
+    assert [e["kind"] for e in events][0] == "stage_start" and events[-1]["kind"] == "stage_end"
+
+
+def test_a_timed_stage_counts_seconds_and_stops_with_its_block(tmp_path):
+    progress = Progress(tmp_path, show_bar=False, min_interval=0.0)
+    progress.start("projection")
+    with progress.timed(0.5, every=0.05):
+        time.sleep(1.3)
+    progress.end()
+    events = read_events(tmp_path)
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [e["step"] for e in steps] == sorted(e["step"] for e in steps) and steps[-1]["step"] == 1
+    assert all(e["total"] > e["step"] for e in steps if e["step"])  # past the estimate, the total stretches
+    assert events[-1]["kind"] == "stage_end"  # nothing ticks after the block
+
+
+def test_a_relative_folder_is_looked_up_in_the_data_roots(tmp_path, monkeypatch):
+    ws = jobs.Workspace.create(tmp_path / "home")
+    cats = ws.data_roots[0] / "pets" / "cats"
+    cats.mkdir(parents=True)
+    for i in range(12):
+        (cats / f"{i}.png").write_bytes(png((20 * i, 100, 200 - 10 * i)))
+    at = app(ws.home, monkeypatch, run=None)
+    at.segmented_control(key="source_kind").set_value("Folder on the server").run()
+    at.text_input(key="folder").set_value("pets").run()  # not ./pets of the server's working directory
+    assert not at.error, [e.value for e in at.error]
+    assert metric(at, "Images") == "12" and metric(at, "Labels") == "1 class"
+
+
+def test_an_upload_that_fails_to_load_is_not_kept_and_zips_extract_into_the_workspace(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    ws = jobs.Workspace.create(tmp_path / "home")
+    at = app(ws.home, monkeypatch, run=None)
+    at.segmented_control(key="source_kind").set_value("Upload a zip").run()
+    for name, data in (("broken.zip", b"not a zip at all"), ("blank.zip", zip_of({"a/1.png": b"no png"}))):
+        at.file_uploader(key="upload").set_value((name, data, "application/zip")).run()
+        assert any(name.removesuffix(".zip") in e.value for e in at.error), name
+        assert not list(ws.uploads.iterdir()), name
+        at.run()  # still in the widget: refused again, not written again
+        assert at.error and not list(ws.uploads.iterdir()), name
+    assert not list((ws.data_dir / "zips").iterdir())  # nor is an extraction nothing can use
+    good = zip_of({f"{folder}/{i}.png": png((i * 9, 50 if folder == "a" else 200, 90)) for folder in "ab"
+                   for i in range(15)})
+    at.file_uploader(key="upload").set_value(("good.zip", good, "application/zip")).run()
+    assert metric(at, "Images") == "30" and metric(at, "Labels") == "2 classes"
+    assert len(list(ws.uploads.iterdir())) == 1
+    assert ws.data_dir == ws.home / "cache" and len(list((ws.data_dir / "zips").iterdir())) == 1
+
+
+def seconds_in(text: str) -> float:
+    amount, unit = re.search(r"Expected training time: about \*\*([\d.]+) (s|min|h)\*\*", text).groups()
+    return float(amount) * {"s": 1, "min": 60, "h": 3600}[unit]
+
+
+def test_the_expected_training_time_follows_the_preset(home, monkeypatch):
+    at = app(home, monkeypatch)
+    digits = seconds_in(texts(at))
+    assert "An estimate from the 1,797 images" in texts(at)
+    at.selectbox(key="start_preset:digits").set_value("tiny").run()
+    assert 0 < seconds_in(texts(at)) < digits  # fewer epochs, no UMAP
+
+
+def test_the_toolbar_has_no_deploy_button_and_the_logo_reads_on_light_and_dark():
+    code = "import streamlit.config as c; print(c.get_option('client.toolbarMode'))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip() == "minimal"
+    colours = set(re.findall(r'fill="(#[0-9A-Fa-f]{6})"', (ROOT / "assets" / "logo.svg").read_text()))
+    assert colours
+    for background in ("#FFFFFF", "#F0F2F6", "#0E1117", "#262730"):  # Streamlit's light and dark pages, sidebars
+        assert all(contrast(colour, background) >= 3 for colour in colours), background
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG contrast ratio of two ``#RRGGBB`` colours."""
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    high, low = sorted((luminance(first), luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
