@@ -220,11 +220,12 @@ def clusters_changed(loaded: RunResults, state: CuratedState) -> str | None:
     seen = seen_version()
     if seen == state.version:
         return None
-    then = curation(loaded).state_at(seen)
+    store = curation(loaded)
+    then = store.state_at(seen)
     if cluster_options(then) == cluster_options(state):
         return None
     gone = sorted(set(cluster_options(then)) - set(cluster_options(state)))
-    change = next(e for e in curation(loaded).history(limit=1))
+    change = store.history(limit=1)[0]
     what = f"cluster {gone[0]} no longer exists" if gone else "the clusters changed"
     return (f"Not done: {what} (edit #{change['id']} by {markdown_text(change['who'])}, {change['kind']}, after "
             "this page was drawn). The page now shows the current clusters; check your choice and try again.")

@@ -188,10 +188,11 @@ class Curation:
         return db
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` write transaction on a fresh connection, committed on success."""
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """One transaction on a fresh connection (``BEGIN IMMEDIATE``: a write; ``BEGIN``: a read
+        whose statements see one snapshot), committed on success, rolled back on an error."""
         with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute(begin)
             try:
                 yield db
             except BaseException:
@@ -395,25 +396,15 @@ class Curation:
             rows = db.execute(f"{_ROW} ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()
         return [_row(row) for row in rows]
 
-    @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: the version and the edits it reads belong together."""
-        with closing(self._connect()) as db:
-            db.execute("BEGIN")
-            try:
-                yield db
-            finally:
-                db.execute("COMMIT")
-
     def state(self) -> CuratedState:
         """The replay of every live edit on the base clusters."""
-        with self._snapshot() as db:
+        with self._transaction("BEGIN") as db:  # the version and the edits from one snapshot
             return self._replay(db)
 
     def state_at(self, version: int) -> CuratedState:
         """The state as it was at ``version`` (edits made by then and not yet undone then)."""
         version = _index(version, "version")
-        with self._snapshot() as db:
+        with self._transaction("BEGIN") as db:  # the version and the edits from one snapshot
             if version > self._version(db):
                 raise ValueError(f"version {version} is ahead of the curation log (version {self._version(db)})")
             return self._replay(db, version)
