@@ -16,15 +16,8 @@ from ui.text import html_text
 SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", *CLUSTER_STAGES)]
 
 
-def cell_images(results, title, clusters: np.ndarray, rows: list[int], event) -> None:
-    """The images of one confusion-matrix cell (cluster x true class): the clicked cell, or one
-    picked in the two boxes."""
-    points = (event.selection.points if event and event.selection else []) or []
-    point = points[0] if points else {}
-    if isinstance(point.get("point_index"), list | tuple) and len(point["point_index"]) == 2:
-        row, column = (int(v) for v in point["point_index"])
-        if 0 <= row < len(rows) and 0 <= column < len(results.class_names):
-            st.session_state["cell_cluster"], st.session_state["cell_class"] = rows[row], column
+def cell_images(results, title, clusters: np.ndarray, rows: list[int]) -> None:
+    """The images of one confusion-matrix cell (cluster x true class), picked in two boxes."""
     left, right = st.columns(2)
     cluster = left.selectbox("Cell: cluster", rows, format_func=title, key="cell_cluster")
     label = right.selectbox("Cell: true class", range(len(results.class_names)),
@@ -72,9 +65,9 @@ def main() -> None:
     figure.update_layout(height=max(360, 34 * k), margin={"l": 0, "r": 0, "t": 30, "b": 0})
     figure.update_xaxes(type="category")
     figure.update_yaxes(type="category")
-    event = st.plotly_chart(figure, key="confusion", on_select="rerun", selection_mode="points")
-    st.caption(f"Clusters are mapped to classes by {report['mapping_kind']}. Click a cell to see its images.")
-    cell_images(results, title, clusters, [int(report["clusters"][i]) for i in order], event)
+    st.plotly_chart(figure, key="confusion")
+    st.caption(f"Clusters are mapped to classes by {report['mapping_kind']}. Pick a cell below to see its images.")
+    cell_images(results, title, clusters, [int(report["clusters"][i]) for i in order])
 
     left, right = st.columns(2)
     with left:
