@@ -1,7 +1,7 @@
-"""Where a run computes: the torch device, the CPU threads, and the library versions it records."""
+"""Where a run computes: the torch device, and the library versions it records (its CPU threads:
+:mod:`scan_core.engine.threads`)."""
 from __future__ import annotations
 
-import os
 import platform
 
 import numpy as np
@@ -19,11 +19,6 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
-
-
-def use_all_cores() -> None:
-    """Let torch's CPU kernels use every core of the machine."""
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 
 def versions() -> dict:

@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +21,10 @@ from tqdm import tqdm
 class Progress:
     """Writes stage/step events for one run directory and draws a tqdm bar on a terminal."""
 
-    def __init__(self, run_dir: Path, show_bar: bool = True, min_interval: float = 0.5):
+    def __init__(self, run_dir: Path, show_bar: bool = True, min_interval: float = 0.5,
+                 on_step: Callable[[], object] | None = None):
+        """``on_step``: called at every step (a run's :class:`~scan_core.engine.threads.ThreadGovernor`)."""
+        self.on_step = on_step
         self.path = Path(run_dir) / "events.jsonl"
         self.show_bar = show_bar
         self.min_interval = min_interval
@@ -48,6 +51,8 @@ class Progress:
     def step(self, step: int, total: int, loss: float | None = None, unit: str = "step") -> None:
         """Report ``step`` of ``total`` in the current stage (with the loss, if any); a ``unit``
         other than ``step`` is written into the event."""
+        if self.on_step:
+            self.on_step()
         now = time.time()
         if self.show_bar:
             if self._bar is None or self._bar.total != total:

@@ -28,8 +28,9 @@ from ..data.sources import load_source
 from ..presets import check_preset, make_config
 from .cancel import Cancelled
 from .context import RunContext
-from .device import resolve_device, use_all_cores, versions
+from .device import resolve_device, versions
 from .progress import Progress
+from .threads import ThreadGovernor
 
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
 RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}
@@ -84,8 +85,9 @@ class Run:
         """``images``: the source, when already loaded (the images stage saves it, else loads it)."""
         self.dir = Path(run_dir)
         self.config = config
+        self.threads = ThreadGovernor()
         self.context = RunContext(self.dir, config, resolve_device(config.device),
-                                  Progress(self.dir, show_bar=show_bar), source=images)
+                                  Progress(self.dir, show_bar=show_bar, on_step=self.threads.adjust), source=images)
         self._process = {"pid": os.getpid(), "pid_start": process_start(os.getpid())}
 
     def _set_status(self, **fields) -> None:
@@ -112,7 +114,6 @@ class Run:
         Whatever stops it is recorded in ``status.json`` (``cancelled`` for :class:`Cancelled`,
         ``interrupted`` for KeyboardInterrupt, else ``failed``) and raised again.
         """
-        use_all_cores()
         save_json(self.dir / "config.json", {**self.config.to_dict(), "versions": versions()})
         completed = self._completed()
         self._set_status(state="running", stage=None, completed=completed, error=None, started=time.time())
@@ -123,6 +124,7 @@ class Run:
         try:
             for stage in stages:
                 self._set_status(stage=stage.name)
+                self.threads.adjust()
                 progress.start(stage.name)
                 torch.manual_seed(self.config.seed + STAGE_NAMES.index(stage.name))
                 self.context.started = time.time()
