@@ -17,7 +17,7 @@ import streamlit as st
 from scan_core.config import BACKBONES
 from scan_core.data.artifacts import save_bytes
 from scan_core.data.images import ImageSet
-from scan_core.data.rundir import STAGE_NAMES, read_events
+from scan_core.data.rundir import STAGE_NAMES, planned_stages, read_events
 from scan_core.data.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
 from scan_core.explore import jobs
 from scan_core.presets import NAMES as PRESET_NAMES
@@ -237,8 +237,10 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
     current = state.get("stage")
     working = state["state"] in ("running", "starting")
     st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
-    cols = st.columns(len(STAGE_NAMES))
-    for col, stage in zip(cols, STAGE_NAMES):
+    config = jobs.run_config(run_dir)
+    stages = [stage.name for stage in planned_stages(config)] if config else list(STAGE_NAMES)
+    cols = st.columns(len(stages))
+    for col, stage in zip(cols, stages):
         mark = (STATE_ICONS["finished"] if stage in completed else
                 STATE_ICONS["running"] if stage == current and working else PENDING_ICON)
         col.markdown(f"{mark} **{stage}**")

@@ -58,12 +58,15 @@ def metrics_table(metrics: dict) -> str:
             continue
         m = metrics[stage]
         cell = lambda key: f"{m[key]:.4f}" if key in m else "   -  "  # noqa: E731
-        note = f"head {m['head']}" if "head" in m else ""
+        note = " ".join((f"head {m['head']}" if "head" in m else "",
+                         "<- the result" if metrics.get("final", {}).get("stage") == stage else "")).strip()
         seconds = f"{m['seconds']:.1f}" if "seconds" in m else "-"
         rows.append(f"{stage:<11} {cell('acc')}  {cell('nmi')}  {cell('ari')}  {seconds:>7}  {note}")
     if "neighbors" in metrics and "purity" in metrics["neighbors"]:
         n = metrics["neighbors"]
         rows.append(f"neighbour purity (top-{n['k']}, {n['space']}): {n['purity']:.4f}")
+    if "final" in metrics:
+        rows.append(f"result: {metrics['final']['stage']} ({metrics['final']['why']})")
     return "\n".join(rows)
 
 

@@ -17,7 +17,8 @@ from typing import Literal, TypeVar, get_args, get_origin
 Device = Literal["auto", "cpu", "cuda"]
 Backbone = Literal["small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet"]
 HeadInput = Literal["features", "pixels", "both"]          # what heads see: SimCLR features, pixel PCA, both
-NeighborSpace = Literal["features", "pixels", "fused", "hog"]  # fused: rank fusion of features and pixels
+NeighborSpace = Literal["features", "pixels", "fused", "hog", "manifold"]  # fused: rank fusion of features and
+#                                                                     pixels; manifold: the UMAP embedding
 ScanMode = Literal["frozen", "finetune"]                   # heads on cached features, or end to end
 
 DEVICES: tuple[str, ...] = get_args(Device)
@@ -164,6 +165,7 @@ class RunConfig:
     head_input: HeadInput = "features"
     neighbor_space: NeighborSpace = "fused"
     pixel_pca_dim: int = 100
+    manifold_dims: int = 0             # > 0: heads learn on a UMAP embedding of the features this wide
     num_neighbors: int = 20
     scan: ScanConfig = field(default_factory=ScanConfig)
     scan_mode: ScanMode = "frozen"
@@ -179,6 +181,12 @@ class RunConfig:
             raise ValueError(f"num_neighbors must be >= 1, got {self.num_neighbors}")
         if self.feature_views < 0:
             raise ValueError(f"feature_views must be >= 0, got {self.feature_views}")
+        if self.manifold_dims < 0 or self.manifold_dims == 1:
+            raise ValueError(f"manifold_dims must be 0 (none) or at least 2, got {self.manifold_dims}")
+        if self.neighbor_space == "manifold" and not self.manifold_dims:
+            raise ValueError("neighbor_space 'manifold' needs manifold_dims > 0")
+        if self.manifold_dims and self.scan_mode != "frozen":
+            raise ValueError("a manifold (manifold_dims > 0) needs scan_mode 'frozen': the heads learn on its fixed embedding")
 
     def to_dict(self) -> dict:
         return asdict(self)

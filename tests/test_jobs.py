@@ -17,6 +17,7 @@ from PIL import Image
 from scan_core.data.artifacts import load_json, save_json
 from scan_core.data.sources.common import DATA_DIR_ENV
 from scan_core.explore import jobs
+from scan_core.method.manifold import manifold_seconds
 from scan_core.method.projection import umap_seconds
 from scan_core.presets import make_config
 
@@ -226,9 +227,11 @@ def digits_config(preset: str = "digits") -> dict:
 
 def test_the_time_rule_follows_images_epochs_and_this_machines_speed(ws):
     rule = jobs.stage_seconds(digits_config(), 1797, 16)
-    assert list(rule) == ["images", "pretext", "neighbors", "scan", "selflabel", "projection"]
+    assert list(rule) == ["images", "pretext", "manifold", "neighbors", "scan", "selflabel", "projection"]
     assert rule["projection"] == pytest.approx(umap_seconds(1797))  # what the running stage counts against
-    assert "projection" not in jobs.stage_seconds(digits_config("tiny"), 1797, 16)  # tiny: no UMAP
+    assert rule["manifold"] == pytest.approx(manifold_seconds(1797))
+    tiny = jobs.stage_seconds(digits_config("tiny"), 1797, 16)
+    assert "projection" not in tiny and "manifold" not in tiny  # tiny: no UMAP, no manifold
     assert jobs.stage_seconds(digits_config(), 17970, 16)["scan"] == pytest.approx(10 * rule["scan"])
     expected = jobs.expected_seconds(ws, digits_config(), 1797, 16)  # no finished run: the rule as is
     assert expected == pytest.approx(jobs.STARTUP_SECONDS + sum(rule.values()))

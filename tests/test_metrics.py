@@ -1,9 +1,9 @@
-"""Clustering metrics against brute force, hand counts and scikit-learn."""
+"""Clustering metrics against brute force, hand counts and textbook formulas."""
 import itertools
+import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from scan_core.method import metrics
 
@@ -47,14 +47,78 @@ def test_majority_accuracy_at_least_hungarian(seed):
     assert metrics.majority_accuracy(clusters, labels) >= metrics.hungarian_accuracy(clusters, labels)
 
 
-def test_evaluate_matches_sklearn():
-    rng = np.random.default_rng(3)
-    labels, clusters = rng.integers(0, 4, 200), rng.integers(0, 6, 200)
+def count_table(clusters, labels):
+    """Contingency counts ``{(cluster, label): n}`` by plain counting."""
+    table = {}
+    for k, c in zip(clusters.tolist(), labels.tolist()):
+        table[k, c] = table.get((k, c), 0) + 1
+    return table
+
+
+def marginals(table, axis):
+    sums = {}
+    for key, n in table.items():
+        sums[key[axis]] = sums.get(key[axis], 0) + n
+    return list(sums.values())
+
+
+def textbook_ari(clusters, labels):
+    """Hubert & Arabie's adjusted Rand index from the contingency table."""
+    table = count_table(clusters, labels)
+    n = sum(table.values())
+    index = sum(math.comb(v, 2) for v in table.values())
+    rows = sum(math.comb(a, 2) for a in marginals(table, 0))
+    cols = sum(math.comb(b, 2) for b in marginals(table, 1))
+    expected = rows * cols / math.comb(n, 2)
+    return (index - expected) / (0.5 * (rows + cols) - expected)
+
+
+def textbook_nmi(clusters, labels):
+    """Mutual information over the arithmetic mean of the two entropies (natural logs)."""
+    table = count_table(clusters, labels)
+    n = sum(table.values())
+    rows = {k: sum(v for (kk, _), v in table.items() if kk == k) for k, _ in table}
+    cols = {c: sum(v for (_, cc), v in table.items() if cc == c) for _, c in table}
+    mi = sum(v / n * math.log(n * v / (rows[k] * cols[c])) for (k, c), v in table.items())
+    h_rows = -sum(a / n * math.log(a / n) for a in rows.values())
+    h_cols = -sum(b / n * math.log(b / n) for b in cols.values())
+    return mi / ((h_rows + h_cols) / 2)
+
+
+def test_evaluate_hand_worked_example():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    clusters = np.array([0, 0, 1, 1, 1, 2, 2, 2])
+    # counts (cluster x class): c0 = [2, 0, 0], c1 = [2, 1, 0], c2 = [0, 1, 2]
+    # one-to-one best: c0->0 (2), c1->1 (1), c2->2 (2) = 5 of 8; majority: 2 + 2 + 2 = 6 of 8
+    # ARI: sum C(n_ij, 2) = 3 (three 2s), clusters 2,3,3 -> 1+3+3 = 7, classes 4,2,2 -> 6+1+1 = 8,
+    #      expected 7 * 8 / C(8, 2) = 2, max 7.5: (3 - 2) / (7.5 - 2) = 2/11
+    # NMI: cluster shares 1/4, 3/8, 3/8; class shares 1/2, 1/4, 1/4; MI = sum p_ij ln(p_ij / (p_i p_j))
+    #      = 1/4 ln 2 + 1/4 ln(4/3) + 1/8 ln(4/3) + 1/8 ln(4/3) + 1/4 ln(8/3) = 1/4 ln(256/27),
+    #      H(clusters) = -(1/4 ln 1/4 + 2 * 3/8 ln 3/8), H(classes) = -(1/2 ln 1/2 + 2 * 1/4 ln 1/4)
+    mi = 0.25 * math.log(256 / 27)
+    h_clusters = -(0.25 * math.log(0.25) + 0.75 * math.log(3 / 8))
+    h_classes = -(0.5 * math.log(0.5) + 0.5 * math.log(0.25))
     scores = metrics.evaluate(clusters, labels)
     assert set(scores) == {"acc", "majority_acc", "nmi", "ari"}
-    assert scores["nmi"] == pytest.approx(normalized_mutual_info_score(labels, clusters))
-    assert scores["ari"] == pytest.approx(adjusted_rand_score(labels, clusters))
-    assert scores["acc"] == pytest.approx(metrics.hungarian_accuracy(clusters, labels))
+    assert scores["acc"] == pytest.approx(5 / 8)
+    assert scores["majority_acc"] == pytest.approx(6 / 8)
+    assert scores["ari"] == pytest.approx(2 / 11)
+    assert scores["nmi"] == pytest.approx(mi / ((h_clusters + h_classes) / 2))
+    # the helpers the randomized test relies on agree with the hand count
+    assert textbook_ari(clusters, labels) == pytest.approx(2 / 11)
+    assert textbook_nmi(clusters, labels) == pytest.approx(mi / ((h_clusters + h_classes) / 2))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_evaluate_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, 40)
+    clusters = np.where(rng.random(40) < 0.5, labels, rng.integers(0, 4, 40))  # partly informative
+    clusters = np.array([2, 0, 3, 1])[clusters]                                  # ids permuted
+    scores = metrics.evaluate(clusters, labels)
+    assert scores["acc"] == pytest.approx(brute_force_accuracy(clusters, labels, 4))   # all 24 permutations
+    assert scores["nmi"] == pytest.approx(textbook_nmi(clusters, labels))
+    assert scores["ari"] == pytest.approx(textbook_ari(clusters, labels))
 
 
 def test_contingency_counts_and_shape():

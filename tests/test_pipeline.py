@@ -39,6 +39,28 @@ def test_digits_run_beats_kmeans_on_pixels(digits_run, digits):
     assert metrics["neighbors"]["purity"] > 0.85
 
 
+def test_the_result_is_the_stage_whose_clusters_agree_more_with_the_neighbours(digits_run):
+    # the self-label guard, checked by brute force over the saved neighbour pairs
+    run_dir, metrics = digits_run
+    neighbors = np.load(run_dir / "neighbors.npy")
+    agreement = {}
+    for stage in ("scan", "selflabel"):
+        clusters = np.load(run_dir / f"{stage}_probs.npy").argmax(1)
+        agreement[stage] = sum(clusters[i] == clusters[j] for i in range(len(neighbors)) for j in neighbors[i]) / neighbors.size
+    expected = "selflabel" if agreement["selflabel"] >= agreement["scan"] else "scan"
+    assert metrics["final"]["stage"] == expected
+    assert metrics["selflabel"]["neighbor_agreement"] == pytest.approx(agreement["selflabel"], abs=1e-4)
+
+
+def test_the_kept_head_is_the_one_that_agrees_most_with_the_others(digits_run):
+    run_dir, metrics = digits_run
+    scan = metrics["scan"]
+    agreement = np.array(scan["head_agreement"])
+    tied = np.flatnonzero(agreement >= agreement.max() - 1e-4)
+    assert scan["head"] in tied and len(scan["head_acc"]) == len(agreement) == 10
+    assert scan["acc"] == pytest.approx(scan["head_acc"][scan["head"]], abs=1e-4)
+
+
 def test_digits_run_writes_every_artifact(digits_run, digits):
     run_dir, metrics = digits_run
     n = len(digits)
@@ -53,7 +75,8 @@ def test_digits_run_writes_every_artifact(digits_run, digits):
     assert config["num_clusters"] == 10 and config["dataset"] == "digits" and "torch" in config["versions"]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["error"] is None and status["stage"] is None
-    assert status["completed"] == [s for s in STAGE_NAMES if s != "projection"]
+    assert status["completed"] == [s for s in STAGE_NAMES if s != "projection"]  # the digits preset has a manifold
+    assert np.load(run_dir / "manifold.npy").shape == (n, 10)
     assert json.loads((run_dir / "report.json").read_text()) == {
         "dataset": "digits", "loaded": n, "skipped": 0, "skipped_files": []}
     assert list((run_dir / "checkpoints").iterdir()) == []     # removed once their stages finished

@@ -369,7 +369,7 @@ def test_training_resumed_from_checkpoint_equals_uninterrupted(tmp_path, one_thr
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     if expected is not None:
-        assert result[0] == expected[0] and np.array_equal(result[1], expected[1])
+        assert np.array_equal(result, expected)
 
 
 # ------------------------------------------------------------------ disk full, damaged artifacts

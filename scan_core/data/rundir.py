@@ -3,12 +3,13 @@ with the liveness of the training process, and the ``events.jsonl`` progress log
 
 Stages, in order (data flows one way)::
 
-    images -> pretext -> neighbors -> scan -> selflabel -> projection
+    images -> pretext -> manifold -> neighbors -> scan -> selflabel -> projection
 
 :data:`STAGES` declares each once: its name, its title, the artifacts it writes, whether it trains
-(epochs the CLI can set, a checkpoint per epoch) and whether it assigns clusters (``<name>_probs.npy``
-``(N, K)``). The engine runs the module ``scan_core.engine.stages.<name>`` for each; the app reads
-this table without importing torch or any training code.
+(epochs the CLI can set, a checkpoint per epoch), whether it assigns clusters (``<name>_probs.npy``
+``(N, K)``), and the config key that turns it on when it is optional (``manifold``: with
+``manifold_dims``; ``projection``: with ``umap``). The engine runs the module
+``scan_core.engine.stages.<name>`` for each; the app reads this table without importing torch or any training code.
 
 ``status.json`` always holds ``state``, ``stage`` (running or last run; None when finished),
 ``completed`` (stages done, in order), ``error`` (None or the message), ``pid`` and ``pid_start``
@@ -41,20 +42,40 @@ class Stage:
     artifacts: tuple[str, ...]
     trains: bool = False
     assigns_clusters: bool = False
+    enabled_by: str | None = None
 
 
 STAGES = (
     Stage("images", "images", ("images/imageset.json", "report.json")),
     Stage("pretext", "pretext features + k-means", ("features.npy", "pretext.pt"), trains=True),
+    Stage("manifold", "UMAP manifold + k-means", ("manifold.npy",), enabled_by="manifold_dims"),
     Stage("neighbors", "mined neighbours", ("neighbors.npy",)),
     Stage("scan", "SCAN", ("scan_probs.npy", "scan.pt"), trains=True, assigns_clusters=True),
     Stage("selflabel", "SCAN + self-label", ("selflabel_probs.npy", "selflabel.pt"), trains=True,
           assigns_clusters=True),
-    Stage("projection", "UMAP projection", ("projection.npy",)),
+    Stage("projection", "UMAP projection", ("projection.npy",), enabled_by="umap"),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 TRAINING_STAGES = tuple(stage.name for stage in STAGES if stage.trains)
 CLUSTER_STAGES = tuple(stage.name for stage in STAGES if stage.assigns_clusters)  # later ones refine earlier
+
+
+
+def planned_stages(config: dict) -> tuple[Stage, ...]:
+    """The stages a run with ``config`` (``config.json``'s content) goes through, in order: every
+    optional one only when its ``enabled_by`` key is set."""
+    return tuple(stage for stage in STAGES if stage.enabled_by is None or config.get(stage.enabled_by))
+
+
+def final_stage(metrics: dict, finished: set[str] | list[str] | tuple[str, ...]) -> str | None:
+    """The cluster stage whose assignment is the run's result, among the ``finished`` ones: the one
+    ``metrics.json`` names under ``final`` (the selflabel stage keeps SCAN's clusters when self-
+    labeling made them less consistent), else the last; None before SCAN ends."""
+    named = metrics.get("final", {}).get("stage")
+    if named in finished:
+        return named
+    return next((stage for stage in reversed(CLUSTER_STAGES) if stage in finished), None)
+
 
 INTERRUPTED = "the training process ended unexpectedly (killed?)"
 NEW_STATUS = {"state": "new", "stage": None, "completed": [], "error": None, "pid": None, "updated": None}

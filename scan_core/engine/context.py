@@ -29,11 +29,17 @@ class RunContext:
     progress: Progress
     source: ImageSet | None = None
     images: ImageSet | None = None
-    features: np.ndarray | None = None    # (N, D) what the heads see
+    features: np.ndarray | None = None    # (N, D) the pretext features
     encoder: Encoder | None = None        # images -> features
+    manifold: np.ndarray | None = None    # (N, d) their UMAP embedding, when the config asks for one
     neighbors: np.ndarray | None = None   # (N, k) mined neighbour indices
     probs: np.ndarray | None = None       # (N, K) the latest cluster stage's assignment
     started: float = 0.0
+
+    @property
+    def head_features(self) -> np.ndarray:
+        """What frozen heads learn on ``(N, D)``: the manifold when the run has one, else the features."""
+        return self.features if self.manifold is None else self.manifold
 
     def checkpoint(self, stage: str) -> Checkpoint:
         """The per-epoch checkpoint of a training stage; resuming from it emits ``resumed``."""
@@ -51,6 +57,10 @@ class RunContext:
         """Store ``values`` and the stage's seconds so far as ``metrics.json[stage]``."""
         values = {**values, "seconds": round(time.time() - self.started, 2)}
         save_json(self.dir / "metrics.json", {**self.metrics(), stage: values})
+
+    def record_result(self, stage: str, why: str) -> None:
+        """Name the cluster stage whose assignment is the run's result: ``metrics.json[final]``."""
+        save_json(self.dir / "metrics.json", {**self.metrics(), "final": {"stage": stage, "why": why}})
 
     def scores(self, clusters: np.ndarray) -> dict:
         """ACC, NMI, ARI, majority ACC of ``clusters`` ``(N,)`` against the labels (empty without)."""

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig
-from ..data.artifacts import CorruptArtifact, load_torch
+from ..data.artifacts import CorruptArtifact, load_array, load_torch
 from ..data.images import ImageSet
 from ..data.rundir import CLUSTER_STAGES, read_status
 from ..data.sources import load_source
+from ..method.manifold import extend_manifold
 from ..method.metrics import evaluate
 from ..method.pretext import embed
 from .device import resolve_device
@@ -66,12 +67,15 @@ def apply_run(run_dir: Path, images: ImageSet, device: str = "auto") -> Applied:
     pretext_state = load_torch(run_dir / "pretext.pt", torch_device)
     encoder.load_state_dict(pretext_state)
     features = embed(encoder, images.images, torch_device)
+    head_input = features
+    if config.manifold_dims:
+        head_input = extend_manifold(load_array(run_dir / "features.npy"), load_array(run_dir / "manifold.npy"), features)
     probs = {}
     for stage in stages:
         saved = load_torch(run_dir / f"{stage}.pt", torch_device)
         encoder.load_state_dict(saved.get("encoder", pretext_state))  # fine-tuned encoder, if any
-        head = kept_head(saved, encoder.feature_dim, config).to(torch_device).eval()
-        stage_features = features if "encoder" not in saved else embed(encoder, images.images, torch_device)
+        stage_features = head_input if "encoder" not in saved else embed(encoder, images.images, torch_device)
+        head = kept_head(saved, stage_features.shape[1], config).to(torch_device).eval()
         logits = head(torch.as_tensor(stage_features, device=torch_device))[0]
         probs[stage] = F.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
     return Applied(features=features, probs=probs)

@@ -15,6 +15,7 @@ from ..data.images import ImageSet
 from ..method.augment import strong_view, to_tensor
 from ..method.backbones import build_backbone
 from ..method.clustering import ClusterHeads
+from ..method.manifold import extend_manifold
 from ..method.pretext import Encoder, PixelPCA, embed
 from .context import RunContext
 
@@ -54,7 +55,7 @@ def cluster_model(ctx: RunContext, heads: torch.nn.Module) -> tuple[torch.nn.Mod
         images = ctx.images.images
         return (model, lambda index: strong_view(to_tensor(images[index], ctx.device), c.augment),
                 lambda index: to_tensor(images[index], ctx.device))
-    clean = torch.as_tensor(ctx.features, device=ctx.device)
+    clean = torch.as_tensor(ctx.head_features, device=ctx.device)
     banks = feature_banks(ctx)
     rng = np.random.default_rng(c.seed)
 
@@ -67,20 +68,22 @@ def cluster_model(ctx: RunContext, heads: torch.nn.Module) -> tuple[torch.nn.Mod
 
 
 def feature_banks(ctx: RunContext) -> torch.Tensor | None:
-    """Frozen-encoder features of ``feature_views`` strong views ``(V, N, D)``, cached in
-    ``feature_banks.npy``; None when the config asks for none."""
+    """Frozen-encoder features of ``feature_views`` strong views ``(V, N, D)`` (placed on the run's
+    manifold when it has one), cached in ``feature_banks.npy``; None when the config asks for none."""
     c = ctx.config
     if not c.feature_views:
         return None
     path = ctx.dir / "feature_banks.npy"
     try:
         banks = load_array(path)
-        if banks.shape == (c.feature_views, *ctx.features.shape):
+        if banks.shape == (c.feature_views, *ctx.head_features.shape):
             return torch.as_tensor(banks, device=ctx.device)
     except (FileNotFoundError, CorruptArtifact):
         pass
     banks = np.stack([embed(ctx.encoder, ctx.images.images, ctx.device,
                             view=lambda x: strong_view(x, c.augment)) for _ in range(c.feature_views)])
+    if ctx.manifold is not None:
+        banks = np.stack([extend_manifold(ctx.features, ctx.manifold, bank) for bank in banks])
     save_array(path, banks)
     return torch.as_tensor(banks, device=ctx.device)
 

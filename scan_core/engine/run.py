@@ -23,7 +23,7 @@ import torch
 from ..config import RunConfig
 from ..data.artifacts import CorruptArtifact, load_json, save_json
 from ..data.images import ImageSet
-from ..data.rundir import STAGE_NAMES, STAGES, Stage, process_start, stored_status
+from ..data.rundir import STAGE_NAMES, Stage, planned_stages, process_start, stored_status
 from ..data.sources import load_source
 from ..presets import check_preset, make_config
 from .cancel import Cancelled
@@ -39,11 +39,6 @@ RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}
 def implementation(stage: Stage):
     """The module that runs and loads ``stage``: ``scan_core.engine.stages.<name>``."""
     return importlib.import_module(f"{__package__}.stages.{stage.name}")
-
-
-def planned_stages(config: RunConfig) -> list[Stage]:
-    """The stages a run with ``config`` goes through (the projection only with ``umap``)."""
-    return [stage for stage in STAGES if stage.name != "projection" or config.umap]
 
 
 def check_writable(run_dir: Path) -> None:
@@ -98,7 +93,7 @@ class Run:
         """The leading stages recorded as completed whose artifacts are all present and load back
         (into the context)."""
         recorded, done = stored_status(self.dir)["completed"], []
-        for stage in STAGES:
+        for stage in planned_stages(self.config.to_dict()):
             if stage.name not in recorded or not all((self.dir / name).exists() for name in stage.artifacts):
                 break
             try:
@@ -117,7 +112,7 @@ class Run:
         save_json(self.dir / "config.json", {**self.config.to_dict(), "versions": versions()})
         completed = self._completed()
         self._set_status(state="running", stage=None, completed=completed, error=None, started=time.time())
-        stages = [stage for stage in planned_stages(self.config) if stage.name not in completed]
+        stages = [stage for stage in planned_stages(self.config.to_dict()) if stage.name not in completed]
         for stage in stages[1:]:  # their inputs are about to be recomputed: saved epochs are stale
             self.context.checkpoint(stage.name).clear()
         progress = self.context.progress

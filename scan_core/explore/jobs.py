@@ -31,7 +31,7 @@ from pathlib import Path
 import scan_core
 
 from ..data.artifacts import CorruptArtifact, load_json, save_json
-from ..data.rundir import CLUSTER_STAGES, STAGE_NAMES, read_status
+from ..data.rundir import CLUSTER_STAGES, STAGE_NAMES, final_stage, planned_stages, read_status
 from ..data.sources import BUILTIN
 from ..data.sources.common import DATA_DIR_ENV
 
@@ -43,8 +43,10 @@ RUN_NAME_MAX = 60
 CANCELLED = "cancelled by user"
 #: Rough cost of each stage on the 2-core CPU of the README's benchmarks: (fixed seconds, seconds
 #: per image, seconds per image and epoch of the stage's training). The projection's numbers are
-#: those of :func:`scan_core.method.projection.umap_seconds`, which the running stage reports.
-STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "neighbors": (0.0, 5e-4, 0.0),
+#: those of :func:`scan_core.method.projection.umap_seconds`, the manifold's of
+#: :func:`scan_core.method.manifold.manifold_seconds`, which the running stages report.
+STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifold": (12.0, 2e-3, 0.0),
+               "neighbors": (0.0, 5e-4, 0.0),
                "scan": (0.0, 0.0, 4.5e-5), "selflabel": (0.0, 0.0, 3e-5), "projection": (12.0, 8e-4, 0.0)}
 #: How much slower than the 16-wide small CNN on 28 px images a pretext epoch is, per backbone.
 BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0}
@@ -244,14 +246,20 @@ def last_log_line(run_dir: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def run_config(run_dir: Path) -> dict:
+    """The run's ``config.json`` (empty before the job has written it)."""
+    return _read(Path(run_dir) / "config.json")
+
+
 def read_metrics(run_dir: Path) -> dict:
     """The run's ``metrics.json`` (empty before its first stage ends)."""
     return _read(Path(run_dir) / "metrics.json")
 
 
 def final_scores(metrics: dict) -> dict:
-    """The metrics of the last cluster stage a run's ``metrics.json`` holds (empty before SCAN ends)."""
-    return next((metrics[stage] for stage in reversed(CLUSTER_STAGES) if stage in metrics), {})
+    """The metrics of the cluster stage that is a run's result (empty before SCAN ends)."""
+    stage = final_stage(metrics, tuple(stage for stage in CLUSTER_STAGES if stage in metrics))
+    return metrics[stage] if stage else {}
 
 
 def list_runs(workspace: Workspace) -> list[dict]:
@@ -288,9 +296,7 @@ def stage_seconds(config: dict, images: int, side: int) -> dict[str, float]:
     epochs = {"pretext": 0 if config.get("head_input") == "pixels" else config["pretext"]["epochs"] * network,
               "scan": config["scan"]["epochs"], "selflabel": config["selflabel"]["epochs"]}
     seconds = {}
-    for stage in STAGE_NAMES:
-        if stage == "projection" and not config.get("umap", True):
-            continue
+    for stage in (stage.name for stage in planned_stages(config)):
         fixed, per_image, per_image_epoch = STAGE_COSTS[stage]
         seconds[stage] = fixed + images * (per_image + per_image_epoch * epochs.get(stage, 0))
     return seconds

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data.artifacts import CorruptArtifact, load_array, load_json, save_array
 from ..data.images import ImageSet, resize_square
-from ..data.rundir import CLUSTER_STAGES
+from ..data.rundir import CLUSTER_STAGES, final_stage
 from ..method.cosine import l2_normalize
 from ..method.metrics import contingency, evaluate, hungarian_mapping, majority_mapping
 
@@ -67,8 +67,9 @@ class RunResults:
     # ---- the final assignment ----------------------------------------------------------------
     @property
     def final_stage(self) -> str | None:
-        """The last stage with cluster probabilities (``selflabel`` over ``scan``), or None."""
-        return next((s for s in reversed(CLUSTER_STAGES) if s in self.stage_probs), None)
+        """The stage whose clusters are the run's result (:func:`~scan_core.data.rundir.final_stage`)
+        among those with probabilities, or None."""
+        return final_stage(self.metrics, tuple(self.stage_probs))
 
     @property
     def probs(self) -> np.ndarray:

@@ -5,8 +5,11 @@ the same soft assignment, while the batch's mean assignment stays spread over al
 
     loss = -mean_i log <p(x_i), p(n_i)>  -  lambda * H(mean_i p(x_i)),   lambda = 5.
 
-The head with the lowest loss on a held-out part of the images, scored on neighbour pairs only,
-is kept; no label is used. Heads train either on frozen features (fast mode, as SCAN does for
+SCAN keeps the head with the lowest loss on held-out neighbour pairs; that choice missed the best
+head by 0.02-0.15 ACC in measured runs. Here the kept head is the one whose partition agrees best
+with the other heads' (highest mean adjusted Rand index, :func:`head_agreement`): heads that found
+the data's structure agree with each other, each one's own failures are its own. The held-out loss
+breaks ties. No label is used. Heads train either on frozen features (fast mode, as SCAN does for
 ImageNet) or on top of a backbone fed augmented images.
 """
 from __future__ import annotations
@@ -103,8 +106,9 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
                eval_inputs: Callable[[np.ndarray], torch.Tensor], neighbors: np.ndarray,
                config: ScanConfig, seed: int = 0,
                on_step: Callable[[int, int, float], None] | None = None,
-               checkpoint: Checkpoint | None = None) -> tuple[int, np.ndarray]:
-    """Train all heads of ``model`` with the SCAN loss; return ``(best_head, val_losses)``.
+               checkpoint: Checkpoint | None = None) -> np.ndarray:
+    """Train all heads of ``model`` with the SCAN loss; return each head's loss ``(num_heads,)`` on
+    the held-out anchors and their first ``val_neighbors`` neighbours.
 
     Args:
         model: maps ``inputs(index)`` to logits ``(num_heads, B, K)``.
@@ -141,18 +145,50 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
                 on_step(step, total, loss.item() / len(anchor_logits))
         if checkpoint:
             checkpoint.save(epoch + 1, model, optimizer, rng)
-    val_losses = head_losses(model, eval_inputs, val_index, neighbors[val_index, :config.val_neighbors],
-                             config.entropy_weight)
-    return int(np.argmin(val_losses)), val_losses
+    return head_losses(model, eval_inputs, val_index, neighbors[val_index, :config.val_neighbors],
+                       config.entropy_weight)
+
+
+def head_agreement(clusters: np.ndarray) -> np.ndarray:
+    """Mean adjusted Rand index ``(H,)`` of each head's partition with the other heads'.
+
+    Args:
+        clusters: ``(H, N)`` cluster id of every image under each of ``H >= 2`` heads.
+    """
+    from sklearn.metrics import adjusted_rand_score
+    clusters = np.asarray(clusters)
+    if clusters.ndim != 2 or len(clusters) < 2:
+        raise ValueError(f"clusters must be (H, N) with H >= 2 heads, got shape {clusters.shape}")
+    heads = len(clusters)
+    pairs = np.eye(heads)
+    for a in range(heads):
+        for b in range(a + 1, heads):
+            pairs[a, b] = pairs[b, a] = adjusted_rand_score(clusters[a], clusters[b])
+    return (pairs.sum(1) - 1) / (heads - 1)
+
+
+def choose_head(clusters: np.ndarray, losses: np.ndarray) -> tuple[int, np.ndarray]:
+    """The head to keep and every head's agreement: the highest :func:`head_agreement` (within
+    1e-9), then the lowest held-out ``losses`` ``(H,)``. One head is kept as it is."""
+    clusters, losses = np.asarray(clusters), np.asarray(losses)
+    if len(clusters) != len(losses):
+        raise ValueError(f"{len(clusters)} heads' clusters but {len(losses)} losses")
+    if len(clusters) == 1:
+        return 0, np.ones(1)
+    agreement = head_agreement(clusters)
+    tied = np.flatnonzero(agreement >= agreement.max() - 1e-9)
+    return int(tied[np.argmin(losses[tied])]), agreement
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], n: int, head: int,
+def predict(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], n: int, head: int | None = None,
             batch_size: int = 4096) -> np.ndarray:
-    """Soft assignments ``(N, K)`` float32 of head ``head`` for all ``n`` images."""
+    """Soft assignments float32 of head ``head`` ``(N, K)``, or of every head ``(H, N, K)`` when
+    ``head`` is None, for all ``n`` images."""
     was_training = model.training
     model.eval()
-    probs = [F.softmax(model(inputs(np.arange(s, min(n, s + batch_size))))[head], 1).cpu()
+    probs = [F.softmax(model(inputs(np.arange(s, min(n, s + batch_size)))), 2).cpu()
              for s in range(0, n, batch_size)]
     model.train(was_training)
-    return torch.cat(probs).numpy().astype(np.float32)
+    every_head = torch.cat(probs, 1).numpy().astype(np.float32)
+    return every_head if head is None else every_head[head]

@@ -72,6 +72,15 @@ def fuse_neighbors(neighbor_lists: list[np.ndarray], k: int, rank_offset: float 
     return np.take_along_axis(candidates, best, 1)
 
 
+def neighbor_agreement(clusters: np.ndarray, neighbors: np.ndarray) -> float:
+    """Share of (image, mined neighbour) pairs ``neighbors`` ``(N, k)`` whose ``clusters`` ``(N,)``
+    agree: how consistent an assignment is with the neighbours SCAN trained on (no labels)."""
+    clusters = np.asarray(clusters)
+    if neighbors.ndim != 2 or len(neighbors) != len(clusters):
+        raise ValueError(f"neighbors must be (N, k) for N = {len(clusters)} clusters, got shape {neighbors.shape}")
+    return float((clusters[neighbors] == clusters[:, None]).mean())
+
+
 def neighbor_purity(neighbors: np.ndarray, labels: np.ndarray) -> float:
     """Mean share of neighbours ``(N, k)`` that carry their anchor's label (needs labels)."""
     labels = np.asarray(labels)

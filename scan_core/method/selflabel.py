@@ -40,7 +40,7 @@ def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, thres
     target = target[mask]
     weight = None
     if balance:
-        counts = torch.bincount(target, minlength=weak_logits.shape[1]).float()
+        counts = torch.bincount(target, minlength=weak_logits.shape[1]).to(weak_logits.dtype)
         weight = torch.where(counts > 0, mask.sum() / counts.clamp(min=1), torch.zeros_like(counts))
     return F.cross_entropy(strong_logits[mask], target, weight=weight)
 

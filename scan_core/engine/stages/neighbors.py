@@ -1,6 +1,6 @@
 """The neighbors stage: every image's ``num_neighbors`` nearest images ``(N, k)`` in the space the
 config names (:mod:`scan_core.method.neighbors`): the pretext features, the pixels' PCA, both fused
-by rank, or HOG (:mod:`scan_core.method.hog`)."""
+by rank, HOG (:mod:`scan_core.method.hog`) or the run's UMAP manifold (:mod:`scan_core.method.manifold`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,6 +19,8 @@ def run(ctx: RunContext) -> None:
         spaces.append(ctx.features)
     if c.neighbor_space in ("pixels", "fused"):
         spaces.append(pixel_components(ctx))
+    if c.neighbor_space == "manifold":
+        spaces.append(ctx.manifold)
     if c.neighbor_space == "hog":
         spaces.append(hog_space(ctx.images.images, seed=c.seed, device=ctx.device))
     lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]

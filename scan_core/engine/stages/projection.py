@@ -1,4 +1,4 @@
-"""The projection stage: a 2-D UMAP of the features ``(N, 2)`` for the app's map
+"""The projection stage: a 2-D UMAP ``(N, 2)`` of what the heads learned on (features or manifold) for the app's map
 (:mod:`scan_core.method.projection`); skipped when the config has ``umap=False``. UMAP reports no
 progress, so the stage counts its seconds against an estimate from the number of images."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ..context import RunContext
 def run(ctx: RunContext) -> None:
     with ctx.progress.timed(umap_seconds(len(ctx.features))):
         from ...method.projection import umap_2d  # umap/numba import is slow: only when this stage runs
-        projection = umap_2d(ctx.features, seed=ctx.config.seed)
+        projection = umap_2d(ctx.head_features, seed=ctx.config.seed)
     save_array(ctx.dir / "projection.npy", projection)
     ctx.record("projection", {})
 

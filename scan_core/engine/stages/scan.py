@@ -1,23 +1,31 @@
 """The scan stage: several SCAN heads trained on the mined neighbours
-(:mod:`scan_core.method.clustering`), the head with the lowest held-out loss kept; its
-probabilities ``(N, K)`` on the clean images are the run's first cluster assignment."""
+(:mod:`scan_core.method.clustering`), the head that agrees best with the others kept; its
+probabilities ``(N, K)`` on the clean images are the run's first cluster assignment. With labels,
+``metrics.json`` also reports every head's ACC (never used to choose)."""
 from __future__ import annotations
 
-from ...method.clustering import ClusterHeads, predict, train_scan
+from ...method.clustering import ClusterHeads, choose_head, predict, train_scan
+from ...method.metrics import evaluate
 from ..context import RunContext
 from ..models import cluster_model, load_cluster_stage, save_cluster_stage
 
 
 def run(ctx: RunContext) -> None:
     c = ctx.config
-    heads = ClusterHeads(ctx.encoder.feature_dim, c.num_clusters, c.scan.num_heads, c.scan.hidden)
+    heads = ClusterHeads(ctx.head_features.shape[1], c.num_clusters, c.scan.num_heads, c.scan.hidden)
     model, augmented, clean = cluster_model(ctx, heads)
-    best, losses = train_scan(model, augmented, clean, ctx.neighbors, c.scan, c.seed, ctx.progress.step,
-                              checkpoint=ctx.checkpoint("scan"))
-    ctx.probs = predict(model, clean, len(ctx.images), best)
+    losses = train_scan(model, augmented, clean, ctx.neighbors, c.scan, c.seed, ctx.progress.step,
+                        checkpoint=ctx.checkpoint("scan"))
+    every_head = predict(model, clean, len(ctx.images))
+    clusters = every_head.argmax(2)
+    best, agreement = choose_head(clusters, losses)
+    ctx.probs = every_head[best]
     save_cluster_stage(ctx.dir, "scan", model, ctx.probs, best)
-    ctx.record("scan", {**ctx.scores(ctx.probs.argmax(1)), "head": best,
-                        "head_losses": [round(x, 4) for x in losses]})
+    values = {**ctx.scores(clusters[best]), "head": best, "head_losses": [round(x, 4) for x in losses],
+              "head_agreement": [round(x, 4) for x in agreement]}
+    if ctx.images.has_labels:
+        values["head_acc"] = [round(evaluate(c, ctx.images.labels)["acc"], 4) for c in clusters]
+    ctx.record("scan", values)
 
 
 def load(ctx: RunContext) -> None:

