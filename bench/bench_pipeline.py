@@ -3,8 +3,13 @@
     python bench/bench_pipeline.py [--datasets digits fashion-mnist] [--seeds 3] [--out bench/out]
                                    [--protocol all|train-test]
 
-Rows: k-means on pixels, UMAP(10-d) + k-means, pretext + k-means, SCAN, SCAN + self-label.
-Columns: ACC (Hungarian) / NMI / ARI / seconds. Full runs use each dataset's preset.
+Rows: k-means on pixels; UMAP(10-d, defaults) + k-means; the strongest simple peers (issue 12):
+UMAP(n_neighbors=30, min_dist=0, 10-d) on 30-d whitened PCA + k-means, and HDBSCAN (scikit-learn,
+min_cluster_size N/100, noise counted as one more cluster) on that UMAP; then the pipeline's own
+stages: pretext + k-means, SCAN, SCAN + self-label, and the run's result (the stage its label-free
+rule kept). Columns: ACC (Hungarian) / NMI / ARI / seconds. Full runs use each dataset's preset.
+A second table gives, per dataset and seed, the kept head's ACC against the best and the mean head's
+(labels only report; they choose nothing).
 ``--protocol all`` (default) trains and scores on all images (Fashion-MNIST: all 70k);
 ``train-test`` is the published protocol: every method is fitted on the train split (60k) and
 scored on the test split (10k) it never saw (k-means assigns to the nearest train centroid, UMAP
@@ -28,7 +33,9 @@ from scan_core.engine.run import train_run  # noqa: E402
 from scan_core.method.cosine import spherical_kmeans  # noqa: E402
 from scan_core.method.metrics import evaluate  # noqa: E402
 
-METHODS = ("k-means on pixels", "UMAP + k-means", "pretext + k-means", "SCAN", "SCAN + self-label")
+PEER = "UMAP(30, 0) on PCA + k-means"
+METHODS = ("k-means on pixels", "UMAP + k-means", PEER, "HDBSCAN on that UMAP", "pretext + k-means", "SCAN",
+           "SCAN + self-label", "result")
 
 
 def kmeans_assign(train: np.ndarray, test: np.ndarray | None, k: int, seed: int) -> np.ndarray:
@@ -56,6 +63,30 @@ def baselines(train: ImageSet, test: ImageSet | None, seed: int) -> dict[str, di
     embedded = reducer.fit_transform(pixels(train))
     clusters = kmeans_assign(embedded, None if test is None else reducer.transform(pixels(test)), k, seed)
     rows["UMAP + k-means"] = {**evaluate(clusters, scored.labels), "seconds": time.time() - started}
+    return {**rows, **strongest_peers(train, test, seed)}
+
+
+def strongest_peers(train: ImageSet, test: ImageSet | None, seed: int) -> dict[str, dict]:
+    """UMAP(n_neighbors=30, min_dist=0, 10-d) on 30-d whitened PCA, then k-means (Euclidean, 10
+    starts) and, on all images only, HDBSCAN."""
+    import umap
+    from sklearn.cluster import HDBSCAN, KMeans
+    from sklearn.decomposition import PCA
+    scored, k = train if test is None else test, train.num_classes
+    started = time.time()
+    pca = PCA(30, whiten=True, random_state=seed).fit(pixels(train))
+    reducer = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=10, random_state=seed)
+    embedded = reducer.fit_transform(pca.transform(pixels(train)))
+    scored_embedding = embedded if test is None else reducer.transform(pca.transform(pixels(test)))
+    umap_seconds = time.time() - started
+    kmeans = KMeans(k, n_init=10, random_state=seed).fit(embedded)
+    rows = {PEER: {**evaluate(kmeans.predict(scored_embedding), scored.labels), "seconds": time.time() - started}}
+    if test is None:
+        started = time.time()
+        found = HDBSCAN(min_cluster_size=max(10, len(train) // 100), min_samples=10).fit_predict(embedded)
+        found = np.where(found < 0, found.max() + 1, found)  # noise: one more cluster
+        rows["HDBSCAN on that UMAP"] = {**evaluate(found, scored.labels),
+                                        "seconds": umap_seconds + time.time() - started}
     return rows
 
 
@@ -72,8 +103,14 @@ def scan_rows(spec: str, test: ImageSet | None, seed: int, out: Path) -> dict[st
     total = 0.0
     rows = {}
     for method, stage in (("pretext + k-means", "pretext"), ("SCAN", "scan"), ("SCAN + self-label", "selflabel")):
-        total += metrics[stage]["seconds"] + (metrics["neighbors"]["seconds"] if stage == "scan" else 0)
+        before = ("manifold", "neighbors") if stage == "scan" else ()
+        total += metrics[stage]["seconds"] + sum(metrics.get(s, {}).get("seconds", 0) for s in before)
         rows[method] = {**metrics[stage], "seconds": total}  # cumulative training time of the pipeline
+    result = metrics.get("final", {}).get("stage", "selflabel")
+    rows["result"] = {**rows["SCAN" if result == "scan" else "SCAN + self-label"], "seconds": total, "stage": result}
+    head_acc = metrics["scan"].get("head_acc")
+    if head_acc and test is None:
+        rows["heads"] = {"kept": metrics["scan"]["acc"], "best": max(head_acc), "mean": float(np.mean(head_acc))}
     return rows
 
 
@@ -95,20 +132,27 @@ def main() -> None:
         for seed in range(args.seeds):
             for method, row in {**baselines(train, test, seed), **scan_rows(spec, test, seed, args.out)}.items():
                 results.setdefault((dataset, method), []).append(row)
+            print(f"{dataset} seed {seed} done", file=sys.stderr, flush=True)
     cell = lambda rows, key: f"{np.mean([r[key] for r in rows]):.3f} ± {np.std([r[key] for r in rows]):.3f}"  # noqa: E731
     print("| method | " + " | ".join(f"{d} ACC | NMI | ARI | s" for d in args.datasets) + " |")
     print("|---|" + "---|---|---|---|" * len(args.datasets))
     for method in METHODS:
         cells = []
         for dataset in args.datasets:
-            rows = results[(dataset, method)]
+            rows = results.get((dataset, method))
             cells += [cell(rows, "acc"), cell(rows, "nmi"), cell(rows, "ari"),
-                      f"{np.mean([r['seconds'] for r in rows]):.0f}"]
+                      f"{np.mean([r['seconds'] for r in rows]):.0f}"] if rows else ["-"] * 4
         print(f"| {method} | " + " | ".join(cells) + " |")
     protocol = ("trained on the train split, scored on the test split" if split
                 else "trained and scored on all images")
     print(f"\n{args.seeds} seeds, {protocol}; seconds are training time, those of the SCAN rows "
           "cumulative from the start of the pipeline (pretext, mining, heads); 2-core CPU unless stated.")
+    print("result: the stage each seed's run kept: " + "; ".join(
+        f"{d}: {', '.join(r['stage'] for r in results[(d, 'result')])}" for d in args.datasets))
+    print("\n| dataset | seed | kept head ACC | best head ACC | mean head ACC |\n|---|---|---|---|---|")
+    for dataset in args.datasets:
+        for seed, heads in enumerate(results.get((dataset, "heads"), [])):
+            print(f"| {dataset} | {seed} | {heads['kept']:.3f} | {heads['best']:.3f} | {heads['mean']:.3f} |")
 
 
 if __name__ == "__main__":

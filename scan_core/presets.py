@@ -48,11 +48,14 @@ def check_preset(preset: str) -> str:
 
 
 def auto_settings(num_images: int, image_side: int, channels: int) -> dict:
-    """The ``auto`` preset for images never seen before, from their count, side and channels."""
+    """The ``auto`` preset for images never seen before, from their count, side and channels.
+
+    Grayscale images get no horizontal flip: a flip changes what a character or a digit means, and
+    nothing in a grayscale set says it is safe (colour photos keep SimCLR's flips)."""
     epochs = max(5, min(40, 400_000 // max(num_images, 1)))  # fewer passes over big sets
     return {"backbone_width": 16 if image_side <= 32 else 32,
             "pretext": {"epochs": epochs, "batch_size": 256},
-            "augment": GRAY_SMALL if channels == 1 else COLOUR,
+            "augment": {**GRAY_SMALL, "flip": False} if channels == 1 else COLOUR,
             "neighbor_space": "fused", "pixel_pca_dim": min(100, max(8, num_images // 20)),
             "scan": SCAN_HEADS, "selflabel": {"epochs": 5}}
 

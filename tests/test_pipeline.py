@@ -153,3 +153,10 @@ def test_finetune_augmented_views_keep_the_order_of_the_index(tmp_path, digits):
     views, originals = augmented(index).flatten(1), clean(index).flatten(1)
     nearest = torch.cdist(views, originals).argmin(1)
     assert (nearest == torch.arange(len(index))).float().mean() > 0.9
+
+
+def test_auto_never_flips_grayscale_images_and_keeps_flips_for_colour():
+    # a flip turns a 2 into something else; photos of things stay what they are
+    gray = make_config("/some/folder", 5, 2000, 28, 1, "auto")
+    colour = make_config("/some/folder", 5, 2000, 64, 3, "auto")
+    assert gray.augment.flip is False and colour.augment.flip is True
