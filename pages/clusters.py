@@ -110,6 +110,8 @@ def main() -> None:
     state = curated(results)
     detail_view(results, "clusters")
     st.title("Clusters")
+    if warning := results.metrics.get("final", {}).get("warning"):
+        st.warning(warning, icon=":material/warning:")
     overview(results, state)
     clusters = cluster_options(state)
     shown = st.session_state.get("cluster_shown")  # the cluster the previous screen showed

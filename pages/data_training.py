@@ -258,6 +258,9 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
         final = finished_summary(run_dir)
         if final:
             st.markdown(final)
+        warning = jobs.read_metrics(run_dir).get("final", {}).get("warning")
+        if warning:
+            st.warning(warning, icon=":material/warning:")
         links = st.columns(4)
         for col, (page, label, icon) in zip(links, NEXT_PAGES):
             col.page_link(page, label=label, icon=icon, query_params={"run": run_dir.name})

@@ -67,6 +67,8 @@ def metrics_table(metrics: dict) -> str:
         rows.append(f"neighbour purity (top-{n['k']}, {n['space']}): {n['purity']:.4f}")
     if "final" in metrics:
         rows.append(f"result: {metrics['final']['stage']} ({metrics['final']['why']})")
+        if "warning" in metrics["final"]:
+            rows.append(f"WARNING: {metrics['final']['warning']}")
     return "\n".join(rows)
 
 

@@ -2,6 +2,7 @@
 the fixture really trains, on a copy of it without labels, and with no run at all."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -580,3 +581,12 @@ def test_find_opens_the_image(home, monkeypatch):
         assert f">{ids[index]}</h3>" in " ".join(h.proto.body for h in at.get("html")), query
     at.text_input(key="find_image").set_value("nothing-like-this").run()
     assert "No image with id, file name or index" in " ".join(w.value for w in at.warning)
+
+
+def test_a_result_near_chance_is_said_on_the_clusters_page(own_home, monkeypatch):
+    metrics_path = own_home / "runs" / "digits" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["final"] = {"stage": "scan", "why": "test", "warning": "These clusters are barely better than chance: x"}
+    metrics_path.write_text(json.dumps(metrics))
+    at = app(own_home, monkeypatch, page="clusters")
+    assert any("barely better than chance" in w.value for w in at.warning)

@@ -147,3 +147,13 @@ def test_selflabel_stage_gives_clean_inputs_as_weak_and_augmented_as_strong(tmp_
     np.testing.assert_array_equal(weak, features[index])        # weak view = the clean features
     np.testing.assert_array_equal(strong, banks[0][index])      # strong view = the augmented bank
     assert not np.allclose(strong, weak)                         # and the two views do differ
+
+
+def test_a_result_near_chance_is_said_plainly():
+    from scan_core.engine.stages.selflabel import near_chance
+    confident = np.tile([0.9, 0.05, 0.05], (10, 1))
+    vague = np.tile([0.4, 0.3, 0.3], (10, 1))
+    assert near_chance(confident, agreement=0.95) is None
+    warning = near_chance(vague, agreement=0.95)
+    assert "barely better than chance" in warning and "mean confidence 0.40 (chance 0.33)" in warning
+    assert "40% of mined neighbour pairs" in near_chance(confident, agreement=0.4)

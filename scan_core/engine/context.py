@@ -58,9 +58,11 @@ class RunContext:
         values = {**values, "seconds": round(time.time() - self.started, 2)}
         save_json(self.dir / "metrics.json", {**self.metrics(), stage: values})
 
-    def record_result(self, stage: str, why: str) -> None:
-        """Name the cluster stage whose assignment is the run's result: ``metrics.json[final]``."""
-        save_json(self.dir / "metrics.json", {**self.metrics(), "final": {"stage": stage, "why": why}})
+    def record_result(self, stage: str, why: str, warning: str | None = None) -> None:
+        """Name the cluster stage whose assignment is the run's result, and why, with a warning when
+        it is poor: ``metrics.json[final]``."""
+        final = {"stage": stage, "why": why, **({"warning": warning} if warning else {})}
+        save_json(self.dir / "metrics.json", {**self.metrics(), "final": final})
 
     def scores(self, clusters: np.ndarray) -> dict:
         """ACC, NMI, ARI, majority ACC of ``clusters`` ``(N,)`` against the labels (empty without)."""

@@ -5,9 +5,11 @@ strong one; its probabilities ``(N, K)`` on the clean images.
 Self-labeling can make things worse (measured: digits 0.933 -> 0.911, Fashion-MNIST -0.01 to
 -0.03). Without labels, the stage compares how many mined neighbour pairs share a cluster before and
 after: the run's result (``metrics.json`` ``final``) is the self-labeled assignment only when that
-agreement did not fall, else SCAN's. Both assignments are kept for the Evaluation page."""
+agreement did not fall, else SCAN's. Both assignments are kept for the Evaluation page. A result
+barely better than chance carries a warning (``final.warning``) that the CLI and the app show."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ...data.artifacts import load_torch
@@ -17,10 +19,14 @@ from ...method.selflabel import train_selflabel
 from ..context import RunContext
 from ..models import cluster_model, kept_head, load_cluster_stage, save_cluster_stage
 
+LOW_CONFIDENCE = 0.6   # mean top probability (digits: 0.99; shapes at chance: 0.4)
+LOW_AGREEMENT = 0.5    # share of (image, mined neighbour) pairs in one cluster (digits: 0.998)
+
 
 def run(ctx: RunContext) -> None:
     c = ctx.config
-    before = neighbor_agreement(ctx.probs.argmax(1), ctx.neighbors)
+    scan_probs = ctx.probs
+    before = neighbor_agreement(scan_probs.argmax(1), ctx.neighbors)
     model, augmented, clean = cluster_model(ctx, scan_head(ctx))
     skipped = train_selflabel(_SingleHead(model), weak_inputs=clean, strong_inputs=augmented,
                               n=len(ctx.images), config=c.selflabel, seed=c.seed, on_step=ctx.progress.step)
@@ -31,8 +37,21 @@ def run(ctx: RunContext) -> None:
     ctx.record("selflabel", {**ctx.scores(ctx.probs.argmax(1)), "skipped_batches": skipped,
                              "confident_share": confident, "neighbor_agreement": round(after, 4)})
     kept = "selflabel" if after >= before else "scan"
+    result = ctx.probs if kept == "selflabel" else scan_probs
     ctx.record_result(kept, f"neighbour agreement {before:.4f} after SCAN, {after:.4f} after self-labeling"
-                           + ("" if kept == "selflabel" else ": it fell, so SCAN's clusters are kept"))
+                           + ("" if kept == "selflabel" else ": it fell, so SCAN's clusters are kept"),
+                      near_chance(result, max(before, after)))
+
+
+def near_chance(probs: np.ndarray, agreement: float) -> str | None:
+    """A plain warning when clusters ``probs`` ``(N, K)`` are barely better than chance: a mean
+    confidence below :data:`LOW_CONFIDENCE` or under half the mined neighbour pairs in one cluster."""
+    confidence = float(probs.max(1).mean())
+    if confidence >= LOW_CONFIDENCE and agreement >= LOW_AGREEMENT:
+        return None
+    return (f"These clusters are barely better than chance: mean confidence {confidence:.2f} (chance "
+            f"{1 / probs.shape[1]:.2f}), {agreement:.0%} of mined neighbour pairs share a cluster. Try another "
+            "preset or backbone, more epochs, or another number of clusters.")
 
 
 def load(ctx: RunContext) -> None:
