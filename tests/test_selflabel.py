@@ -157,3 +157,18 @@ def test_a_result_near_chance_is_said_plainly():
     warning = near_chance(vague, agreement=0.95)
     assert "barely better than chance" in warning and "mean confidence 0.40 (chance 0.33)" in warning
     assert "40% of mined neighbour pairs" in near_chance(confident, agreement=0.4)
+
+
+def test_self_labeling_is_kept_only_when_agreement_holds_and_no_cluster_is_merged_away():
+    from scan_core.engine.stages.selflabel import keep_selflabel, size_entropy
+    ten = np.repeat(np.arange(10), 10)                       # ten equal clusters: entropy ln 10
+    assert size_entropy(ten) == pytest.approx(math.log(10))
+    six = np.where(ten < 6, ten, 0)                          # four merged into cluster 0: sizes 50, 10 x 5
+    assert size_entropy(six) == pytest.approx(-(0.5 * math.log(0.5) + 5 * 0.1 * math.log(0.1)))
+    assert keep_selflabel(ten, ten, 0.90, 0.95, 10)[0] == "selflabel"
+    assert keep_selflabel(ten, ten, 0.95, 0.90, 10)[0] == "scan"          # agreement fell
+    stage, why = keep_selflabel(ten, six, 0.95, 0.99, 10)                  # more agreement, but merged
+    assert stage == "scan" and "merged away" in why
+    one_moved = ten.copy()
+    one_moved[0] = 1                                         # sizes 9, 11, 10 x 8: entropy falls by 0.002
+    assert keep_selflabel(ten, one_moved, 0.95, 0.95, 10)[0] == "selflabel"  # within 1% of ln 10 = 0.023
