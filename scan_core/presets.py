@@ -27,7 +27,7 @@ PRESETS: dict[str, dict] = {
     "digits": {"head_input": "pixels", "neighbor_space": "manifold", "manifold_dims": 10, "pixel_pca_dim": 32,
                "feature_views": 0,
                "augment": {**GRAY_SMALL, "flip": False, "crop_scale": (0.7, 1.0)},
-               "scan": {**SCAN_HEADS, "epochs": 200, "batch_size": 256},
+               "scan": {**SCAN_HEADS, "epochs": 50, "batch_size": 256},  # 200 epochs: the same ACC (+-0.002), 4x the time
                "selflabel": {"epochs": 20, "batch_size": 256, "lr": 1e-3}},
     # measured (README): HOG neighbours are purer (0.85) than pixel, SimCLR or fused ones (0.81,
     # 0.79, 0.81); the heads still learn best on the SimCLR features
