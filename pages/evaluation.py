@@ -13,7 +13,7 @@ from ui.gallery import gallery
 from ui.state import cluster_title, curated, require_results, through_navigation
 from ui.text import html_text
 
-SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", *CLUSTER_STAGES)]
+SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", "manifold", *CLUSTER_STAGES)]
 
 
 def cell_images(results, title, clusters: np.ndarray, rows: list[int]) -> None:
@@ -80,6 +80,9 @@ def main() -> None:
         stages = [{"stage": s.title, **{m: results.metrics[s.name].get(m) for m in ("acc", "nmi", "ari")},
                    "seconds": results.metrics[s.name].get("seconds")} for s in SCORED_STAGES if s.name in results.metrics]
         st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch")
+        if "final" in results.metrics:
+            st.caption(f"The run's result: {results.metrics['final']['stage']} "
+                       f"({results.metrics['final']['why']}).")
         neighbours = results.metrics.get("neighbors", {})
         if "purity" in neighbours:
             st.caption(f"Neighbour purity (top-{neighbours['k']}, {neighbours['space']} space): "

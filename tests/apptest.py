@@ -42,3 +42,10 @@ def button(at: AppTest, label: str):
 
 def plotly_specs(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def result_probs(run_dir: Path):
+    """The probabilities ``(N, K)`` of the stage ``metrics.json`` names as the run's result."""
+    import numpy as np
+    stage = json.loads((Path(run_dir) / "metrics.json").read_text())["final"]["stage"]
+    return np.load(Path(run_dir) / f"{stage}_probs.npy")

@@ -16,7 +16,7 @@ from scan_core.data.rundir import process_start
 from scan_core.explore import jobs
 from scan_core.explore.curation import Curation
 
-from apptest import APP, PAGES, app, button, metric, plotly_specs, texts
+from apptest import APP, PAGES, app, button, metric, plotly_specs, result_probs, texts
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -29,7 +29,8 @@ def test_every_page_draws_a_finished_run(home, monkeypatch, page):
 
 def test_evaluation_matches_the_run_metrics(home, monkeypatch):
     at = app(home, monkeypatch, page="evaluation")
-    final = load_json(home / "runs" / "digits" / "metrics.json")["selflabel"]
+    metrics = load_json(home / "runs" / "digits" / "metrics.json")
+    final = metrics[metrics["final"]["stage"]]
     assert metric(at, "ACC (Hungarian)") == f"{final['acc']:.3f}"
     assert metric(at, "NMI") == f"{final['nmi']:.3f}"
     assert final["acc"] > 0.8  # a real run: far above chance
@@ -81,7 +82,7 @@ def test_naming_a_cluster_on_the_clusters_page_is_stored(own_home, monkeypatch):
     at.run()
     assert not at.exception
     run_dir = own_home / "runs" / "digits"
-    state = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1)).state()
+    state = Curation(run_dir, result_probs(run_dir).argmax(1)).state()
     assert state.names[0] == "zeros"
     assert "0 · zeros" in list(at.selectbox(key="cluster").options)
 
@@ -98,7 +99,7 @@ def test_relabel_typed_ids_and_undo(own_home, monkeypatch):
     at.run()
     assert not at.exception
     run_dir = own_home / "runs" / "digits"
-    base = np.load(run_dir / "selflabel_probs.npy").argmax(1)
+    base = result_probs(run_dir).argmax(1)
     curation = Curation(run_dir, base)
     assert {3: "7", 5: "7", 8: "7"}.items() <= curation.state().overrides.items()
     assert curation.history(1)[0]["who"] == "tester"
@@ -109,7 +110,7 @@ def test_relabel_typed_ids_and_undo(own_home, monkeypatch):
 
 def test_split_and_merge_from_the_clusters_page(own_home, monkeypatch):
     run_dir = own_home / "runs" / "digits"
-    curation = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    curation = Curation(run_dir, result_probs(run_dir).argmax(1))
     before = curation.state()
     at = app(own_home, monkeypatch, page="clusters")
     at.selectbox(key="cluster").set_value(1)
@@ -133,7 +134,7 @@ def test_split_and_merge_from_the_clusters_page(own_home, monkeypatch):
 
 def merged_away_in_another_tab(run_dir: Path) -> Curation:
     """What tab A does while tab B still shows cluster 8: merge 8 into 9."""
-    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
     store.merge(8, 9, "alice")
     return store
 
@@ -179,7 +180,7 @@ def test_a_stale_move_target_is_refused(own_home, monkeypatch):
 
 def test_any_edit_of_the_history_can_be_undone(own_home, monkeypatch):
     run_dir = own_home / "runs" / "digits"
-    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
     first = store.name_cluster(0, "zeros", "tester")
     store.move([3], 0, "tester")
     at = app(own_home, monkeypatch, page="curate_export")
@@ -362,7 +363,7 @@ def test_the_map_follows_curation_edits(own_home, monkeypatch):
     import base64
     import json
     run_dir = own_home / "runs" / "digits"
-    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
 
     def trace_names(at: AppTest) -> list[str]:
         spec = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -406,7 +407,7 @@ MARKDOWN_KINDS = ("markdown", "caption", "header", "subheader", "title", "info",
 
 def test_names_are_text_everywhere(own_home, monkeypatch):
     run_dir = own_home / "runs" / "digits"
-    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
     store.name_cluster(0, EVIL, "<img src=http://evil.example/who.png>")
     first = int(np.flatnonzero(store.state().clusters == 0)[0])
     monkeypatch.setitem(__import__("os").environ, "SCAN_EXPLORER_HOVER_SHEET_PIXELS", "0")
@@ -437,7 +438,7 @@ def trace_colours(at: AppTest) -> dict[str, str]:
 
 def test_map_colours_stay_with_their_clusters(own_home, monkeypatch):
     run_dir = own_home / "runs" / "digits"
-    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
     at = app(own_home, monkeypatch, page="embedding")
     before = trace_colours(at)
     assert list(before) == [f"cluster {c}" for c in range(10)]        # legend in cluster order, not "1, 10, 2"
@@ -454,7 +455,7 @@ def test_map_colours_stay_with_their_clusters(own_home, monkeypatch):
 
 def members_by_confidence(run_dir: Path, cluster: int) -> np.ndarray:
     """Cluster ``cluster``'s images, most confident first: the Clusters page's members gallery."""
-    probs = np.load(run_dir / "selflabel_probs.npy")
+    probs = result_probs(run_dir)
     members = np.flatnonzero(probs.argmax(1) == cluster)
     return members[np.argsort(-probs[members].max(1), kind="stable")]
 
@@ -480,7 +481,7 @@ def test_a_thumbnail_opens_its_detail_view_the_arrows_walk_its_gallery_and_edits
     next(s for s in at.selectbox if s.label == "Move to cluster").set_value(3)
     button(at, "Move").click().run()
     assert not at.exception
-    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
     assert store.state().clusters[members[0]] == 3
     assert (store.history(1)[0]["kind"], store.history(1)[0]["who"]) == ("move", "tester")
 
@@ -526,7 +527,7 @@ def test_the_curators_name_lives_in_the_url(own_home, monkeypatch):
 def test_the_curated_evaluation_counts_relabelled_images(own_home, monkeypatch):
     run_dir = own_home / "runs" / "digits"
     labels = np.load(run_dir / "images" / "labels.npy")
-    store = Curation(run_dir, np.load(run_dir / "selflabel_probs.npy").argmax(1))
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
     for digit in range(10):  # a curator who gave every image its true class, one by one
         store.relabel(np.flatnonzero(labels == digit), str(digit), "tester")
     at = app(own_home, monkeypatch, page="evaluation")
@@ -537,7 +538,7 @@ def test_the_curated_evaluation_counts_relabelled_images(own_home, monkeypatch):
 
 def test_a_confusion_cell_opens_its_images(home, monkeypatch):
     run_dir = home / "runs" / "digits"
-    clusters = np.load(run_dir / "selflabel_probs.npy").argmax(1)
+    clusters = result_probs(run_dir).argmax(1)
     labels = np.load(run_dir / "images" / "labels.npy")
     table = np.zeros((10, 10), dtype=int)
     np.add.at(table, (clusters, labels), 1)
@@ -551,7 +552,7 @@ def test_a_confusion_cell_opens_its_images(home, monkeypatch):
 
 def test_filters_narrow_the_map_and_the_gallery(home, monkeypatch):
     run_dir = home / "runs" / "digits"
-    probs = np.load(run_dir / "selflabel_probs.npy")
+    probs = result_probs(run_dir)
     labels = np.load(run_dir / "images" / "labels.npy")
     clusters, confidence = probs.argmax(1), probs.max(1)
     at = app(home, monkeypatch, page="embedding")

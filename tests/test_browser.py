@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from apptest import result_probs
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "tests" / "artifacts" / "screenshots"
@@ -216,7 +218,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
         clusters.click()
     option.click()
     page.keyboard.press("Escape")
-    members = int((np.load(run / "selflabel_probs.npy").argmax(1) == 3).sum())
+    members = int((result_probs(run).argmax(1) == 3).sum())
     page.get_by_text(f"{members:,} of 1,797 images").wait_for(timeout=30_000)
     wait_idle(page)
     shot(page, "3-embedding-filter")
