@@ -60,7 +60,6 @@ TRAINING_STAGES = tuple(stage.name for stage in STAGES if stage.trains)
 CLUSTER_STAGES = tuple(stage.name for stage in STAGES if stage.assigns_clusters)  # later ones refine earlier
 
 
-
 def planned_stages(config: dict) -> tuple[Stage, ...]:
     """The stages a run with ``config`` (``config.json``'s content) goes through, in order: every
     optional one only when its ``enabled_by`` key is set."""

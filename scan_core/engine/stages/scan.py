@@ -5,7 +5,7 @@ probabilities ``(N, K)`` on the clean images are the run's first cluster assignm
 from __future__ import annotations
 
 from ...method.clustering import ClusterHeads, choose_head, predict, train_scan
-from ...method.metrics import evaluate
+from ...method.metrics import hungarian_accuracy
 from ..context import RunContext
 from ..models import cluster_model, load_cluster_stage, save_cluster_stage
 
@@ -24,7 +24,7 @@ def run(ctx: RunContext) -> None:
     values = {**ctx.scores(clusters[best]), "head": best, "head_losses": [round(x, 4) for x in losses],
               "head_agreement": [round(x, 4) for x in agreement]}
     if ctx.images.has_labels:
-        values["head_acc"] = [round(evaluate(c, ctx.images.labels)["acc"], 4) for c in clusters]
+        values["head_acc"] = [round(hungarian_accuracy(c, ctx.images.labels), 4) for c in clusters]
     ctx.record("scan", values)
 
 
