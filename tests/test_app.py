@@ -486,6 +486,29 @@ def test_a_thumbnail_opens_its_detail_view_the_arrows_walk_its_gallery_and_edits
     assert (store.history(1)[0]["kind"], store.history(1)[0]["who"]) == ("move", "tester")
 
 
+def test_the_detail_view_accepts_with_a_and_moves_by_number_and_goes_on(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "digits"
+    ids = np.load(run_dir / "images" / "ids.npy")
+    members = members_by_confidence(run_dir, 0)
+    at = app(own_home, monkeypatch, page="clusters")
+    at.session_state["who"] = "tester"
+    at.session_state["gallery_clicks"] = {"opened": {"index": int(members[0]), "gallery": "members_0"}}
+    at.run()
+    at.session_state["gallery_clicks"] = {}
+    accept = button(at, "Accept its cluster")
+    assert accept.proto.shortcut.lower() == "a"
+    accept.click().run()
+    assert f">{ids[members[1]]}</h3>" in shown_ids(at)  # on to the next image
+    to_seven = button(at, "7")
+    assert to_seven.proto.shortcut == "7" and button(at, "1").proto.shortcut == "1"
+    assert not [b for b in at.button if b.label == "0"]  # no key moves an image to its own cluster
+    to_seven.click().run()
+    assert not at.exception and f">{ids[members[2]]}</h3>" in shown_ids(at)
+    state = Curation(run_dir, result_probs(run_dir).argmax(1)).state()
+    assert state.reviewed == {int(members[0]), int(members[1])}
+    assert state.clusters[members[0]] == 0 and state.clusters[members[1]] == 7
+
+
 @pytest.mark.parametrize("page, query, typed", [
     ("neighbours", {"image": "²"}, None), ("neighbours", {"image": "99999999999999999999"}, None),
     ("neighbours", {}, ("image_query", "#²")), ("curate_export", {}, ("edit_ids", "#² #3 ²")),

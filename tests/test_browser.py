@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import socket
@@ -127,6 +128,17 @@ def undone_renames(run: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM edits WHERE kind = 'name_cluster' AND undone = 1").fetchone()[0]
 
 
+def edits(run: Path, kind: str) -> list[dict]:
+    """The payloads of ``run``'s live edits of ``kind``, oldest first (read with sqlite itself)."""
+    with contextlib.closing(sqlite3.connect(run / "curation.sqlite")) as db:
+        rows = db.execute("SELECT payload FROM edits WHERE kind = ? AND undone = 0 ORDER BY id", (kind,)).fetchall()
+    return [json.loads(payload) for (payload,) in rows]
+
+
+TABLE_HEADER, TABLE_ROW, TABLE_ROW_MARKER = 35, 52, 15  # the Clusters table's header and row heights,
+# and the middle of the row-selection boxes' column, in pixels
+
+
 def test_train_explore_curate_export(server, page, tmp_path):
     url, home = server
     page.goto(url)
@@ -172,7 +184,8 @@ def test_train_explore_curate_export(server, page, tmp_path):
     assert len(shown) == 100 and set(shown) <= set(inside.tolist())
     shot(page, "3-embedding-selection")  # after the hover shot: names sort in order
 
-    ids = np.load(run / "images" / "ids.npy")  # the detail view: a click on a thumbnail, arrows, Esc
+    ids = np.load(run / "images" / "ids.npy")  # the detail view: a click on a thumbnail, arrows, keys, Esc
+    base = result_probs(run).argmax(1)
     page.locator(".scan-gallery figure").first.click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_role("heading", name=str(ids[shown[0]]), exact=True).wait_for(timeout=30_000)
@@ -180,6 +193,19 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.keyboard.press("ArrowRight")
     dialog.get_by_role("heading", name=str(ids[shown[1]]), exact=True).wait_for(timeout=30_000)
     shot(page, "3-detail-view")
+    wait_idle(page)
+    page.keyboard.press("a")  # A accepts the image where it is and goes on
+    dialog.get_by_role("heading", name=str(ids[shown[2]]), exact=True).wait_for(timeout=30_000)
+    assert edits(run, "accept") == [{"images": [shown[1]], "cluster": int(base[shown[1]])}]
+    wait_idle(page)
+    target = 1 if base[shown[2]] != 1 else 2  # a number key moves it to that cluster and goes on
+    page.keyboard.press(str(target))
+    dialog.get_by_role("heading", name=str(ids[shown[3]]), exact=True).wait_for(timeout=30_000)
+    assert edits(run, "move") == [{"images": [shown[2]], "cluster": target}]
+    wait_idle(page)
+    dialog.get_by_label("Label").press_sequentially("a1")  # keys typed into a box are text, not actions
+    page.wait_for_timeout(1000)
+    assert len(edits(run, "accept")) == 1 and len(edits(run, "move")) == 1
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden", timeout=30_000)
     wait_idle(page)
@@ -218,7 +244,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
         clusters.click()
     option.click()
     page.keyboard.press("Escape")
-    members = int((result_probs(run).argmax(1) == 3).sum())
+    members = int((base == 3).sum()) - int(base[shown[2]] == 3)  # less the image moved by its number key
     page.get_by_text(f"{members:,} of 1,797 images").wait_for(timeout=30_000)
     wait_idle(page)
     shot(page, "3-embedding-filter")
@@ -237,6 +263,13 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.get_by_role("heading", name="0 · my first cluster").wait_for(timeout=30_000)
     wait_idle(page)
     shot(page, "4-clusters")
+    table = page.locator("[data-testid='stDataFrame']").first  # a click on a row's box opens its cluster
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + TABLE_ROW_MARKER, box["y"] + TABLE_HEADER + 4.5 * TABLE_ROW)
+    shot(page, "4-clusters-row")
+    page.get_by_role("heading", name="cluster 4", exact=True).wait_for(timeout=30_000)
+    wait_idle(page)
 
     page.goto(f"{url}/curate_export?run=digits-demo")
     page.get_by_role("tab", name="Export").click()

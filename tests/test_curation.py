@@ -64,6 +64,24 @@ def test_move_changes_clusters_and_sizes(cur):
         cur.move([0], 3)
 
 
+def test_accepted_and_moved_images_are_reviewed_until_undone(cur):
+    assert cur.state().reviewed == frozenset()
+    cur.accept([3, 4], 1, who="alice")
+    cur.move([0], 2, who="bob")
+    cur.merge(1, 2)  # a merge moves images the user never looked at one by one: not reviewed
+    state = cur.state()
+    assert state.reviewed == frozenset({0, 3, 4}) and state.clusters.tolist() == [2, 0, 0, 2, 2, 2, 2, 2, 2, 2]
+    assert cur.undo(who="bob")["kind"] == "move" and cur.state().reviewed == frozenset({3, 4})
+    assert cur.undo(who="alice")["kind"] == "accept" and cur.state().reviewed == frozenset()
+
+
+def test_accepting_images_another_session_moved_is_refused(cur):
+    cur.move([3], 0, who="alice")  # bob's page still shows image 3 in cluster 1
+    with pytest.raises(StaleEdit, match=r"images \[3\] are no longer in cluster 1"):
+        cur.accept([3, 4], 1, who="bob")
+    assert cur.history(1)[0]["kind"] == "move" and cur.state().reviewed == frozenset({3})
+
+
 def test_outliers_flag_and_unflag(cur):
     cur.mark_outliers([1, 2, 7])
     cur.mark_outliers([2], outlier=False)

@@ -1,6 +1,7 @@
 """The image detail view, as in FiftyOne: click any gallery thumbnail for the image at full size
 with its id, path, cluster, confidence, curated and true label, its mined neighbours, previous / next
-(arrow keys) through the gallery it came from, and the edits right there (move, label, outlier).
+(arrow keys) through the gallery it came from, and the edits right there: accept (A), move to cluster
+0-9 by its number key, or to any cluster from a list, label, outlier.
 
 Galleries (:mod:`ui.gallery`) are plain HTML; :func:`detail_view` mounts one small listener that
 turns a click on a thumbnail (``data-index``, ``data-gallery``) into a trigger value.
@@ -63,7 +64,7 @@ def image_dialog(results: RunResults) -> None:
     back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
     back.button("Previous", icon=":material/arrow_back:", shortcut="left", disabled=position == 0,
                 key="detail_previous", on_click=step, args=(-1,))
-    where.caption(f"{position + 1:,} of {len(order):,} in this gallery · ← → to move, Esc to close")
+    where.caption(f"{position + 1:,} of {len(order):,} in this gallery · ← → next, A accept, 0-9 move, Esc close")
     forward.button("Next", icon=":material/arrow_forward:", shortcut="right", disabled=position >= len(order) - 1,
                    key="detail_next", on_click=step, args=(1,))
     show_image(results, detail["index"])
@@ -104,7 +105,8 @@ def show_image(results: RunResults, index: int) -> None:
                     f"cluster: {cluster_title(state, cluster)}",
                     f"confidence: {results.confidence[index]:.3f} (model cluster {int(results.clusters[index])})",
                     f"curated label: {state.labels()[index]}"
-                    + (" · outlier" if index in state.outliers else "")]
+                    + (" · outlier" if index in state.outliers else "")
+                    + (" · reviewed" if index in state.reviewed else "")]
                    + ([f"true label: {true_names[index]}"] if true_names is not None else []), first_bold=False)
         actions(results, state, seen, index, cluster)
     if results.neighbors is not None:
@@ -115,9 +117,21 @@ def show_image(results: RunResults, index: int) -> None:
 
 
 def actions(results: RunResults, state, seen: int, index: int, cluster: int) -> None:
-    """Move the image, give it a label, flag it: curation edits like the others (history, undo)."""
+    """Accept the image where it is, move it, give it a label, flag it: curation edits like the
+    others (history, undo). Accept and the number keys go on to the next image."""
     store = curation(results)
     others = [c for c in cluster_options(state) if c != cluster]
+    if st.button("Accept its cluster", icon=":material/check:", shortcut="a", key=f"detail_accept_{index}"):
+        edit(lambda: store.accept([index], cluster, who()), f"#{index} accepted in {cluster_title(state, cluster)}",
+             after=lambda: step(1))
+    numbered = [c for c in others if c < 10]
+    if numbered:
+        st.caption("Move to cluster (its number key)")
+        for column, target in zip(st.columns(len(numbered)), numbered):
+            if column.button(str(target), shortcut=str(target), help=cluster_title(state, target),
+                             key=f"detail_to_{target}_{index}"):
+                edit(lambda t=target: store.move([index], t, who(), seen=seen),
+                     f"#{index} moved to {cluster_title(state, target)}", after=lambda: step(1))
     with st.form(f"detail_move_{index}", border=False):
         left, right = st.columns([3, 1], vertical_alignment="bottom")
         target = left.selectbox("Move to cluster", others, format_func=lambda c: cluster_title(state, c))

@@ -231,14 +231,16 @@ def clusters_changed(loaded: RunResults, state: CuratedState) -> str | None:
             "this page was drawn). The page now shows the current clusters; check your choice and try again.")
 
 
-def edit(action: Callable[[], object], done: str) -> bool:
+def edit(action: Callable[[], object], done: str, after: Callable[[], object] | None = None) -> bool:
     """Run one curation edit; a refused one (StaleEdit, ValueError) is shown as a message, never a
-    traceback. A successful one shows ``done`` and reruns the page."""
+    traceback. A successful one shows ``done``, calls ``after`` and reruns the page."""
     try:
         action()
     except ValueError as error:  # StaleEdit included
         st.error(f"Not done: {markdown_text(error)}")
         return False
+    if after is not None:
+        after()
     st.toast(done)
     st.rerun()
     return True

@@ -7,8 +7,10 @@ cluster, relabelling or moving images, marking outliers, merging, splitting) is 
 
 Edit kinds and their JSON payloads (``images`` are sorted unique indices in ``[0, N)``):
 ``name_cluster`` {cluster, name}, ``relabel`` {images, label} (per-image label override),
-``clear_label`` {images}, ``move`` {images, cluster}, ``outlier`` {images, outlier},
-``merge`` {source, target}, ``split`` {cluster, images, new_cluster}.
+``clear_label`` {images}, ``move`` {images, cluster}, ``accept`` {images, cluster} (the user checked
+that these images belong where they are), ``outlier`` {images, outlier}, ``merge`` {source, target},
+``split`` {cluster, images, new_cluster}. Images the user moved or accepted one by one are
+*reviewed*: their cluster is the user's word, not the model's.
 
 Several browser sessions (threads) and processes may write at once, and the app may be killed at
 any moment: the database runs in WAL mode with ``synchronous=FULL``, each call opens its own
@@ -84,8 +86,9 @@ class CuratedState:
 
     ``clusters`` ``(N,)`` int (read-only): base assignment with move/merge/split applied;
     ``names``: cluster id -> name; ``overrides``: image index -> curated label;
-    ``outliers``: image indices flagged as outliers; ``num_cluster_ids``: ids ``0..num_cluster_ids-1``
-    exist (some may be empty); ``version``: the curation log's version this state shows.
+    ``outliers``: image indices flagged as outliers; ``reviewed``: images the user moved or accepted
+    one by one; ``num_cluster_ids``: ids ``0..num_cluster_ids-1`` exist (some may be empty);
+    ``version``: the curation log's version this state shows.
     """
 
     clusters: np.ndarray
@@ -94,6 +97,7 @@ class CuratedState:
     outliers: frozenset[int]
     num_cluster_ids: int
     version: int = 0
+    reviewed: frozenset[int] = frozenset()
 
     def labels(self) -> np.ndarray:
         """Curated label per image ``(N,)`` str: the image's override, else its cluster's name,
@@ -116,7 +120,7 @@ class CuratedState:
     def digest(self) -> str:
         """A hex digest that is the same for equal states and differs after any edit (a cache key)."""
         text = json.dumps([sorted(self.names.items()), sorted(self.overrides.items()), sorted(self.outliers),
-                           self.num_cluster_ids])
+                           self.num_cluster_ids, sorted(self.reviewed)])
         return sha256(np.ascontiguousarray(self.clusters).tobytes() + text.encode()).hexdigest()
 
 
@@ -126,6 +130,7 @@ def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]], version
     names: dict[int, str] = {}
     overrides: dict[int, str] = {}
     outliers: set[int] = set()
+    reviewed: set[int] = set()
     num_ids = int(clusters.max()) + 1 if len(clusters) else 0
     for kind, payload in edits:
         images = payload.get("images")
@@ -142,6 +147,9 @@ def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]], version
         elif kind == "move":
             clusters[np.asarray(images, dtype=np.int64)] = payload["cluster"]
             num_ids = max(num_ids, payload["cluster"] + 1)
+            reviewed.update(images)
+        elif kind == "accept":
+            reviewed.update(images)
         elif kind == "merge":
             clusters[clusters == payload["source"]] = payload["target"]
             num_ids = max(num_ids, payload["source"] + 1, payload["target"] + 1)
@@ -152,7 +160,8 @@ def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]], version
             raise ValueError(f"unknown edit kind {kind!r} in the curation log")
     clusters.setflags(write=False)
     return CuratedState(clusters=clusters, names=names, overrides=overrides,
-                        outliers=frozenset(outliers), num_cluster_ids=num_ids, version=version)
+                        outliers=frozenset(outliers), num_cluster_ids=num_ids, version=version,
+                        reviewed=frozenset(reviewed))
 
 
 class Curation:
@@ -323,6 +332,20 @@ class Curation:
         payload = {"images": self._images(images), "cluster": _index(cluster, "cluster")}
         return self._append("move", payload, who, lambda state, p: _existing(state, p["cluster"]),
                             seen, clusters=[payload["cluster"]])[0]
+
+    def accept(self, images: Sequence[int] | np.ndarray, cluster: int, who: str = "anonymous") -> int:
+        """Record that the user checked ``images`` and they belong in ``cluster``, where they are now
+        (ValueError naming the images that are elsewhere: another session moved them); returns the edit id."""
+        payload = {"images": self._images(images), "cluster": _index(cluster, "cluster")}
+
+        def check(state: CuratedState, p: dict) -> None:
+            images = np.asarray(p["images"], dtype=np.int64)
+            elsewhere = images[state.clusters[images] != p["cluster"]]
+            if len(elsewhere):
+                raise StaleEdit(f"images {elsewhere[:10].tolist()} are no longer in cluster {p['cluster']}: "
+                                "someone moved them after you looked")
+
+        return self._append("accept", payload, who, check)[0]
 
     def mark_outliers(self, images: Sequence[int] | np.ndarray, outlier: bool = True,
                       who: str = "anonymous") -> int:
