@@ -15,9 +15,33 @@ from ui.text import html_text
 
 SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", "manifold", *CLUSTER_STAGES)]
 
+_CELL_CLICKS_JS = """
+export default function (component) {  // a click on a heatmap cell sends its [row, column]
+  const attach = () => document.querySelectorAll('.stPlotlyChart .js-plotly-plot').forEach((plot) => {
+    if (plot.__scanCell || typeof plot.on !== 'function' || !plot.data || plot.data[0].type !== 'heatmap') return;
+    plot.__scanCell = true;
+    plot.on('plotly_click', (event) => {
+      const cell = event && event.points && event.points[0] && event.points[0].pointNumber;
+      if (Array.isArray(cell)) component.setTriggerValue('clicked', {row: cell[0], column: cell[1]});
+    });
+  });
+  attach();
+  const timer = setInterval(attach, 400);  // the heatmap is drawn after this mounts
+  return () => clearInterval(timer);
+}
+"""
+_cell_clicks = st.components.v2.component("scan_confusion_clicks", js=_CELL_CLICKS_JS)
+
 
 def cell_images(results, title, clusters: np.ndarray, rows: list[int]) -> None:
-    """The images of one confusion-matrix cell (cluster x true class), picked in two boxes."""
+    """The images of one confusion-matrix cell (cluster x true class): the cell clicked on the
+    heatmap (drawn with ``rows`` top to bottom), or picked in two boxes."""
+    clicked = _cell_clicks(key="confusion_clicks", on_clicked_change=lambda: None).clicked
+    if isinstance(clicked, dict):  # what the browser sends is input: whole indices inside the matrix
+        row, column = clicked.get("row"), clicked.get("column")
+        if isinstance(row, int) and isinstance(column, int) and 0 <= row < len(rows) \
+                and 0 <= column < len(results.class_names):
+            st.session_state["cell_cluster"], st.session_state["cell_class"] = rows[row], column
     left, right = st.columns(2)
     cluster = left.selectbox("Cell: cluster", rows, format_func=title, key="cell_cluster")
     label = right.selectbox("Cell: true class", range(len(results.class_names)),
@@ -66,7 +90,7 @@ def main() -> None:
     figure.update_xaxes(type="category")
     figure.update_yaxes(type="category")
     st.plotly_chart(figure, key="confusion")
-    st.caption(f"Clusters are mapped to classes by {report['mapping_kind']}. Pick a cell below to see its images.")
+    st.caption(f"Clusters are mapped to classes by {report['mapping_kind']}. Click a cell (or pick it below) to see its images.")
     cell_images(results, title, clusters, [int(report["clusters"][i]) for i in order])
 
     left, right = st.columns(2)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.optimize import linear_sum_assignment
 from streamlit.testing.v1 import AppTest
 
 from scan_core.data.artifacts import load_json, save_json
@@ -571,6 +572,27 @@ def test_a_confusion_cell_opens_its_images(home, monkeypatch):
     at.selectbox(key="cell_class").set_value(int(off[1])).run()
     grid = next(h.proto.body for h in at.get("html") if f'data-gallery="cell_{off[0]}_{off[1]}"' in h.proto.body)
     assert grid.count("<figure") == min(100, table[off[0], off[1]])
+
+
+def test_a_click_on_a_confusion_cell_opens_its_images(home, monkeypatch):
+    run_dir = home / "runs" / "digits"
+    clusters = result_probs(run_dir).argmax(1)
+    labels = np.load(run_dir / "images" / "labels.npy")
+    table = np.zeros((10, 10), dtype=int)
+    np.add.at(table, (clusters, labels), 1)
+    matched, classes = linear_sum_assignment(-table)  # rows are drawn in the order of their classes
+    row = 4
+    cluster = int(matched[np.flatnonzero(classes == row)[0]])
+    column = int(np.argsort(table[cluster])[-2])  # the class this cluster holds second most of
+    at = app(home, monkeypatch, page="evaluation")
+    at.session_state["confusion_clicks"] = {"clicked": {"row": row, "column": column}}
+    at.run()
+    assert (at.selectbox(key="cell_cluster").value, at.selectbox(key="cell_class").value) == (cluster, column)
+    grid = next(h.proto.body for h in at.get("html") if f'data-gallery="cell_{cluster}_{column}"' in h.proto.body)
+    assert grid.count("<figure") == min(100, table[cluster, column])
+    at.session_state["confusion_clicks"] = {"clicked": {"row": 99, "column": "x"}}  # input: ignored
+    at.run()
+    assert not at.exception and at.selectbox(key="cell_cluster").value == cluster
 
 
 def test_filters_narrow_the_map_and_the_gallery(home, monkeypatch):

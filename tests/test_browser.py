@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.optimize import linear_sum_assignment
 
 from apptest import result_probs
 
@@ -119,6 +120,13 @@ FIRST_POINT = """() => {  // where the first image of the first trace is drawn, 
     const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
     const trace = gd._fullData[0], r = gd.getBoundingClientRect();
     return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[0]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[0])};
+}"""
+
+
+CELL_DRAWN = """([row, column]) => {  // the middle of a heatmap cell, in page pixels
+    const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
+    const r = gd.getBoundingClientRect();
+    return {x: r.left + L._size.l + L.xaxis.l2p(column), y: r.top + L._size.t + L.yaxis.l2p(row)};
 }"""
 
 
@@ -270,6 +278,19 @@ def test_train_explore_curate_export(server, page, tmp_path):
     shot(page, "4-clusters-row")
     page.get_by_role("heading", name="cluster 4", exact=True).wait_for(timeout=30_000)
     wait_idle(page)
+
+    page.goto(f"{url}/evaluation?run=digits-demo")  # a click on a confusion cell opens its images
+    page.locator(".stPlotlyChart .js-plotly-plot").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    labels = np.load(run / "images" / "labels.npy")
+    table = np.zeros((10, 10), dtype=int)
+    np.add.at(table, (base, labels), 1)
+    matched, classes = linear_sum_assignment(-table)  # rows are drawn in the order of their classes
+    cluster = int(matched[np.flatnonzero(classes == 2)[0]])
+    page.mouse.click(**page.evaluate(CELL_DRAWN, [2, 2]))
+    page.locator(f".scan-gallery figure[data-gallery='cell_{cluster}_2'] img").first.wait_for(timeout=30_000)
+    assert page.locator(f".scan-gallery figure[data-gallery='cell_{cluster}_2'] img").count() == min(100, table[cluster, 2])
+    shot(page, "4-evaluation-cell")
 
     page.goto(f"{url}/curate_export?run=digits-demo")
     page.get_by_role("tab", name="Export").click()
