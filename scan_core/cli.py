@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in TRAINING_STAGES:
         train.add_argument(f"--{stage}-epochs", type=int, default=None, metavar="E",
                            help=f"epochs of the {stage} stage (default: the preset's)")
+    train.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                       help="seconds the auto preset plans the run for (default 900 on a 2-core CPU)")
     train.add_argument("--no-umap", action="store_true", help="skip the 2-D projection stage")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate = commands.add_parser("evaluate", help="print a run's metrics table")
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["image_size"] = args.image_size
     if args.no_umap:
         overrides["umap"] = False
+    if args.time_budget is not None:
+        overrides["time_budget"] = args.time_budget
     for stage in TRAINING_STAGES:
         if getattr(args, f"{stage}_epochs") is not None:
             overrides[stage] = {"epochs": getattr(args, f"{stage}_epochs")}

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal, TypeVar, get_args, get_origin
 
 Device = Literal["auto", "cpu", "cuda"]
-Backbone = Literal["small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet"]
+Backbone = Literal["small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet", "efficientnet-lite0-imagenet"]
 HeadInput = Literal["features", "pixels", "both"]          # what heads see: SimCLR features, pixel PCA, both
 NeighborSpace = Literal["features", "pixels", "fused", "hog", "manifold"]  # fused: rank fusion of features and
 #                                                                     pixels; manifold: the UMAP embedding
@@ -23,6 +23,7 @@ ScanMode = Literal["frozen", "finetune"]                   # heads on cached fea
 
 DEVICES: tuple[str, ...] = get_args(Device)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
+PRETRAINED: tuple[str, ...] = tuple(name for name in BACKBONES if name.endswith("-imagenet"))
 
 #: RandAugment ops of SCAN's strong view, in the order :mod:`scan_core.method.augment` draws them.
 STRONG_OPS = ("identity", "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "autocontrast",
@@ -85,7 +86,8 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class PretextConfig:
-    """SimCLR training (:mod:`scan_core.method.pretext`)."""
+    """SimCLR training (:mod:`scan_core.method.pretext`); ``epochs`` 0: none, a pretrained
+    backbone's features are used as they are (frozen)."""
 
     epochs: int = 10
     batch_size: int = 256
@@ -95,8 +97,8 @@ class PretextConfig:
     warmup_epochs: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"pretext epochs (--pretext-epochs) must be at least 1, got {self.epochs}")
+        if self.epochs < 0:
+            raise ValueError(f"pretext epochs (--pretext-epochs) must be at least 0, got {self.epochs}")
         if self.batch_size < 2:
             raise ValueError(f"pretext batch_size must be at least 2 (SimCLR contrasts the images "
                              f"of a batch), got {self.batch_size}")
@@ -159,6 +161,7 @@ class RunConfig:
     device: Device = "cpu"
     backbone: Backbone = "small-cnn"
     backbone_width: int = 32
+    pretrained_size: int = 128         # the side an ImageNet backbone resizes images to
     image_size: int | None = None
     pretext: PretextConfig = field(default_factory=PretextConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -172,9 +175,13 @@ class RunConfig:
     feature_views: int = 4             # augmented feature banks for frozen heads
     selflabel: SelfLabelConfig = field(default_factory=SelfLabelConfig)
     umap: bool = True
+    time_budget: float = 0.0           # seconds the whole run should take (0: none): SimCLR's epochs are
+    #                                    cut to what is left of it, from its measured step time
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.time_budget < 0:
+            raise ValueError(f"time_budget (--time-budget) must be 0 (none) or positive seconds, got {self.time_budget}")
         if self.num_clusters < 2:
             raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
         if self.num_neighbors < 1:
@@ -185,6 +192,11 @@ class RunConfig:
             raise ValueError(f"manifold_dims must be 0 (none) or at least 2, got {self.manifold_dims}")
         if self.neighbor_space == "manifold" and not self.manifold_dims:
             raise ValueError("neighbor_space 'manifold' needs manifold_dims > 0")
+        if self.pretext.epochs == 0 and self.head_input != "pixels" and self.backbone not in PRETRAINED:
+            raise ValueError(f"pretext epochs 0 (no SimCLR) needs a pretrained backbone ({', '.join(PRETRAINED)}); "
+                             f"{self.backbone} would give the features of random weights")
+        if self.pretrained_size < 16:
+            raise ValueError(f"pretrained_size must be at least 16 pixels, got {self.pretrained_size}")
         if self.manifold_dims and self.scan_mode != "frozen":
             raise ValueError("a manifold (manifold_dims > 0) needs scan_mode 'frozen': the heads learn on its fixed embedding")
 

@@ -3,18 +3,25 @@
 :data:`PRESETS` maps a name to a small literal of the :class:`~scan_core.config.RunConfig` fields
 it sets (nested configs as partial dicts); every field it leaves out keeps its default. Only
 ``auto`` is computed, by :func:`auto_settings`, from what can be seen without labels: image size,
-colour and count. Every value is fixed before training starts and is the same for every seed;
-nothing is tuned on labels at run time. The whole config is written to ``config.json``.
+colour and count, and a time budget (:data:`TIME_BUDGET`, ``--time-budget``). Every value is fixed
+before training starts and is the same for every seed, except SimCLR's epochs under a time budget,
+cut at run time from the measured step time (``pretext_plan.json``); nothing is tuned on labels.
+The whole config is written to ``config.json``.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
 
+from .config import PRETRAINED as PRETRAINED_BACKBONES
 from .config import RunConfig
+from .costs import pretrained_pass_seconds
 
 GRAY_SMALL = {"crop_scale": (0.3, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.0, 0.0), "grayscale_p": 0.0,
               "strong_ops": 2, "cutout": 0.4}   # small grayscale images: gentle crops, no colour
 COLOUR: dict = {}                                # AugmentConfig's defaults: SimCLR's CIFAR recipe
+PRETRAINED = "efficientnet-lite0-imagenet"       # ImageNet weights installed with the requirements
+TIME_BUDGET = 900.0                               # seconds auto plans a run for (2-core CPU)
+PASS_SHARE = 0.7                                  # of it, for a frozen backbone's passes
 SCAN_HEADS = {"num_heads": 10, "epochs": 30, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-4, "hidden": 256}
 
 PRESETS: dict[str, dict] = {
@@ -47,17 +54,44 @@ def check_preset(preset: str) -> str:
     return preset
 
 
-def auto_settings(num_images: int, image_side: int, channels: int) -> dict:
-    """The ``auto`` preset for images never seen before, from their count, side and channels.
+def auto_settings(num_images: int, image_side: int, channels: int, time_budget: float = TIME_BUDGET,
+                  backbone: str | None = None) -> dict:
+    """The ``auto`` preset for images never seen before, from their count, side and channels, planned
+    for ``time_budget`` seconds on a 2-core CPU.
 
-    Grayscale images get no horizontal flip: a flip changes what a character or a digit means, and
-    nothing in a grayscale set says it is safe (colour photos keep SimCLR's flips)."""
+    - Colour: the ImageNet-pretrained :data:`PRETRAINED` backbone, frozen (no SimCLR): on generated
+      colour shapes and textures its features cluster at 0.99 where pixels and a short CPU SimCLR
+      stay near chance (README). Images are resized to 128 px inside it, less when the budget
+      cannot pay for one pass at 128 px, with as many augmented feature banks (up to 4) as it allows.
+      Another pretrained ``backbone`` is used the same way.
+    - Grayscale (or colour with a ``backbone`` that is not pretrained): that backbone (a small CNN
+      by default) trained with SimCLR, neighbours fused with the pixels'; no horizontal flip for
+      grayscale (a flip changes what a character or a digit means). Its epochs: fewer for bigger
+      sets, cut at run time to what the budget leaves, from the step time measured in the first steps.
+    """
+    if channels == 3 and (backbone is None or backbone in PRETRAINED_BACKBONES):
+        size, views = pretrained_plan(num_images, time_budget)
+        return {"backbone": backbone or PRETRAINED, "pretext": {"epochs": 0}, "pretrained_size": size,
+                "feature_views": views, "augment": COLOUR, "neighbor_space": "features", "scan": SCAN_HEADS,
+                "selflabel": {"epochs": 5}, "time_budget": time_budget}
     epochs = max(5, min(40, 400_000 // max(num_images, 1)))  # fewer passes over big sets
     return {"backbone_width": 16 if image_side <= 32 else 32,
             "pretext": {"epochs": epochs, "batch_size": 256},
-            "augment": {**GRAY_SMALL, "flip": False} if channels == 1 else COLOUR,
+            "augment": COLOUR if channels == 3 else {**GRAY_SMALL, "flip": False},
             "neighbor_space": "fused", "pixel_pca_dim": min(100, max(8, num_images // 20)),
-            "scan": SCAN_HEADS, "selflabel": {"epochs": 5}}
+            "scan": SCAN_HEADS, "selflabel": {"epochs": 5}, "time_budget": time_budget}
+
+
+def pretrained_plan(num_images: int, time_budget: float) -> tuple[int, int]:
+    """``(side, feature banks)`` for a frozen :data:`PRETRAINED` backbone: the largest side of 128,
+    96, 64 px whose passes (the clean one and the banks) fit in :data:`PASS_SHARE` of the budget,
+    with as many banks as fit there, up to 4."""
+    for size in (128, 96, 64):
+        one_pass = pretrained_pass_seconds(PRETRAINED, num_images, size)
+        passes = int(PASS_SHARE * time_budget / max(one_pass, 1e-9))
+        if passes >= 1:
+            return size, min(4, passes - 1)
+    return 64, 0
 
 
 def make_config(dataset: str, num_clusters: int, num_images: int, image_side: int, channels: int,
@@ -72,7 +106,9 @@ def make_config(dataset: str, num_clusters: int, num_images: int, image_side: in
     name = check_preset(preset)
     if name == "auto":
         name = dataset.split(":")[0] if dataset.split(":")[0] in PRESETS else "auto"
-    settings = PRESETS[name] if name != "auto" else auto_settings(num_images, image_side, channels)
+    budget = overrides.get("time_budget") or TIME_BUDGET
+    settings = PRESETS[name] if name != "auto" else auto_settings(num_images, image_side, channels, budget,
+                                                                  overrides.get("backbone"))
     merged = _merged(_merged({"dataset": dataset, "num_clusters": num_clusters, "preset": name}, settings),
                      overrides)
     return RunConfig.from_dict(merged)

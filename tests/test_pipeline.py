@@ -160,3 +160,66 @@ def test_auto_never_flips_grayscale_images_and_keeps_flips_for_colour():
     gray = make_config("/some/folder", 5, 2000, 28, 1, "auto")
     colour = make_config("/some/folder", 5, 2000, 64, 3, "auto")
     assert gray.augment.flip is False and colour.augment.flip is True
+
+
+def test_a_plan_cuts_simclr_to_the_epochs_it_returns(digits):
+    from scan_core.config import PretextConfig
+    from scan_core.method.pretext import PROBE_STEPS, SimCLRModel, train_simclr
+    images = digits.images[:640]  # batch 64: 10 steps an epoch
+    asked, totals = [], []
+    model = SimCLRModel(build_backbone("small-cnn", 1, 4), out_dim=8)
+    train_simclr(model, images, PretextConfig(epochs=5, batch_size=64), AugmentConfig(flip=False), torch.device("cpu"),
+                 on_step=lambda step, total, loss: totals.append((step, total)),
+                 plan=lambda seconds, steps: asked.append((seconds, steps)) or 2)
+    assert len(asked) == 1 and asked[0][0] > 0 and asked[0][1] == 10
+    assert totals[PROBE_STEPS + 1][1] == 20 and totals[-1] == (20, 20)  # 2 epochs of 10 steps, not 5
+
+
+def test_a_time_budget_is_kept_and_written_down(tmp_path):
+    run_dir = tmp_path / "budget"  # digits, 3 SimCLR epochs of 14 steps asked; a 1 s budget leaves room for 1
+    metrics = train_run(run_dir, "digits", preset="tiny", show_bar=False, pretext={"epochs": 3}, time_budget=1.0)
+    plan = json.loads((run_dir / "pretext_plan.json").read_text())
+    assert (plan["asked"], plan["epochs"], plan["seconds_left"]) == (3, 1, 0.0)
+    assert metrics["pretext"]["budget"]["epochs"] == 1
+    steps = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    last = [e for e in steps if e.get("stage") == "pretext" and e.get("kind") == "step"][-1]
+    assert (last["step"], last["total"]) == (14, 14)  # ends after one epoch of 1,797 // 128 steps
+
+
+def test_a_resumed_run_keeps_its_plan_only_when_an_epoch_was_saved(tmp_path):
+    from types import SimpleNamespace
+
+    from scan_core.engine.stages.pretext import PLAN, budget_plan
+    ctx = SimpleNamespace(dir=tmp_path)
+    (tmp_path / PLAN).write_text(json.dumps({"epochs": 4}))
+    assert budget_plan(ctx) is None  # killed before an epoch was saved: plan afresh
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "pretext.pt").write_bytes(b"x")
+    assert budget_plan(ctx) == {"epochs": 4}  # its saved epochs were counted against that plan
+
+
+def test_auto_clusters_colour_shapes_with_a_frozen_pretrained_backbone(tmp_path):
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(0)  # 3 shapes x 30, each in a random colour on another random colour
+    for shape in ("disc", "square", "cross"):
+        (tmp_path / "shapes" / shape).mkdir(parents=True)
+        for i in range(30):
+            fg, bg = (tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(2))
+            image = Image.new("RGB", (48, 48), bg)
+            draw, a, b = ImageDraw.Draw(image), int(rng.integers(4, 12)), int(rng.integers(34, 44))
+            if shape == "disc":
+                draw.ellipse((a, a, b, b), fill=fg)
+            elif shape == "square":
+                draw.rectangle((a, a, b, b), fill=fg)
+            else:
+                draw.rectangle((a, 21, b, 27), fill=fg)
+                draw.rectangle((21, a, 27, b), fill=fg)
+            image.save(tmp_path / "shapes" / shape / f"{i}.png")
+    metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["backbone"], config["pretext"]["epochs"]) == ("efficientnet-lite0-imagenet", 0)
+    assert "frozen" in metrics["pretext"]["method"]
+    ids = np.load(tmp_path / "run" / "images" / "ids.npy")  # "disc/7.png": the class is the folder
+    labels = np.array([["cross", "disc", "square"].index(str(i).split("/")[0]) for i in ids])
+    result = np.load(tmp_path / "run" / f"{metrics['final']['stage']}_probs.npy").argmax(1)
+    assert hungarian_accuracy(result, labels) >= 0.9  # pixels' k-means: near chance on such colours

@@ -27,7 +27,7 @@ def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit
     pixel PCA (fitted on ``images`` if ``fit``, else shaped to load a saved state into)."""
     parts: list[torch.nn.Module] = []
     if config.head_input in ("features", "both"):
-        parts.append(build_backbone(config.backbone, images.channels, config.backbone_width))
+        parts.append(build_backbone(config.backbone, images.channels, config.backbone_width, config.pretrained_size))
     if config.head_input in ("pixels", "both"):
         parts.append(PixelPCA.fit(images.images, config.pixel_pca_dim, config.seed) if fit else
                      PixelPCA.empty(images.images, config.pixel_pca_dim))

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import scan_core
 
+from .. import costs
 from ..data.artifacts import CorruptArtifact, load_json, save_json
 from ..data.rundir import CLUSTER_STAGES, STAGE_NAMES, final_stage, planned_stages, read_status
 from ..data.sources import BUILTIN
@@ -41,15 +42,6 @@ LOCK_NAME = "training.lock"
 HOLDER_NAME = "training.json"
 RUN_NAME_MAX = 60
 CANCELLED = "cancelled by user"
-#: Rough cost of each stage on the 2-core CPU of the README's benchmarks: (fixed seconds, seconds
-#: per image, seconds per image and epoch of the stage's training). The projection's numbers are
-#: those of :func:`scan_core.method.projection.umap_seconds`, the manifold's of
-#: :func:`scan_core.method.manifold.manifold_seconds`, which the running stages report.
-STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifold": (12.0, 2e-3, 0.0),
-               "neighbors": (0.0, 5e-4, 0.0),
-               "scan": (0.0, 0.0, 4.5e-5), "selflabel": (0.0, 0.0, 3e-5), "projection": (12.0, 8e-4, 0.0)}
-#: How much slower than the 16-wide small CNN on 28 px images a pretext epoch is, per backbone.
-BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0}
 STARTUP_SECONDS = 5.0        # the job's Python, torch and its images loaded before the first stage
 SPEED_RANGE = (0.25, 4.0)    # how far measured stages may scale the rule
 _children: list[subprocess.Popen] = []  # launched jobs, polled so finished ones are reaped
@@ -291,15 +283,8 @@ def stage_events(events: list[dict], stage: str | None) -> list[dict]:
 # ---- time estimates ----------------------------------------------------------------------------
 def stage_seconds(config: dict, images: int, side: int) -> dict[str, float]:
     """Rough seconds of each stage a run with ``config`` (``config.json``'s content) goes through
-    on ``images`` images of ``side`` pixels, by :data:`STAGE_COSTS` (this machine's speed aside)."""
-    network = BACKBONE_COSTS.get(config.get("backbone"), config.get("backbone_width", 32) / 16) * (side / 28) ** 2
-    epochs = {"pretext": 0 if config.get("head_input") == "pixels" else config["pretext"]["epochs"] * network,
-              "scan": config["scan"]["epochs"], "selflabel": config["selflabel"]["epochs"]}
-    seconds = {}
-    for stage in (stage.name for stage in planned_stages(config)):
-        fixed, per_image, per_image_epoch = STAGE_COSTS[stage]
-        seconds[stage] = fixed + images * (per_image + per_image_epoch * epochs.get(stage, 0))
-    return seconds
+    on ``images`` images of ``side`` pixels, by :mod:`scan_core.costs` (this machine's speed aside)."""
+    return costs.stage_seconds(config, images, side, [stage.name for stage in planned_stages(config)])
 
 
 def speed(measured: list[tuple[float, float]]) -> float:

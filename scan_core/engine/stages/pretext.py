@@ -1,30 +1,73 @@
 """The pretext stage: the encoder (SimCLR backbone and/or whitened pixel PCA,
-:mod:`scan_core.method.pretext`) trained, the features ``(N, D)`` of every clean image, and
-k-means on them as the pretext's score."""
+:mod:`scan_core.method.pretext`) trained — or, with ``pretext.epochs`` 0, a pretrained backbone
+used as it is — the features ``(N, D)`` of every clean image, and k-means on them as the pretext's
+score."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
-from ...data.artifacts import CorruptArtifact, load_array, load_torch, save_array, save_torch
+from ...costs import fit_epochs, stage_seconds
+from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch, save_array, save_json, save_torch
+from ...data.rundir import planned_stages
 from ...method.cosine import spherical_kmeans
 from ...method.pretext import SimCLRModel, embed, train_simclr
 from ..context import RunContext
 from ..models import build_encoder
 
+PLAN = "pretext_plan.json"   # the epochs a time budget allowed, kept for a resumed run
+
 
 def run(ctx: RunContext) -> None:
     c = ctx.config
     encoder = build_encoder(c, ctx.images, ctx.device, fit=True)
-    if c.head_input != "pixels":
+    plan = None
+    if c.head_input != "pixels" and c.pretext.epochs:
         model = SimCLRModel(encoder.parts[0]).to(ctx.device, memory_format=torch.channels_last)
-        train_simclr(model, ctx.images.images, c.pretext, c.augment, ctx.device, ctx.progress.step,
-                     seed=c.seed, checkpoint=ctx.checkpoint("pretext"))
+        planned = budget_plan(ctx)
+        pretext = replace(c.pretext, epochs=planned["epochs"]) if planned else c.pretext
+        train_simclr(model, ctx.images.images, pretext, c.augment, ctx.device, ctx.progress.step,
+                     seed=c.seed, checkpoint=ctx.checkpoint("pretext"),
+                     plan=None if planned or not c.time_budget else lambda s, n: plan_epochs(ctx, s, n))
+        plan = planned or _read_plan(ctx)
     ctx.encoder = encoder.eval()
-    ctx.features = embed(encoder, ctx.images.images, ctx.device)
+    frozen = c.head_input != "pixels" and not c.pretext.epochs  # a pretrained network: its pass is the stage
+    ctx.features = embed(encoder, ctx.images.images, ctx.device, batch_size=256 if frozen else 1024,
+                         on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None)
     save_torch(ctx.dir / "pretext.pt", encoder.state_dict())
     save_array(ctx.dir / "features.npy", ctx.features)
     clusters = spherical_kmeans(ctx.features, c.num_clusters, c.seed)
-    ctx.record("pretext", {**ctx.scores(clusters), "method": "k-means on pretext features"})
+    method = "k-means on pretext features" if c.pretext.epochs else f"k-means on frozen {c.backbone} features"
+    ctx.record("pretext", {**ctx.scores(clusters), "method": method, **({"budget": plan} if plan else {})})
+
+
+def plan_epochs(ctx: RunContext, seconds_per_step: float, steps_per_epoch: int) -> int:
+    """SimCLR's epochs within the run's time budget: what is left of it after the other stages'
+    rough costs (:mod:`scan_core.costs`), at the step time measured; saved for a resume."""
+    c = ctx.config
+    config = c.to_dict()
+    others = sum(seconds for stage, seconds in stage_seconds(
+        config, len(ctx.images), ctx.images.images.shape[1], [s.name for s in planned_stages(config)]).items()
+        if stage != "pretext")
+    left = max(0.0, c.time_budget - others)
+    epochs = fit_epochs(seconds_per_step, steps_per_epoch, left, c.pretext.epochs)
+    save_json(ctx.dir / PLAN, {"epochs": epochs, "asked": c.pretext.epochs, "seconds_per_step": round(seconds_per_step, 4),
+                              "seconds_left": round(left, 1), "time_budget": c.time_budget})
+    return epochs
+
+
+def budget_plan(ctx: RunContext) -> dict | None:
+    """The plan a budgeted run made before it was stopped (None: none yet; a resume plans afresh
+    only when no epoch was saved, and then the checkpoint has none either)."""
+    return _read_plan(ctx) if (ctx.dir / "checkpoints" / "pretext.pt").exists() else None
+
+
+def _read_plan(ctx: RunContext) -> dict | None:
+    try:
+        return load_json(ctx.dir / PLAN)
+    except (FileNotFoundError, CorruptArtifact):
+        return None
 
 
 def load(ctx: RunContext) -> None:
