@@ -15,7 +15,8 @@ pages = {
                 st.Page("pages/clusters.py", title="Clusters", icon=":material/category:"),
                 st.Page("pages/neighbours.py", title="Neighbours", icon=":material/hub:"),
                 st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:")],
-    "Curate": [st.Page("pages/curate_export.py", title="Curate & export", icon=":material/edit_note:")],
+    "Curate": [st.Page("pages/review.py", title="Review", icon=":material/rule:"),
+               st.Page("pages/curate_export.py", title="Curate & export", icon=":material/edit_note:")],
 }
 page = st.navigation(pages)
 st.logo("assets/logo.svg", size="large")

@@ -1,7 +1,11 @@
 """Quality and time of every method on digits and Fashion-MNIST, mean +- std over seeds.
 
     python bench/bench_pipeline.py [--datasets digits fashion-mnist] [--seeds 3] [--out bench/out]
-                                   [--protocol all|train-test]
+                                   [--protocol all|train-test] [--backbone B]
+
+A dataset may be a labelled folder, e.g. the generated colour sets of ``bench/colour_sets.py``;
+``--backbone`` runs the pipeline with that backbone instead of its preset's (``auto`` then trains
+it with SimCLR unless it is pretrained).
 
 Rows: k-means on pixels; UMAP(10-d, defaults) + k-means; the strongest simple peers (issue 12):
 UMAP(n_neighbors=30, min_dist=0, 10-d) on 30-d whitened PCA + k-means, and HDBSCAN (scikit-learn,
@@ -90,9 +94,11 @@ def strongest_peers(train: ImageSet, test: ImageSet | None, seed: int) -> dict[s
     return rows
 
 
-def scan_rows(spec: str, test: ImageSet | None, seed: int, out: Path) -> dict[str, dict]:
-    run_dir = out / f"{spec.replace(':', '-')}-seed{seed}"
-    metrics = train_run(run_dir, spec, preset="auto", seed=seed, show_bar=False, umap=False)
+def scan_rows(spec: str, test: ImageSet | None, seed: int, out: Path, backbone: str | None = None) -> dict[str, dict]:
+    name = Path(spec).name.replace(":", "-") + (f"-{backbone}" if backbone else "")
+    run_dir = out / f"{name}-seed{seed}"
+    metrics = train_run(run_dir, spec, preset="auto", seed=seed, show_bar=False, umap=False,
+                        **({"backbone": backbone} if backbone else {}))
     if test is not None:  # score on the held-out split instead of the training images
         applied = apply_run(run_dir, test)
         k = test.num_classes
@@ -120,6 +126,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     parser.add_argument("--protocol", choices=("all", "train-test"), default="all")
+    parser.add_argument("--backbone", default=None, help="instead of the preset's")
     args = parser.parse_args()
     split = args.protocol == "train-test"
     for dataset in args.datasets:
@@ -130,11 +137,11 @@ def main() -> None:
         spec = f"{dataset}:train" if split else dataset
         train, test = load_source(spec), load_source(f"{dataset}:test") if split else None
         for seed in range(args.seeds):
-            for method, row in {**baselines(train, test, seed), **scan_rows(spec, test, seed, args.out)}.items():
+            for method, row in {**baselines(train, test, seed), **scan_rows(spec, test, seed, args.out, args.backbone)}.items():
                 results.setdefault((dataset, method), []).append(row)
             print(f"{dataset} seed {seed} done", file=sys.stderr, flush=True)
     cell = lambda rows, key: f"{np.mean([r[key] for r in rows]):.3f} ± {np.std([r[key] for r in rows]):.3f}"  # noqa: E731
-    print("| method | " + " | ".join(f"{d} ACC | NMI | ARI | s" for d in args.datasets) + " |")
+    print("| method | " + " | ".join(f"{Path(d).name} ACC | NMI | ARI | s" for d in args.datasets) + " |")
     print("|---|" + "---|---|---|---|" * len(args.datasets))
     for method in METHODS:
         cells = []
@@ -148,11 +155,11 @@ def main() -> None:
     print(f"\n{args.seeds} seeds, {protocol}; seconds are training time, those of the SCAN rows "
           "cumulative from the start of the pipeline (pretext, mining, heads); 2-core CPU unless stated.")
     print("result: the stage each seed's run kept: " + "; ".join(
-        f"{d}: {', '.join(r['stage'] for r in results[(d, 'result')])}" for d in args.datasets))
+        f"{Path(d).name}: {', '.join(r['stage'] for r in results[(d, 'result')])}" for d in args.datasets))
     print("\n| dataset | seed | kept head ACC | best head ACC | mean head ACC |\n|---|---|---|---|---|")
     for dataset in args.datasets:
         for seed, heads in enumerate(results.get((dataset, "heads"), [])):
-            print(f"| {dataset} | {seed} | {heads['kept']:.3f} | {heads['best']:.3f} | {heads['mean']:.3f} |")
+            print(f"| {Path(dataset).name} | {seed} | {heads['kept']:.3f} | {heads['best']:.3f} | {heads['mean']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from scan_core.data.rundir import STAGE_NAMES, planned_stages, read_events
 from scan_core.data.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
 from scan_core.explore import jobs
 from scan_core.presets import NAMES as PRESET_NAMES
-from scan_core.presets import make_config
+from scan_core.presets import TIME_BUDGET, make_config
 from ui.gallery import display_image
 from ui.state import choose_run, chosen_run, through_navigation, workspace
 
@@ -154,9 +154,9 @@ def default_run_name(spec: str, clusters: int) -> str:
 
 
 def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
-    """K, preset, backbone, seed and name of a new run, its expected duration, and Start."""
+    """K, preset, backbone, seed, time budget and name of a new run, its expected duration, and Start."""
     default_k = images.num_classes if images.has_labels else min(10, len(images) - 1)
-    cols = st.columns(4)
+    cols = st.columns(5)
     clusters = cols[0].number_input("Clusters K", min_value=2, max_value=max(2, len(images) - 1),
                                     value=max(2, default_k), key=start_key(spec, "clusters"),
                                     help="Defaults to the number of label folders; more than the "
@@ -164,24 +164,32 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
     preset = cols[1].selectbox("Preset", PRESET_NAMES, key=start_key(spec, "preset"),
                                help="auto: chosen from the dataset name, else from image size, colour and count")
     backbone = cols[2].selectbox("Backbone", [PRESET_BACKBONE, *BACKBONES], key=start_key(spec, "backbone"),
-                                 help="small-cnn suits images up to ~32 px; the ImageNet ResNets need "
-                                      "their weights on this machine")
+                                 help="small-cnn (trained with SimCLR) suits images up to ~32 px; "
+                                      "efficientnet-lite0-imagenet (auto's choice for colour) comes with "
+                                      "the install and is used frozen; the ImageNet ResNets need their "
+                                      "weights on this machine")
     cols[3].number_input("Seed", min_value=0, value=0, key=start_key(spec, "seed"))
+    budget = cols[4].number_input("Time budget (min)", min_value=1, max_value=24 * 60, value=int(TIME_BUDGET // 60),
+                                  key=start_key(spec, "budget"), disabled=preset != "auto",
+                                  help="auto plans the run for this long on this machine: the pretrained "
+                                       "backbone's image size and feature banks, SimCLR's epochs (cut at run "
+                                       "time from the measured step time)")
     st.text_input("Run name", placeholder=default_run_name(spec, int(clusters)), key=start_key(spec, "name"),
                   help="Left empty: the name shown in grey.")
-    expected_time(ws, spec, images, int(clusters), preset, None if backbone == PRESET_BACKBONE else backbone)
+    expected_time(ws, spec, images, int(clusters), preset, None if backbone == PRESET_BACKBONE else backbone,
+                  60.0 * budget if preset == "auto" else None)
     st.button("Start training", type="primary", icon=":material/play_arrow:", on_click=start_clicked,
               args=(ws, spec))
     show_refusal("form")
 
 
 def expected_time(ws: jobs.Workspace, spec: str, images: ImageSet, clusters: int, preset: str,
-                  backbone: str | None) -> None:
+                  backbone: str | None, time_budget: float | None) -> None:
     """A caption with the rough time the run would take (:func:`scan_core.explore.jobs.expected_seconds`)."""
     side = images.image_size[0]
+    overrides = {**({"backbone": backbone} if backbone else {}), **({"time_budget": time_budget} if time_budget else {})}
     try:
-        config = make_config(spec, clusters, len(images), side, images.channels, preset,
-                             **({"backbone": backbone} if backbone else {}))
+        config = make_config(spec, clusters, len(images), side, images.channels, preset, **overrides)
     except ValueError:  # the job refuses it with the reason
         return
     seconds = jobs.expected_seconds(ws, config.to_dict(), len(images), side)
@@ -195,17 +203,19 @@ def start_clicked(ws: jobs.Workspace, spec: str) -> None:
     def value(field: str):
         return st.session_state[start_key(spec, field)]
 
-    clusters, backbone = int(value("clusters")), value("backbone")
-    launch(ws, spec, clusters, value("name").strip() or default_run_name(spec, clusters), value("preset"),
-           None if backbone == PRESET_BACKBONE else backbone, int(value("seed")), origin="form")
+    clusters, backbone, preset = int(value("clusters")), value("backbone"), value("preset")
+    launch(ws, spec, clusters, value("name").strip() or default_run_name(spec, clusters), preset,
+           None if backbone == PRESET_BACKBONE else backbone, int(value("seed")), origin="form",
+           time_budget=60.0 * value("budget") if preset == "auto" else None)
 
 
 def launch(ws: jobs.Workspace, spec: str, clusters: int, name: str, preset: str = "auto",
-           backbone: str | None = None, seed: int = 0, origin: str = "form") -> None:
+           backbone: str | None = None, seed: int = 0, origin: str = "form", time_budget: float | None = None) -> None:
     """A start button's callback: launch the job and show its run on every page. A refusal is
     kept for :func:`show_refusal` to draw beside the button ``origin`` names."""
     try:
-        run_dir = jobs.start(ws, spec, clusters, name=name, preset=preset, backbone=backbone, seed=seed)
+        run_dir = jobs.start(ws, spec, clusters, name=name, preset=preset, backbone=backbone, seed=seed,
+                             time_budget=time_budget)
     except jobs.JobBusy as error:
         st.session_state[LAUNCH_REFUSAL] = (origin, f"Not started: {error}.")
         return

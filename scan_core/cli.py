@@ -1,4 +1,5 @@
-"""Command line: ``python -m scan_core train ...`` and ``python -m scan_core evaluate DIR [--on DATASET]``.
+"""Command line: ``python -m scan_core train ...``, ``python -m scan_core evaluate DIR [--on DATASET]``
+and ``python -m scan_core review DIR [--top N]`` (the review queue, as the app's Review page).
 
 ``train`` exits with 0 when the run finished, 2 when the request is refused before anything
 starts (bad dataset, parameter or ``--out``: the message says which), 1 when a file cannot be
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="score the run on other labelled images instead (e.g. fashion-mnist:test "
                                "for a run trained on fashion-mnist:train)")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
+    review = commands.add_parser("review", help="list the images most likely to be in the wrong cluster")
+    review.add_argument("run_dir", type=Path)
+    review.add_argument("--top", type=int, default=20, help="how many (default 20)")
     return parser
 
 
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "evaluate":
         return evaluate(args)
+    if args.command == "review":
+        return review(args)
     from .engine.cancel import Cancelled, sigterm_cancels
     from .engine.run import train_run
     overrides = {"seed": args.seed, "device": args.device}
@@ -133,4 +139,30 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     print(f"scored on {args.on}, images the run did not train on")
     print(metrics_table(scores))
+    return 0
+
+
+def review(args: argparse.Namespace) -> int:
+    """``review RUN [--top N]``: the first ``N`` images of the run's review queue, with the curation
+    applied (reviewed and outlier images left out), one line each."""
+    from .explore.curation import Curation
+    from .explore.results import RunNotReady, RunResults
+    from .explore.review import review_queue
+    if args.top < 1:
+        print(f"error: --top must be at least 1, got {args.top}", file=sys.stderr)
+        return 2
+    try:
+        results = RunResults.load(args.run_dir)
+        if results.neighbors is None or not results.stage_probs:
+            raise RunNotReady(f"{args.run_dir} has no clusters and mined neighbours yet: let its training finish")
+        state = Curation(args.run_dir, results.clusters, results.images.ids).state()
+        queue = review_queue(results.probs, results.neighbor_lists(), state.clusters,
+                             skip=state.reviewed | state.outliers)
+    except (*USER_ERRORS, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{len(queue.order):,} images to review, most doubtful first")
+    print("index    id                        cluster  why")
+    for index in queue.order[:args.top]:
+        print(f"{index:<8} {str(results.images.ids[index])[:25]:<25} {state.clusters[index]:>7}  {queue.reason(index)}")
     return 0

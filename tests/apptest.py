@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from scan_core.explore import jobs
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ("embedding", "clusters", "neighbours", "evaluation", "curate_export", "data_training")
+PAGES = ("embedding", "clusters", "neighbours", "evaluation", "review", "curate_export", "data_training")
 
 
 def app(home: Path, monkeypatch, run: str | None = "digits", page: str | None = None) -> AppTest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from apptest import APP, PAGES, app, button, metric, plotly_specs, result_probs,
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_draws_a_finished_run(home, monkeypatch, page):
     at = app(home, monkeypatch, page=page)
-    assert at.title[0].value.split(" ")[0] in {"Embedding", "Clusters", "Neighbours", "Evaluation", "Curate",
-                                               "Data"}
+    assert at.title[0].value.split(" ")[0] in {"Embedding", "Clusters", "Neighbours", "Evaluation", "Review",
+                                               "Curate", "Data"}
     assert not at.error, [e.value for e in at.error]
 
 
@@ -636,3 +637,26 @@ def test_a_result_near_chance_is_said_on_the_clusters_page(own_home, monkeypatch
     metrics_path.write_text(json.dumps(metrics))
     at = app(own_home, monkeypatch, page="clusters")
     assert any("barely better than chance" in w.value for w in at.warning)
+
+
+def test_the_review_page_lists_the_most_doubtful_first_and_accepting_a_page_removes_it(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "digits"
+    probs = result_probs(run_dir)
+    clusters = probs.argmax(1)
+    doubt = 0  # worked out here: each neighbourhood's probability votes against the image's cluster
+    for name in ("neighbors.npy", "feature_neighbors.npy"):
+        near = np.load(run_dir / name)
+        doubt = doubt + 1 - np.mean([probs[near[i], clusters[i]] for i in range(len(probs))], axis=1)
+    at = app(own_home, monkeypatch, page="review")
+    assert metric(at, "Left to review") == f"{len(probs):,}"
+    grid = next(h.proto.body for h in at.get("html") if 'data-gallery="review"' in h.proto.body)
+    first = [int(i) for i in re.findall(r'data-index="(\d+)"', grid)]
+    assert len(first) == 48 and doubt[first[0]] == doubt.max()
+    assert min(doubt[first]) >= np.sort(doubt)[-48] - 1e-12  # the page holds the 48 most doubtful
+    at.session_state["who"] = "tester"
+    button(at, "Accept these 48 where they are").click().run()
+    assert not at.exception and metric(at, "Left to review") == f"{len(probs) - 48:,}"
+    state = Curation(run_dir, clusters).state()
+    assert state.reviewed == set(first) and np.array_equal(state.clusters, clusters)
+    grid = next(h.proto.body for h in at.get("html") if 'data-gallery="review"' in h.proto.body)
+    assert not {int(i) for i in re.findall(r'data-index="(\d+)"', grid)} & set(first)

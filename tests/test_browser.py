@@ -204,7 +204,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     wait_idle(page)
     page.keyboard.press("a")  # A accepts the image where it is and goes on
     dialog.get_by_role("heading", name=str(ids[shown[2]]), exact=True).wait_for(timeout=30_000)
-    assert edits(run, "accept") == [{"images": [shown[1]], "cluster": int(base[shown[1]])}]
+    assert edits(run, "accept") == [{"images": [shown[1]], "clusters": [int(base[shown[1]])]}]
     wait_idle(page)
     target = 1 if base[shown[2]] != 1 else 2  # a number key moves it to that cluster and goes on
     page.keyboard.press(str(target))

@@ -77,9 +77,13 @@ def test_accepted_and_moved_images_are_reviewed_until_undone(cur):
 
 def test_accepting_images_another_session_moved_is_refused(cur):
     cur.move([3], 0, who="alice")  # bob's page still shows image 3 in cluster 1
-    with pytest.raises(StaleEdit, match=r"images \[3\] are no longer in cluster 1"):
+    with pytest.raises(StaleEdit, match=r"images \[3\] are no longer in the clusters you saw"):
         cur.accept([3, 4], 1, who="bob")
     assert cur.history(1)[0]["kind"] == "move" and cur.state().reviewed == frozenset({3})
+    cur.accept([6, 0], [2, 0], who="bob")  # one cluster per image, in the order given
+    assert cur.history(1)[0]["payload"] == {"images": [0, 6], "clusters": [0, 2]}
+    with pytest.raises(ValueError, match="one id or one per image"):
+        cur.accept([1, 2], [0, 0, 0])
 
 
 def test_outliers_flag_and_unflag(cur):

@@ -223,3 +223,12 @@ def test_auto_clusters_colour_shapes_with_a_frozen_pretrained_backbone(tmp_path)
     labels = np.array([["cross", "disc", "square"].index(str(i).split("/")[0]) for i in ids])
     result = np.load(tmp_path / "run" / f"{metrics['final']['stage']}_probs.npy").argmax(1)
     assert hungarian_accuracy(result, labels) >= 0.9  # pixels' k-means: near chance on such colours
+
+
+def test_review_lists_the_queue_from_the_command_line(digits_run, capsys):
+    run_dir, _ = digits_run
+    assert main(["review", str(run_dir), "--top", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "1,797 images to review, most doubtful first" and len(lines) == 7
+    assert "apart" in lines[2] and "neighbours in other clusters" in lines[2]
+    assert main(["review", str(run_dir), "--top", "0"]) == 2

@@ -87,7 +87,9 @@ def small_run(tmp_path_factory, digits):
     (["--clusters", "1"], "--clusters must be at least 2, got 1"),
     (["--clusters", "5000"], "--clusters 5000 exceeds the 1797 images of digits"),
     (["--dataset", "no-such-dataset"], "'no-such-dataset' is not a built-in dataset"),
-    (["--pretext-epochs", "0"], "pretext epochs (--pretext-epochs) must be at least 1, got 0"),
+    (["--pretext-epochs", "-1"], "pretext epochs (--pretext-epochs) must be at least 0, got -1"),
+    (["--pretext-epochs", "0"], "pretext epochs 0 (no SimCLR) needs a pretrained backbone"),
+    (["--time-budget", "-5"], "time_budget (--time-budget) must be 0 (none) or positive seconds, got -5.0"),
     (["--scan-epochs", "-3"], "scan epochs (--scan-epochs) must be at least 1, got -3"),
     (["--selflabel-epochs", "0"], "self-label epochs (--selflabel-epochs) must be at least 1, got 0"),
 ])
@@ -116,7 +118,7 @@ def test_unknown_preset_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: PretextConfig(epochs=-1), "pretext epochs .* at least 1, got -1"),
+    (lambda: PretextConfig(epochs=-1), "pretext epochs .* at least 0, got -1"),
     (lambda: PretextConfig(batch_size=1), "pretext batch_size must be at least 2"),
     (lambda: ScanConfig(epochs=0), "scan epochs .* at least 1, got 0"),
     (lambda: ScanConfig(batch_size=0), "scan batch_size must be at least 1, got 0"),

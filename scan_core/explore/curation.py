@@ -7,8 +7,8 @@ cluster, relabelling or moving images, marking outliers, merging, splitting) is 
 
 Edit kinds and their JSON payloads (``images`` are sorted unique indices in ``[0, N)``):
 ``name_cluster`` {cluster, name}, ``relabel`` {images, label} (per-image label override),
-``clear_label`` {images}, ``move`` {images, cluster}, ``accept`` {images, cluster} (the user checked
-that these images belong where they are), ``outlier`` {images, outlier}, ``merge`` {source, target},
+``clear_label`` {images}, ``move`` {images, cluster}, ``accept`` {images, clusters} (the user checked
+that these images belong where they are, one cluster id per image), ``outlier`` {images, outlier}, ``merge`` {source, target},
 ``split`` {cluster, images, new_cluster}. Images the user moved or accepted one by one are
 *reviewed*: their cluster is the user's word, not the model's.
 
@@ -333,16 +333,25 @@ class Curation:
         return self._append("move", payload, who, lambda state, p: _existing(state, p["cluster"]),
                             seen, clusters=[payload["cluster"]])[0]
 
-    def accept(self, images: Sequence[int] | np.ndarray, cluster: int, who: str = "anonymous") -> int:
-        """Record that the user checked ``images`` and they belong in ``cluster``, where they are now
-        (ValueError naming the images that are elsewhere: another session moved them); returns the edit id."""
-        payload = {"images": self._images(images), "cluster": _index(cluster, "cluster")}
+    def accept(self, images: Sequence[int] | np.ndarray, clusters: int | Sequence[int] | np.ndarray,
+               who: str = "anonymous") -> int:
+        """Record that the user checked ``images`` and each belongs in its cluster of ``clusters`` (one
+        id for all, or one per image, in the order given), where it is now (StaleEdit naming the
+        images that are elsewhere: another session moved them); returns the edit id."""
+        given, wanted = np.asarray(images), np.asarray(clusters)
+        if wanted.ndim == 0 and given.ndim == 1:
+            wanted = np.full(given.shape, wanted)
+        if wanted.shape != given.shape:
+            raise ValueError(f"clusters must be one id or one per image, got {np.shape(clusters)} for {given.shape} images")
+        order = self._images(images)
+        where = dict(zip(given.tolist(), (_index(c, "cluster") for c in wanted.tolist())))
+        payload = {"images": order, "clusters": [where[i] for i in order]}
 
         def check(state: CuratedState, p: dict) -> None:
-            images = np.asarray(p["images"], dtype=np.int64)
-            elsewhere = images[state.clusters[images] != p["cluster"]]
+            images, clusters = np.asarray(p["images"], dtype=np.int64), np.asarray(p["clusters"])
+            elsewhere = images[state.clusters[images] != clusters]
             if len(elsewhere):
-                raise StaleEdit(f"images {elsewhere[:10].tolist()} are no longer in cluster {p['cluster']}: "
+                raise StaleEdit(f"images {elsewhere[:10].tolist()} are no longer in the clusters you saw them in: "
                                 "someone moved them after you looked")
 
         return self._append("accept", payload, who, check)[0]

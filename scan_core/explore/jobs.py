@@ -133,8 +133,10 @@ def dataset_spec(workspace: Workspace, dataset: str) -> str:
 
 
 def start(workspace: Workspace, dataset: str, clusters: int | None = None, name: str | None = None,
-          preset: str = "auto", backbone: str | None = None, seed: int = 0) -> Path:
-    """Launch a new training run in the background; return its run directory.
+          preset: str = "auto", backbone: str | None = None, seed: int = 0,
+          time_budget: float | None = None) -> Path:
+    """Launch a new training run in the background; return its run directory. ``time_budget``:
+    seconds the run is planned for (``--time-budget``; None: the preset's).
 
     Raises :class:`JobBusy` when another training holds the workspace, ValueError for a folder
     outside the data roots or a bad K (the job itself validates everything else and reports it
@@ -148,10 +150,15 @@ def start(workspace: Workspace, dataset: str, clusters: int | None = None, name:
         args += ["--clusters", str(int(clusters))]
     if backbone:
         args += ["--backbone", backbone]
+    if time_budget is not None:
+        if not time_budget > 0:
+            raise ValueError(f"the time budget must be positive seconds, got {time_budget}")
+        args += ["--time-budget", str(float(time_budget))]
     with _training_lock(workspace) as lock:
         run_dir = workspace.new_run_dir(name or f"{Path(spec).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         save_json(run_dir / "job.json", {"dataset": spec, "clusters": clusters, "preset": preset,
-                                         "backbone": backbone, "seed": seed, "created": time.time()})
+                                         "backbone": backbone, "seed": seed, "time_budget": time_budget,
+                                         "created": time.time()})
         _launch(workspace, lock, run_dir, args)
     return run_dir
 

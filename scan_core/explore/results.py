@@ -37,6 +37,7 @@ class RunResults:
     neighbors: np.ndarray | None = None
     projection: np.ndarray | None = None
     stage_probs: dict[str, np.ndarray] = field(default_factory=dict)
+    feature_neighbors: np.ndarray | None = None   # (N, k) nearest in the features, when mined elsewhere
 
     @classmethod
     def load(cls, run_dir: Path) -> RunResults:
@@ -62,7 +63,7 @@ class RunResults:
             metrics = {}
         probs = {stage: p for stage in CLUSTER_STAGES if (p := optional(f"{stage}_probs.npy")) is not None}
         return cls(run_dir, config, images, metrics, optional("features.npy"), optional("neighbors.npy"),
-                   optional("projection.npy"), probs)
+                   optional("projection.npy"), probs, optional("feature_neighbors.npy"))
 
     # ---- the final assignment ----------------------------------------------------------------
     @property
@@ -157,6 +158,11 @@ class RunResults:
             return None
         clusters = np.asarray(clusters)
         return (clusters[np.asarray(self.neighbors)] == clusters[:, None]).mean(1)
+
+    def neighbor_lists(self) -> list[np.ndarray]:
+        """The run's neighbourhoods ``[(N, k), ...]``: the mined one, then the features' own when
+        it mined elsewhere (empty before mining)."""
+        return [found for found in (self.neighbors, self.feature_neighbors) if found is not None]
 
     def neighbor_label_purity(self) -> np.ndarray | None:
         """Share of each image's neighbours carrying its true label ``(N,)`` (None: no labels)."""

@@ -1,6 +1,8 @@
 """The neighbors stage: every image's ``num_neighbors`` nearest images ``(N, k)`` in the space the
 config names (:mod:`scan_core.method.neighbors`): the pretext features, the pixels' PCA, both fused
-by rank, HOG (:mod:`scan_core.method.hog`) or the run's UMAP manifold (:mod:`scan_core.method.manifold`)."""
+by rank, HOG (:mod:`scan_core.method.hog`) or the run's UMAP manifold (:mod:`scan_core.method.manifold`).
+When that space is not the pretext features, their own nearest images are kept too
+(``feature_neighbors.npy``): a second neighbourhood for the review queue (:mod:`scan_core.explore.review`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,6 +28,8 @@ def run(ctx: RunContext) -> None:
     lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]
     ctx.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
     save_array(ctx.dir / "neighbors.npy", ctx.neighbors)
+    if c.neighbor_space != "features":
+        save_array(ctx.dir / "feature_neighbors.npy", mine_neighbors(ctx.features, c.num_neighbors))
     values = {"space": c.neighbor_space, "k": c.num_neighbors}
     if ctx.images.has_labels:
         values["purity"] = neighbor_purity(ctx.neighbors, ctx.images.labels)

@@ -1,0 +1,60 @@
+"""The review queue: hand-worked scores, and planted misassignments on digits found first."""
+import numpy as np
+import pytest
+
+from scan_core.explore.review import review_queue
+
+PROBS = np.array([[0.9, 0.1], [0.55, 0.45], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.6, 0.4]])
+CLUSTERS = np.array([0, 0, 0, 1, 1, 1])  # image 5 moved to cluster 1 by the user; the model says 0
+MINED = np.array([[1, 2], [2, 3], [0, 1], [4, 5], [3, 5], [0, 2]])
+FEATURES = np.array([[2, 1], [0, 3], [1, 0], [5, 4], [5, 3], [3, 4]])
+
+
+def test_votes_and_order_worked_by_hand():
+    # each neighbour votes its probability of the image's cluster; image 5, moved, votes 1 for cluster 1
+    queue = review_queue(PROBS, [MINED], CLUSTERS)
+    assert np.allclose(queue.against, [[0.325, 0.5, 0.275, 0.05, 0.1, 0.85]])  # e.g. #1: 1 - (0.8 + 0.2) / 2
+    assert queue.order.tolist() == [5, 1, 0, 2, 4, 3]
+    both = review_queue(PROBS, [MINED, FEATURES], CLUSTERS)
+    assert np.allclose(both.against[1], [0.325, 0.45, 0.275, 0.05, 0.1, 0.15])
+    assert np.allclose(both.doubt, [0.65, 0.95, 0.55, 0.1, 0.2, 1.0])
+    assert both.order.tolist() == [5, 1, 0, 2, 4, 3]
+    assert both.reason(5) == "its mined neighbours 15% for its cluster · its nearest in the features 85% for its cluster"
+
+
+def test_a_cluster_made_by_a_split_gets_votes_from_its_members_only():
+    clusters = CLUSTERS.copy()
+    clusters[4] = 2  # split off: the model has no probability for cluster 2
+    against = review_queue(PROBS, [MINED], clusters).against[0]
+    assert against[4] == 1.0  # neighbours 3 (cluster 1) and 5 (cluster 1): no vote for 2
+    assert against[3] == 0.5  # neighbour 4 now in cluster 2 votes 0, neighbour 5 in cluster 1 votes 1
+
+
+def test_reviewed_images_leave_the_queue():
+    assert review_queue(PROBS, [MINED], CLUSTERS, skip={5, 0}).order.tolist() == [1, 2, 4, 3]
+
+
+def test_shapes_that_do_not_match_are_refused():
+    with pytest.raises(ValueError, match="must be \\(N, k\\) with N=6"):
+        review_queue(PROBS, [MINED[:5]], CLUSTERS)
+    with pytest.raises(ValueError, match="K >= 2"):
+        review_queue(PROBS[:, :1], [MINED], CLUSTERS)
+    with pytest.raises(ValueError, match="at least one neighbour list"):
+        review_queue(PROBS, [], CLUSTERS)
+
+
+def test_planted_misassignments_on_digits_come_first(digits):
+    pixels = digits.images.reshape(len(digits), -1).astype(np.float64)
+    unit = pixels / np.linalg.norm(pixels, axis=1, keepdims=True)
+    similar = unit @ unit.T
+    np.fill_diagonal(similar, -np.inf)
+    neighbors = np.argsort(-similar, axis=1)[:, :10]  # brute-force cosine 10-NN of the pixels
+    rng = np.random.default_rng(0)
+    planted = rng.choice(len(digits), 30, replace=False)
+    clusters = digits.labels.copy()
+    clusters[planted] = (clusters[planted] + 1) % 10  # 30 images put in the wrong cluster...
+    probs = np.full((len(digits), 10), 0.01)
+    probs[np.arange(len(digits)), clusters] = 0.91    # ...where the model is sure of them
+    first = review_queue(probs, [neighbors], clusters).order[:30]
+    # chance: 30 x 30 / 1797 = 0.5; a few planted images have neighbours of other digits (pixel kNN)
+    assert len(set(first.tolist()) & set(planted.tolist())) >= 25
