@@ -230,5 +230,5 @@ def test_review_lists_the_queue_from_the_command_line(digits_run, capsys):
     assert main(["review", str(run_dir), "--top", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "1,797 images to review, most doubtful first" and len(lines) == 7
-    assert "apart" in lines[2] and "neighbours in other clusters" in lines[2]
+    assert "its mined neighbours" in lines[2] and "its nearest in the features" in lines[2]
     assert main(["review", str(run_dir), "--top", "0"]) == 2
