@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
 
-from .config import PRETRAINED as PRETRAINED_BACKBONES
-from .config import RunConfig
+from .config import PRETRAINED, RunConfig
 from .costs import pretrained_pass_seconds
 
 GRAY_SMALL = {"crop_scale": (0.3, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.0, 0.0), "grayscale_p": 0.0,
               "strong_ops": 2, "cutout": 0.4}   # small grayscale images: gentle crops, no colour
 COLOUR: dict = {}                                # AugmentConfig's defaults: SimCLR's CIFAR recipe
-PRETRAINED = "efficientnet-lite0-imagenet"       # ImageNet weights installed with the requirements
+COLOUR_BACKBONE = "efficientnet-lite0-imagenet"  # ImageNet weights installed with the requirements
 TIME_BUDGET = 900.0                               # seconds auto plans a run for (2-core CPU)
 PASS_SHARE = 0.7                                  # of it, for a frozen backbone's passes
 SCAN_HEADS = {"num_heads": 10, "epochs": 30, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-4, "hidden": 256}
@@ -59,7 +58,7 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
     """The ``auto`` preset for images never seen before, from their count, side and channels, planned
     for ``time_budget`` seconds on a 2-core CPU.
 
-    - Colour: the ImageNet-pretrained :data:`PRETRAINED` backbone, frozen (no SimCLR): on generated
+    - Colour: the ImageNet-pretrained :data:`COLOUR_BACKBONE`, frozen (no SimCLR): on generated
       colour shapes and textures its features cluster at 0.99 where pixels and a short CPU SimCLR
       stay near chance (README). Images are resized to 128 px inside it, less when the budget
       cannot pay for one pass at 128 px, with as many augmented feature banks (up to 4) as it allows.
@@ -69,9 +68,9 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
       grayscale (a flip changes what a character or a digit means). Its epochs: fewer for bigger
       sets, cut at run time to what the budget leaves, from the step time measured in the first steps.
     """
-    if channels == 3 and (backbone is None or backbone in PRETRAINED_BACKBONES):
+    if channels == 3 and (backbone is None or backbone in PRETRAINED):
         size, views = pretrained_plan(num_images, time_budget)
-        return {"backbone": backbone or PRETRAINED, "pretext": {"epochs": 0}, "pretrained_size": size,
+        return {"backbone": backbone or COLOUR_BACKBONE, "pretext": {"epochs": 0}, "pretrained_size": size,
                 "feature_views": views, "augment": COLOUR, "neighbor_space": "features", "scan": SCAN_HEADS,
                 "selflabel": {"epochs": 5}, "time_budget": time_budget}
     epochs = max(5, min(40, 400_000 // max(num_images, 1)))  # fewer passes over big sets
@@ -83,11 +82,11 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
 
 
 def pretrained_plan(num_images: int, time_budget: float) -> tuple[int, int]:
-    """``(side, feature banks)`` for a frozen :data:`PRETRAINED` backbone: the largest side of 128,
+    """``(side, feature banks)`` for a frozen :data:`COLOUR_BACKBONE`: the largest side of 128,
     96, 64 px whose passes (the clean one and the banks) fit in :data:`PASS_SHARE` of the budget,
     with as many banks as fit there, up to 4."""
     for size in (128, 96, 64):
-        one_pass = pretrained_pass_seconds(PRETRAINED, num_images, size)
+        one_pass = pretrained_pass_seconds(COLOUR_BACKBONE, num_images, size)
         passes = int(PASS_SHARE * time_budget / max(one_pass, 1e-9))
         if passes >= 1:
             return size, min(4, passes - 1)

@@ -466,15 +466,21 @@ def shown_ids(at: AppTest) -> str:
     return " ".join(h.proto.body for h in at.get("html"))
 
 
-def test_a_thumbnail_opens_its_detail_view_the_arrows_walk_its_gallery_and_edits_work_there(own_home, monkeypatch):
+def detail_of_cluster_0(own_home, monkeypatch) -> tuple[AppTest, Path, np.ndarray, np.ndarray]:
+    """The Clusters page with the detail view of cluster 0's most confident image open (a click on
+    its thumbnail), as "tester"; with the run's directory, image ids and cluster 0's members."""
     run_dir = own_home / "runs" / "digits"
-    ids = np.load(run_dir / "images" / "ids.npy")
     members = members_by_confidence(run_dir, 0)
     at = app(own_home, monkeypatch, page="clusters")
     at.session_state["who"] = "tester"
     at.session_state["gallery_clicks"] = {"opened": {"index": int(members[0]), "gallery": "members_0"}}
     at.run()
     at.session_state["gallery_clicks"] = {}  # a click is sent once (AppTest would keep sending it)
+    return at, run_dir, np.load(run_dir / "images" / "ids.npy"), members
+
+
+def test_a_thumbnail_opens_its_detail_view_the_arrows_walk_its_gallery_and_edits_work_there(own_home, monkeypatch):
+    at, run_dir, ids, members = detail_of_cluster_0(own_home, monkeypatch)
     assert f">{ids[members[0]]}</h3>" in shown_ids(at) and "1 of " in texts(at)
     button(at, "Next").click().run()
     assert f">{ids[members[1]]}</h3>" in shown_ids(at) and "2 of " in texts(at)
@@ -489,14 +495,7 @@ def test_a_thumbnail_opens_its_detail_view_the_arrows_walk_its_gallery_and_edits
 
 
 def test_the_detail_view_accepts_with_a_and_moves_by_number_and_goes_on(own_home, monkeypatch):
-    run_dir = own_home / "runs" / "digits"
-    ids = np.load(run_dir / "images" / "ids.npy")
-    members = members_by_confidence(run_dir, 0)
-    at = app(own_home, monkeypatch, page="clusters")
-    at.session_state["who"] = "tester"
-    at.session_state["gallery_clicks"] = {"opened": {"index": int(members[0]), "gallery": "members_0"}}
-    at.run()
-    at.session_state["gallery_clicks"] = {}
+    at, run_dir, ids, members = detail_of_cluster_0(own_home, monkeypatch)
     accept = button(at, "Accept its cluster")
     assert accept.proto.shortcut.lower() == "a"
     accept.click().run()

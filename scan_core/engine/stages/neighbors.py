@@ -28,8 +28,9 @@ def run(ctx: RunContext) -> None:
     lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]
     ctx.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
     save_array(ctx.dir / "neighbors.npy", ctx.neighbors)
-    if c.neighbor_space != "features":
-        save_array(ctx.dir / "feature_neighbors.npy", mine_neighbors(ctx.features, c.num_neighbors))
+    if c.neighbor_space != "features":  # "fused" mined the features first: their list is lists[0]
+        own = lists[0] if c.neighbor_space == "fused" else mine_neighbors(ctx.features, c.num_neighbors)
+        save_array(ctx.dir / "feature_neighbors.npy", own)
     values = {"space": c.neighbor_space, "k": c.num_neighbors}
     if ctx.images.has_labels:
         values["purity"] = neighbor_purity(ctx.neighbors, ctx.images.labels)
