@@ -211,7 +211,9 @@ def test_train_explore_curate_export(server, page, tmp_path):
     dialog.get_by_role("heading", name=str(ids[shown[3]]), exact=True).wait_for(timeout=30_000)
     assert edits(run, "move") == [{"images": [shown[2]], "cluster": target}]
     wait_idle(page)
-    dialog.get_by_label("Label").press_sequentially("a1")  # keys typed into a box are text, not actions
+    label = dialog.get_by_label("Label")  # the previous image's box may linger a moment after a rerun
+    playwright.expect(label).to_have_count(1, timeout=30_000)
+    label.press_sequentially("a1")  # keys typed into a box are text, not actions
     page.wait_for_timeout(1000)
     assert len(edits(run, "accept")) == 1 and len(edits(run, "move")) == 1
     page.keyboard.press("Escape")
