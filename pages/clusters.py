@@ -21,6 +21,7 @@ from ui.state import (
     through_navigation,
     who,
 )
+from ui.suggest import suggestion_section
 from ui.text import heading
 
 PROTOTYPES = 12
@@ -113,6 +114,7 @@ def main() -> None:
     if warning := results.metrics.get("final", {}).get("warning"):
         st.warning(warning, icon=":material/warning:")
     overview(results, state)
+    suggestion_section(results.dir, results.num_clusters)
     clusters = cluster_options(state)
     shown = st.session_state.get("cluster_shown")  # the cluster the previous screen showed
     if shown is not None and shown[0] == str(results.dir) and shown[1] not in clusters:

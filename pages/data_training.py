@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scan_core.config import BACKBONES
+from scan_core.config import AUTO, BACKBONES
 from scan_core.data.artifacts import save_bytes
 from scan_core.data.images import ImageSet
 from scan_core.data.rundir import STAGE_NAMES, planned_stages, read_events
@@ -149,7 +149,7 @@ def start_key(spec: str, field: str) -> str:
     return f"start_{field}:{spec}"
 
 
-def default_run_name(spec: str, clusters: int) -> str:
+def default_run_name(spec: str, clusters: int | str) -> str:
     return f"{Path(spec).stem.split(':')[0]}-k{clusters}"
 
 
@@ -157,8 +157,12 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
     """K, preset, backbone, seed, time budget and name of a new run, its expected duration, and Start."""
     default_k = images.num_classes if images.has_labels else min(10, len(images) - 1)
     cols = st.columns(5)
+    suggest = cols[0].toggle("Suggest K", value=images.num_classes < 2, key=start_key(spec, "suggest"),
+                             help="K is chosen during the run, from the mined neighbours (stability of k-means "
+                                  "on random halves and the eigengap of the neighbour graph); the Clusters page "
+                                  "shows the evidence. On by default for a folder without label subfolders.")
     clusters = cols[0].number_input("Clusters K", min_value=2, max_value=max(2, len(images) - 1),
-                                    value=max(2, default_k), key=start_key(spec, "clusters"),
+                                    value=max(2, default_k), key=start_key(spec, "clusters"), disabled=suggest,
                                     help="Defaults to the number of label folders; more than the "
                                          "classes (overclustering) works too.")
     preset = cols[1].selectbox("Preset", PRESET_NAMES, key=start_key(spec, "preset"),
@@ -174,9 +178,9 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
                                   help="auto plans the run for this long on this machine: the pretrained "
                                        "backbone's image size and feature banks, SimCLR's epochs (cut at run "
                                        "time from the measured step time)")
-    st.text_input("Run name", placeholder=default_run_name(spec, int(clusters)), key=start_key(spec, "name"),
+    st.text_input("Run name", placeholder=default_run_name(spec, AUTO if suggest else int(clusters)), key=start_key(spec, "name"),
                   help="Left empty: the name shown in grey.")
-    expected_time(ws, spec, images, int(clusters), preset, None if backbone == PRESET_BACKBONE else backbone,
+    expected_time(ws, spec, images, 0 if suggest else int(clusters), preset, None if backbone == PRESET_BACKBONE else backbone,
                   60.0 * budget if preset == "auto" else None)
     st.button("Start training", type="primary", icon=":material/play_arrow:", on_click=start_clicked,
               args=(ws, spec))
@@ -185,9 +189,11 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
 
 def expected_time(ws: jobs.Workspace, spec: str, images: ImageSet, clusters: int, preset: str,
                   backbone: str | None, time_budget: float | None) -> None:
-    """A caption with the rough time the run would take (:func:`scan_core.explore.jobs.expected_seconds`)."""
+    """A caption with the rough time the run would take (:func:`scan_core.explore.jobs.expected_seconds`);
+    ``clusters`` 0: suggested during the run."""
     side = images.image_size[0]
-    overrides = {**({"backbone": backbone} if backbone else {}), **({"time_budget": time_budget} if time_budget else {})}
+    overrides = {**({"backbone": backbone} if backbone else {}), **({"time_budget": time_budget} if time_budget else {}),
+                 **({"suggest_clusters": True} if not clusters else {})}
     try:
         config = make_config(spec, clusters, len(images), side, images.channels, preset, **overrides)
     except ValueError:  # the job refuses it with the reason
@@ -203,13 +209,14 @@ def start_clicked(ws: jobs.Workspace, spec: str) -> None:
     def value(field: str):
         return st.session_state[start_key(spec, field)]
 
-    clusters, backbone, preset = int(value("clusters")), value("backbone"), value("preset")
+    clusters = AUTO if value("suggest") else int(value("clusters"))
+    backbone, preset = value("backbone"), value("preset")
     launch(ws, spec, clusters, value("name").strip() or default_run_name(spec, clusters), preset,
            None if backbone == PRESET_BACKBONE else backbone, int(value("seed")), origin="form",
            time_budget=60.0 * value("budget") if preset == "auto" else None)
 
 
-def launch(ws: jobs.Workspace, spec: str, clusters: int, name: str, preset: str = "auto",
+def launch(ws: jobs.Workspace, spec: str, clusters: int | str, name: str, preset: str = "auto",
            backbone: str | None = None, seed: int = 0, origin: str = "form", time_budget: float | None = None) -> None:
     """A start button's callback: launch the job and show its run on every page. A refusal is
     kept for :func:`show_refusal` to draw beside the button ``origin`` names."""

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import BACKBONES, DEVICES
+from .config import AUTO, BACKBONES, DEVICES
 from .data.artifacts import CorruptArtifact, load_json
 from .data.rundir import CLUSTER_STAGES, TRAINING_STAGES
 from .presets import NAMES as PRESETS
@@ -22,6 +22,16 @@ from .presets import NAMES as PRESETS
 USER_ERRORS = (ValueError, CorruptArtifact)
 
 
+def clusters_argument(text: str) -> int | str:
+    """``--clusters``: a whole number or ``auto``."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or {AUTO!r}, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scan_core",
                                      description="Classify images without labels with SCAN.")
@@ -29,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run (or resume) every stage on a dataset")
     train.add_argument("--dataset", required=True,
                        help="digits, fashion-mnist[:train|:test], cifar10, stl10, a folder or a .zip")
-    train.add_argument("--clusters", type=int, default=None,
-                       help="number of clusters K (default: the number of label folders)")
+    train.add_argument("--clusters", type=clusters_argument, default=None, metavar="K|auto",
+                       help="number of clusters K, or 'auto': suggested from the mined neighbours during the run "
+                            "(default: the number of label folders; auto when there are none)")
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--preset", default="auto", choices=PRESETS)
     train.add_argument("--seed", type=int, default=0)
@@ -50,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="score the run on other labelled images instead (e.g. fashion-mnist:test "
                                "for a run trained on fashion-mnist:train)")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
+    suggest = commands.add_parser("suggest", help="suggest the number of clusters from a run's mined neighbours")
+    suggest.add_argument("run_dir", type=Path)
     review = commands.add_parser("review", help="list the images most likely to be in the wrong cluster")
     review.add_argument("run_dir", type=Path)
     review.add_argument("--top", type=int, default=20, help="how many (default 20)")
@@ -71,6 +84,9 @@ def metrics_table(metrics: dict) -> str:
     if "neighbors" in metrics and "purity" in metrics["neighbors"]:
         n = metrics["neighbors"]
         rows.append(f"neighbour purity (top-{n['k']}, {n['space']}): {n['purity']:.4f}")
+    if "suggest" in metrics:
+        s = metrics["suggest"]
+        rows.append(f"suggested {s['reason']}" + (f" (labels: {s['true_k']} classes)" if "true_k" in s else ""))
     if "final" in metrics:
         rows.append(f"result: {metrics['final']['stage']} ({metrics['final']['why']})")
         if "warning" in metrics["final"]:
@@ -84,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate(args)
     if args.command == "review":
         return review(args)
+    if args.command == "suggest":
+        return suggest(args)
     from .engine.cancel import Cancelled, sigterm_cancels
     from .engine.run import train_run
     overrides = {"seed": args.seed, "device": args.device}
@@ -139,6 +157,22 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     print(f"scored on {args.on}, images the run did not train on")
     print(metrics_table(scores))
+    return 0
+
+
+def suggest(args: argparse.Namespace) -> int:
+    """``suggest RUN``: the number of clusters the run's neighbours suggest, and the evidence for every K."""
+    from .explore.suggest import run_suggestion
+    try:
+        suggestion = run_suggestion(args.run_dir)
+    except (*USER_ERRORS, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"suggested {suggestion.reason()}")
+    print("K    stability  eigengap")
+    for k, stability, gap, stable in zip(suggestion.ks, suggestion.stability, suggestion.eigengaps, suggestion.stable):
+        mark = "  <- suggested" if k == suggestion.k else ("  stable" if stable else "")
+        print(f"{k:<4} {stability:9.3f}  {gap:8.5f}{mark}")
     return 0
 
 

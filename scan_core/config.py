@@ -24,6 +24,7 @@ ScanMode = Literal["frozen", "finetune"]                   # heads on cached fea
 DEVICES: tuple[str, ...] = get_args(Device)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 PRETRAINED: tuple[str, ...] = tuple(name for name in BACKBONES if name.endswith("-imagenet"))
+AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
 
 #: RandAugment ops of SCAN's strong view, in the order :mod:`scan_core.method.augment` draws them.
 STRONG_OPS = ("identity", "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "autocontrast",
@@ -155,7 +156,7 @@ class RunConfig:
     name of the :mod:`scan_core.presets` entry it was made from."""
 
     dataset: str
-    num_clusters: int
+    num_clusters: int                  # K; 0 with suggest_clusters: not known yet (the suggest stage sets it)
     preset: str = "auto"
     seed: int = 0
     device: Device = "cpu"
@@ -175,6 +176,7 @@ class RunConfig:
     feature_views: int = 4             # augmented feature banks for frozen heads
     selflabel: SelfLabelConfig = field(default_factory=SelfLabelConfig)
     umap: bool = True
+    suggest_clusters: bool = False     # K suggested from the mined neighbours (--clusters auto)
     time_budget: float = 0.0           # seconds the whole run should take (0: none): SimCLR's epochs are
     #                                    cut to what is left of it, from its measured step time
 
@@ -182,7 +184,7 @@ class RunConfig:
         check_fields(self)
         if self.time_budget < 0:
             raise ValueError(f"time_budget (--time-budget) must be 0 (none) or positive seconds, got {self.time_budget}")
-        if self.num_clusters < 2:
+        if self.num_clusters < 2 and not (self.suggest_clusters and self.num_clusters == 0):
             raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
         if self.num_neighbors < 1:
             raise ValueError(f"num_neighbors must be >= 1, got {self.num_neighbors}")

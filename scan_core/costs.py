@@ -8,7 +8,7 @@ from __future__ import annotations
 #: Each stage's (fixed seconds, seconds per image, seconds per image and epoch of its training).
 #: The UMAP stages' fixed part is importing umap and numba compiling it in a fresh process.
 STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifold": (12.0, 2e-3, 0.0),
-               "neighbors": (0.0, 5e-4, 0.0),
+               "neighbors": (0.0, 5e-4, 0.0), "suggest": (1.0, 1e-4, 0.0),
                "scan": (0.0, 0.0, 4.5e-5), "selflabel": (0.0, 0.0, 3e-5), "projection": (12.0, 8e-4, 0.0)}
 #: How much slower than the 16-wide small CNN on 28 px images a SimCLR epoch is, per backbone.
 BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0,

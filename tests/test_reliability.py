@@ -163,7 +163,7 @@ def test_a_corrupt_run_file_ends_evaluate_with_a_message(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("count, clusters, message", [
-    (1, None, "no labels found, so --clusters K must be given"),
+    (1, None, "has 1 images: too few to suggest a number of clusters"),
     (1, 2, "--clusters 2 exceeds the 1 images"),
     (5, 10, "--clusters 10 exceeds the 5 images"),
     (15, 3, "has 15 images: too few for 20 neighbours each; need at least 21"),

@@ -3,12 +3,12 @@ with the liveness of the training process, and the ``events.jsonl`` progress log
 
 Stages, in order (data flows one way)::
 
-    images -> pretext -> manifold -> neighbors -> scan -> selflabel -> projection
+    images -> pretext -> manifold -> neighbors -> suggest -> scan -> selflabel -> projection
 
 :data:`STAGES` declares each once: its name, its title, the artifacts it writes, whether it trains
 (epochs the CLI can set, a checkpoint per epoch), whether it assigns clusters (``<name>_probs.npy``
 ``(N, K)``), and the config key that turns it on when it is optional (``manifold``: with
-``manifold_dims``; ``projection``: with ``umap``). The engine runs the module
+``manifold_dims``; ``suggest``: with ``suggest_clusters``; ``projection``: with ``umap``). The engine runs the module
 ``scan_core.engine.stages.<name>`` for each; the app reads this table without importing torch or any training code.
 
 ``status.json`` always holds ``state``, ``stage`` (running or last run; None when finished),
@@ -45,11 +45,14 @@ class Stage:
     enabled_by: str | None = None
 
 
+SUGGESTION = "suggested_k.json"  # the suggest stage's K and its evidence
+
 STAGES = (
     Stage("images", "images", ("images/imageset.json", "report.json")),
     Stage("pretext", "pretext features + k-means", ("features.npy", "pretext.pt"), trains=True),
     Stage("manifold", "UMAP manifold + k-means", ("manifold.npy",), enabled_by="manifold_dims"),
     Stage("neighbors", "mined neighbours", ("neighbors.npy",)),
+    Stage("suggest", "suggested K", (SUGGESTION,), enabled_by="suggest_clusters"),
     Stage("scan", "SCAN", ("scan_probs.npy", "scan.pt"), trains=True, assigns_clusters=True),
     Stage("selflabel", "SCAN + self-label", ("selflabel_probs.npy", "selflabel.pt"), trains=True,
           assigns_clusters=True),

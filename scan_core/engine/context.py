@@ -58,6 +58,11 @@ class RunContext:
         values = {**values, "seconds": round(time.time() - self.started, 2)}
         save_json(self.dir / "metrics.json", {**self.metrics(), stage: values})
 
+    def amend(self, stage: str, values: dict) -> None:
+        """Add ``values`` to ``metrics.json[stage]``, recorded earlier (its seconds kept)."""
+        metrics = self.metrics()
+        save_json(self.dir / "metrics.json", {**metrics, stage: {**metrics.get(stage, {}), **values}})
+
     def record_result(self, stage: str, why: str, warning: str | None = None) -> None:
         """Name the cluster stage whose assignment is the run's result, and why, with a warning when
         it is poor: ``metrics.json[final]``."""

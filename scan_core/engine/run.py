@@ -18,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..config import RunConfig
+from ..config import AUTO, RunConfig
 from ..data.artifacts import CorruptArtifact, load_json, save_json
 from ..data.images import ImageSet
 from ..data.rundir import STAGE_NAMES, Stage, planned_stages, process_start, stored_status
@@ -31,6 +32,8 @@ from .context import RunContext
 from .device import resolve_device, versions
 from .progress import Progress
 from .threads import ThreadGovernor
+
+MIN_IMAGES_TO_SUGGEST = 8     # four images per cluster for the smallest K tried (2)
 
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
 RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}
@@ -52,16 +55,24 @@ def check_writable(run_dir: Path) -> None:
         raise ValueError(f"cannot write to {run_dir}: {error.strerror or error}") from error
 
 
-def plan_config(images: ImageSet, dataset: str, num_clusters: int | None, preset: str = "auto",
+def plan_config(images: ImageSet, dataset: str, num_clusters: int | str | None, preset: str = "auto",
                 **overrides) -> RunConfig:
-    """Validate the request against the images and build the run's config (nothing runs yet)."""
+    """Validate the request against the images and build the run's config (nothing runs yet).
+
+    ``num_clusters``: K; ``"auto"``: suggested from the mined neighbours during the run (the
+    suggest stage); None: the number of label folders, or ``"auto"`` when there are none."""
     n = len(images)
     if num_clusters is None:
-        if images.num_classes < 2:
-            found = f"only {images.num_classes} class" if images.has_labels else "no labels"
-            raise ValueError(f"{dataset}: {found} found, so --clusters K must be given")
-        num_clusters = images.num_classes
-    if num_clusters < 2:
+        num_clusters = images.num_classes if images.num_classes >= 2 else AUTO
+    if num_clusters == AUTO:
+        if n < MIN_IMAGES_TO_SUGGEST:
+            raise ValueError(f"{dataset} has {n} images: too few to suggest a number of clusters "
+                             f"(need at least {MIN_IMAGES_TO_SUGGEST}); give --clusters K")
+        overrides["suggest_clusters"] = True
+        num_clusters = 0
+    elif not isinstance(num_clusters, int | np.integer):
+        raise ValueError(f"--clusters must be a whole number or {AUTO!r}, got {num_clusters!r}")
+    elif num_clusters < 2:
         raise ValueError(f"--clusters must be at least 2, got {num_clusters}")
     if num_clusters > n:
         raise ValueError(f"--clusters {num_clusters} exceeds the {n} images of {dataset}")
@@ -157,7 +168,7 @@ def saved_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_dict(stored)
 
 
-def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | None = None,
+def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str | None = None,
               preset: str = "auto", show_bar: bool = True, **overrides) -> dict:
     """Start or resume the run in ``run_dir``; return its metrics.
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import scan_core
 
 from .. import costs
+from ..config import AUTO
 from ..data.artifacts import CorruptArtifact, load_json, save_json
 from ..data.rundir import CLUSTER_STAGES, STAGE_NAMES, final_stage, planned_stages, read_status
 from ..data.sources import BUILTIN
@@ -132,7 +133,7 @@ def dataset_spec(workspace: Workspace, dataset: str) -> str:
     return str(workspace.confined(dataset))
 
 
-def start(workspace: Workspace, dataset: str, clusters: int | None = None, name: str | None = None,
+def start(workspace: Workspace, dataset: str, clusters: int | str | None = None, name: str | None = None,
           preset: str = "auto", backbone: str | None = None, seed: int = 0,
           time_budget: float | None = None) -> Path:
     """Launch a new training run in the background; return its run directory. ``time_budget``:
@@ -142,12 +143,12 @@ def start(workspace: Workspace, dataset: str, clusters: int | None = None, name:
     outside the data roots or a bad K (the job itself validates everything else and reports it
     in ``status.json`` / ``train.log``).
     """
-    if clusters is not None and clusters < 2:
-        raise ValueError(f"the number of clusters must be at least 2, got {clusters}")
+    if clusters is not None and clusters != AUTO and clusters < 2:
+        raise ValueError(f"the number of clusters must be at least 2 or {AUTO!r}, got {clusters}")
     spec = dataset_spec(workspace, dataset)
     args = ["--dataset", spec, "--preset", preset, "--seed", str(int(seed))]
     if clusters is not None:
-        args += ["--clusters", str(int(clusters))]
+        args += ["--clusters", AUTO if clusters == AUTO else str(int(clusters))]
     if backbone:
         args += ["--backbone", backbone]
     if time_budget is not None:

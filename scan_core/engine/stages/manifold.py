@@ -1,6 +1,6 @@
 """The manifold stage (optional, with ``manifold_dims``): a UMAP embedding ``(N, manifold_dims)`` of
 the pretext features (:mod:`scan_core.method.manifold`) that the heads learn on and that the
-``manifold`` neighbour space mines; k-means on it is recorded as the stage's score (UMAP + k-means,
+``manifold`` neighbour space mines; k-means on it is recorded as the stage's score once K is known (UMAP + k-means,
 the strongest simple peer). UMAP reports no progress: the stage counts seconds against an estimate."""
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ from ..context import RunContext
 
 
 def run(ctx: RunContext) -> None:
-    from sklearn.cluster import KMeans
     c = ctx.config
     with ctx.progress.timed(manifold_seconds(len(ctx.features))):
         ctx.manifold = fit_manifold(ctx.features, c.manifold_dims, c.seed)
     save_array(ctx.dir / "manifold.npy", ctx.manifold)
-    clusters = KMeans(c.num_clusters, n_init=10, random_state=c.seed).fit_predict(ctx.manifold)
-    ctx.record("manifold", {**ctx.scores(clusters), "method": "k-means on the UMAP manifold", "dims": c.manifold_dims})
+    ctx.record("manifold", {**(score(ctx) if c.num_clusters else {}), "method": "k-means on the UMAP manifold",
+                            "dims": c.manifold_dims})
+
+
+def score(ctx: RunContext) -> dict:
+    """The scores of K-means on the manifold (the suggest stage asks when K was not known yet)."""
+    from sklearn.cluster import KMeans
+    c = ctx.config
+    return ctx.scores(KMeans(c.num_clusters, n_init=10, random_state=c.seed).fit_predict(ctx.manifold))
 
 
 def load(ctx: RunContext) -> None:

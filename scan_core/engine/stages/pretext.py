@@ -1,7 +1,7 @@
 """The pretext stage: the encoder (SimCLR backbone and/or whitened pixel PCA,
 :mod:`scan_core.method.pretext`) trained — or, with ``pretext.epochs`` 0, a pretrained backbone
 used as it is — the features ``(N, D)`` of every clean image, and k-means on them as the pretext's
-score."""
+score (once K is known)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -37,9 +37,13 @@ def run(ctx: RunContext) -> None:
                          on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None)
     save_torch(ctx.dir / "pretext.pt", encoder.state_dict())
     save_array(ctx.dir / "features.npy", ctx.features)
-    clusters = spherical_kmeans(ctx.features, c.num_clusters, c.seed)
     method = "k-means on pretext features" if c.pretext.epochs else f"k-means on frozen {c.backbone} features"
-    ctx.record("pretext", {**ctx.scores(clusters), "method": method, **({"budget": plan} if plan else {})})
+    ctx.record("pretext", {**(score(ctx) if c.num_clusters else {}), "method": method, **({"budget": plan} if plan else {})})
+
+
+def score(ctx: RunContext) -> dict:
+    """The scores of K-means on the features (the suggest stage asks when K was not known yet)."""
+    return ctx.scores(spherical_kmeans(ctx.features, ctx.config.num_clusters, ctx.config.seed))
 
 
 def plan_epochs(ctx: RunContext, seconds_per_step: float, steps_per_epoch: int) -> int:
