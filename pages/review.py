@@ -1,15 +1,18 @@
 """Review: the images most likely to be in the wrong cluster, across all clusters, most doubtful
 first (:mod:`scan_core.explore.review`), each with the reason it is there. Click one for its detail
 view (A accepts it where it is, a number key moves it, both go on to the next); or accept a whole
-page. Reviewed images leave the queue; every action is a curation edit (history, undo)."""
+page. Reviewed images leave the queue; every action is a curation edit (history, undo). Then
+refine: the model trained again from the images labelled one by one (:mod:`scan_core.explore.refine`)."""
 from __future__ import annotations
 
 import streamlit as st
 
+from scan_core.explore import jobs
+from scan_core.explore.refine import image_labels
 from scan_core.explore.review import review_queue
 from ui.detail import detail_view
 from ui.gallery import gallery
-from ui.state import cluster_title, curated, curation, edit, require_results, through_navigation, who
+from ui.state import cluster_title, curated, curation, edit, require_results, through_navigation, who, workspace
 
 PAGE_SIZE = 48
 
@@ -33,6 +36,30 @@ def main() -> None:
                                 help="Every image of this page stays in its cluster, reviewed"):
         edit(lambda: curation(results).accept(shown, state.clusters[shown], who()),
              f"{len(shown)} images accepted")
+    refine_section(results, state)
+
+
+def refine_section(results, state) -> None:
+    """Refine with my labels: train the run again from the images labelled one by one."""
+    st.subheader("Refine with my labels")
+    labels = image_labels(state, results.num_clusters)
+    done = results.metrics.get("refine")
+    st.caption(f"**{len(labels.images):,} images** are labelled one by one (moved, accepted, or given a cluster's "
+               "name). Refine trains the model again from them, keeping every other image with its mined "
+               "neighbours, so each label moves similar images with it; your labels stay as you gave them. "
+               "It runs in the background like a training (a minute or so)."
+               + (f" Left out: {'; '.join(f'{n} {why}' for why, n in labels.left_out.items())}." if labels.left_out else ""))
+    if done:
+        scores = f", ACC {done['acc']:.3f} (before: {results.metrics[done['from']]['acc']:.3f})" if "acc" in done else ""
+        st.caption(f"Last refine: {done['labels']:,} labels, {done['changed']:,} images changed cluster{scores}.")
+    if st.button("Refine with my labels", icon=":material/model_training:", disabled=not len(labels.images),
+                 key="refine_start"):
+        try:
+            jobs.refine(workspace(), results.dir)
+        except (jobs.JobBusy, ValueError) as error:
+            st.warning(f"Not started: {error}")
+        else:
+            st.success("Refining: follow it on Data & training; every page shows the refined clusters when it ends.")
 
 
 def short_reason(state, queue, index: int) -> str:

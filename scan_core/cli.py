@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from .config import AUTO, BACKBONES, DEVICES
+from .config import AUTO, BACKBONES, DEVICES, REFINE_EPOCHS
 from .data.artifacts import CorruptArtifact, load_json
 from .data.rundir import CLUSTER_STAGES, TRAINING_STAGES
 from .presets import NAMES as PRESETS
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="score the run on other labelled images instead (e.g. fashion-mnist:test "
                                "for a run trained on fashion-mnist:train)")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
+    refine = commands.add_parser("refine", help="train a finished run again with the images labelled one by one "
+                                                "in its curation (moved, accepted, labelled)")
+    refine.add_argument("run_dir", type=Path)
+    refine.add_argument("--epochs", type=int, default=REFINE_EPOCHS, help=f"default {REFINE_EPOCHS}")
+    refine.add_argument("--quiet", action="store_true", help="no progress bar")
     suggest = commands.add_parser("suggest", help="suggest the number of clusters from a run's mined neighbours")
     suggest.add_argument("run_dir", type=Path)
     review = commands.add_parser("review", help="list the images most likely to be in the wrong cluster")
@@ -102,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         return review(args)
     if args.command == "suggest":
         return suggest(args)
-    from .engine.cancel import Cancelled, sigterm_cancels
+    if args.command == "refine":
+        return refine(args)
+    return train(args)
+
+
+def train(args: argparse.Namespace) -> int:
+    """``train --dataset D --out RUN ...``: run (or resume) every stage, then print the metrics."""
     from .engine.run import train_run
     overrides = {"seed": args.seed, "device": args.device}
     if args.backbone:
@@ -116,11 +128,37 @@ def main(argv: list[str] | None = None) -> int:
     for stage in TRAINING_STAGES:
         if getattr(args, f"{stage}_epochs") is not None:
             overrides[stage] = {"epochs": getattr(args, f"{stage}_epochs")}
-    resume = f"run the same command again (--out {args.out}) to resume"
+    code = training(lambda: train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet,
+                                      **overrides), f"run the same command again (--out {args.out}) to resume")
+    if code == 0:
+        skipped = load_json(args.out / "report.json")["skipped"]
+        if skipped:
+            print(f"skipped {skipped} files, see {args.out / 'report.json'}")
+    return code
+
+
+def refine(args: argparse.Namespace) -> int:
+    """``refine RUN [--epochs E]``: train the run's result again with the curation's image labels."""
+    from .engine.run import train_run
+    from .explore.refine import request_refine
+    try:
+        labels = request_refine(args.run_dir, args.epochs)
+    except (*USER_ERRORS, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    left_out = "; ".join(f"{count} {reason}" for reason, count in labels.left_out.items())
+    print(f"refining with {len(labels.images):,} image labels" + (f" (left out: {left_out})" if left_out else ""))
+    return training(lambda: train_run(args.run_dir, show_bar=not args.quiet),
+                    f"run the same command again ({args.run_dir}) to resume")
+
+
+def training(run: Callable[[], dict], resume: str) -> int:
+    """Call ``run`` (a training) with SIGTERM cancelling it; print its metrics, or why it stopped
+    and ``resume``; return the exit code."""
+    from .engine.cancel import Cancelled, sigterm_cancels
     try:
         with sigterm_cancels():
-            metrics = train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet,
-                                **overrides)
+            metrics = run()
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -134,9 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cancelled: {resume}", file=sys.stderr)
         return 143
     print(metrics_table(metrics))
-    skipped = load_json(args.out / "report.json")["skipped"]
-    if skipped:
-        print(f"skipped {skipped} files, see {args.out / 'report.json'}")
     return 0
 
 

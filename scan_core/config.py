@@ -25,6 +25,7 @@ DEVICES: tuple[str, ...] = get_args(Device)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 PRETRAINED: tuple[str, ...] = tuple(name for name in BACKBONES if name.endswith("-imagenet"))
 AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
+REFINE_EPOCHS = 30  # a refine's epochs unless asked otherwise: about a minute on 70k images on 2 cores
 
 #: RandAugment ops of SCAN's strong view, in the order :mod:`scan_core.method.augment` draws them.
 STRONG_OPS = ("identity", "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "autocontrast",
@@ -151,6 +152,27 @@ class SelfLabelConfig:
 
 
 @dataclass(frozen=True)
+class RefineConfig:
+    """Refining the run's result with the user's image labels (:mod:`scan_core.method.refine`);
+    ``epochs`` 0: not asked for (``python -m scan_core refine RUN`` sets it)."""
+
+    epochs: int = 0
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    alpha: float = 0.8        # how far labels spread over the neighbour graph (0: not at all, 1: everywhere)
+    label_mass: float = 10.0  # a label's weight against the model's own probabilities
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"refine epochs (--epochs) must be at least 1, or 0 for no refine, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"refine batch_size must be at least 1, got {self.batch_size}")
+        if not 0 < self.alpha < 1 or self.label_mass <= 0:
+            raise ValueError(f"refine needs 0 < alpha < 1 and label_mass > 0, got {self.alpha} and {self.label_mass}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; ``dataset`` is a built-in name, a folder or a zip; ``preset`` the
     name of the :mod:`scan_core.presets` entry it was made from."""
@@ -175,6 +197,7 @@ class RunConfig:
     scan_mode: ScanMode = "frozen"
     feature_views: int = 4             # augmented feature banks for frozen heads
     selflabel: SelfLabelConfig = field(default_factory=SelfLabelConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     umap: bool = True
     suggest_clusters: bool = False     # K suggested from the mined neighbours (--clusters auto)
     time_budget: float = 0.0           # seconds the whole run should take (0: none): SimCLR's epochs are

@@ -242,3 +242,33 @@ def contrast(first: str, second: str) -> float:
         return 0.2126 * r + 0.7152 * g + 0.0722 * b
     high, low = sorted((luminance(first), luminance(second)), reverse=True)
     return (high + 0.05) / (low + 0.05)
+
+
+def test_a_folder_without_labels_starts_with_k_suggested_and_clusters_show_why(own_home, monkeypatch, wait_for):
+    ws = jobs.Workspace.create(own_home)
+    folder = ws.data_roots[0] / "unsorted"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(60):  # dark, mid and bright squares with noise, no label folders
+        level = (40, 128, 215)[i % 3]
+        Image.fromarray(np.clip(level + rng.normal(0, 8, (16, 16)), 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    at = app(ws.home, monkeypatch, run=None)
+    at.segmented_control(key="source_kind").set_value("Folder on the server").run()
+    at.text_input(key="folder").set_value("unsorted").run()
+    suggest = next(t for t in at.toggle if t.label == "Suggest K")
+    clusters = next(n for n in at.number_input if n.label == "Clusters K")
+    assert suggest.value and clusters.disabled  # no labels: K is suggested, not guessed
+    assert "unsorted-kauto" in [t.placeholder for t in at.text_input]
+    next(s for s in at.selectbox if s.label == "Preset").set_value("tiny").run()
+    button(at, "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_dir = ws.runs / "unsorted-kauto"
+    assert load_json(run_dir / "job.json")["clusters"] == "auto"
+    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] not in ("starting", "running"), timeout=300)
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=30)
+    k = load_json(run_dir / "suggested_k.json")["k"]
+    assert load_json(run_dir / "config.json")["num_clusters"] == k
+    at.switch_page("pages/clusters.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(e.label == f"Why K = {k}?" for e in at.expander)
+    assert any(f"Suggested K = {k}:" in c.value for c in at.caption)

@@ -3,6 +3,7 @@ with ``--clusters auto``, its CLI and its evidence on the Clusters page."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -128,3 +129,15 @@ def test_the_cli_refuses_a_k_that_is_neither_a_number_nor_auto(tmp_path, capsys)
         main(["train", "--dataset", "digits", "--clusters", "many", "--out", str(tmp_path / "run")])
     assert exit_.value.code == 2 and "expected a whole number or 'auto', got 'many'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_without_a_stored_suggestion_gets_the_same_one_computed(auto_run, tmp_path):
+    from scan_core.explore.suggest import run_suggestion
+    copy = tmp_path / "copy"
+    shutil.copytree(auto_run, copy)
+    stored = json.loads((copy / "suggested_k.json").read_text())
+    (copy / "suggested_k.json").unlink()
+    assert run_suggestion(copy).to_dict() == stored  # from its features and neighbours, as the stage did
+    (copy / "neighbors.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="no mined neighbours yet"):
+        run_suggestion(copy)

@@ -3,12 +3,14 @@ with the liveness of the training process, and the ``events.jsonl`` progress log
 
 Stages, in order (data flows one way)::
 
-    images -> pretext -> manifold -> neighbors -> suggest -> scan -> selflabel -> projection
+    images -> pretext -> manifold -> neighbors -> suggest -> scan -> selflabel -> projection -> refine
 
 :data:`STAGES` declares each once: its name, its title, the artifacts it writes, whether it trains
 (epochs the CLI can set, a checkpoint per epoch), whether it assigns clusters (``<name>_probs.npy``
 ``(N, K)``), and the config key that turns it on when it is optional (``manifold``: with
-``manifold_dims``; ``suggest``: with ``suggest_clusters``; ``projection``: with ``umap``). The engine runs the module
+``manifold_dims``; ``suggest``: with ``suggest_clusters``; ``projection``: with ``umap``; ``refine``:
+with ``refine.epochs``, which only the refine command sets: it runs on request, after training, on
+the labels the user gave image by image). The engine runs the module
 ``scan_core.engine.stages.<name>`` for each; the app reads this table without importing torch or any training code.
 
 ``status.json`` always holds ``state``, ``stage`` (running or last run; None when finished),
@@ -43,9 +45,11 @@ class Stage:
     trains: bool = False
     assigns_clusters: bool = False
     enabled_by: str | None = None
+    on_request: bool = False
 
 
 SUGGESTION = "suggested_k.json"  # the suggest stage's K and its evidence
+REFINE_LABELS = "refine_labels.json"  # the image labels a refine learns from (written by the refine command)
 
 STAGES = (
     Stage("images", "images", ("images/imageset.json", "report.json")),
@@ -57,16 +61,25 @@ STAGES = (
     Stage("selflabel", "SCAN + self-label", ("selflabel_probs.npy", "selflabel.pt"), trains=True,
           assigns_clusters=True),
     Stage("projection", "UMAP projection", ("projection.npy",), enabled_by="umap"),
+    Stage("refine", "refined with your labels", ("refine_probs.npy", "refine.pt", REFINE_LABELS), trains=True,
+          assigns_clusters=True, enabled_by="refine.epochs", on_request=True),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
-TRAINING_STAGES = tuple(stage.name for stage in STAGES if stage.trains)
+TRAINING_STAGES = tuple(stage.name for stage in STAGES if stage.trains and not stage.on_request)  # train's
 CLUSTER_STAGES = tuple(stage.name for stage in STAGES if stage.assigns_clusters)  # later ones refine earlier
 
 
 def planned_stages(config: dict) -> tuple[Stage, ...]:
     """The stages a run with ``config`` (``config.json``'s content) goes through, in order: every
     optional one only when its ``enabled_by`` key is set."""
-    return tuple(stage for stage in STAGES if stage.enabled_by is None or config.get(stage.enabled_by))
+    return tuple(stage for stage in STAGES if stage.enabled_by is None or _setting(config, stage.enabled_by))
+
+
+def _setting(config: dict, key: str):
+    """``config[key]``, ``key`` dotted for a nested config (``refine.epochs``); None when absent."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
 
 
 def final_stage(metrics: dict, finished: set[str] | list[str] | tuple[str, ...]) -> str | None:

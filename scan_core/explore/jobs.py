@@ -31,11 +31,12 @@ from pathlib import Path
 import scan_core
 
 from .. import costs
-from ..config import AUTO
+from ..config import AUTO, REFINE_EPOCHS
 from ..data.artifacts import CorruptArtifact, load_json, save_json
 from ..data.rundir import CLUSTER_STAGES, STAGE_NAMES, final_stage, planned_stages, read_status
 from ..data.sources import BUILTIN
 from ..data.sources.common import DATA_DIR_ENV
+from .refine import ImageLabels, request_refine
 
 HOME_ENV = "SCAN_EXPLORER_HOME"
 ROOTS_ENV = "SCAN_EXPLORER_DATA_ROOTS"
@@ -175,6 +176,17 @@ def resume(workspace: Workspace, run_dir: Path) -> None:
         raise ValueError(f"{run_dir.name} records no dataset; start a new run instead")
     with _training_lock(workspace) as lock:
         _launch(workspace, lock, run_dir, ["--dataset", dataset])
+
+
+def refine(workspace: Workspace, run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
+    """Refine the trained run in the background with its curation's image labels
+    (:func:`scan_core.explore.refine.request_refine`: ValueError when it cannot); return them.
+    JobBusy when another training holds the workspace."""
+    run_dir = _own_run(workspace, run_dir)
+    with _training_lock(workspace) as lock:
+        labels = request_refine(run_dir, epochs)
+        _launch(workspace, lock, run_dir, ["--dataset", _read(run_dir / "config.json")["dataset"]])
+    return labels
 
 
 def cancel(workspace: Workspace, run_dir: Path) -> bool:

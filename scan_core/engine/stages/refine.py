@@ -1,0 +1,51 @@
+"""The refine stage (on request: ``python -m scan_core refine RUN`` or the app's "Refine with my
+labels"): the head of the cluster stage the run's result came from, trained again on the image
+labels in ``refine_labels.json`` (:mod:`scan_core.method.refine`; the curation's moves, accepted
+images and per-image labels, gathered by :mod:`scan_core.explore.refine`). Its probabilities
+``(N, K)`` become the run's result; a labelled image keeps the cluster the user gave it (its row is
+that cluster's one-hot), so the curation replays onto it unchanged. Asked again with other labels,
+it runs again from the same starting head."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch
+from ...data.rundir import REFINE_LABELS
+from ...method.clustering import predict
+from ...method.neighbors import neighbor_agreement
+from ...method.refine import spread_labels, train_refine
+from ..context import RunContext
+from ..models import cluster_model, kept_head, load_cluster_stage, save_cluster_stage
+
+
+def run(ctx: RunContext) -> None:
+    c = ctx.config
+    if c.scan_mode != "frozen":
+        raise ValueError("refine needs a run whose heads learn on frozen features (scan_mode 'frozen')")
+    request = load_json(ctx.dir / REFINE_LABELS)
+    labelled, targets = np.asarray(request["images"], dtype=np.int64), np.asarray(request["clusters"], dtype=np.int64)
+    start = request["from"]
+    prior = load_array(ctx.dir / f"{start}_probs.npy")
+    before = prior.argmax(1)
+    spread = spread_labels(prior, ctx.neighbors, labelled, targets, c.refine.alpha, c.refine.label_mass)
+    head = kept_head(load_torch(ctx.dir / f"{start}.pt", ctx.device), ctx.head_features.shape[1], c)
+    model, augmented, clean = cluster_model(ctx, head)
+    train_refine(model, augmented, spread, c.refine, c.seed, ctx.progress.step, checkpoint=ctx.checkpoint("refine"))
+    probs = predict(model, clean, len(ctx.images), 0)
+    learnt = float((probs[labelled].argmax(1) == targets).mean())
+    probs[labelled] = np.eye(c.num_clusters, dtype=np.float32)[targets]  # the user's word
+    ctx.probs = probs
+    save_cluster_stage(ctx.dir, "refine", model, probs)
+    clusters = probs.argmax(1)
+    ctx.record("refine", {**ctx.scores(clusters), "from": start, "labels": len(labelled), "digest": request["digest"],
+                          "spread_acc": ctx.scores(spread.argmax(1)).get("acc"),
+                          "labels_learnt": round(learnt, 4), "changed": int((clusters != before).sum()),
+                          "neighbor_agreement": round(neighbor_agreement(clusters, ctx.neighbors), 4)})
+    ctx.record_result("refine", f"{start} refined with {len(labelled):,} image labels; "
+                                f"{int((clusters != before).sum()):,} images changed cluster")
+
+
+def load(ctx: RunContext) -> None:
+    load_cluster_stage(ctx, "refine")
+    if ctx.metrics().get("refine", {}).get("digest") != load_json(ctx.dir / REFINE_LABELS).get("digest"):
+        raise CorruptArtifact("the image labels changed since the last refine")

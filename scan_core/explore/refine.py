@@ -1,0 +1,92 @@
+"""What a refine learns from, gathered from the curation (:mod:`scan_core.explore.curation`), and
+asking a run for one (the engine's refine stage, :mod:`scan_core.engine.stages.refine`, does it).
+
+An image is a label when the user said where it belongs, image by image: moved to a cluster,
+accepted where it is, or given a label that is some cluster's name. A cluster's name alone is not a
+label for its members (that would teach the model its own mistakes). Outliers are left out, and so
+are images in a cluster a split made (the model has no column for it yet) or labelled with a name
+no cluster has: :class:`ImageLabels` counts them, to say so.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import REFINE_EPOCHS
+from ..data.artifacts import load_json, save_json
+from ..data.rundir import CLUSTER_STAGES, REFINE_LABELS, final_stage, planned_stages, read_status
+from .curation import CuratedState, Curation
+from .results import RunResults
+
+
+@dataclass(frozen=True)
+class ImageLabels:
+    """``images`` ``(L,)`` and their ``clusters`` ``(L,)``; ``left_out``: reason -> images not used."""
+
+    images: np.ndarray
+    clusters: np.ndarray
+    left_out: dict[str, int]
+
+
+def image_labels(state: CuratedState, num_clusters: int) -> ImageLabels:
+    """The curation's image-by-image labels as cluster ids of the model's ``num_clusters``."""
+    by_name: dict[str, list[int]] = {}
+    for cluster, name in state.names.items():
+        by_name.setdefault(name, []).append(cluster)
+    targets = {int(i): int(state.clusters[i]) for i in state.reviewed}
+    left_out = {"labelled with a name no single cluster has": 0, "in a cluster a split made": 0, "outliers": 0}
+    for index, label in state.overrides.items():
+        clusters = by_name.get(label, [])
+        if len(clusters) == 1:
+            targets[int(index)] = clusters[0]
+        else:
+            targets.pop(int(index), None)
+            left_out["labelled with a name no single cluster has"] += 1
+    for index in list(targets):
+        if index in state.outliers:
+            del targets[index]
+            left_out["outliers"] += 1
+        elif targets[index] >= num_clusters:
+            del targets[index]
+            left_out["in a cluster a split made"] += 1
+    images = np.array(sorted(targets), dtype=np.int64)
+    return ImageLabels(images, np.array([targets[i] for i in images], dtype=np.int64),
+                       {reason: count for reason, count in left_out.items() if count})
+
+
+def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
+    """Ask the trained run in ``run_dir`` to refine with its curation's image labels: write
+    ``refine_labels.json`` and the refine's epochs into ``config.json`` (the engine then runs the
+    refine stage when the run is resumed; a refine stopped half-way continues when the labels are the
+    same). ValueError when the run is still running or not trained, or has no image label."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if status["state"] in ("running", "new"):
+        raise ValueError(f"{run_dir.name} is {status['state']}: wait for its training to finish before refining")
+    untrained = [s.name for s in planned_stages(load_json(run_dir / "config.json"))
+                 if not s.on_request and s.name not in status["completed"]]
+    if untrained:
+        raise ValueError(f"{run_dir.name} has not finished training ({', '.join(untrained)} to go): resume it first")
+    if epochs < 1:
+        raise ValueError(f"refine epochs must be at least 1, got {epochs}")
+    results = RunResults.load(run_dir)
+    state = Curation(run_dir, results.clusters, results.images.ids).state()
+    labels = image_labels(state, results.num_clusters)
+    if not len(labels.images):
+        raise ValueError(f"{run_dir.name} has no image labels to refine with: move, accept or label images "
+                         "one by one (Review, the detail view, Curate); a cluster's name alone is not a label")
+    before = results.metrics.get("refine", {}).get("from")
+    start = before or final_stage(results.metrics, [s for s in CLUSTER_STAGES if s in status["completed"]])
+    payload = {"images": labels.images.tolist(), "clusters": labels.clusters.tolist(), "from": start}
+    digest = hashlib.sha256(json.dumps([payload, epochs]).encode()).hexdigest()
+    previous = load_json(run_dir / REFINE_LABELS) if (run_dir / REFINE_LABELS).exists() else {}
+    if previous.get("digest") != digest:  # epochs saved for other labels are no start for these
+        (run_dir / "checkpoints" / "refine.pt").unlink(missing_ok=True)
+    save_json(run_dir / REFINE_LABELS, {**payload, "digest": digest})
+    config = load_json(run_dir / "config.json")
+    save_json(run_dir / "config.json", {**config, "refine": {**config.get("refine", {}), "epochs": int(epochs)}})
+    return labels

@@ -1,0 +1,125 @@
+"""Refine (issue 13, part 3): the image labels a curation gives (scan_core.explore.refine), the
+refine stage on a real digits run, its CLI, its refusals and its resume after SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from scan_core.cli import main
+from scan_core.data.rundir import process_start, read_events, read_status
+from scan_core.engine.run import train_run
+from scan_core.explore.curation import Curation, replay
+from scan_core.explore.refine import image_labels, request_refine
+from scan_core.explore.results import RunResults
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_image_labels_are_what_the_user_said_image_by_image():
+    base = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    state = replay(base, [
+        ("name_cluster", {"cluster": 1, "name": "shoe"}),
+        ("name_cluster", {"cluster": 2, "name": "bag"}),
+        ("move", {"images": [0], "cluster": 2}),          # moved: a label for cluster 2
+        ("accept", {"images": [3, 4], "clusters": [1, 1]}),  # accepted: labels for cluster 1
+        ("relabel", {"images": [5], "label": "bag"}),       # a cluster's name: cluster 2
+        ("relabel", {"images": [4], "label": "boot"}),      # no cluster has it: left out
+        ("outlier", {"images": [3], "outlier": True}),      # outliers: left out
+        ("split", {"cluster": 2, "images": [7], "new_cluster": 3}),
+        ("move", {"images": [7], "cluster": 3}),          # in a cluster the model has no column for
+    ])
+    labels = image_labels(state, num_clusters=3)
+    assert labels.images.tolist() == [0, 5] and labels.clusters.tolist() == [2, 2]
+    assert labels.left_out == {"labelled with a name no single cluster has": 1, "outliers": 1,
+                               "in a cluster a split made": 1}  # images 1, 2 and 6 were never labelled
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("refine") / "digits"
+    train_run(run_dir, "digits", show_bar=False, umap=False)
+    return run_dir
+
+
+def fixed_copy(run_dir: Path, tmp_path: Path, per_class: int) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A copy of the run where a user moved ``per_class`` misclustered images of every class to the
+    cluster matched to their class (Hungarian, computed here); returns the copy, images, clusters."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    results = RunResults.load(copy)
+    labels, clusters = results.images.labels, results.clusters
+    table = np.zeros((10, 10))
+    np.add.at(table, (clusters, labels), 1)
+    rows, cols = linear_sum_assignment(-table)
+    cluster_of = dict(zip(cols.tolist(), rows.tolist()))
+    rng = np.random.default_rng(0)
+    picked = []
+    for label in range(10):
+        wrong = np.flatnonzero((labels == label) & (clusters != cluster_of[label]))
+        picked += rng.permutation(wrong)[:per_class].tolist()
+    picked = np.array(sorted(picked))
+    targets = np.array([cluster_of[int(labels[i])] for i in picked])
+    curation = Curation(copy, clusters, results.images.ids)
+    for cluster in np.unique(targets):
+        curation.move(picked[targets == cluster], int(cluster))
+    return copy, picked, targets
+
+
+def test_refine_with_a_handful_of_labels_per_class_beats_the_run(digits_run, tmp_path, capsys):
+    copy, picked, targets = fixed_copy(digits_run, tmp_path, per_class=3)
+    before = RunResults.load(copy)
+    curated_before = Curation(copy, before.clusters, before.images.ids).state().labels()
+    assert main(["refine", str(copy), "--quiet"]) == 0
+    assert f"refining with {len(picked)} image labels" in capsys.readouterr().out
+    after = RunResults.load(copy)
+    metrics = after.metrics
+    assert metrics["final"]["stage"] == "refine" and metrics["refine"]["labels"] == len(picked)
+    assert metrics["refine"]["acc"] > metrics[metrics["refine"]["from"]]["acc"] + 0.005
+    assert (after.clusters[picked] == targets).all()  # the user's word, in the model's result too
+    labels, clusters = after.images.labels, after.clusters
+    others = np.setdiff1d(np.arange(len(labels)), picked)  # not only the labelled images moved
+    moved = others[clusters[others] != before.clusters[others]]
+    assert len(moved) > 0
+    curated_after = Curation(copy, after.clusters, after.images.ids).state()
+    assert (curated_after.labels()[picked] == curated_before[picked]).all()  # curated labels kept
+
+
+def test_refine_refuses_a_run_in_training_and_a_curation_without_image_labels(digits_run, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(digits_run, copy)
+    results = RunResults.load(copy)
+    Curation(copy, results.clusters, results.images.ids).name_cluster(0, "zero")  # a name is not a label
+    assert main(["refine", str(copy)]) == 2
+    assert "has no image labels to refine with" in capsys.readouterr().err
+    status = json.loads((copy / "status.json").read_text())
+    (copy / "status.json").write_text(json.dumps({**status, "state": "running", "stage": "selflabel",
+                                                   "pid": os.getpid(), "pid_start": process_start(os.getpid())}))
+    with pytest.raises(ValueError, match="is running: wait for its training to finish"):
+        request_refine(copy)
+    assert not (copy / "refine_labels.json").exists()
+
+
+def test_a_killed_refine_resumes_from_its_last_epoch(digits_run, tmp_path, wait_for):
+    copy, picked, _ = fixed_copy(digits_run, tmp_path, per_class=2)
+    command = [sys.executable, "-m", "scan_core", "refine", str(copy), "--epochs", "400", "--quiet"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: (copy / "checkpoints" / "refine.pt").exists(), timeout=120, process=process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert read_status(copy)["state"] == "interrupted"
+    assert main(["refine", str(copy), "--epochs", "400", "--quiet"]) == 0
+    resumed = [e["epoch"] for e in read_events(copy) if e["kind"] == "resumed" and e.get("stage") == "refine"]
+    assert resumed and resumed[-1] >= 1
+    assert read_status(copy)["state"] == "finished"
+    assert json.loads((copy / "metrics.json").read_text())["final"]["stage"] == "refine"
