@@ -659,3 +659,30 @@ def test_the_review_page_lists_the_most_doubtful_first_and_accepting_a_page_remo
     assert state.reviewed == set(first) and np.array_equal(state.clusters, clusters)
     grid = next(h.proto.body for h in at.get("html") if 'data-gallery="review"' in h.proto.body)
     assert not {int(i) for i in re.findall(r'data-index="(\d+)"', grid)} & set(first)
+
+
+def test_refine_starts_from_the_review_page_and_its_scores_show_beside_the_other_stages(own_home, monkeypatch, wait_for):
+    ws = jobs.Workspace.create(own_home)
+    run_dir = ws.runs / "digits"
+    probs = result_probs(run_dir)
+    labels = np.load(run_dir / "images" / "labels.npy")
+    table = np.zeros((10, 10))
+    np.add.at(table, (probs.argmax(1), labels), 1)
+    rows, cols = linear_sum_assignment(-table)
+    cluster_of = dict(zip(cols.tolist(), rows.tolist()))
+    wrong = np.flatnonzero(probs.argmax(1) != np.array([cluster_of[int(c)] for c in labels]))[:20]
+    Curation(run_dir, probs.argmax(1)).move(wrong, 0)  # twenty images moved by hand (to one cluster)
+    at = app(own_home, monkeypatch, page="review")
+    assert "**20 images** are labelled one by one" in texts(at)
+    button(at, "Refine with my labels").click().run()
+    assert not at.exception and any("Refining:" in s.value for s in at.success)
+    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] not in ("starting", "running"), timeout=300)
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=30)
+    metrics = load_json(run_dir / "metrics.json")
+    assert metrics["final"]["stage"] == "refine" and metrics["refine"]["labels"] == 20
+    assert (np.load(run_dir / "refine_probs.npy")[wrong].argmax(1) == 0).all()  # where the user put them
+    at.run()
+    assert "Last refine: 20 labels" in texts(at)
+    at.switch_page("pages/evaluation.py").run()
+    stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
+    assert "refined with your labels" in stages["stage"].tolist()
