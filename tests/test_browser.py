@@ -7,6 +7,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -315,6 +316,37 @@ def test_train_explore_curate_export(server, page, tmp_path):
     while not undone_renames(run) and time.time() < deadline:
         time.sleep(0.2)
     assert undone_renames(run) == 1
+
+    page.goto(f"{url}/clusters?run=digits-demo")  # how many clusters the run's neighbours suggest, and why
+    page.get_by_text("How many clusters would this run suggest?").click()
+    page.get_by_role("button", name="Suggest K from this run's neighbours").click()
+    page.get_by_text("Suggested K = ").wait_for(timeout=60_000)
+    wait_idle(page)
+    shot(page, "6-suggest-k")
+
+    page.goto(f"{url}/review?run=digits-demo")  # accept a page of the review queue, then refine from it
+    accept = page.get_by_role("button", name=re.compile(r"Accept these \d+ where they are"))
+    accept.wait_for(timeout=30_000)
+    wait_idle(page)
+    accept.click()
+    page.get_by_text("Left to review").wait_for(timeout=30_000)
+    deadline = time.time() + 30
+    while len(edits(run, "accept")) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    wait_idle(page)
+    refine = page.get_by_role("button", name="Refine with my labels")
+    refine.scroll_into_view_if_needed()
+    refine.click()
+    page.get_by_text("Refining:").wait_for(timeout=30_000)
+    deadline = time.time() + 240
+    while json.loads((run / "metrics.json").read_text()).get("final", {}).get("stage") != "refine" \
+            and time.time() < deadline:
+        time.sleep(1)
+    reviewed = {i for kind in ("accept", "move") for e in edits(run, kind) for i in e["images"]}
+    assert json.loads((run / "metrics.json").read_text())["refine"]["labels"] == len(reviewed) > 48
+    page.goto(f"{url}/evaluation?run=digits-demo")
+    page.get_by_text("refined with your labels").first.wait_for(state="attached", timeout=60_000)  # a grid cell
+    shot(page, "6-refined")
 
 
 def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):

@@ -10,8 +10,7 @@ import streamlit as st
 
 from scan_core.data.artifacts import CorruptArtifact
 from scan_core.data.rundir import SUGGESTION
-from scan_core.explore.suggest import run_suggestion
-from scan_core.method.num_clusters import KSuggestion
+from scan_core.explore.suggest import KSuggestion, run_suggestion
 
 
 @st.cache_data(show_spinner="Suggesting K from the mined neighbours…", max_entries=8)
