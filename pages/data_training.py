@@ -24,6 +24,7 @@ from scan_core.presets import NAMES as PRESET_NAMES
 from scan_core.presets import TIME_BUDGET, make_config
 from ui.gallery import display_image
 from ui.state import choose_run, chosen_run, through_navigation, workspace
+from ui.suggest import suggestion_of
 
 PRESET_BACKBONE = "preset default"
 RUN_PICKER = "run_picker"              # the sidebar's run selectbox (ui.state.sidebar)
@@ -178,6 +179,7 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
                                   help="auto plans the run for this long on this machine: the pretrained "
                                        "backbone's image size and feature banks, SimCLR's epochs (cut at run "
                                        "time from the measured step time)")
+    suggest_from_earlier_run(ws, spec)
     st.text_input("Run name", placeholder=default_run_name(spec, AUTO if suggest else int(clusters)), key=start_key(spec, "name"),
                   help="Left empty: the name shown in grey.")
     expected_time(ws, spec, images, 0 if suggest else int(clusters), preset, None if backbone == PRESET_BACKBONE else backbone,
@@ -185,6 +187,29 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
     st.button("Start training", type="primary", icon=":material/play_arrow:", on_click=start_clicked,
               args=(ws, spec))
     show_refusal("form")
+
+
+def suggest_from_earlier_run(ws: jobs.Workspace, spec: str) -> None:
+    """When a run on this dataset has mined its neighbours: a Suggest button that shows the K they
+    suggest, with the evidence, and fills K with it."""
+    earlier = next((row["run"] for row in jobs.list_runs(ws) if row["dataset"] == spec
+                    and (ws.runs / row["run"] / "neighbors.npy").exists()), None)
+    if earlier is None:
+        return
+    with st.expander(f"Suggest K from the neighbours of {earlier}", icon=":material/query_stats:"):
+        if not st.button("Suggest", key=start_key(spec, "suggest_now")):
+            st.caption("What the earlier run's mined neighbours say about the number of clusters (seconds).")
+            return
+        suggestion = suggestion_of(ws.runs / earlier)
+        if suggestion is None:
+            return
+        st.button(f"Use K = {suggestion.k}", type="primary", key=start_key(spec, "use_k"), on_click=use_k,
+                  args=(spec, suggestion.k))
+
+
+def use_k(spec: str, k: int) -> None:
+    st.session_state[start_key(spec, "clusters")] = k
+    st.session_state[start_key(spec, "suggest")] = False
 
 
 def expected_time(ws: jobs.Workspace, spec: str, images: ImageSet, clusters: int, preset: str,

@@ -272,3 +272,17 @@ def test_a_folder_without_labels_starts_with_k_suggested_and_clusters_show_why(o
     assert not at.exception, [e.value for e in at.exception]
     assert any(e.label == f"Why K = {k}?" for e in at.expander)
     assert any(f"Suggested K = {k}:" in c.value for c in at.caption)
+
+
+def test_suggest_on_the_data_page_reads_an_earlier_run_of_the_dataset_and_fills_k(home, monkeypatch):
+    at = app(home, monkeypatch)
+    button(at, "Suggest").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    k = load_json(home / "runs" / "digits" / "config.json")["num_clusters"]  # no stored suggestion: computed
+    use = next(b for b in at.button if b.label.startswith("Use K = "))
+    suggested = int(use.label.removeprefix("Use K = "))
+    assert 2 <= suggested <= 30 and any(f"Suggested K = {suggested}:" in c.value for c in at.caption)
+    at.number_input(key="start_clusters:digits").set_value(k + 5 if suggested == k else k).run()
+    use.click().run()
+    assert at.number_input(key="start_clusters:digits").value == suggested
+    assert not at.toggle(key="start_suggest:digits").value

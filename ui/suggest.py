@@ -28,12 +28,18 @@ def suggestion_section(run_dir: Path, num_clusters: int) -> None:
         if not stored and not st.button("Suggest K from this run's neighbours", key="suggest_k"):
             st.caption("Computed from the mined neighbours and the features the heads learn on (seconds).")
             return
-        try:
-            suggestion = KSuggestion.from_dict(cached_suggestion(str(run_dir), (run_dir / "neighbors.npy").stat().st_mtime))
-        except (FileNotFoundError, CorruptArtifact, ValueError) as error:
-            st.warning(f"No suggestion: {error}")
-            return
-        evidence_chart(suggestion, f"suggest_chart_{num_clusters}")
+        suggestion_of(run_dir)
+
+
+def suggestion_of(run_dir: Path) -> KSuggestion | None:
+    """The run's suggestion drawn with its evidence (None, with a warning, when it has none)."""
+    try:
+        suggestion = KSuggestion.from_dict(cached_suggestion(str(run_dir), (run_dir / "neighbors.npy").stat().st_mtime))
+    except (FileNotFoundError, CorruptArtifact, ValueError) as error:
+        st.warning(f"No suggestion: {error}")
+        return None
+    evidence_chart(suggestion, f"suggest_chart_{run_dir.name}")
+    return suggestion
 
 
 def evidence_chart(suggestion: KSuggestion, key: str) -> None:
