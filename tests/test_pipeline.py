@@ -75,7 +75,7 @@ def test_digits_run_writes_every_artifact(digits_run, digits):
     assert config["num_clusters"] == 10 and config["dataset"] == "digits" and "torch" in config["versions"]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["error"] is None and status["stage"] is None
-    assert status["completed"] == [s for s in STAGE_NAMES if s not in ("suggest", "projection")]  # K given; a manifold
+    assert status["completed"] == [s for s in STAGE_NAMES if s not in ("suggest", "projection", "refine")]  # K given
     assert np.load(run_dir / "manifold.npy").shape == (n, 10)
     assert json.loads((run_dir / "report.json").read_text()) == {
         "dataset": "digits", "loaded": n, "skipped": 0, "skipped_files": []}
