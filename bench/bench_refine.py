@@ -2,7 +2,8 @@
 
 The user labels n images with their true class, each as a move to (or an accept of) the cluster
 matched to that class (Hungarian, on the run's clusters): the images are picked by the review queue
-(the app's picks, most doubtful first) or at random. Then, with the same labels:
+(most doubtful first), by the Review page's "to teach" list (the app's picks for a refine: the
+image nearest each of n k-means centres, ``teaching_picks``) or at random. Then, with the same labels:
 
 - refine: ``python -m scan_core refine`` on a copy of the run (the app's path: curation edits,
   ``refine_labels.json``, the refine stage), with the run's settings;
@@ -37,11 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scan_core.cli import main as cli  # noqa: E402
 from scan_core.explore.curation import Curation  # noqa: E402
 from scan_core.explore.results import RunResults  # noqa: E402
-from scan_core.explore.review import review_queue  # noqa: E402
+from scan_core.explore.review import review_queue, teaching_picks  # noqa: E402
 from scan_core.method.metrics import hungarian_accuracy  # noqa: E402
 
 FRACTIONS = (0.001, 0.005, 0.01, 0.02)
 METHODS = ("refine", "logistic regression", "label spreading")
+PICKS = ("teach", "queue", "random")  # the Review page's "to teach" list (the app's picks), its queue, at random
 
 
 def matched_clusters(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -114,9 +116,10 @@ def main() -> None:
             for fraction in FRACTIONS:
                 n = max(2, round(fraction * len(labels)))
                 for seed in range(args.seeds):
-                    for pick in ("queue", "random"):
+                    for pick in PICKS:
                         rng = np.random.default_rng(seed)
-                        picked = np.sort(queue[:n] if pick == "queue" else rng.choice(len(labels), n, replace=False))
+                        picked = np.sort(teaching_picks(results.head_points(), n, seed=seed) if pick == "teach" else
+                                         queue[:n] if pick == "queue" else rng.choice(len(labels), n, replace=False))
                         targets = cluster_of[labels[picked]]
                         started = time.time()
                         found = {"refine": refine(run_dir, picked, targets, seed, Path(scratch)),
@@ -149,7 +152,7 @@ def draw(table: dict, png: Path) -> None:
     figure, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
     for axis, run_name in zip(axes[0], runs):
         for method, colour in zip(METHODS, ("#E45756", "#4C78A8", "#54A24B")):
-            for pick, style in (("queue", "-"), ("random", "--")):
+            for pick, style in (("teach", "-"), ("queue", ":"), ("random", "--")):
                 keys = sorted(k for k in table if k[0] == run_name and k[3] == pick and k[4] == method)
                 if keys:
                     means = [np.mean(table[k]) for k in keys]

@@ -5,11 +5,15 @@ page. Reviewed images leave the queue; every action is a curation edit (history,
 refine: the model trained again from the images labelled one by one (:mod:`scan_core.explore.refine`)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import streamlit as st
 
 from scan_core.explore import jobs
 from scan_core.explore.refine import image_labels
-from scan_core.explore.review import review_queue
+from scan_core.explore.results import RunResults
+from scan_core.explore.review import review_queue, teaching_picks
 from ui.detail import detail_view
 from ui.gallery import gallery
 from ui.state import cluster_title, curated, curation, edit, require_results, through_navigation, who, workspace
@@ -26,12 +30,23 @@ def main() -> None:
     left, right = st.columns(2)
     left.metric("Left to review", f"{len(queue.order):,}")
     right.metric("Reviewed", f"{len(state.reviewed):,}")
-    st.caption("Most doubtful first: its nearest images (the mined neighbours, and the nearest in the "
-               "features) mostly belong to other clusters. Under each image: its cluster, and the share of "
-               "its neighbours' votes for that cluster. Click an image to see it with its neighbours; **A** "
-               "accepts it, a **number key** moves it to that cluster.")
-    shown = gallery(results, queue.order, "review", lambda i: short_reason(state, queue, i), page_size=PAGE_SIZE,
-                    empty="Nothing left to review.")
+    order = st.segmented_control("Show", ["most doubtful", "to teach a refine"], default="most doubtful",
+                                 key="review_order", help="most doubtful: to find the model's mistakes; to teach "
+                                 "a refine: one image for each group of similar ones, whose labels spread best")
+    if order == "to teach a refine":
+        picks = teaching_order(results, state)
+        st.caption(f"{len(picks):,} images that stand for all the others (one per group of similar images, biggest "
+                   "groups first): accept or move them, then **Refine with my labels** below. Click an image for "
+                   "its detail view; **A** accepts it, a **number key** moves it.")
+        shown = gallery(results, picks, "teach", lambda i: cluster_title(state, int(state.clusters[i])),
+                        page_size=PAGE_SIZE, empty="Nothing left to label.")
+    else:
+        st.caption("Most doubtful first: its nearest images (the mined neighbours, and the nearest in the "
+                   "features) mostly belong to other clusters. Under each image: its cluster, and the share of "
+                   "its neighbours' votes for that cluster. Click an image to see it with its neighbours; **A** "
+                   "accepts it, a **number key** moves it to that cluster.")
+        shown = gallery(results, queue.order, "review", lambda i: short_reason(state, queue, i), page_size=PAGE_SIZE,
+                        empty="Nothing left to review.")
     if len(shown) and st.button(f"Accept these {len(shown)} where they are", icon=":material/done_all:",
                                 help="Every image of this page stays in its cluster, reviewed"):
         edit(lambda: curation(results).accept(shown, state.clusters[shown], who()),
@@ -60,6 +75,19 @@ def refine_section(results, state) -> None:
             st.warning(f"Not started: {error}")
         else:
             st.success("Refining: follow it on Data & training; every page shows the refined clusters when it ends.")
+
+
+def teaching_order(results, state) -> np.ndarray:
+    """One image per group of similar ones (1% of the run, 20 to 1,000; the same list while the run
+    stays the same), those reviewed or flagged since left out."""
+    count = min(1000, max(20, len(state.clusters) // 100))
+    picks = cached_picks(str(results.dir), count, (results.dir / "neighbors.npy").stat().st_mtime)
+    return picks[~np.isin(picks, np.fromiter(state.reviewed | state.outliers, dtype=np.int64))]
+
+
+@st.cache_data(show_spinner="Finding the images that stand for the others…", max_entries=4)
+def cached_picks(run_dir: str, count: int, mtime: float) -> np.ndarray:
+    return teaching_picks(RunResults.load(Path(run_dir)).head_points(), count)
 
 
 def short_reason(state, queue, index: int) -> str:

@@ -160,16 +160,17 @@ class RefineConfig:
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    alpha: float = 0.8        # how far labels spread over the neighbour graph (0: not at all, 1: everywhere)
-    label_mass: float = 10.0  # a label's weight against the model's own probabilities
+    alpha: float = 0.8         # how far labels spread over the neighbour graph (0: not at all, 1: everywhere)
+    prior_weight: float = 0.1  # the model's own probabilities against a label's 1
+    #                            (both chosen from the labels by cross-validation when there are enough)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"refine epochs (--epochs) must be at least 1, or 0 for no refine, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"refine batch_size must be at least 1, got {self.batch_size}")
-        if not 0 < self.alpha < 1 or self.label_mass <= 0:
-            raise ValueError(f"refine needs 0 < alpha < 1 and label_mass > 0, got {self.alpha} and {self.label_mass}")
+        if not 0 < self.alpha < 1 or self.prior_weight < 0:
+            raise ValueError(f"refine needs 0 < alpha < 1 and prior_weight >= 0, got {self.alpha} and {self.prior_weight}")
 
 
 @dataclass(frozen=True)

@@ -686,3 +686,19 @@ def test_refine_starts_from_the_review_page_and_its_scores_show_beside_the_other
     at.switch_page("pages/evaluation.py").run()
     stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
     assert "refined with your labels" in stages["stage"].tolist()
+
+
+def test_the_review_page_lists_images_to_teach_a_refine_and_drops_those_reviewed(own_home, monkeypatch):
+    from scan_core.explore.review import teaching_picks
+    run_dir = own_home / "runs" / "digits"
+    at = app(own_home, monkeypatch, page="review")
+    at.segmented_control(key="review_order").set_value("to teach a refine").run()
+    assert not at.exception, [e.value for e in at.exception]
+    grid = next(h.proto.body for h in at.get("html") if 'data-gallery="teach"' in h.proto.body)
+    shown = [int(i) for i in re.findall(r'data-index="(\d+)"', grid)]
+    assert shown == teaching_picks(np.load(run_dir / "manifold.npy"), 20).tolist()  # 1% of 1,797, at least 20
+    clusters = result_probs(run_dir).argmax(1)
+    Curation(run_dir, clusters).accept(shown[:5], clusters[shown[:5]])
+    at.run()
+    grid = next(h.proto.body for h in at.get("html") if 'data-gallery="teach"' in h.proto.body)
+    assert [int(i) for i in re.findall(r'data-index="(\d+)"', grid)] == shown[5:]

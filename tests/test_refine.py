@@ -123,3 +123,44 @@ def test_a_killed_refine_resumes_from_its_last_epoch(digits_run, tmp_path, wait_
     assert resumed and resumed[-1] >= 1
     assert read_status(copy)["state"] == "finished"
     assert json.loads((copy / "metrics.json").read_text())["final"]["stage"] == "refine"
+
+
+def test_spreading_reaches_the_closed_form_of_label_spreading():
+    """Zhou et al.'s fixed point F* = (1 - alpha) (I - alpha S)^-1 Y, solved here densely."""
+    from scan_core.method.neighbors import mine_neighbors
+    from scan_core.method.refine import SPREAD_STEPS, Spreading, neighbor_graph, spread_labels
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(0, 1, (40, 5)), rng.normal(6, 1, (40, 5))])
+    neighbors = mine_neighbors(points, 5)
+    prior = rng.dirichlet(np.ones(3), 80)
+    labelled, targets = np.array([0, 45, 70]), np.array([2, 1, 0])
+    spreading = Spreading(alpha=0.5, prior_weight=0.3)
+    a = np.zeros((80, 80))
+    for i, row in enumerate(neighbors):
+        a[i, row] = a[row, i] = 1.0
+    s = a / np.sqrt(np.outer(a.sum(1), a.sum(1)))
+    y = 0.3 * prior
+    y[labelled] = np.eye(3)[targets]
+    fixed = np.linalg.solve(np.eye(80) - 0.5 * s, 0.5 * y)
+    expected = fixed / fixed.sum(1, keepdims=True)
+    got = spread_labels(prior, neighbor_graph(neighbors), labelled, targets, spreading)
+    assert np.abs(got - expected).max() < max(10 * 0.5 ** SPREAD_STEPS, 1e-6)  # float32 targets
+    assert (got[labelled].argmax(1) == targets).all()
+
+
+def test_the_spreading_is_chosen_from_the_labels_only_when_there_are_enough():
+    from scan_core.method.neighbors import mine_neighbors
+    from scan_core.method.refine import MIN_LABELS_TO_CHOOSE, Spreading, choose_spreading, neighbor_graph, spread_labels
+    rng = np.random.default_rng(0)
+    truth = np.repeat([0, 1], 200)
+    points = np.concatenate([rng.normal(0, 1, (200, 8)), rng.normal(5, 1, (200, 8))])
+    graph = neighbor_graph(mine_neighbors(points, 10))
+    wrong_prior = np.eye(2)[1 - truth] * 0.9 + 0.05  # a model that has every image the wrong way round
+    default = Spreading(0.8, 0.1)
+    few = rng.choice(400, MIN_LABELS_TO_CHOOSE - 1, replace=False)
+    assert choose_spreading(wrong_prior, graph, few, truth[few], default) == default
+    many = rng.choice(400, 60, replace=False)
+    chosen = choose_spreading(wrong_prior, graph, many, truth[many], default)
+    assert chosen.prior_weight < default.prior_weight and chosen.held_out_accuracy >= 0.95  # labels overrule it
+    spread = spread_labels(wrong_prior, graph, many, truth[many], chosen)
+    assert (spread.argmax(1) == truth).mean() > 0.95

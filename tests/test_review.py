@@ -58,3 +58,21 @@ def test_planted_misassignments_on_digits_come_first(digits):
     first = review_queue(probs, [neighbors], clusters).order[:30]
     # chance: 30 x 30 / 1797 = 0.5; a few planted images have neighbours of other digits (pixel kNN)
     assert len(set(first.tolist()) & set(planted.tolist())) >= 25
+
+
+def test_teaching_picks_take_the_image_nearest_each_group_centre_biggest_group_first():
+    from scan_core.explore.review import teaching_picks
+    rng = np.random.default_rng(0)
+    sizes = [50, 120, 80]
+    centres = np.eye(3, 6) * 10
+    points = np.concatenate([c + rng.normal(0, 0.5, (n, 6)) for c, n in zip(centres, sizes)]).astype(np.float32)
+    group = np.repeat([0, 1, 2], sizes)
+    picks = teaching_picks(points, 3)
+    assert group[picks].tolist() == [1, 2, 0]  # one per group, the biggest first
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    for pick in picks:  # each the member nearest its group's mean (brute force, in the normalised space)
+        members = np.flatnonzero(group == group[pick])
+        mean = unit[members].mean(0)
+        assert pick == members[np.argmin(((unit[members] - mean) ** 2).sum(1))]
+    skipped = teaching_picks(points, 3, skip=picks)
+    assert not set(skipped) & set(picks) and sorted(group[skipped]) == [0, 1, 2]

@@ -159,6 +159,16 @@ class RunResults:
         clusters = np.asarray(clusters)
         return (clusters[np.asarray(self.neighbors)] == clusters[:, None]).mean(1)
 
+    def head_points(self) -> np.ndarray | None:
+        """What the run's heads learn on ``(N, D)``: its manifold when it has one, else its features."""
+        path = self.dir / "manifold.npy"
+        if path.exists():
+            try:
+                return load_array(path, mmap=True)
+            except CorruptArtifact:
+                return None
+        return self.features
+
     def neighbor_lists(self) -> list[np.ndarray]:
         """The run's neighbourhoods ``[(N, k), ...]``: the mined one, then the features' own when
         it mined elsewhere (empty before mining)."""

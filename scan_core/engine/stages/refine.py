@@ -13,7 +13,7 @@ from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch
 from ...data.rundir import REFINE_LABELS
 from ...method.clustering import predict
 from ...method.neighbors import neighbor_agreement
-from ...method.refine import spread_labels, train_refine
+from ...method.refine import Spreading, choose_spreading, neighbor_graph, spread_labels, train_refine
 from ..context import RunContext
 from ..models import cluster_model, kept_head, load_cluster_stage, save_cluster_stage
 
@@ -27,7 +27,9 @@ def run(ctx: RunContext) -> None:
     start = request["from"]
     prior = load_array(ctx.dir / f"{start}_probs.npy")
     before = prior.argmax(1)
-    spread = spread_labels(prior, ctx.neighbors, labelled, targets, c.refine.alpha, c.refine.label_mass)
+    graph = neighbor_graph(ctx.neighbors)
+    spreading = choose_spreading(prior, graph, labelled, targets, Spreading(c.refine.alpha, c.refine.prior_weight), c.seed)
+    spread = spread_labels(prior, graph, labelled, targets, spreading)
     head = kept_head(load_torch(ctx.dir / f"{start}.pt", ctx.device), ctx.head_features.shape[1], c)
     model, augmented, clean = cluster_model(ctx, head)
     train_refine(model, augmented, spread, c.refine, c.seed, ctx.progress.step, checkpoint=ctx.checkpoint("refine"))
@@ -38,7 +40,8 @@ def run(ctx: RunContext) -> None:
     save_cluster_stage(ctx.dir, "refine", model, probs)
     clusters = probs.argmax(1)
     ctx.record("refine", {**ctx.scores(clusters), "from": start, "labels": len(labelled), "digest": request["digest"],
-                          "spread_acc": ctx.scores(spread.argmax(1)).get("acc"),
+                          "spread_acc": ctx.scores(spread.argmax(1)).get("acc"), "alpha": spreading.alpha,
+                          "prior_weight": spreading.prior_weight, "held_out_accuracy": spreading.held_out_accuracy,
                           "labels_learnt": round(learnt, 4), "changed": int((clusters != before).sum()),
                           "neighbor_agreement": round(neighbor_agreement(clusters, ctx.neighbors), 4)})
     ctx.record_result("refine", f"{start} refined with {len(labelled):,} image labels; "
