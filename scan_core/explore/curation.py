@@ -1,6 +1,8 @@
 """Human curation of a run's clusters: an append-only edit log in ``RUN_DIR/curation.sqlite``.
 
-The model's assignment ``base_clusters`` ``(N,)`` never changes; every human edit (naming a
+The model's assignment ``base_clusters`` ``(N,)`` changes only when a refine ends (:mod:`scan_core.explore.refine`:
+it keeps every cluster id's meaning and puts each image labelled one by one where the user did, so
+the edits replay onto it unchanged); every human edit (naming a
 cluster, relabelling or moving images, marking outliers, merging, splitting) is one row of the
 ``edits`` table, and the curated state is the replay of every edit not undone, in id order
 (event sourcing). Undo flags the latest edit as undone; nothing is ever deleted.
