@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,6 +38,7 @@ from scan_core.cli import main as cli  # noqa: E402
 from scan_core.explore.curation import Curation  # noqa: E402
 from scan_core.explore.results import RunResults  # noqa: E402
 from scan_core.explore.review import review_queue, teaching_picks  # noqa: E402
+from scan_core.method.graph import symmetric_graph  # noqa: E402
 from scan_core.method.metrics import hungarian_accuracy  # noqa: E402
 
 FRACTIONS = (0.001, 0.005, 0.01, 0.02)
@@ -88,13 +88,11 @@ def logistic_regression(points: np.ndarray, picked: np.ndarray, targets: np.ndar
 
 def label_spreading(neighbors: np.ndarray, picked: np.ndarray, targets: np.ndarray) -> np.ndarray:
     from sklearn.semi_supervised import LabelSpreading
-    n, k = neighbors.shape
-    graph = sparse.csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), neighbors.ravel())), shape=(n, n))
-    graph = ((graph + graph.T) > 0).astype(np.float64)
-    y = np.full(n, -1)
+    graph = symmetric_graph(neighbors)
+    y = np.full(len(neighbors), -1)
     y[picked] = targets
     model = LabelSpreading(kernel=lambda a, b: graph, alpha=0.2, max_iter=100)
-    model.fit(np.arange(n)[:, None], y)
+    model.fit(np.arange(len(neighbors))[:, None], y)
     return model.transduction_
 
 

@@ -19,7 +19,8 @@ LAYERS = {"data": set(), "method": {"data"}, "engine": {"data", "method"}, "expl
 #: The settings, importable from every layer (``scan_core.__`` for ``__version__`` and ``__file__``).
 SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.costs", "scan_core.__")
 #: What the explore layer may use of the method: plain numpy geometry and scores (k-means, a graph spectrum), no training.
-EXPLORE_USES = {"scan_core.method.cosine", "scan_core.method.metrics", "scan_core.method.num_clusters"}
+EXPLORE_USES = {"scan_core.method.cosine", "scan_core.method.metrics", "scan_core.method.num_clusters",
+                "scan_core.method.graph"}
 APP_MAY_IMPORT = ("scan_core.explore", "scan_core.data", "scan_core.config", "scan_core.presets")
 
 

@@ -127,8 +127,9 @@ def test_a_killed_refine_resumes_from_its_last_epoch(digits_run, tmp_path, wait_
 
 def test_spreading_reaches_the_closed_form_of_label_spreading():
     """Zhou et al.'s fixed point F* = (1 - alpha) (I - alpha S)^-1 Y, solved here densely."""
+    from scan_core.method.graph import normalized_graph
     from scan_core.method.neighbors import mine_neighbors
-    from scan_core.method.refine import SPREAD_STEPS, Spreading, neighbor_graph, spread_labels
+    from scan_core.method.refine import SPREAD_STEPS, Spreading, spread_labels
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(0, 1, (40, 5)), rng.normal(6, 1, (40, 5))])
     neighbors = mine_neighbors(points, 5)
@@ -143,18 +144,19 @@ def test_spreading_reaches_the_closed_form_of_label_spreading():
     y[labelled] = np.eye(3)[targets]
     fixed = np.linalg.solve(np.eye(80) - 0.5 * s, 0.5 * y)
     expected = fixed / fixed.sum(1, keepdims=True)
-    got = spread_labels(prior, neighbor_graph(neighbors), labelled, targets, spreading)
+    got = spread_labels(prior, normalized_graph(neighbors), labelled, targets, spreading)
     assert np.abs(got - expected).max() < max(10 * 0.5 ** SPREAD_STEPS, 1e-6)  # float32 targets
     assert (got[labelled].argmax(1) == targets).all()
 
 
 def test_the_spreading_is_chosen_from_the_labels_only_when_there_are_enough():
+    from scan_core.method.graph import normalized_graph
     from scan_core.method.neighbors import mine_neighbors
-    from scan_core.method.refine import MIN_LABELS_TO_CHOOSE, Spreading, choose_spreading, neighbor_graph, spread_labels
+    from scan_core.method.refine import MIN_LABELS_TO_CHOOSE, Spreading, choose_spreading, spread_labels
     rng = np.random.default_rng(0)
     truth = np.repeat([0, 1], 200)
     points = np.concatenate([rng.normal(0, 1, (200, 8)), rng.normal(5, 1, (200, 8))])
-    graph = neighbor_graph(mine_neighbors(points, 10))
+    graph = normalized_graph(mine_neighbors(points, 10))
     wrong_prior = np.eye(2)[1 - truth] * 0.9 + 0.05  # a model that has every image the wrong way round
     default = Spreading(0.8, 0.1)
     few = rng.choice(400, MIN_LABELS_TO_CHOOSE - 1, replace=False)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.artifacts import CorruptArtifact, load_array, load_json
+from ..data.artifacts import CorruptArtifact, load_json
 from ..data.rundir import SUGGESTION
 from ..method.num_clusters import KSuggestion, suggest_num_clusters
+from .results import RunResults
 
 
 def run_suggestion(run_dir: Path) -> KSuggestion:
@@ -18,8 +19,8 @@ def run_suggestion(run_dir: Path) -> KSuggestion:
             return KSuggestion.from_dict(load_json(run_dir / SUGGESTION))
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptArtifact(f"{run_dir / SUGGESTION}: {error}") from error
-    if not (run_dir / "neighbors.npy").exists():
+    results = RunResults.load(run_dir)
+    points = results.head_points()
+    if results.neighbors is None or points is None:
         raise FileNotFoundError(f"{run_dir.name} has no mined neighbours yet")
-    points = run_dir / ("manifold.npy" if (run_dir / "manifold.npy").exists() else "features.npy")
-    seed = load_json(run_dir / "config.json").get("seed", 0)
-    return suggest_num_clusters(load_array(points), load_array(run_dir / "neighbors.npy"), seed=seed)
+    return suggest_num_clusters(points, results.neighbors, seed=results.config.get("seed", 0))

@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
+
+from .graph import normalized_graph
 
 MAX_K = 30                  # the largest K tried
 GRAPH_NEIGHBORS = 10        # neighbours per image in the graph whose spectrum is read
@@ -89,18 +90,15 @@ def laplacian_spectrum(neighbors: np.ndarray, count: int, seed: int = 0) -> np.n
     """The ``count`` smallest eigenvalues ``(count,)``, ascending, of the normalised Laplacian of the
     graph that links every image to its ``neighbors`` ``(N, k)`` (and back: symmetrised, unweighted)."""
     from scipy.sparse.linalg import eigsh
-    n, k = neighbors.shape
+    n = len(neighbors)
     if not 1 <= count < n:
         raise ValueError(f"count must lie in [1, N = {n}), got {count}")
-    rows, cols = np.repeat(np.arange(n), k), neighbors.ravel()
-    graph = sparse.csr_matrix((np.ones(n * k), (rows, cols)), shape=(n, n))
-    graph = ((graph + graph.T) > 0).astype(np.float64)
-    scale = sparse.diags(1.0 / np.sqrt(np.asarray(graph.sum(1)).ravel()))
+    graph = normalized_graph(neighbors)
     if n <= 1000:  # dense: exact and fast
-        values = np.linalg.eigvalsh((scale @ graph @ scale).toarray())[::-1][:count]
+        values = np.linalg.eigvalsh(graph.toarray())[::-1][:count]
     else:          # the largest of D^-1/2 A D^-1/2 are 1 - the smallest of the Laplacian
         start = np.random.default_rng(seed).standard_normal(n)
-        values = np.sort(eigsh(scale @ graph @ scale, k=count, which="LA", tol=1e-5, v0=start)[0])[::-1]
+        values = np.sort(eigsh(graph, k=count, which="LA", tol=1e-5, v0=start)[0])[::-1]
     return np.clip(1.0 - values, 0.0, 2.0)
 
 

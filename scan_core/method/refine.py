@@ -52,19 +52,11 @@ class Spreading:
     held_out_accuracy: float | None = None
 
 
-def neighbor_graph(neighbors: np.ndarray) -> sparse.csr_matrix:
-    """``S = D^-1/2 A D^-1/2`` ``(N, N)`` of the symmetrised, unweighted graph of ``neighbors`` ``(N, k)``."""
-    n, k = neighbors.shape
-    graph = sparse.csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), neighbors.ravel())), shape=(n, n))
-    graph = ((graph + graph.T) > 0).astype(np.float64)
-    scale = sparse.diags(1.0 / np.sqrt(np.asarray(graph.sum(1)).ravel()))
-    return (scale @ graph @ scale).tocsr()
-
-
 def spread_labels(prior: np.ndarray, graph: sparse.csr_matrix, labelled: np.ndarray, targets: np.ndarray,
                   spreading: Spreading) -> np.ndarray:
     """Targets ``(N, K)`` (rows sum to 1): the labels (``labelled`` ``(L,)`` images, ``targets``
-    ``(L,)`` their clusters) spread over ``graph`` (:func:`neighbor_graph`) on top of ``prior`` ``(N, K)``."""
+    ``(L,)`` their clusters) spread over ``graph`` (:func:`~scan_core.method.graph.normalized_graph`)
+    on top of ``prior`` ``(N, K)``."""
     prior = np.asarray(prior, dtype=np.float64)
     n, k = prior.shape
     labelled, targets = np.asarray(labelled, dtype=np.int64), np.asarray(targets, dtype=np.int64)

@@ -12,8 +12,9 @@ import numpy as np
 from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch
 from ...data.rundir import REFINE_LABELS
 from ...method.clustering import predict
+from ...method.graph import normalized_graph
 from ...method.neighbors import neighbor_agreement
-from ...method.refine import Spreading, choose_spreading, neighbor_graph, spread_labels, train_refine
+from ...method.refine import Spreading, choose_spreading, spread_labels, train_refine
 from ..context import RunContext
 from ..models import cluster_model, kept_head, load_cluster_stage, save_cluster_stage
 
@@ -27,7 +28,7 @@ def run(ctx: RunContext) -> None:
     start = request["from"]
     prior = load_array(ctx.dir / f"{start}_probs.npy")
     before = prior.argmax(1)
-    graph = neighbor_graph(ctx.neighbors)
+    graph = normalized_graph(ctx.neighbors)
     spreading = choose_spreading(prior, graph, labelled, targets, Spreading(c.refine.alpha, c.refine.prior_weight), c.seed)
     spread = spread_labels(prior, graph, labelled, targets, spreading)
     head = kept_head(load_torch(ctx.dir / f"{start}.pt", ctx.device), ctx.head_features.shape[1], c)
@@ -39,13 +40,14 @@ def run(ctx: RunContext) -> None:
     ctx.probs = probs
     save_cluster_stage(ctx.dir, "refine", model, probs)
     clusters = probs.argmax(1)
+    changed = int((clusters != before).sum())
     ctx.record("refine", {**ctx.scores(clusters), "from": start, "labels": len(labelled), "digest": request["digest"],
                           "spread_acc": ctx.scores(spread.argmax(1)).get("acc"), "alpha": spreading.alpha,
                           "prior_weight": spreading.prior_weight, "held_out_accuracy": spreading.held_out_accuracy,
-                          "labels_learnt": round(learnt, 4), "changed": int((clusters != before).sum()),
+                          "labels_learnt": round(learnt, 4), "changed": changed,
                           "neighbor_agreement": round(neighbor_agreement(clusters, ctx.neighbors), 4)})
     ctx.record_result("refine", f"{start} refined with {len(labelled):,} image labels; "
-                                f"{int((clusters != before).sum()):,} images changed cluster")
+                                f"{changed:,} images changed cluster")
 
 
 def load(ctx: RunContext) -> None:
