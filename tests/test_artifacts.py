@@ -185,3 +185,13 @@ def test_corrupt_or_foreign_checkpoint_counts_as_none(tmp_path):
     checkpoint.save(2, model, optimizer, rng)
     other = torch.nn.Linear(5, 2)                               # another model's shapes
     assert checkpoint.resume(other, torch.optim.Adam(other.parameters()), rng) == 0
+
+
+def test_clearing_a_checkpoint_also_removes_a_copy_a_kill_left_half_written(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "scan.pt").write_bytes(b"saved")
+    (folder / ".scan.pt.k2x9.tmp").write_bytes(b"half")   # what a SIGKILL inside save leaves
+    (folder / "pretext.pt").write_bytes(b"another stage's")
+    Checkpoint(folder / "scan.pt").clear()
+    assert sorted(p.name for p in folder.iterdir()) == ["pretext.pt"]

@@ -152,7 +152,10 @@ class Checkpoint:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []})
 
     def clear(self) -> None:
+        """Delete the checkpoint, and the half-written copy a kill during :meth:`save` left beside it."""
         self.path.unlink(missing_ok=True)
+        for unfinished in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            unfinished.unlink(missing_ok=True)
 
 
 def _json_default(value: Any) -> Any:
