@@ -166,3 +166,13 @@ def test_the_spreading_is_chosen_from_the_labels_only_when_there_are_enough():
     assert chosen.prior_weight < default.prior_weight and chosen.held_out_accuracy >= 0.95  # labels overrule it
     spread = spread_labels(wrong_prior, graph, many, truth[many], chosen)
     assert (spread.argmax(1) == truth).mean() > 0.95
+
+
+def test_the_run_images_take_the_mean_of_head_and_spread_and_labelled_ones_the_users_word():
+    from scan_core.method.refine import refined_probs
+    head = np.array([[0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
+    spread = np.array([[0.2, 0.8], [0.4, 0.6], [0.9, 0.1]])
+    got = refined_probs(head, spread, np.array([2]), np.array([1]))
+    assert np.allclose(got, [[0.4, 0.6], [0.3, 0.7], [0.0, 1.0]])  # row 0: the two disagree, the spread is surer
+    with pytest.raises(ValueError, match="must match"):
+        refined_probs(head, spread[:2], np.array([0]), np.array([0]))

@@ -10,13 +10,17 @@ where ``Y`` is ``prior_weight`` times the model's probabilities ``(N, K)``, and 
 cluster for a labelled image. How far labels spread (``alpha``) and how much the model counts
 (``prior_weight``) are chosen from the labels themselves when there are at least
 :data:`MIN_LABELS_TO_CHOOSE`: each pair of :data:`ALPHAS` x :data:`PRIOR_WEIGHTS` predicts held-out
-labels (:data:`FOLDS`-fold cross-validation) and the best is used; the prior is left out only when
-that predicts clearly more (:data:`WITHOUT_PRIOR_MARGIN`). Measured on a Fashion-MNIST run (ACC 0.72,
-README): with 700 representative labels, spreading without the prior reaches 0.85, with it 0.80;
-with the 700 most doubtful images of the review queue, 0.67 without it and 0.78 with it. Then the
-head learns the spread targets (soft cross-entropy on the augmented feature banks), so that the
-refined model applies to new images too. Training starts from the kept head, so
-each cluster id keeps its meaning: the curation's names, merges and splits still apply.
+labels (:data:`FOLDS`-fold cross-validation) and the best is used. Then the head learns the spread
+targets (soft cross-entropy on the augmented feature banks), so that the refined model applies to
+new images too; the run's own images take the mean of the head's probabilities and the spread
+targets (:func:`refined_probs`), an ensemble of what the graph and the features each say. Training
+starts from the kept head, so each cluster id keeps its meaning: the curation's names, merges and
+splits still apply.
+
+Measured on a Fashion-MNIST run (ACC 0.72) with 700 representative labels (README, ``bench/bench_refine.py``):
+spread targets 0.854, the head trained on them 0.831, their mean 0.863. Priors weaker than 0.01 win
+the cross-validation there (the labels reach most images; the model decides only where none does),
+while with the 700 most doubtful images of the review queue no prior at all falls to 0.67.
 """
 from __future__ import annotations
 
@@ -34,12 +38,9 @@ from ..data.artifacts import Checkpoint
 
 SPREAD_STEPS = 30          # iterations of the spreading (alpha^30 < 0.05 for alpha 0.9)
 ALPHAS = (0.8, 0.9)
-PRIOR_WEIGHTS = (0.01, 0.03, 0.1, 0.3)
+PRIOR_WEIGHTS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 FOLDS = 3
 MIN_LABELS_TO_CHOOSE = 30  # fewer: the config's alpha and prior_weight
-WITHOUT_PRIOR_MARGIN = 0.05  # the model's prior is left out only when that predicts this much more of the
-#                              held-out labels: labels picked where the model errs (the review queue) hold
-#                              out badly and would otherwise drop a prior that the rest of the images need
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,20 @@ def choose_spreading(prior: np.ndarray, graph: sparse.csr_matrix, labelled: np.n
         return sum(int((spread_labels(prior, graph, labelled[fold != f], targets[fold != f], candidate)
                         [labelled[fold == f]].argmax(1) == targets[fold == f]).sum()) for f in range(FOLDS)) / len(labelled)
 
-    def best_of(weights: tuple[float, ...]) -> Spreading:
-        scored = [Spreading(alpha, weight, round(held_out(Spreading(alpha, weight)), 4))
-                  for alpha in ALPHAS for weight in weights]
-        return max(scored, key=lambda s: s.held_out_accuracy)  # the first of equals
+    scored = [Spreading(alpha, weight, round(held_out(Spreading(alpha, weight)), 4))
+              for alpha in ALPHAS for weight in PRIOR_WEIGHTS]
+    return max(scored, key=lambda s: s.held_out_accuracy)  # the first of equals
 
-    with_prior, without = best_of(PRIOR_WEIGHTS), best_of((0.0,))
-    return without if without.held_out_accuracy >= with_prior.held_out_accuracy + WITHOUT_PRIOR_MARGIN else with_prior
+
+def refined_probs(head: np.ndarray, spread: np.ndarray, labelled: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The refine's answer for the run's images ``(N, K)``: the mean of the trained ``head``'s
+    probabilities and the ``spread`` targets, both ``(N, K)``; a ``labelled`` image ``(L,)`` is the
+    one-hot of its target ``(L,)``, the user's word."""
+    if head.shape != spread.shape:
+        raise ValueError(f"head and spread probabilities must match, got {head.shape} and {spread.shape}")
+    probs = ((np.asarray(head, dtype=np.float64) + spread) / 2).astype(np.float32)
+    probs[labelled] = np.eye(head.shape[1], dtype=np.float32)[targets]
+    return probs
 
 
 def train_refine(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], targets: np.ndarray,

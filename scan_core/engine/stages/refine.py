@@ -2,9 +2,10 @@
 labels"): the head of the cluster stage the run's result came from, trained again on the image
 labels in ``refine_labels.json`` (:mod:`scan_core.method.refine`; the curation's moves, accepted
 images and per-image labels, gathered by :mod:`scan_core.explore.refine`). Its probabilities
-``(N, K)`` become the run's result; a labelled image keeps the cluster the user gave it (its row is
-that cluster's one-hot), so the curation replays onto it unchanged. Asked again with other labels,
-it runs again from the same starting head."""
+``(N, K)`` (the mean of the trained head's and the spread targets; new images get the head's)
+become the run's result; a labelled image keeps the cluster the user gave it (its row is that
+cluster's one-hot), so the curation replays onto it unchanged. Asked again with other labels, it runs
+again from the same starting head."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ from ...data.rundir import REFINE_LABELS
 from ...method.clustering import predict
 from ...method.graph import normalized_graph
 from ...method.neighbors import neighbor_agreement
-from ...method.refine import Spreading, choose_spreading, spread_labels, train_refine
+from ...method.refine import Spreading, choose_spreading, refined_probs, spread_labels, train_refine
 from ..context import RunContext
 from ..models import cluster_model, kept_head, load_cluster_stage, save_cluster_stage
 
@@ -34,15 +35,16 @@ def run(ctx: RunContext) -> None:
     head = kept_head(load_torch(ctx.dir / f"{start}.pt", ctx.device), ctx.head_features.shape[1], c)
     model, augmented, clean = cluster_model(ctx, head)
     train_refine(model, augmented, spread, c.refine, c.seed, ctx.progress.step, checkpoint=ctx.checkpoint("refine"))
-    probs = predict(model, clean, len(ctx.images), 0)
-    learnt = float((probs[labelled].argmax(1) == targets).mean())
-    probs[labelled] = np.eye(c.num_clusters, dtype=np.float32)[targets]  # the user's word
+    head_probs = predict(model, clean, len(ctx.images), 0)
+    learnt = float((head_probs[labelled].argmax(1) == targets).mean())
+    probs = refined_probs(head_probs, spread, labelled, targets)
     ctx.probs = probs
     save_cluster_stage(ctx.dir, "refine", model, probs)
     clusters = probs.argmax(1)
     changed = int((clusters != before).sum())
     ctx.record("refine", {**ctx.scores(clusters), "from": start, "labels": len(labelled), "digest": request["digest"],
-                          "spread_acc": ctx.scores(spread.argmax(1)).get("acc"), "alpha": spreading.alpha,
+                          "spread_acc": ctx.scores(spread.argmax(1)).get("acc"),
+                          "head_acc": ctx.scores(head_probs.argmax(1)).get("acc"), "alpha": spreading.alpha,
                           "prior_weight": spreading.prior_weight, "held_out_accuracy": spreading.held_out_accuracy,
                           "labels_learnt": round(learnt, 4), "changed": changed,
                           "neighbor_agreement": round(neighbor_agreement(clusters, ctx.neighbors), 4)})
