@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..config import ScanConfig
 from ..data.artifacts import Checkpoint
+from .batches import Batches
 
 PROB_FLOOR = 1e-8
 
@@ -123,28 +124,21 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     k = neighbors.shape[1]
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batch = min(config.batch_size, len(train_index))
-    steps_per_epoch = max(1, len(train_index) // batch)
+    batches = Batches(len(train_index), config.batch_size, config.epochs)
     model.train()
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
-    total, step = steps_per_epoch * config.epochs, first_epoch * steps_per_epoch
-    for epoch in range(first_epoch, config.epochs):
-        order = rng.permutation(train_index)
-        for start in range(0, steps_per_epoch * batch, batch):
-            anchors = order[start:start + batch]
-            choice = rng.integers(0, k + 1, len(anchors))  # 0 = the anchor itself
-            partners = np.where(choice == 0, anchors, neighbors[anchors, np.maximum(choice - 1, 0)])
-            logits = model(inputs(np.concatenate([anchors, partners])))
-            anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]
-            loss = sum(scan_loss(a, p, config.entropy_weight)[0] for a, p in zip(anchor_logits, partner_logits))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if on_step:
-                on_step(step, total, loss.item() / len(anchor_logits))
-        if checkpoint:
-            checkpoint.save(epoch + 1, model, optimizer, rng)
+    save = (lambda epochs: checkpoint.save(epochs, model, optimizer, rng)) if checkpoint else None
+    for step, anchors in batches(train_index, rng, first_epoch, save):
+        choice = rng.integers(0, k + 1, len(anchors))  # 0 = the anchor itself
+        partners = np.where(choice == 0, anchors, neighbors[anchors, np.maximum(choice - 1, 0)])
+        logits = model(inputs(np.concatenate([anchors, partners])))
+        anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]
+        loss = sum(scan_loss(a, p, config.entropy_weight)[0] for a, p in zip(anchor_logits, partner_logits))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if on_step:
+            on_step(step, batches.total_steps, loss.item() / len(anchor_logits))
     return head_losses(model, eval_inputs, val_index, neighbors[val_index, :config.val_neighbors],
                        config.entropy_weight)
 

@@ -35,6 +35,7 @@ from scipy import sparse
 
 from ..config import RefineConfig
 from ..data.artifacts import Checkpoint
+from .batches import Batches
 
 SPREAD_STEPS = 30          # iterations of the spreading (alpha^30 < 0.05 for alpha 0.9)
 ALPHAS = (0.8, 0.9)
@@ -114,26 +115,18 @@ def train_refine(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     every finished epoch to, if given."""
     if config.epochs < 1:
         raise ValueError(f"refine epochs must be at least 1, got {config.epochs}")
-    n = len(targets)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batch = min(config.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
+    batches = Batches(len(targets), config.batch_size, config.epochs)
     targets = torch.as_tensor(targets)
     model.train()
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
-    total, step = steps_per_epoch * config.epochs, first_epoch * steps_per_epoch
-    for epoch in range(first_epoch, config.epochs):
-        order = rng.permutation(n)
-        for start in range(0, steps_per_epoch * batch, batch):
-            index = order[start:start + batch]
-            logits = model(inputs(index))[0]
-            loss = -(targets[index].to(logits.device) * F.log_softmax(logits, 1)).sum(1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if on_step:
-                on_step(step, total, loss.item())
-        if checkpoint:
-            checkpoint.save(epoch + 1, model, optimizer, rng)
+    save = (lambda epochs: checkpoint.save(epochs, model, optimizer, rng)) if checkpoint else None
+    for step, index in batches(np.arange(len(targets)), rng, first_epoch, save):
+        logits = model(inputs(index))[0]
+        loss = -(targets[index].to(logits.device) * F.log_softmax(logits, 1)).sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if on_step:
+            on_step(step, batches.total_steps, loss.item())

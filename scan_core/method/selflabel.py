@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import SelfLabelConfig
+from .batches import Batches
 
 
 def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99,
@@ -54,25 +55,20 @@ def train_selflabel(model: nn.Module, weak_inputs: Callable[[np.ndarray], torch.
     """
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batch = min(config.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
-    total, step, skipped = steps_per_epoch * config.epochs, 0, 0
-    for _ in range(config.epochs):
-        order = rng.permutation(n)
-        for start in range(0, steps_per_epoch * batch, batch):
-            index = order[start:start + batch]
-            model.eval()  # targets from the un-augmented view, batch-norm in inference mode
-            with torch.no_grad():
-                weak_logits = model(weak_inputs(index))
-            model.train()
-            loss = selflabel_loss(weak_logits, model(strong_inputs(index)), config.threshold)
-            step += 1
-            if loss is None:
-                skipped += 1
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if on_step:
-                on_step(step, total, loss.item())
+    batches = Batches(n, config.batch_size, config.epochs)
+    skipped = 0
+    for step, index in batches(np.arange(n), rng):
+        model.eval()  # targets from the un-augmented view, batch-norm in inference mode
+        with torch.no_grad():
+            weak_logits = model(weak_inputs(index))
+        model.train()
+        loss = selflabel_loss(weak_logits, model(strong_inputs(index)), config.threshold)
+        if loss is None:
+            skipped += 1
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if on_step:
+            on_step(step, batches.total_steps, loss.item())
     return skipped
