@@ -12,7 +12,7 @@ def test_every_epoch_covers_the_images_once_in_full_batches_and_ends_with_its_ho
     ended, seen = [], []
     batches = Batches(10, 4, 3)
     assert (batches.steps_per_epoch, batches.total_steps) == (2, 6)
-    for step, batch in batches(index, np.random.default_rng(0), end_of_epoch=lambda done: ended.append((done, step))):
+    for step, batch in batches(index, np.random.default_rng(0), end_of_epoch=lambda done: ended.append((done, len(seen)))):
         seen.append((step, batch))
     assert [step for step, _ in seen] == [1, 2, 3, 4, 5, 6]
     assert ended == [(1, 2), (2, 4), (3, 6)]  # after each epoch's last step
