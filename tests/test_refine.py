@@ -156,13 +156,14 @@ def test_the_spreading_is_chosen_from_the_labels_only_when_there_are_enough():
     rng = np.random.default_rng(0)
     truth = np.repeat([0, 1], 200)
     points = np.concatenate([rng.normal(0, 1, (200, 8)), rng.normal(5, 1, (200, 8))])
-    graph = normalized_graph(mine_neighbors(points, 10))
+    neighbors = mine_neighbors(points, 10)
+    graph = normalized_graph(neighbors)
     wrong_prior = np.eye(2)[1 - truth] * 0.9 + 0.05  # a model that has every image the wrong way round
     default = Spreading(0.8, 0.1)
     few = rng.choice(400, MIN_LABELS_TO_CHOOSE - 1, replace=False)
-    assert choose_spreading(wrong_prior, graph, few, truth[few], default) == default
+    assert choose_spreading(wrong_prior, graph, neighbors, few, truth[few], default) == default
     many = rng.choice(400, 60, replace=False)
-    chosen = choose_spreading(wrong_prior, graph, many, truth[many], default)
+    chosen = choose_spreading(wrong_prior, graph, neighbors, many, truth[many], default)
     assert chosen.prior_weight < default.prior_weight and chosen.held_out_accuracy >= 0.95  # labels overrule it
     spread = spread_labels(wrong_prior, graph, many, truth[many], chosen)
     assert (spread.argmax(1) == truth).mean() > 0.95
@@ -176,3 +177,27 @@ def test_the_run_images_take_the_mean_of_head_and_spread_and_labelled_ones_the_u
     assert np.allclose(got, [[0.4, 0.6], [0.3, 0.7], [0.0, 1.0]])  # row 0: the two disagree, the spread is surer
     with pytest.raises(ValueError, match="must match"):
         refined_probs(head, spread[:2], np.array([0]), np.array([0]))
+
+
+def test_labels_that_contradict_each_other_do_not_break_up_a_clean_cluster():
+    """Inside one well-separated group, 40 labels say cluster 0 or 1 at random (as labels picked at
+    a boundary can): they predict each other no better with a weak prior than with a strong one, yet
+    a weak prior would cut the group into a patchwork; the neighbour-agreement rule keeps it whole."""
+    from scan_core.method.graph import normalized_graph
+    from scan_core.method.neighbors import mine_neighbors, neighbor_agreement
+    from scan_core.method.refine import AGREEMENT_DROP, PRIOR_WEIGHTS, Spreading, choose_spreading, spread_labels
+    rng = np.random.default_rng(1)
+    points = np.concatenate([rng.normal(0, 1, (300, 8)), rng.normal(8, 1, (300, 8))])
+    model = np.repeat([0, 1], 300)
+    prior = np.eye(2)[model] * 0.9 + 0.05  # the model is right: one cluster per group
+    neighbors = mine_neighbors(points, 10)
+    graph = normalized_graph(neighbors)
+    labelled = rng.choice(300, 40, replace=False)
+    targets = rng.integers(0, 2, 40)
+    weakest = spread_labels(prior, graph, labelled, targets, Spreading(0.9, PRIOR_WEIGHTS[0])).argmax(1)
+    assert neighbor_agreement(weakest, neighbors) < neighbor_agreement(model, neighbors) - AGREEMENT_DROP  # the patchwork
+    chosen = choose_spreading(prior, graph, neighbors, labelled, targets, Spreading(0.8, 0.1))
+    assert chosen.neighbor_agreement >= neighbor_agreement(model, neighbors) - AGREEMENT_DROP
+    kept = spread_labels(prior, graph, labelled, targets, chosen).argmax(1)
+    unlabelled = np.setdiff1d(np.arange(600), labelled)
+    assert (kept[unlabelled] == model[unlabelled]).mean() > 0.95

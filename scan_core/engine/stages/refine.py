@@ -30,7 +30,8 @@ def run(ctx: RunContext) -> None:
     prior = load_array(ctx.dir / f"{start}_probs.npy")
     before = prior.argmax(1)
     graph = normalized_graph(ctx.neighbors)
-    spreading = choose_spreading(prior, graph, labelled, targets, Spreading(c.refine.alpha, c.refine.prior_weight), c.seed)
+    default = Spreading(c.refine.alpha, c.refine.prior_weight)
+    spreading = choose_spreading(prior, graph, ctx.neighbors, labelled, targets, default, c.seed)
     spread = spread_labels(prior, graph, labelled, targets, spreading)
     head = kept_head(load_torch(ctx.dir / f"{start}.pt", ctx.device), ctx.head_features.shape[1], c)
     model, augmented, clean = cluster_model(ctx, head)
@@ -46,6 +47,7 @@ def run(ctx: RunContext) -> None:
                           "spread_acc": ctx.scores(spread.argmax(1)).get("acc"),
                           "head_acc": ctx.scores(head_probs.argmax(1)).get("acc"), "alpha": spreading.alpha,
                           "prior_weight": spreading.prior_weight, "held_out_accuracy": spreading.held_out_accuracy,
+                          "spread_neighbor_agreement": spreading.neighbor_agreement,
                           "labels_learnt": round(learnt, 4), "changed": changed,
                           "neighbor_agreement": round(neighbor_agreement(clusters, ctx.neighbors), 4)})
     ctx.record_result("refine", f"{start} refined with {len(labelled):,} image labels; "
