@@ -141,8 +141,12 @@ class SelfLabelConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     threshold: float = 0.99
+    feature_noise: float = 0.1  # without feature banks, the strong view of a frozen feature: Gaussian noise of this
+    #                             many of its per-dimension standard deviations (the clean feature itself taught nothing)
 
     def __post_init__(self) -> None:
+        if self.feature_noise < 0:
+            raise ValueError(f"self-label feature_noise must be >= 0, got {self.feature_noise}")
         if self.epochs < 1:
             raise ValueError(f"self-label epochs (--selflabel-epochs) must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -116,12 +116,11 @@ def test_train_selflabel_targets_come_from_the_weak_view(swapped):
         assert margin_b == pytest.approx(-8.0, abs=1e-6)
 
 
-def test_selflabel_stage_gives_clean_inputs_as_weak_and_augmented_as_strong(tmp_path, monkeypatch):
-    from scan_core.engine.run import train_run
+def record_selflabel_views(monkeypatch, index: np.ndarray) -> list:
+    """Patch the selflabel stage to record its (weak, strong) inputs of ``index`` when it trains."""
     from scan_core.engine.stages import selflabel as stage
 
     real = stage.train_selflabel
-    index = np.arange(0, 1797, 97)  # digits: 1797 images
     seen = []
 
     def recording(*args, **kwargs):
@@ -133,6 +132,13 @@ def test_selflabel_stage_gives_clean_inputs_as_weak_and_augmented_as_strong(tmp_
         return real(*args, **kwargs)
 
     monkeypatch.setattr(stage, "train_selflabel", recording)
+    return seen
+
+
+def test_selflabel_stage_gives_clean_inputs_as_weak_and_augmented_as_strong(tmp_path, monkeypatch):
+    from scan_core.engine.run import train_run
+    index = np.arange(0, 1797, 97)  # digits: 1797 images
+    seen = record_selflabel_views(monkeypatch, index)
     run_dir = tmp_path / "run"
     train_run(run_dir, "digits", preset="tiny", show_bar=False)
     assert len(seen) == 1, "the selflabel stage did not call train_selflabel exactly once"
@@ -147,6 +153,24 @@ def test_selflabel_stage_gives_clean_inputs_as_weak_and_augmented_as_strong(tmp_
     np.testing.assert_array_equal(weak, features[index])        # weak view = the clean features
     np.testing.assert_array_equal(strong, banks[0][index])      # strong view = the augmented bank
     assert not np.allclose(strong, weak)                         # and the two views do differ
+
+
+def test_without_feature_banks_the_strong_view_is_the_feature_with_noise(tmp_path, monkeypatch):
+    """A run without feature banks used the clean feature as its strong view (nothing augmented
+    reached self-labeling); now it is the feature plus Gaussian noise of ``feature_noise`` of each
+    dimension's standard deviation."""
+    from scan_core.engine.run import train_run
+    index = np.arange(1797)
+    seen = record_selflabel_views(monkeypatch, index)
+    run_dir = tmp_path / "run"
+    train_run(run_dir, "digits", preset="tiny", show_bar=False, feature_views=0, selflabel={"feature_noise": 0.2})
+    weak, strong = seen[0]
+    features = np.load(run_dir / "features.npy")
+    assert not (run_dir / "feature_banks.npy").exists()
+    np.testing.assert_array_equal(weak, features)
+    ratio = (strong - weak).std(0) / features.std(0)   # 1797 draws a dimension: within ~5% of 0.2
+    assert np.all(np.abs(ratio - 0.2) < 0.03), ratio
+    assert np.all(np.abs((strong - weak).mean(0)) < 0.03 * features.std(0))
 
 
 def test_a_result_near_chance_is_said_plainly():

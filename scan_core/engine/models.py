@@ -45,10 +45,12 @@ def kept_head(saved: dict, feature_dim: int, config: RunConfig) -> ClusterHeads:
     return single
 
 
-def cluster_model(ctx: RunContext, heads: torch.nn.Module) -> tuple[torch.nn.Module, Inputs, Inputs]:
+def cluster_model(ctx: RunContext, heads: torch.nn.Module, noise: float = 0.0) -> tuple[torch.nn.Module, Inputs, Inputs]:
     """``(model, augmented_inputs, clean_inputs)`` for the run's scan mode: ``heads`` on frozen
-    feature banks, or encoder + ``heads`` on strongly augmented images. Both input functions return
-    the images in the order of the index they are given."""
+    feature banks, or encoder + ``heads`` on strongly augmented images. A run without feature banks
+    augments its frozen features with Gaussian noise of ``noise`` per-dimension standard deviations
+    (0: the clean features). Both input functions return the images in the order of the index they
+    are given."""
     c = ctx.config
     if c.scan_mode == "finetune":
         model = torch.nn.Sequential(ctx.encoder, heads).to(ctx.device)
@@ -58,11 +60,16 @@ def cluster_model(ctx: RunContext, heads: torch.nn.Module) -> tuple[torch.nn.Mod
     clean = torch.as_tensor(ctx.head_features, device=ctx.device)
     banks = feature_banks(ctx)
     rng = np.random.default_rng(c.seed)
+    scale = noise * clean.std(0)
+    noise_source = torch.Generator(device=ctx.device).manual_seed(c.seed)
 
     def augmented(index: np.ndarray) -> torch.Tensor:
-        if banks is None:
-            return clean[index]
-        return banks[rng.integers(0, len(banks), len(index)), index]
+        if banks is not None:
+            return banks[rng.integers(0, len(banks), len(index)), index]
+        if noise:
+            return clean[index] + scale * torch.randn(len(index), clean.shape[1], generator=noise_source,
+                                                      device=ctx.device)
+        return clean[index]
 
     return heads.to(ctx.device), augmented, lambda index: clean[index]
 

@@ -1,6 +1,7 @@
 """The selflabel stage: the kept SCAN head fine-tuned on its own confident predictions
 (:mod:`scan_core.method.selflabel`): pseudo-labels from the clean view, cross-entropy on the
-strong one; its probabilities ``(N, K)`` on the clean images.
+strong one (a feature bank, or without banks the frozen feature with Gaussian noise,
+``selflabel.feature_noise``); its probabilities ``(N, K)`` on the clean images.
 
 Self-labeling can make things worse (measured: digits 0.933 -> 0.911, and 0.943 -> 0.587 when it
 merged ten clusters into six; Fashion-MNIST -0.01 to -0.03). Without labels, the stage compares the
@@ -30,7 +31,7 @@ def run(ctx: RunContext) -> None:
     c = ctx.config
     scan_probs = ctx.probs
     before = neighbor_agreement(scan_probs.argmax(1), ctx.neighbors)
-    model, augmented, clean = cluster_model(ctx, scan_head(ctx))
+    model, augmented, clean = cluster_model(ctx, scan_head(ctx), noise=c.selflabel.feature_noise)
     skipped = train_selflabel(_SingleHead(model), weak_inputs=clean, strong_inputs=augmented,
                               n=len(ctx.images), config=c.selflabel, seed=c.seed, on_step=ctx.progress.step)
     ctx.probs = predict(model, clean, len(ctx.images), 0)
