@@ -154,8 +154,9 @@ def default_run_name(spec: str, clusters: int | str) -> str:
     return f"{Path(spec).stem.split(':')[0]}-k{clusters}"
 
 
-def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
-    """K, preset, backbone, seed, time budget and name of a new run, its expected duration, and Start."""
+def start_form(ws: jobs.Workspace, spec: str, images: ImageSet, runs: list[dict]) -> None:
+    """K, preset, backbone, seed, time budget and name of a new run, its expected duration, and Start
+    (``runs``: the workspace's, for a suggestion from an earlier run)."""
     default_k = images.num_classes if images.has_labels else min(10, len(images) - 1)
     cols = st.columns(5)
     suggest = cols[0].toggle("Suggest K", value=images.num_classes < 2, key=start_key(spec, "suggest"),
@@ -179,7 +180,7 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
                                   help="auto plans the run for this long on this machine: the pretrained "
                                        "backbone's image size and feature banks, SimCLR's epochs (cut at run "
                                        "time from the measured step time)")
-    suggest_from_earlier_run(ws, spec)
+    suggest_from_earlier_run(ws, spec, runs)
     st.text_input("Run name", placeholder=default_run_name(spec, AUTO if suggest else int(clusters)), key=start_key(spec, "name"),
                   help="Left empty: the name shown in grey.")
     expected_time(ws, spec, images, 0 if suggest else int(clusters), preset, None if backbone == PRESET_BACKBONE else backbone,
@@ -189,10 +190,10 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet) -> None:
     show_refusal("form")
 
 
-def suggest_from_earlier_run(ws: jobs.Workspace, spec: str) -> None:
+def suggest_from_earlier_run(ws: jobs.Workspace, spec: str, runs: list[dict]) -> None:
     """When a run on this dataset has mined its neighbours: a Suggest button that shows the K they
     suggest, with the evidence, and fills K with it."""
-    earlier = next((row["run"] for row in jobs.list_runs(ws) if row["dataset"] == spec
+    earlier = next((row["run"] for row in runs if row["dataset"] == spec
                     and (ws.runs / row["run"] / "neighbors.npy").exists()), None)
     if earlier is None:
         return
@@ -401,7 +402,7 @@ def main() -> None:
     images = show_preview(ws, spec) if spec else None
     if images is not None:
         st.subheader("2 · Train")
-        start_form(ws, spec, images)
+        start_form(ws, spec, images, runs)
     runs_table(runs)
 
 
