@@ -160,6 +160,9 @@ def draw(table: dict, png: Path) -> None:
         if base:
             axis.axhline(base[0], color="#999999", linestyle=":", label="the run, no labels")
         axis.set_xscale("log")
+        sizes = sorted({key[2] for key in table if key[0] == run_name and key[4] != "run"})
+        axis.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        axis.minorticks_off()
         axis.set_xlabel("images labelled")
         axis.set_ylabel("ACC")
         axis.set_title(run_name)
