@@ -11,19 +11,20 @@ cluster for a labelled image. How far labels spread (``alpha``) and how much the
 (``prior_weight``) are chosen from the labels themselves when there are at least
 :data:`MIN_LABELS_TO_CHOOSE`: each pair of :data:`ALPHAS` x :data:`PRIOR_WEIGHTS` predicts held-out
 labels (:data:`FOLDS`-fold cross-validation) and the best is used, unless its clusters part
-clearly more mined neighbour pairs than the model's (:data:`AGREEMENT_DROP`). Then the head learns the spread
-targets (soft cross-entropy on the augmented feature banks), so that the refined model applies to
-new images too; the run's own images take the mean of the head's probabilities and the spread
-targets (:func:`refined_probs`), an ensemble of what the graph and the features each say. Training
-starts from the kept head, so each cluster id keeps its meaning: the curation's names, merges and
-splits still apply.
+clearly more mined neighbour pairs than the model's (:data:`AGREEMENT_DROP`). Then the head learns
+the spread targets (soft cross-entropy on the augmented feature banks), so that the refined model
+applies to new images too; the run's own images take the mean of the head's probabilities and the
+spread targets (:func:`refined_probs`), an ensemble of what the graph and the features each say.
+Training starts from the kept head, so each cluster id keeps its meaning: the curation's names,
+merges and splits still apply.
 
-Measured on a Fashion-MNIST run (ACC 0.72) with 700 representative labels (README, ``bench/bench_refine.py``):
-spread targets 0.854, the head trained on them 0.831, their mean 0.863; priors weaker than 0.01 win
-the cross-validation there (the labels reach most images; the model decides only where none does).
+Measured on a Fashion-MNIST run (ACC 0.72) with 700 representative labels (README,
+``bench/bench_refine.py``): spread targets 0.854, the head trained on them 0.831, their mean 0.863;
+priors weaker than 0.01 win the cross-validation there (the labels reach most images; the model
+decides only where none does).
 On a digits run (ACC 0.93) with the 36 most doubtful images of the review queue, the same weak prior
-wins the cross-validation and spreads the labels to 0.69; it parts 8% of the neighbour pairs the model
-kept together, and the agreement rule keeps a prior (0.03) that gives 0.93.
+wins the cross-validation and spreads the labels to 0.69; it parts 8% of the neighbour pairs the
+model kept together, and the agreement rule keeps a prior (0.03) that gives 0.93.
 """
 from __future__ import annotations
 
