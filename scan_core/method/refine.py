@@ -100,18 +100,21 @@ def choose_spreading(prior: np.ndarray, graph: sparse.csr_matrix, neighbors: np.
     fold = np.random.default_rng(seed).permutation(len(labelled)) % FOLDS
     floor = neighbor_agreement(np.asarray(prior).argmax(1), neighbors) - AGREEMENT_DROP
 
-    def scored(alpha: float, weight: float) -> Spreading:
-        candidate = Spreading(alpha, weight)
+    def held_out(candidate: Spreading) -> float:
         predicted = sum(int((spread_labels(prior, graph, labelled[fold != f], targets[fold != f], candidate)
                              [labelled[fold == f]].argmax(1) == targets[fold == f]).sum()) for f in range(FOLDS))
-        agreement = neighbor_agreement(spread_labels(prior, graph, labelled, targets, candidate).argmax(1), neighbors)
-        return Spreading(alpha, weight, round(predicted / len(labelled), 4), round(agreement, 4))
+        return round(predicted / len(labelled), 4)
 
-    candidates = [scored(alpha, weight) for alpha in ALPHAS for weight in PRIOR_WEIGHTS]
-    kept = [c for c in candidates if c.neighbor_agreement >= floor]
+    def agreement(candidate: Spreading) -> float:
+        return round(neighbor_agreement(spread_labels(prior, graph, labelled, targets, candidate).argmax(1), neighbors), 4)
+
+    candidates = [Spreading(alpha, weight) for alpha in ALPHAS for weight in PRIOR_WEIGHTS]
+    agreements = [agreement(c) for c in candidates]
+    kept = [(c, a) for c, a in zip(candidates, agreements) if a >= floor]  # only these are cross-validated
     if not kept:
-        return max(candidates, key=lambda c: c.neighbor_agreement)
-    return max(kept, key=lambda c: c.held_out_accuracy)  # the first of equals
+        kept = [max(zip(candidates, agreements), key=lambda pair: pair[1])]
+    scored = [Spreading(c.alpha, c.prior_weight, held_out(c), a) for c, a in kept]
+    return max(scored, key=lambda c: c.held_out_accuracy)  # the first of equals
 
 
 def refined_probs(head: np.ndarray, spread: np.ndarray, labelled: np.ndarray, targets: np.ndarray) -> np.ndarray:
