@@ -16,7 +16,8 @@ from typing import Literal, TypeVar, get_args, get_origin
 
 Device = Literal["auto", "cpu", "cuda"]
 Backbone = Literal["small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet", "efficientnet-lite0-imagenet"]
-HeadInput = Literal["features", "pixels", "both"]          # what heads see: SimCLR features, pixel PCA, both
+HeadInput = Literal["features", "pixels", "both", "hog"]   # what heads see: SimCLR features, pixel PCA, both,
+#                                                             or the HOG's PCA (no network)
 NeighborSpace = Literal["features", "pixels", "fused", "hog", "manifold"]  # fused: rank fusion of features and
 #                                                                     pixels; manifold: the UMAP embedding
 ScanMode = Literal["frozen", "finetune"]                   # heads on cached features, or end to end
@@ -196,6 +197,7 @@ class RunConfig:
     head_input: HeadInput = "features"
     neighbor_space: NeighborSpace = "fused"
     pixel_pca_dim: int = 100
+    hog_dim: int = 128                 # PCA components of the HOG (head_input or neighbor_space "hog")
     manifold_dims: int = 0             # > 0: heads learn on a UMAP embedding of the features this wide
     num_neighbors: int = 20
     scan: ScanConfig = field(default_factory=ScanConfig)
@@ -222,13 +224,18 @@ class RunConfig:
             raise ValueError(f"manifold_dims must be 0 (none) or at least 2, got {self.manifold_dims}")
         if self.neighbor_space == "manifold" and not self.manifold_dims:
             raise ValueError("neighbor_space 'manifold' needs manifold_dims > 0")
-        if self.pretext.epochs == 0 and self.head_input != "pixels" and self.backbone not in PRETRAINED:
+        if self.pretext.epochs == 0 and self.uses_backbone and self.backbone not in PRETRAINED:
             raise ValueError(f"pretext epochs 0 (no SimCLR) needs a pretrained backbone ({', '.join(PRETRAINED)}); "
                              f"{self.backbone} would give the features of random weights")
         if self.pretrained_size < 16:
             raise ValueError(f"pretrained_size must be at least 16 pixels, got {self.pretrained_size}")
         if self.manifold_dims and self.scan_mode != "frozen":
             raise ValueError("a manifold (manifold_dims > 0) needs scan_mode 'frozen': the heads learn on its fixed embedding")
+
+    @property
+    def uses_backbone(self) -> bool:
+        """Whether the heads see a network's features (trained with SimCLR, or pretrained)."""
+        return self.head_input in ("features", "both")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -38,7 +38,7 @@ def pretrained_pass_seconds(backbone: str, num_images: int, size: int) -> float:
 def stage_seconds(config: dict, images: int, side: int, stages: list[str]) -> dict[str, float]:
     """Rough seconds of each of ``stages`` for a run with ``config`` (``config.json``'s content) on
     ``images`` images of ``side`` pixels (this machine's speed aside)."""
-    learns = config.get("head_input") != "pixels"
+    learns = config.get("head_input", "features") in ("features", "both")
     network = simclr_epoch_cost(config.get("backbone"), config.get("backbone_width", 32), side)
     epochs = {"pretext": config["pretext"]["epochs"] * network if learns else 0,
               "scan": config["scan"]["epochs"], "selflabel": config["selflabel"]["epochs"]}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core.method.hog import hog, hog_space
+from scan_core.method.hog import HOGPCA, hog, hog_space
 from scan_core.method.neighbors import mine_neighbors, neighbor_purity
 
 
@@ -39,6 +39,7 @@ def test_shape_contrast_and_colour():
     (lambda: hog(torch.rand(1, 1, 3, 3), cell=4), "cell must be"),
     (lambda: hog(torch.rand(1, 1, 8, 8), bins=1), "bins must be"),
     (lambda: hog_space(np.zeros((1, 8, 8, 1), np.uint8)), "at least 2 images"),
+    (lambda: HOGPCA.fit(np.zeros((1, 8, 8, 1), np.uint8), 4), "at least 2 images"),
 ])
 def test_bad_arguments_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
@@ -57,3 +58,20 @@ def test_hog_neighbours_are_purer_than_pixel_neighbours_on_fashion_mnist():
     hog_purity = neighbor_purity(mine_neighbors(space, 20), labels)
     pixel_purity = neighbor_purity(mine_neighbors(pixels.reshape(len(pixels), -1).astype(np.float32), 20), labels)
     assert hog_purity > pixel_purity + 0.02, (hog_purity, pixel_purity)
+
+
+def test_hog_pca_module_whitens_the_principal_components_of_the_descriptors():
+    from sklearn.datasets import load_digits
+    images = (load_digits().images[:300, :, :, None] * 255 / 16).astype(np.uint8)
+    module = HOGPCA.fit(images, 6)
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        whitened = module(x).numpy()
+    descriptors = hog(x).numpy().astype(np.float64)  # independently: SVD of the centred descriptors
+    centred = descriptors - descriptors.mean(0)
+    _, singular, rows = np.linalg.svd(centred, full_matrices=False)
+    expected = centred @ rows[:6].T / (singular[:6] / np.sqrt(len(images) - 1))
+    signs = np.sign((whitened * expected).sum(0))  # a component's sign is arbitrary
+    assert whitened.shape == (300, 6)
+    np.testing.assert_allclose(whitened * signs, expected, atol=2e-3)
+    np.testing.assert_allclose(whitened.std(0, ddof=1), 1.0, atol=1e-3)

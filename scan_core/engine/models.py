@@ -15,6 +15,7 @@ from ..data.images import ImageSet
 from ..method.augment import strong_view, to_tensor
 from ..method.backbones import build_backbone
 from ..method.clustering import ClusterHeads
+from ..method.hog import HOGPCA
 from ..method.manifold import extend_manifold
 from ..method.pretext import Encoder, PixelPCA, embed
 from .context import RunContext
@@ -24,13 +25,16 @@ Inputs = Callable[[np.ndarray], torch.Tensor]   # image indices (B,) -> model in
 
 def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit: bool = False) -> Encoder:
     """The encoder of ``config.head_input`` for the run's ``images``: a fresh backbone and/or a
-    pixel PCA (fitted on ``images`` if ``fit``, else shaped to load a saved state into)."""
+    pixel PCA, or a HOG PCA (fitted on ``images`` if ``fit``, else shaped to load a saved state into)."""
     parts: list[torch.nn.Module] = []
     if config.head_input in ("features", "both"):
         parts.append(build_backbone(config.backbone, images.channels, config.backbone_width, config.pretrained_size))
     if config.head_input in ("pixels", "both"):
         parts.append(PixelPCA.fit(images.images, config.pixel_pca_dim, config.seed) if fit else
                      PixelPCA.empty(images.images, config.pixel_pca_dim))
+    if config.head_input == "hog":
+        parts.append(HOGPCA.fit(images.images, config.hog_dim, config.seed, device) if fit else
+                     HOGPCA.empty(images.images, config.hog_dim))
     return Encoder(parts).to(device)
 
 

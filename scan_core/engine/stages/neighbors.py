@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...data.artifacts import CorruptArtifact, load_array, save_array
-from ...method.hog import hog_space
+from ...method.hog import HOGPCA, hog_space
 from ...method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
 from ...method.pretext import PixelPCA, embed
 from ..context import RunContext
@@ -24,7 +24,7 @@ def run(ctx: RunContext) -> None:
     if c.neighbor_space == "manifold":
         spaces.append(ctx.manifold)
     if c.neighbor_space == "hog":
-        spaces.append(hog_space(ctx.images.images, seed=c.seed, device=ctx.device))
+        spaces.append(hog_components(ctx))
     lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]
     ctx.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
     save_array(ctx.dir / "neighbors.npy", ctx.neighbors)
@@ -49,4 +49,13 @@ def pixel_components(ctx: RunContext) -> np.ndarray:
     pca = next((p for p in ctx.encoder.parts if isinstance(p, PixelPCA)), None)
     if pca is None:
         pca = PixelPCA.fit(ctx.images.images, ctx.config.pixel_pca_dim, ctx.config.seed).to(ctx.device)
+    return embed(pca.project, ctx.images.images, ctx.device)
+
+
+def hog_components(ctx: RunContext) -> np.ndarray:
+    """Un-whitened PCA of the images' HOG ``(N, hog_dim)``, the HOG neighbour space (the encoder's
+    own HOG PCA when it has one)."""
+    pca = next((p for p in ctx.encoder.parts if isinstance(p, HOGPCA)), None)
+    if pca is None:
+        return hog_space(ctx.images.images, ctx.config.hog_dim, seed=ctx.config.seed, device=ctx.device)
     return embed(pca.project, ctx.images.images, ctx.device)

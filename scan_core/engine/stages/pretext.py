@@ -23,7 +23,7 @@ def run(ctx: RunContext) -> None:
     c = ctx.config
     encoder = build_encoder(c, ctx.images, ctx.device, fit=True)
     plan = None
-    if c.head_input != "pixels" and c.pretext.epochs:
+    if c.uses_backbone and c.pretext.epochs:
         model = SimCLRModel(encoder.parts[0]).to(ctx.device, memory_format=torch.channels_last)
         planned = budget_plan(ctx)
         pretext = replace(c.pretext, epochs=planned["epochs"]) if planned else c.pretext
@@ -32,7 +32,7 @@ def run(ctx: RunContext) -> None:
                      plan=None if planned or not c.time_budget else lambda s, n: plan_epochs(ctx, s, n))
         plan = planned or _read_plan(ctx)
     ctx.encoder = encoder.eval()
-    frozen = c.head_input != "pixels" and not c.pretext.epochs  # a pretrained network: its pass is the stage
+    frozen = c.uses_backbone and not c.pretext.epochs  # a pretrained network: its pass is the stage
     ctx.features = embed(encoder, ctx.images.images, ctx.device, batch_size=256 if frozen else 1024,
                          on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None)
     save_torch(ctx.dir / "pretext.pt", encoder.state_dict())
