@@ -162,6 +162,14 @@ def test_auto_never_flips_grayscale_images_and_keeps_flips_for_colour():
     assert gray.augment.flip is False and colour.augment.flip is True
 
 
+def test_auto_gives_grayscale_images_the_hog_manifold_unless_a_backbone_is_asked_for():
+    gray = make_config("/some/folder", 5, 2000, 40, 1, "auto")
+    assert (gray.head_input, gray.hog_dim, gray.manifold_dims, gray.neighbor_space) == ("hog", 32, 10, "manifold")
+    assert gray.uses_backbone is False and gray.augment.flip is False
+    own = make_config("/some/folder", 5, 2000, 40, 1, "auto", backbone="small-cnn")  # the user's choice: SimCLR
+    assert own.head_input == "features" and own.uses_backbone and own.pretext.epochs > 0 and own.augment.flip is False
+
+
 def test_a_plan_cuts_simclr_to_the_epochs_it_returns(digits):
     from scan_core.config import PretextConfig
     from scan_core.method.pretext import PROBE_STEPS, SimCLRModel, train_simclr
