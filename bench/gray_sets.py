@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--letters", default=LETTERS)
     args = parser.parse_args()
     for kind in args.kinds:
-        print(make_folder(args.out / f"{kind}-gray-{args.size}", kind, args.images, args.size, letters=args.letters))
+        print(make_folder(args.out / f"{kind}-{args.size}", kind, args.images, args.size, letters=args.letters))
 
 
 if __name__ == "__main__":

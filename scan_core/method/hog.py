@@ -15,10 +15,9 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.decomposition import PCA
-from torch import nn
 
 from .augment import grayscale, to_tensor
+from .whitening import WhitenedPCA
 
 
 def hog(x: torch.Tensor, cell: int = 4, bins: int = 9) -> torch.Tensor:
@@ -46,50 +45,17 @@ def hog(x: torch.Tensor, cell: int = 4, bins: int = 9) -> torch.Tensor:
     return cells.flatten(1)
 
 
-class HOGPCA(nn.Module):
+class HOGPCA(WhitenedPCA):
     """Whitened PCA of the images' :func:`hog` as a module: ``(B, C, H, W)`` in [0, 1] -> ``(B, dim)``.
 
     A label-free feature space that needs no training, for heads to learn on (``head_input`` "hog")
-    and to mine in (:func:`hog_space`); fitted like :class:`~scan_core.method.pretext.PixelPCA`.
+    and to mine in (:func:`hog_space`).
     """
 
-    FIT_IMAGES = 20_000
-
-    def __init__(self, num_descriptors: int, dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(num_descriptors))
-        self.register_buffer("components", torch.zeros(dim, num_descriptors))
-        self.register_buffer("scale", torch.ones(dim))
-        self.feature_dim = dim
-
-    @classmethod
-    def empty(cls, images: np.ndarray, dim: int) -> HOGPCA:
-        """An unfitted module shaped for uint8 ``images`` ``(N, H, W, C)``, to load a saved state into."""
-        if len(images) < 2:
-            raise ValueError(f"need at least 2 images for a HOG space, got {len(images)}")
-        size = hog(to_tensor(images[:1], "cpu")).shape[1]
-        return cls(size, min(dim, size, min(len(images), cls.FIT_IMAGES) - 1))
-
-    @classmethod
-    def fit(cls, images: np.ndarray, dim: int, seed: int = 0, device: str | torch.device = "cpu",
-            batch_size: int = 4096) -> HOGPCA:
-        """Fit on uint8 ``images`` ``(N, H, W, C)`` (randomised SVD, at most 20k images)."""
-        module = cls.empty(images, dim)
-        sample = np.sort(np.random.default_rng(seed).permutation(len(images))[:cls.FIT_IMAGES])
-        descriptors = np.concatenate([hog(to_tensor(images[sample[start:start + batch_size]], device)).cpu().numpy()
-                                      for start in range(0, len(sample), batch_size)])
-        pca = PCA(module.feature_dim, svd_solver="randomized", random_state=seed).fit(descriptors)
-        module.mean.copy_(torch.as_tensor(pca.mean_))
-        module.components.copy_(torch.as_tensor(pca.components_))
-        module.scale.copy_(torch.as_tensor(1 / np.sqrt(pca.explained_variance_ + 1e-8)))
-        return module.to(device)
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Un-whitened principal components of the HOG ``(B, dim)``."""
-        return (hog(x) - self.mean) @ self.components.T
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(x) * self.scale
+    @staticmethod
+    def describe(x: torch.Tensor) -> torch.Tensor:
+        """The HOG ``(B, 9 * cells)`` of 4-pixel cells."""
+        return hog(x)
 
 
 def hog_space(images: np.ndarray, components: int = 128, seed: int = 0, device: str | torch.device = "cpu",

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..config import AugmentConfig, PretextConfig
 from ..data.artifacts import Checkpoint
 from .augment import simclr_view, to_tensor
+from .whitening import WhitenedPCA
 
 
 def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -116,55 +117,17 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
     return model.eval()
 
 
-class PixelPCA(nn.Module):
+class PixelPCA(WhitenedPCA):
     """Whitened PCA of raw pixels as a module: ``(B, C, H, W)`` in [0, 1] -> ``(B, dim)``.
 
     A label-free feature space that needs no training; on small images its neighbours are often
     purer than a short SimCLR run's (see README, benchmarks).
     """
 
-    def __init__(self, num_pixels: int, dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(num_pixels))
-        self.register_buffer("components", torch.zeros(dim, num_pixels))
-        self.register_buffer("scale", torch.ones(dim))
-        self.feature_dim = dim
-
-    FIT_IMAGES = 20_000
-
     @staticmethod
-    def output_dim(images: np.ndarray, dim: int) -> int:
-        """Components actually kept for ``images`` ``(N, H, W, C)``: at most pixels and fit size - 1."""
-        return min(dim, int(np.prod(images.shape[1:])), min(len(images), PixelPCA.FIT_IMAGES) - 1)
-
-    @classmethod
-    def empty(cls, images: np.ndarray, dim: int) -> PixelPCA:
-        """An unfitted module shaped for ``images``, to load a saved state into."""
-        return cls(int(np.prod(images.shape[1:])), cls.output_dim(images, dim))
-
-    @classmethod
-    def fit(cls, images: np.ndarray, dim: int, seed: int = 0) -> PixelPCA:
-        """Fit on uint8 ``images`` ``(N, H, W, C)`` (randomised SVD, at most 20k images)."""
-        from sklearn.decomposition import PCA
-        flat = _flat_pixels(images[np.random.default_rng(seed).permutation(len(images))[:cls.FIT_IMAGES]])
-        module = cls.empty(images, dim)
-        pca = PCA(module.feature_dim, random_state=seed, svd_solver="randomized").fit(flat)
-        module.mean.copy_(torch.as_tensor(pca.mean_))
-        module.components.copy_(torch.as_tensor(pca.components_))
-        module.scale.copy_(torch.as_tensor(1 / np.sqrt(pca.explained_variance_ + 1e-8)))
-        return module
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Un-whitened principal components ``(B, dim)``."""
-        flat = x.permute(0, 2, 3, 1).reshape(len(x), -1)  # NHWC order, as _flat_pixels
-        return (flat - self.mean) @ self.components.T
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(x) * self.scale
-
-
-def _flat_pixels(images: np.ndarray) -> np.ndarray:
-    return np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255
+    def describe(x: torch.Tensor) -> torch.Tensor:
+        """The pixels ``(B, H * W * C)``, in the images' own NHWC order."""
+        return x.permute(0, 2, 3, 1).reshape(len(x), -1)
 
 
 class Encoder(nn.Module):
