@@ -1,7 +1,7 @@
 """The pretext stage: the encoder (SimCLR backbone and/or whitened pixel PCA,
 :mod:`scan_core.method.pretext`, or whitened HOG PCA, :mod:`scan_core.method.hog`) trained or
-fitted — or, with ``pretext.epochs`` 0, a pretrained backbone used as it is — the features ``(N, D)`` of every clean image, and k-means on them as the pretext's
-score (once K is known)."""
+fitted — or, with ``pretext.epochs`` 0, a pretrained backbone used as it is — the features
+``(N, D)`` of every clean image, and k-means on them as the pretext's score (once K is known)."""
 from __future__ import annotations
 
 from dataclasses import replace
