@@ -168,9 +168,12 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet, runs: list[dict]
                                     help="Defaults to the number of label folders; more than the "
                                          "classes (overclustering) works too.")
     preset = cols[1].selectbox("Preset", PRESET_NAMES, key=start_key(spec, "preset"),
-                               help="auto: chosen from the dataset name, else from image size, colour and count")
+                               help="auto: a built-in dataset's own preset, else chosen from the images: grayscale -> "
+                                    "heads on the UMAP manifold of their HOG (no network); colour -> the frozen "
+                                    "ImageNet EfficientNet-Lite0")
     backbone = cols[2].selectbox("Backbone", [PRESET_BACKBONE, *BACKBONES], key=start_key(spec, "backbone"),
-                                 help="small-cnn (trained with SimCLR) suits images up to ~32 px; "
+                                 help="small-cnn (trained with SimCLR, instead of auto's HOG manifold for grayscale) "
+                                      "suits images up to ~32 px; "
                                       "efficientnet-lite0-imagenet (auto's choice for colour) comes with "
                                       "the install and is used frozen; the ImageNet ResNets need their "
                                       "weights on this machine")
