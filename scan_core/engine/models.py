@@ -27,10 +27,10 @@ def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit
     """The encoder of ``config.head_input`` for the run's ``images``: a fresh backbone and/or a
     pixel PCA, or a HOG PCA (fitted on ``images`` if ``fit``, else shaped to load a saved state into)."""
     parts: list[torch.nn.Module] = []
-    if config.head_input in ("features", "both"):
+    if config.uses_backbone:
         parts.append(build_backbone(config.backbone, images.channels, config.backbone_width, config.pretrained_size))
     if config.head_input in ("pixels", "both"):
-        parts.append(PixelPCA.fit(images.images, config.pixel_pca_dim, config.seed) if fit else
+        parts.append(PixelPCA.fit(images.images, config.pixel_pca_dim, config.seed, device) if fit else
                      PixelPCA.empty(images.images, config.pixel_pca_dim))
     if config.head_input == "hog":
         parts.append(HOGPCA.fit(images.images, config.hog_dim, config.seed, device) if fit else

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import grayscale, to_tensor
+from .augment import grayscale
+from .pretext import embed
 from .whitening import WhitenedPCA
 
 
@@ -61,7 +62,4 @@ class HOGPCA(WhitenedPCA):
 def hog_space(images: np.ndarray, components: int = 128, seed: int = 0, device: str | torch.device = "cpu",
               batch_size: int = 4096) -> np.ndarray:
     """HOG of uint8 images ``(N, H, W, C)`` reduced by PCA to ``(N, components)`` float32 (un-whitened)."""
-    pca = HOGPCA.fit(images, components, seed, device, batch_size)
-    with torch.no_grad():
-        return np.concatenate([pca.project(to_tensor(images[start:start + batch_size], device)).cpu().numpy()
-                               for start in range(0, len(images), batch_size)]).astype(np.float32)
+    return embed(HOGPCA.fit(images, components, seed, device, batch_size).project, images, device, batch_size)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...data.artifacts import CorruptArtifact, load_array, save_array
-from ...method.hog import HOGPCA, hog_space
+from ...method.hog import HOGPCA
 from ...method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
 from ...method.pretext import PixelPCA, embed
+from ...method.whitening import WhitenedPCA
 from ..context import RunContext
 
 
@@ -20,11 +21,11 @@ def run(ctx: RunContext) -> None:
     if c.neighbor_space in ("features", "fused"):
         spaces.append(ctx.features)
     if c.neighbor_space in ("pixels", "fused"):
-        spaces.append(pixel_components(ctx))
+        spaces.append(components(ctx, PixelPCA, c.pixel_pca_dim))
     if c.neighbor_space == "manifold":
         spaces.append(ctx.manifold)
     if c.neighbor_space == "hog":
-        spaces.append(hog_components(ctx))
+        spaces.append(components(ctx, HOGPCA, c.hog_dim))
     lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]
     ctx.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
     save_array(ctx.dir / "neighbors.npy", ctx.neighbors)
@@ -43,19 +44,11 @@ def load(ctx: RunContext) -> None:
         raise CorruptArtifact("neighbors.npy has the wrong shape")
 
 
-def pixel_components(ctx: RunContext) -> np.ndarray:
-    """Un-whitened PCA of the pixels ``(N, pixel_pca_dim)``, the pixel neighbour space (the
-    encoder's own PCA when it has one)."""
-    pca = next((p for p in ctx.encoder.parts if isinstance(p, PixelPCA)), None)
+def components(ctx: RunContext, kind: type[WhitenedPCA], dim: int) -> np.ndarray:
+    """Un-whitened principal components ``(N, dim)`` of ``kind``'s description of the images: the
+    pixel space (:class:`PixelPCA`) or the HOG space (:class:`HOGPCA`); the encoder's own PCA of that
+    kind when it has one, else one fitted here."""
+    pca = next((p for p in ctx.encoder.parts if isinstance(p, kind)), None)
     if pca is None:
-        pca = PixelPCA.fit(ctx.images.images, ctx.config.pixel_pca_dim, ctx.config.seed).to(ctx.device)
-    return embed(pca.project, ctx.images.images, ctx.device)
-
-
-def hog_components(ctx: RunContext) -> np.ndarray:
-    """Un-whitened PCA of the images' HOG ``(N, hog_dim)``, the HOG neighbour space (the encoder's
-    own HOG PCA when it has one)."""
-    pca = next((p for p in ctx.encoder.parts if isinstance(p, HOGPCA)), None)
-    if pca is None:
-        return hog_space(ctx.images.images, ctx.config.hog_dim, seed=ctx.config.seed, device=ctx.device)
+        pca = kind.fit(ctx.images.images, dim, ctx.config.seed, ctx.device)
     return embed(pca.project, ctx.images.images, ctx.device)
