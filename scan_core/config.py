@@ -121,6 +121,7 @@ class ScanConfig:
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
     val_neighbors: int = 5
+    snapshots: int = 5                 # epochs of the second half at which every head is a candidate
 
     def __post_init__(self) -> None:
         if self.num_heads < 1:
@@ -131,6 +132,8 @@ class ScanConfig:
             raise ValueError(f"scan batch_size must be at least 1, got {self.batch_size}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if self.snapshots < 1:
+            raise ValueError(f"scan snapshots must be at least 1 (the last epoch), got {self.snapshots}")
 
 
 @dataclass(frozen=True)

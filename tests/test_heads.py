@@ -1,8 +1,10 @@
-"""Which SCAN head is kept: the one that agrees best with the others (issue 12, item 2)."""
+"""Which SCAN head is kept: by held-out loss among those that agree with the others (issue 12, item 2)."""
 import numpy as np
 import pytest
+import torch
 
-from scan_core.method.clustering import choose_head, head_agreement
+from scan_core.config import ScanConfig
+from scan_core.method.clustering import ClusterHeads, choose_head, head_agreement, train_scan
 
 # head 0 and head 1 are the same partition of four images (ids swapped); head 2 cuts across them.
 # ARI(h0, h2) by hand: contingency all ones -> sum C(n_ij, 2) = 0; rows and columns each sum to 2
@@ -15,11 +17,29 @@ def test_agreement_is_the_mean_ari_with_the_other_heads():
     np.testing.assert_allclose(head_agreement(CLUSTERS), [(1 - 0.5) / 2, (1 - 0.5) / 2, -0.5])
 
 
-def test_the_head_kept_agrees_most_and_ties_go_to_the_lower_loss():
+def test_the_head_kept_agrees_with_the_others_and_has_the_lowest_loss_among_those():
     # head 2 has the lowest held-out loss (SCAN's rule would keep it) but disagrees with the rest
     head, agreement = choose_head(CLUSTERS, np.array([0.5, 0.2, 0.0]))
     assert head == 1
     head, _ = choose_head(CLUSTERS, np.array([0.1, 0.2, 0.0]))
+    assert head == 0
+
+
+def test_heads_within_the_margin_are_chosen_by_loss_those_beyond_it_never():
+    # six images, four candidates: a twice, b (one image moved), c (across both)
+    a, b, c = [0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 1, 0, 1, 0, 1]
+    clusters = np.array([a, a, b, c])
+    # ARIs by hand (sum C(n_ij, 2), rows' and columns' sums of C(., 2), expected = rows * columns / C(6, 2)):
+    # a-b: [[2, 1], [0, 3]] -> 4; 6, 7; expected 2.8, max 6.5 -> 1.2 / 3.7
+    # a-c: [[2, 1], [1, 2]] -> 2; 6, 6; expected 2.4, max 6 -> -0.4 / 3.6
+    # b-c: [[1, 1], [2, 2]] -> 2; 7, 6; expected 2.8, max 6.5 -> -0.8 / 3.7
+    ab, ac, bc = 1.2 / 3.7, -0.4 / 3.6, -0.8 / 3.7
+    np.testing.assert_allclose(head_agreement(clusters), [(1 + ab + ac) / 3, (1 + ab + ac) / 3, (2 * ab + bc) / 3,
+                                                          (2 * ac + bc) / 3])
+    assert (1 + ab + ac) / 3 - (2 * ab + bc) / 3 > 0.05       # b is beyond the margin: never kept
+    head, _ = choose_head(clusters, np.array([0.3, 0.2, 0.0, -1.0]))
+    assert head == 1                                            # the lower loss of the two a heads
+    head, _ = choose_head(clusters, np.array([0.2, 0.3, 0.0, -1.0]))
     assert head == 0
 
 
@@ -33,3 +53,22 @@ def test_bad_shapes_are_refused():
         head_agreement(CLUSTERS[:1])
     with pytest.raises(ValueError, match="3 heads' clusters but 2 losses"):
         choose_head(CLUSTERS, np.array([0.1, 0.2]))
+
+
+def test_held_out_anchors_take_no_part_in_training():
+    # every image's neighbours are the next five on a ring, so before this rule the held-out 10%
+    # came back into the batches as partners; now 12 of the 120 images never reach a training step
+    features = torch.as_tensor(np.random.default_rng(0).normal(size=(120, 8)), dtype=torch.float32)
+    neighbors = np.stack([(np.arange(120) + d) % 120 for d in range(1, 6)], axis=1)
+    trained_on = set()
+
+    def inputs(index):
+        trained_on.update(np.asarray(index).tolist())
+        return features[index]
+
+    torch.manual_seed(0)
+    snapshots = train_scan(ClusterHeads(8, 3, num_heads=2, hidden=16), inputs, lambda index: features[index],
+                           neighbors, ScanConfig(num_heads=2, hidden=16, epochs=6, batch_size=16, snapshots=2))
+    assert len(set(range(120)) - trained_on) == 12
+    assert [s.epoch for s in snapshots] == [3, 6]
+    assert all(s.losses.shape == (2,) and s.clusters.shape == (2, 120) for s in snapshots)

@@ -10,6 +10,7 @@ import torch
 
 from scan_core.cli import main
 from scan_core.config import AugmentConfig
+from scan_core.data.artifacts import load_torch
 from scan_core.data.rundir import STAGE_NAMES
 from scan_core.engine.context import RunContext
 from scan_core.engine.models import cluster_model
@@ -52,13 +53,20 @@ def test_the_result_is_the_stage_whose_clusters_agree_more_with_the_neighbours(d
     assert metrics["selflabel"]["neighbor_agreement"] == pytest.approx(agreement["selflabel"], abs=1e-4)
 
 
-def test_the_kept_head_is_the_one_that_agrees_most_with_the_others(digits_run):
+def test_the_kept_head_has_the_lowest_loss_of_those_that_agree_with_the_others(digits_run):
     run_dir, metrics = digits_run
     scan = metrics["scan"]
-    agreement = np.array(scan["head_agreement"])
-    tied = np.flatnonzero(agreement >= agreement.max() - 1e-4)
-    assert scan["head"] in tied and len(scan["head_acc"]) == len(agreement) == 10
-    assert scan["acc"] == pytest.approx(scan["head_acc"][scan["head"]], abs=1e-4)
+    epochs = scan["snapshot_epochs"]
+    assert epochs == [25, 31, 38, 44, 50]                      # the digits preset: 50 epochs, 5 snapshots
+    agreement, losses, acc = (np.array(scan[key]) for key in ("head_agreement", "head_losses", "head_acc"))
+    assert agreement.shape == losses.shape == acc.shape == (5, 10)
+    near = agreement >= agreement.max() - 0.05 - 1e-4
+    row, head = epochs.index(scan["head_epoch"]), scan["head"]
+    assert near[row, head] and losses[row, head] <= losses[near].min() + 1e-4
+    assert scan["acc"] == pytest.approx(acc[row, head], abs=1e-4)
+    # the kept head's probabilities are that head's at that epoch, saved in scan.pt
+    saved = load_torch(run_dir / "scan.pt")
+    assert int(saved["best_head"]) == head
 
 
 def test_digits_run_writes_every_artifact(digits_run, digits):

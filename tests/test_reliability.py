@@ -323,8 +323,8 @@ class StopAfter(Checkpoint):
         super().__init__(path)
         self.epochs = epochs
 
-    def save(self, epoch, *args) -> None:
-        super().save(epoch, *args)
+    def save(self, epoch, *args, **kwargs) -> None:
+        super().save(epoch, *args, **kwargs)
         if epoch == self.epochs:
             raise KeyboardInterrupt
 
@@ -338,7 +338,9 @@ def scan_training(checkpoint):
     heads = ClusterHeads(8, 3, num_heads=2, hidden=16)
     config = ScanConfig(num_heads=2, hidden=16, epochs=4, batch_size=32)
     inputs = lambda index: features[index]  # noqa: E731
-    return heads, train_scan(heads, inputs, inputs, neighbors, config, checkpoint=checkpoint)
+    snapshots = train_scan(heads, inputs, inputs, neighbors, config, checkpoint=checkpoint)
+    assert [s.epoch for s in snapshots] == [2, 3, 4]   # epoch 2's from before the kill, when resumed
+    return heads, np.concatenate([np.concatenate([s.losses.numpy(), s.clusters.numpy().ravel()]) for s in snapshots])
 
 
 def simclr_training(checkpoint):

@@ -111,8 +111,9 @@ class Checkpoint:
     """The state of one training loop, saved after every epoch so that a killed run continues
     from its last finished epoch instead of starting the stage over.
 
-    Holds the model and optimizer state, the number of finished epochs and the random state
-    (torch's, CUDA's when in use, and that of the numpy generators the loop passes in). Written
+    Holds the model and optimizer state, the number of finished epochs, the random state
+    (torch's, CUDA's when in use, and that of the numpy generators the loop passes in) and what else
+    the loop keeps across epochs (``extra``: tensors, numbers, lists and dicts of them). Written
     atomically with :func:`save_torch`, read with :func:`load_torch`. A missing, unreadable or
     non-matching file counts as no checkpoint; :meth:`clear` deletes it once the stage is done.
     """
@@ -120,6 +121,7 @@ class Checkpoint:
     def __init__(self, path: Path, on_resume: Callable[[int], None] | None = None):
         self.path = Path(path)
         self.on_resume = on_resume
+        self.extra = None  # the ``extra`` of the checkpoint resumed from
 
     def resume(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                *generators: np.random.Generator) -> int:
@@ -135,6 +137,7 @@ class Checkpoint:
             if saved["cuda_rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(saved["cuda_rng"])
             epoch = int(saved["epoch"])
+            self.extra = saved.get("extra")
         except (FileNotFoundError, CorruptArtifact, KeyError, RuntimeError, TypeError, ValueError):
             return 0  # nothing usable: the loop starts from scratch
         if self.on_resume:
@@ -142,14 +145,14 @@ class Checkpoint:
         return epoch
 
     def save(self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             *generators: np.random.Generator) -> None:
+             *generators: np.random.Generator, extra: Any = None) -> None:
         """Record that ``epoch`` epochs are finished, with the state to continue from there."""
         import torch
         save_torch(self.path, {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "numpy_rng": [json.dumps(g.bit_generator.state) for g in generators],
             "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []})
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [], "extra": extra})
 
     def clear(self) -> None:
         """Delete the checkpoint, and the half-written copy a kill during :meth:`save` left beside it."""

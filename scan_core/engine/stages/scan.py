@@ -1,8 +1,11 @@
 """The scan stage: several SCAN heads trained on the mined neighbours
-(:mod:`scan_core.method.clustering`), the head that agrees best with the others kept; its
-probabilities ``(N, K)`` on the clean images are the run's first cluster assignment. With labels,
-``metrics.json`` also reports every head's ACC (never used to choose)."""
+(:mod:`scan_core.method.clustering`); of every head at a few epochs, the one kept by held-out loss
+among those that agree with the others; its probabilities ``(N, K)`` on the clean images are the
+run's first cluster assignment. With labels, ``metrics.json`` also reports every candidate's ACC
+(never used to choose)."""
 from __future__ import annotations
+
+import numpy as np
 
 from ...method.clustering import ClusterHeads, choose_head, predict, train_scan
 from ...method.metrics import hungarian_accuracy
@@ -14,17 +17,21 @@ def run(ctx: RunContext) -> None:
     c = ctx.config
     heads = ClusterHeads(ctx.head_features.shape[1], c.num_clusters, c.scan.num_heads, c.scan.hidden)
     model, augmented, clean = cluster_model(ctx, heads)
-    losses = train_scan(model, augmented, clean, ctx.neighbors, c.scan, c.seed, ctx.progress.step,
-                        checkpoint=ctx.checkpoint("scan"))
-    every_head = predict(model, clean, len(ctx.images))
-    clusters = every_head.argmax(2)
+    snapshots = train_scan(model, augmented, clean, ctx.neighbors, c.scan, c.seed, ctx.progress.step,
+                           checkpoint=ctx.checkpoint("scan"))
+    clusters = np.concatenate([s.clusters.numpy() for s in snapshots])   # (epochs x heads, N)
+    losses = np.concatenate([s.losses.numpy() for s in snapshots])
     best, agreement = choose_head(clusters, losses)
-    ctx.probs = every_head[best]
-    save_cluster_stage(ctx.dir, "scan", model, ctx.probs, best)
-    values = {**ctx.scores(clusters[best]), "head": best, "head_losses": [round(x, 4) for x in losses],
-              "head_agreement": [round(x, 4) for x in agreement]}
+    kept, head = snapshots[best // c.scan.num_heads], best % c.scan.num_heads
+    model.load_state_dict(kept.state)
+    ctx.probs = predict(model, clean, len(ctx.images), head)
+    save_cluster_stage(ctx.dir, "scan", model, ctx.probs, head)
+    per_epoch = lambda values: [[round(float(x), 4) for x in row] for row in np.reshape(values, (len(snapshots), -1))]  # noqa: E731
+    values = {**ctx.scores(clusters[best]), "head": head, "head_epoch": kept.epoch,
+              "snapshot_epochs": [s.epoch for s in snapshots],
+              "head_losses": per_epoch(losses), "head_agreement": per_epoch(agreement)}
     if ctx.images.has_labels:
-        values["head_acc"] = [round(hungarian_accuracy(c, ctx.images.labels), 4) for c in clusters]
+        values["head_acc"] = per_epoch([hungarian_accuracy(found, ctx.images.labels) for found in clusters])
     ctx.record("scan", values)
 
 
