@@ -227,6 +227,8 @@ def expected_time(ws: jobs.Workspace, spec: str, images: ImageSet, clusters: int
         config = make_config(spec, clusters, len(images), side, images.channels, preset, **overrides)
     except ValueError:  # the job refuses it with the reason
         return
+    if config.note:
+        st.info(config.note, icon=":material/info:")
     seconds = jobs.expected_seconds(ws, config.to_dict(), len(images), side)
     st.caption(f":material/schedule: Expected training time: about **{duration_text(seconds)}**. An estimate "
                f"from the {len(images):,} images and the epochs of the *{config.preset}* preset, scaled by "

@@ -134,6 +134,9 @@ def train(args: argparse.Namespace) -> int:
         skipped = load_json(args.out / "report.json")["skipped"]
         if skipped:
             print(f"skipped {skipped} files, see {args.out / 'report.json'}")
+        note = load_json(args.out / "config.json").get("note")
+        if note:
+            print(f"note: {note}")
     return code
 
 

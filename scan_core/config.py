@@ -212,6 +212,7 @@ class RunConfig:
     suggest_clusters: bool = False     # K suggested from the mined neighbours (--clusters auto)
     time_budget: float = 0.0           # seconds the whole run should take (0: none): SimCLR's epochs are
     #                                    cut to what is left of it, from its measured step time
+    note: str = ""                     # what the auto preset had to fall back on, and why (shown before a run)
 
     def __post_init__(self) -> None:
         check_fields(self)

