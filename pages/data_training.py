@@ -170,7 +170,7 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet, runs: list[dict]
     preset = cols[1].selectbox("Preset", PRESET_NAMES, key=start_key(spec, "preset"),
                                help="auto: a built-in dataset's own preset, else chosen from the images: grayscale -> "
                                     "heads on the UMAP manifold of their HOG (no network); colour -> the frozen "
-                                    "ImageNet EfficientNet-Lite0")
+                                    "ImageNet EfficientNet-Lite0. hog-manifold: the grayscale route for any images")
     backbone = cols[2].selectbox("Backbone", [PRESET_BACKBONE, *BACKBONES], key=start_key(spec, "backbone"),
                                  help="small-cnn (trained with SimCLR, instead of auto's HOG manifold for grayscale) "
                                       "suits images up to ~32 px; "
