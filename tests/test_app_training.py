@@ -211,6 +211,21 @@ def test_an_upload_that_fails_to_load_is_not_kept_and_zips_extract_into_the_work
     assert ws.data_dir == ws.home / "cache" and len(list((ws.data_dir / "zips").iterdir())) == 1
 
 
+def test_colour_images_without_the_imagenet_weights_say_so_before_start(tmp_path, monkeypatch):
+    from scan_core import presets
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    ws = jobs.Workspace.create(tmp_path / "home")
+    at = app(ws.home, monkeypatch, run=None)
+    at.segmented_control(key="source_kind").set_value("Upload a zip").run()
+    colours = zip_of({f"{folder}/{i}.png": png((i * 9, 50 if folder == "a" else 200, 90)) for folder in "ab"
+                      for i in range(15)})
+    at.file_uploader(key="upload").set_value(("colours.zip", colours, "application/zip")).run()
+    assert not any("not installed" in i.value for i in at.info)  # the weights are installed here
+    monkeypatch.setattr(presets, "colour_backbone_installed", lambda: False)
+    at.run()
+    assert [i.value for i in at.info if "not installed" in i.value] == [presets.NO_COLOUR_BACKBONE]
+
+
 def seconds_in(text: str) -> float:
     amount, unit = re.search(r"Expected training time: about \*\*([\d.]+) (s|min|h)\*\*", text).groups()
     return float(amount) * {"s": 1, "min": 60, "h": 3600}[unit]

@@ -294,7 +294,7 @@ def test_auto_groups_grayscale_shapes_by_shape_where_pixels_cannot(tmp_path):
     assert baseline < 0.4 and metrics["scan"]["acc"] > baseline + 0.3, (metrics["scan"]["acc"], baseline)  # 0.82, 0.29
 
 
-def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path, monkeypatch):
+def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path, monkeypatch, capsys):
     # as if the packages with the ImageNet weights were missing: the HOG manifold, said in a note;
     # the shapes' colours are random, so only their outlines tell them apart
     from scan_core import presets
@@ -306,9 +306,11 @@ def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path,
         (tmp_path / "shapes" / kind).mkdir(parents=True)
         for i in range(150):
             shape_image(kind, rng, colour=True).save(tmp_path / "shapes" / kind / f"{i}.png")
-    metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False)
+    assert main(["train", "--dataset", str(tmp_path / "shapes"), "--out", str(tmp_path / "run"), "--no-umap", "--quiet"]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["head_input"] == "hog" and "not installed" in config["note"]
+    assert f"note: {config['note']}" in capsys.readouterr().out.splitlines()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     labels = np.load(tmp_path / "run" / "images" / "labels.npy")
     pixels = np.load(tmp_path / "run" / "images" / "images.npy").reshape(len(labels), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
