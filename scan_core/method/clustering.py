@@ -6,7 +6,7 @@ the same soft assignment, while the batch's mean assignment stays spread over al
     loss = -mean_i log <p(x_i), p(n_i)>  -  lambda * H(mean_i p(x_i)),   lambda = 5.
 
 SCAN keeps the head and epoch with the lowest loss on held-out neighbour pairs. That alone can keep a
-degenerate head (measured: 0.910 against 0.953 on digits, 0.617 against 0.740 on Fashion-MNIST);
+degenerate head (measured: 0.910 against 0.953 on digits, 0.617 against 0.737 on Fashion-MNIST);
 the mean agreement of each head's partition with the other heads' (adjusted Rand index,
 :func:`head_agreement`) rules those out, and alone misses the best head more often. So every head is
 a candidate at a few epochs of the second half of training (:func:`snapshot_epochs`); the kept one
