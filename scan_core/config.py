@@ -18,6 +18,7 @@ Device = Literal["auto", "cpu", "cuda"]
 Backbone = Literal["small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet", "efficientnet-lite0-imagenet"]
 HeadInput = Literal["features", "pixels", "both", "hog"]   # what heads see: SimCLR features, pixel PCA, both,
 #                                                             or the HOG's PCA (no network)
+NETWORK_HEAD_INPUTS: tuple[str, ...] = ("features", "both")  # the head inputs that need a network's features
 NeighborSpace = Literal["features", "pixels", "fused", "hog", "manifold"]  # fused: rank fusion of features and
 #                                                                     pixels; manifold: the UMAP embedding
 ScanMode = Literal["frozen", "finetune"]                   # heads on cached features, or end to end
@@ -239,7 +240,7 @@ class RunConfig:
     @property
     def uses_backbone(self) -> bool:
         """Whether the heads see a network's features (trained with SimCLR, or pretrained)."""
-        return self.head_input in ("features", "both")
+        return self.head_input in NETWORK_HEAD_INPUTS
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -5,6 +5,8 @@ scales these by the speed it measures on the machine it runs on.
 """
 from __future__ import annotations
 
+from .config import NETWORK_HEAD_INPUTS
+
 #: Each stage's (fixed seconds, seconds per image, seconds per image and epoch of its training).
 #: The UMAP stages' fixed part is importing umap and numba compiling it in a fresh process.
 STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifold": (12.0, 2e-3, 0.0),
@@ -38,7 +40,7 @@ def pretrained_pass_seconds(backbone: str, num_images: int, size: int) -> float:
 def stage_seconds(config: dict, images: int, side: int, stages: list[str]) -> dict[str, float]:
     """Rough seconds of each of ``stages`` for a run with ``config`` (``config.json``'s content) on
     ``images`` images of ``side`` pixels (this machine's speed aside)."""
-    learns = config.get("head_input", "features") in ("features", "both")
+    learns = config.get("head_input", "features") in NETWORK_HEAD_INPUTS
     network = simclr_epoch_cost(config.get("backbone"), config.get("backbone_width", 32), side)
     epochs = {"pretext": config["pretext"]["epochs"] * network if learns else 0,
               "scan": config["scan"]["epochs"], "selflabel": config["selflabel"]["epochs"]}
