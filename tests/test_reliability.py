@@ -53,10 +53,6 @@ def start(command: list[str]) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def running_stage(run_dir: Path) -> str | None:
-    return read_status(run_dir)["stage"]
-
-
 def stepping(run_dir: Path, stage: str) -> bool:
     """Whether ``stage`` has reported a training step (it is inside its loop)."""
     return any(e["kind"] == "step" and e["stage"] == stage for e in read_events(run_dir))
@@ -84,8 +80,8 @@ def small_run(tmp_path_factory, digits):
 # ------------------------------------------------------------------ refused before anything starts
 
 @pytest.mark.parametrize("args, message", [
-    (["--clusters", "1"], "--clusters must be at least 2, got 1"),
-    (["--clusters", "5000"], "--clusters 5000 exceeds the 1797 images of digits"),
+    (["--clusters", "1"], "the number of clusters K must be at least 2, got 1"),
+    (["--clusters", "5000"], "5000 clusters exceed the 1797 images of digits"),
     (["--dataset", "no-such-dataset"], "'no-such-dataset' is not a built-in dataset"),
     (["--pretext-epochs", "-1"], "pretext epochs (--pretext-epochs) must be at least 0, got -1"),
     (["--pretext-epochs", "0"], "pretext epochs 0 (no SimCLR) needs a pretrained backbone"),
@@ -163,9 +159,9 @@ def test_a_corrupt_run_file_ends_evaluate_with_a_message(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("count, clusters, message", [
-    (1, None, "has 1 images: too few to suggest a number of clusters"),
-    (1, 2, "--clusters 2 exceeds the 1 images"),
-    (5, 10, "--clusters 10 exceeds the 5 images"),
+    (1, None, "has 1 image: too few to suggest a number of clusters .* set the number of clusters K"),
+    (1, 2, "2 clusters exceed the 1 image of"),
+    (5, 10, "10 clusters exceed the 5 images of"),
     (15, 3, "has 15 images: too few for 20 neighbours each; need at least 21"),
 ])
 def test_too_few_images_refused_before_writing(tmp_path, digits, count, clusters, message):
@@ -286,10 +282,7 @@ def test_sigkill_in_a_stage_then_rerun_resumes(tmp_path, stage, wait_for):
     command = tiny_command(run_dir, *KILL_CASES[stage])
     process = start(command)
     checkpoint = run_dir / "checkpoints" / f"{stage}.pt"
-    if stage == "selflabel":  # no checkpoints: the stage itself starts over
-        wait_for(lambda: running_stage(run_dir) == stage, timeout=180, every=0.05, process=process, what=f"the {stage} stage")
-    else:
-        wait_for(checkpoint.exists, timeout=180, every=0.05, process=process, what=f"a checkpoint of {stage}")
+    wait_for(checkpoint.exists, timeout=180, every=0.05, process=process, what=f"a checkpoint of {stage}")
     process.kill()
     process.wait()
     status = read_status(run_dir)
@@ -306,12 +299,11 @@ def test_sigkill_in_a_stage_then_rerun_resumes(tmp_path, stage, wait_for):
     events = read_events(run_dir)[events_before:]
     assert events[0] == events[0] | {"kind": "stage_start", "stage": stage}
     restarts = [e["epoch"] for e in events if e["kind"] == "resumed"]
-    if stage == "selflabel":
-        assert restarts == []
-    else:
-        assert restarts and restarts[0] >= 1                          # not from epoch 0
-        first = next(e for e in events if e["kind"] == "step")
-        assert first["step"] == restarts[0] * first["total"] // int(KILL_CASES[stage][1]) + 1
+    assert restarts and restarts[0] >= 1                              # not from epoch 0
+    first = next((e for e in events if e["kind"] == "step"), None)  # self-labeling reports only batches it trains on
+    assert first is not None or stage == "selflabel"
+    if first is not None:
+        assert first["step"] > restarts[0] * first["total"] // int(KILL_CASES[stage][1])
 
 
 # ------------------------------------------------------------------ resuming inside a training loop

@@ -2,7 +2,8 @@
 
 Confident predictions on the un-augmented image (``p_max > threshold``, 0.99) become pseudo-labels
 for the strongly augmented view, trained with class-balanced cross-entropy; a batch without any
-confident image contributes nothing (the reference code crashes there).
+confident image contributes nothing (the reference code crashes there). Like the other training
+loops it saves a checkpoint every epoch and continues from the last one when a run is resumed.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import SelfLabelConfig
+from ..data.artifacts import Checkpoint
 from .batches import Batches
 
 
@@ -48,16 +50,24 @@ def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, thres
 
 def train_selflabel(model: nn.Module, weak_inputs: Callable[[np.ndarray], torch.Tensor],
                     strong_inputs: Callable[[np.ndarray], torch.Tensor], n: int, config: SelfLabelConfig,
-                    seed: int = 0, on_step: Callable[[int, int, float], None] | None = None) -> int:
-    """Fine-tune ``model`` (inputs -> logits ``(B, K)``) on its own confident predictions.
+                    seed: int = 0, on_step: Callable[[int, int, float], None] | None = None,
+                    checkpoint: Checkpoint | None = None) -> int:
+    """Fine-tune ``model`` (inputs -> logits ``(B, K)``) on its own confident predictions; with a
+    ``checkpoint``, continue from its last finished epoch and save every epoch there.
 
     Returns the number of batches skipped for having no confident image.
     """
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batches = Batches(n, config.batch_size, config.epochs)
-    skipped = 0
-    for step, index in batches(np.arange(n), rng):
+    first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
+    skipped = int(checkpoint.extra or 0) if first_epoch else 0
+
+    def end_of_epoch(epochs: int) -> None:
+        if checkpoint:
+            checkpoint.save(epochs, model, optimizer, rng, extra=skipped)
+
+    for step, index in batches(np.arange(n), rng, first_epoch, end_of_epoch):
         model.eval()  # targets from the un-augmented view, batch-norm in inference mode
         with torch.no_grad():
             weak_logits = model(weak_inputs(index))
