@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scan_core.config import RunConfig  # noqa: E402
 from scan_core.data.artifacts import load_array  # noqa: E402
 from scan_core.data.images import ImageSet  # noqa: E402
 from scan_core.engine.context import RunContext  # noqa: E402
 from scan_core.engine.models import cluster_model  # noqa: E402
 from scan_core.engine.progress import Progress  # noqa: E402
-from scan_core.engine.run import saved_config  # noqa: E402
 from scan_core.method.clustering import ClusterHeads, choose_head, head_agreement, train_scan  # noqa: E402
 from scan_core.method.metrics import hungarian_accuracy  # noqa: E402
 
@@ -49,7 +49,7 @@ def kept_by_rules(clusters: np.ndarray, losses: np.ndarray) -> dict[str, tuple[i
 
 def heads_again(run_dir: Path, snapshots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(clusters (S, H, N), losses (S, H), labels (N,))`` of the run's heads trained again."""
-    config = saved_config(run_dir)
+    config = RunConfig.load(run_dir)
     config = replace(config, scan=replace(config.scan, snapshots=snapshots))
     images = ImageSet.load(run_dir / "images")
     if images.labels is None:

@@ -25,6 +25,11 @@ from ui.suggest import suggestion_section
 from ui.text import heading
 
 PROTOTYPES = 12
+MEMBER_FILTERS = ("all", "not reviewed", "reviewed")
+ROW_PX, HEADER_PX, ROWS_SHOWN = 52, 36, 20  # the overview table: row and header height, rows shown at once
+CLUSTER = "cluster"              # the Cluster box
+CLUSTER_SHOWN = "cluster_shown"  # (run, cluster) the previous screen showed
+NEXT_CLUSTER = "next_cluster"    # the cluster to show after the user's own merge or split
 
 
 def overview(results, state) -> None:
@@ -36,7 +41,9 @@ def overview(results, state) -> None:
                      "cluster": row["cluster"], "name": state.names.get(row["cluster"], ""),
                      "size": row["size"], "mean confidence": row["mean_confidence"],
                      "neighbour agreement": row.get("neighbour_agreement")})
-    event = st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", row_height=52, on_select="rerun",
+    height = HEADER_PX + ROW_PX * min(len(rows), ROWS_SHOWN) + 2  # every row up to ROWS_SHOWN, no scrolling
+    event = st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", row_height=ROW_PX, height=height,
+                         on_select="rerun",
                          selection_mode="single-row", key="clusters_table", column_config={
         "prototype": st.column_config.ImageColumn("", width="small"),
         "mean confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f"),
@@ -46,7 +53,7 @@ def overview(results, state) -> None:
     picked = event.selection.rows
     if picked and st.session_state.get("clusters_table_opened") != rows[picked[0]]["cluster"]:
         st.session_state["clusters_table_opened"] = rows[picked[0]]["cluster"]
-        st.session_state["cluster"] = rows[picked[0]]["cluster"]  # a click on a row opens that cluster below
+        st.session_state[CLUSTER] = rows[picked[0]]["cluster"]  # a click on a row opens that cluster below
 
 
 def rename(results, state, cluster: int) -> None:
@@ -100,10 +107,18 @@ def confirm_pending(results) -> None:
     store = curation(results)
     if pending["kind"] == "merge":
         edit(lambda: store.merge(pending["source"], pending["target"], who(), seen=pending["seen"]),
-             f"Merged cluster {pending['source']} into {pending['target']}")
+             f"Merged cluster {pending['source']} into {pending['target']}; showing {pending['target']}",
+             after=lambda _: show_next(results, pending["target"]))
     else:
         edit(lambda: store.split(pending["cluster"], pending["images"], who(), seen=pending["seen"]),
-             f"Split: {len(pending['images']):,} images moved to a new cluster")
+             lambda new: f"Split: {len(pending['images']):,} images moved to the new cluster {new}; showing it",
+             after=lambda new: show_next(results, new))
+
+
+def show_next(results, cluster: int) -> None:
+    """After the user's own merge or split: show ``cluster`` (the one the images went into) next."""
+    st.session_state[NEXT_CLUSTER] = int(cluster)
+    st.session_state[CLUSTER_SHOWN] = (str(results.dir), int(cluster))
 
 
 def main() -> None:
@@ -116,13 +131,15 @@ def main() -> None:
     overview(results, state)
     suggestion_section(results.dir, results.num_clusters)
     clusters = cluster_options(state)
-    shown = st.session_state.get("cluster_shown")  # the cluster the previous screen showed
+    if st.session_state.get(NEXT_CLUSTER) in clusters:  # before the box is drawn: the only time it may be set
+        st.session_state[CLUSTER] = st.session_state.pop(NEXT_CLUSTER)
+    shown = st.session_state.get(CLUSTER_SHOWN)  # the cluster the previous screen showed
     if shown is not None and shown[0] == str(results.dir) and shown[1] not in clusters:
         st.warning(f"Cluster {shown[1]} no longer exists: another session merged, moved or undid it. "
                    "Pick a cluster below.")
-        st.session_state.pop("cluster", None)
-    cluster = st.selectbox("Cluster", clusters, format_func=lambda c: cluster_title(state, c), key="cluster")
-    st.session_state["cluster_shown"] = (str(results.dir), cluster)
+        st.session_state.pop(CLUSTER, None)
+    cluster = st.selectbox("Cluster", clusters, format_func=lambda c: cluster_title(state, c), key=CLUSTER)
+    st.session_state[CLUSTER_SHOWN] = (str(results.dir), cluster)
     confirm_pending(results)
     members = results.members(state.clusters, cluster)
     confidence = results.confidence
@@ -147,7 +164,11 @@ def main() -> None:
                 caption)
     tab_members, tab_review = st.tabs(["Members by confidence", "Least confident (review)"])
     with tab_members:
-        shown = gallery(results, members, f"members_{cluster}", caption)
+        which = st.segmented_control("Members", MEMBER_FILTERS, default=MEMBER_FILTERS[0], key="member_filter",
+                                     help="reviewed: accepted or moved one by one (their cluster is your word)")
+        done = np.isin(members, np.fromiter(state.reviewed, dtype=np.int64))
+        listed = members[~done] if which == "not reviewed" else members[done] if which == "reviewed" else members
+        shown = gallery(results, listed, f"members_{cluster}", caption)
         open_in_neighbours(results, shown, f"members_open_{cluster}")
     with tab_review:
         gallery(results, members[::-1], f"review_{cluster}", caption)

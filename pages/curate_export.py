@@ -11,6 +11,7 @@ import streamlit as st
 
 from scan_core.explore import export
 from scan_core.explore.curation import cluster_label
+from scan_core.explore.review import review_queue
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery
 from ui.state import (
@@ -157,10 +158,14 @@ def exports(results, state) -> None:
     """The curated table and its exports. A download whose file can fail to build (Label Studio,
     the ImageFolder .zip) is built on a click first, so that its error shows on the page; the CSV
     and JSON are built when their button is clicked (a table always converts)."""
-    table = export.curated_table(results.images, results.probs, state)
+    doubt = (review_queue(results.probs, results.neighbor_lists(), state.clusters).likely_wrong
+             if results.neighbors is not None else None)
+    table = export.curated_table(results.images, results.probs, state, likely_wrong=doubt)
     st.dataframe(table.head(200), hide_index=True, width="stretch", height=240)
     st.caption(f"Curated label = the image's own label, else its cluster's name, else “{cluster_label(0)}”. "
-               f"{len(table):,} rows; {int(table['outlier'].sum()):,} outliers.")
+               f"{len(table):,} rows; {int(table['outlier'].sum()):,} outliers, {int(table['reviewed'].sum()):,} "
+               "reviewed. *likely_wrong*: how much the image's neighbours vote against its cluster (0 to 1; the "
+               "Review page's order).")
     folder = workspace().home / "exports" / results.dir.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     cols = st.columns(2)

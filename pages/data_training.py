@@ -14,23 +14,40 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from scan_core.config import AUTO, BACKBONES
+from scan_core.config import AUTO, BACKBONES, RunConfig
 from scan_core.data.artifacts import save_bytes
 from scan_core.data.images import ImageSet
 from scan_core.data.rundir import STAGE_NAMES, planned_stages, read_events
 from scan_core.data.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
-from scan_core.explore import jobs
+from scan_core.explore import estimates, jobs
+from scan_core.explore.compare import compare_runs
 from scan_core.presets import NAMES as PRESET_NAMES
-from scan_core.presets import TIME_BUDGET, make_config
+from scan_core.presets import TIME_BUDGET, plan_config
 from ui.gallery import display_image
-from ui.state import choose_run, chosen_run, through_navigation, workspace
+from ui.state import (
+    RUN_PICKER,
+    WORKING,
+    choose_run,
+    chosen_run,
+    curation,
+    forget_run,
+    keep,
+    kept,
+    results,
+    through_navigation,
+    workspace,
+)
 from ui.suggest import suggestion_of
+from ui.text import duration_text
 
 PRESET_BACKBONE = "preset default"
-RUN_PICKER = "run_picker"              # the sidebar's run selectbox (ui.state.sidebar)
 RUNS_TABLE = "runs_table"
-PAGE_STATE = "page_state"              # (run, state) the whole app was last drawn with
+SOURCE_KIND, FOLDER = "source_kind", "folder"  # the New run form's image source and typed folder
+MANAGED_RUN, NEW_NAME = "managed_run", "new_run_name"  # Rename or delete a run: the run, its new name
+PENDING_DELETE = "pending_delete"      # the run whose delete waits for its confirmation
+RUN_MESSAGE = "run_message"            # what the last rename or delete did
 LAUNCH_REFUSAL = "launch_refusal"      # (button, message) of a start that was refused
+LAST_LAUNCH = "last_launch"            # (request, run name) of this session's latest start
 REJECTED_UPLOADS = "rejected_uploads"  # saved name of an upload that failed to load -> why
 PENDING_ICON = ":gray[:material/radio_button_unchecked:]"
 NEXT_PAGES = (("pages/embedding.py", "Embedding", ":material/scatter_plot:"),
@@ -54,15 +71,6 @@ def preview(spec: str, stamp: float, data_dir: str) -> ImageSet:
     return load_source(spec, data_dir=Path(data_dir))
 
 
-def duration_text(seconds: float) -> str:
-    """``seconds`` rounded for a person: "40 s", "3 min", "1.5 h"."""
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def open_run(name: str) -> None:
     """Show run ``name`` on every page: the URL's ``?run=`` and the sidebar's run picker (a
     callback's job: a widget's value may be set before the widget is drawn, not after)."""
@@ -72,16 +80,18 @@ def open_run(name: str) -> None:
 
 def pick_source(ws: jobs.Workspace) -> str | None:
     """The source widgets; returns a dataset spec for the job, or None until one is chosen."""
-    kind = st.segmented_control("Images", SOURCES, default=SOURCES[0], key="source_kind")
+    kind = st.segmented_control("Images", SOURCES, key=kept(SOURCE_KIND, SOURCES[0]))
+    keep(SOURCE_KIND)
     if kind == SOURCES[0]:
         return "digits"
     if kind == SOURCES[1]:
         return "fashion-mnist"
     if kind == SOURCES[2]:
         roots = ", ".join(f"`{root}`" for root in ws.data_roots)
-        text = st.text_input("Folder or .zip on the server", key="folder",
+        text = st.text_input("Folder or .zip on the server", key=kept(FOLDER, ""),
                              help=f"Must lie inside a data root: {roots} (set {jobs.ROOTS_ENV} to change). "
                                   "A relative path is looked up in each data root in turn.")
+        keep(FOLDER)
         st.caption(f"Allowed data roots: {roots}. Subfolder names become labels when present.")
         if not text:
             return None
@@ -186,10 +196,12 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet, runs: list[dict]
     suggest_from_earlier_run(ws, spec, runs)
     st.text_input("Run name", placeholder=default_run_name(spec, AUTO if suggest else int(clusters)), key=start_key(spec, "name"),
                   help="Left empty: the name shown in grey.")
-    expected_time(ws, spec, images, 0 if suggest else int(clusters), preset, None if backbone == PRESET_BACKBONE else backbone,
-                  60.0 * budget if preset == "auto" else None)
+    config = planned_run(spec, images, 0 if suggest else int(clusters), preset,
+                         None if backbone == PRESET_BACKBONE else backbone, 60.0 * budget if preset == "auto" else None)
+    if config is not None:
+        expected_time(ws, config, images)
     st.button("Start training", type="primary", icon=":material/play_arrow:", on_click=start_clicked,
-              args=(ws, spec))
+              args=(ws, spec), disabled=config is None)
     show_refusal("form")
 
 
@@ -216,23 +228,29 @@ def use_k(spec: str, k: int) -> None:
     st.session_state[start_key(spec, "suggest")] = False
 
 
-def expected_time(ws: jobs.Workspace, spec: str, images: ImageSet, clusters: int, preset: str,
-                  backbone: str | None, time_budget: float | None) -> None:
-    """A caption with the rough time the run would take (:func:`scan_core.explore.jobs.expected_seconds`);
+def planned_run(spec: str, images: ImageSet, clusters: int, preset: str, backbone: str | None,
+                time_budget: float | None) -> RunConfig | None:
+    """The config the job would train with (:func:`scan_core.presets.plan_config`, the job's own check),
+    or None with the reason shown, so that Start is not offered for a run that cannot start;
     ``clusters`` 0: suggested during the run."""
-    side = images.image_size[0]
-    overrides = {**({"backbone": backbone} if backbone else {}), **({"time_budget": time_budget} if time_budget else {}),
-                 **({"suggest_clusters": True} if not clusters else {})}
+    overrides = {**({"backbone": backbone} if backbone else {}), **({"time_budget": time_budget} if time_budget else {})}
     try:
-        config = make_config(spec, clusters, len(images), side, images.channels, preset, **overrides)
-    except ValueError:  # the job refuses it with the reason
-        return
+        return plan_config(images, spec, clusters or AUTO, preset, **overrides)
+    except ValueError as error:
+        st.error(f"Cannot start: {error}.", icon=":material/block:")
+        return None
+
+
+def expected_time(ws: jobs.Workspace, config: RunConfig, images: ImageSet) -> None:
+    """The note of ``config``'s preset, if any, and a caption with the rough time the run would take
+    (:func:`scan_core.explore.estimates.expected_seconds`)."""
     if config.note:
         st.info(config.note, icon=":material/info:")
-    seconds = jobs.expected_seconds(ws, config.to_dict(), len(images), side)
+    side = images.image_size[0]
+    seconds = estimates.expected_seconds(config, len(images), side, jobs.calibration(ws))
     st.caption(f":material/schedule: Expected training time: about **{duration_text(seconds)}**. An estimate "
-               f"from the {len(images):,} images and the epochs of the *{config.preset}* preset, scaled by "
-               "how fast the last finished run went here; a busy machine takes longer.")
+               f"from the {len(images):,} images and the epochs of the *{config.preset}* preset, each stage scaled "
+               "by how fast it went in the latest finished runs here; a busy machine takes longer.")
 
 
 def start_clicked(ws: jobs.Workspace, spec: str) -> None:
@@ -251,15 +269,22 @@ def launch(ws: jobs.Workspace, spec: str, clusters: int | str, name: str, preset
            backbone: str | None = None, seed: int = 0, origin: str = "form", time_budget: float | None = None) -> None:
     """A start button's callback: launch the job and show its run on every page. A refusal is
     kept for :func:`show_refusal` to draw beside the button ``origin`` names."""
+    request = (spec, clusters, name, preset, backbone, seed, time_budget)
     try:
         run_dir = jobs.start(ws, spec, clusters, name=name, preset=preset, backbone=backbone, seed=seed,
                              time_budget=time_budget)
     except jobs.JobBusy as error:
+        earlier = st.session_state.get(LAST_LAUNCH)
+        active = jobs.active_run(ws)
+        if earlier is not None and earlier[0] == request and active is not None and active.name == earlier[1]:
+            open_run(earlier[1])  # the same Start clicked twice: the run the first click started
+            return
         st.session_state[LAUNCH_REFUSAL] = (origin, f"Not started: {error}.")
         return
     except ValueError as error:
         st.session_state[LAUNCH_REFUSAL] = (origin, str(error))
         return
+    st.session_state[LAST_LAUNCH] = (request, run_dir.name)
     open_run(run_dir.name)
 
 
@@ -283,7 +308,7 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
     events = read_events(run_dir)
     completed = set(state.get("completed") or [])
     current = state.get("stage")
-    working = state["state"] in ("running", "starting")
+    working = state["state"] in WORKING
     st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
     config = jobs.run_config(run_dir)
     stages = [stage.name for stage in planned_stages(config)] if config else list(STAGE_NAMES)
@@ -292,16 +317,20 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
         mark = (STATE_ICONS["finished"] if stage in completed else
                 STATE_ICONS["running"] if stage == current and working else PENDING_ICON)
         col.markdown(f"{mark} **{stage}**")
-    steps = [e for e in jobs.stage_events(events, current) if e.get("kind") == "step"]
+    steps = [e for e in estimates.stage_events(events, current) if e.get("kind") == "step"]
     if working:
         stage_bar(current, steps)
-        left = jobs.remaining_seconds(run_dir, state, events)
+        left = estimates.remaining(run_dir, state, events, jobs.calibration(ws))
         if left is not None:
-            st.caption(f":material/schedule: Whole run: about **{duration_text(left)}** left (an estimate from "
-                       "the image count, the epochs and how fast the finished stages went).")
+            st.caption(f":material/schedule: {current} is taking longer than estimated; the stages after it: about "
+                       f"**{duration_text(left.seconds)}**." if left.overdue else
+                       f":material/schedule: Whole run: about **{duration_text(left.seconds)}** left (each stage "
+                       "from the image count, its epochs and how fast it went in finished runs, and the current "
+                       "one from its progress).")
     losses = [(e["step"], e["loss"]) for e in steps if e.get("loss") is not None]
     if losses:
-        st.line_chart(pd.DataFrame(losses, columns=["step", "loss"]).set_index("step"), height=180)
+        st.line_chart(pd.DataFrame(losses, columns=["step", "loss"]).set_index("step"), height=180,
+                      x_label=f"{current} training step", y_label="loss")
     if state["state"] == "finished":
         final = finished_summary(run_dir)
         if final:
@@ -312,15 +341,17 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
         links = st.columns(4)
         for col, (page, label, icon) in zip(links, NEXT_PAGES):
             col.page_link(page, label=label, icon=icon, query_params={"run": run_dir.name})
+    resumable = jobs.resumable(run_dir, state["state"])
     if state.get("error") and state["state"] in OUTCOMES:
         show, message = OUTCOMES[state["state"]]
-        show(message.format(error=state["error"]))
+        show(message.format(error=state["error"]) if resumable else
+             f"Not started: {state['error']}. Nothing was trained: change the settings under **New run** and start again.")
     buttons = st.columns([1, 1, 4])
     if working:
         if buttons[0].button("Cancel", icon=":material/stop:", key="cancel"):
             jobs.cancel(ws, run_dir)
             st.toast("Cancelling… the job stops after its current step.")
-    elif state["state"] in OUTCOMES and buttons[0].button(
+    elif state["state"] in OUTCOMES and resumable and buttons[0].button(
             "Resume", icon=":material/replay:", key="resume", type="primary"):
         try:
             jobs.resume(ws, run_dir)
@@ -328,25 +359,23 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
             st.warning(str(error))
         else:
             st.rerun(scope="app")
-    drawn = (run_dir.name, state["state"])
-    if st.session_state.get(PAGE_STATE) != drawn:
-        # The sidebar and the runs table read the state before this card: rerun the whole app
-        # whenever the card sees another state than the one it saw before that app run began.
-        st.session_state[PAGE_STATE] = drawn
-        st.rerun(scope="app")
 
 
 def stage_bar(stage: str | None, steps: list[dict]) -> None:
-    """The current stage's bar: steps and ETA, or seconds against an estimate (unit ``s``)."""
+    """The current stage's bar: the steps of its current part and their ETA, or seconds against an
+    estimate (unit ``s``)."""
     if not steps:
         st.progress(0.0, text=f"{stage or 'starting'}: preparing…")
         return
     last = steps[-1]
+    name = f"{stage} · {last['part']}" if last.get("part") else stage
     if last.get("unit") == "s":
-        text = f"{stage}: {last['step']} s of about {last['total']} s (estimate)"
+        text = (f"{name}: {last['step']} s (estimated {last['total']} s)" if last["step"] <= last["total"] else
+                f"{name}: {last['step']} s, longer than the estimated {last['total']} s")
     else:
+        unit = last.get("unit", "step")
         eta = last.get("eta_s")
-        text = f"{stage}: step {last['step']:,} / {last['total']:,}" + (f" · ETA {eta:.0f} s" if eta is not None else "")
+        text = f"{name}: {unit} {last['step']:,} / {last['total']:,}" + (f" · ETA {eta:.0f} s" if eta is not None else "")
     st.progress(min(1.0, last["step"] / max(1, last["total"])), text=text)
 
 
@@ -357,7 +386,11 @@ def finished_summary(run_dir: Path) -> str:
     seconds = sum(m.get("seconds", 0) for m in metrics.values() if isinstance(m, dict))
     scores = " · ".join(f"{name} **{final[key]:.3f}**"
                         for key, name in (("acc", "ACC"), ("nmi", "NMI"), ("ari", "ARI")) if key in final)
-    return f"{scores + ' · ' if scores else ''}{metrics.get('images', {}).get('count', 0):,} images · {seconds:.0f} s"
+    config = jobs.run_config(run_dir)
+    k = (f"K = **{config['num_clusters']}**, suggested from the mined neighbours (Clusters: *Why K?*) · "
+         if config.get("suggest_clusters") else "")
+    return (f"{k}{scores + ' · ' if scores else ''}{metrics.get('images', {}).get('count', 0):,} images · "
+            f"{seconds:.0f} s")
 
 
 def runs_table(runs: list[dict]) -> None:
@@ -381,6 +414,82 @@ def open_selected_run(names: list[str]) -> None:
     rows = st.session_state[RUNS_TABLE]["selection"]["rows"]
     if rows:
         open_run(names[rows[0]])
+
+
+def manage_runs(ws: jobs.Workspace, runs: list[dict]) -> None:
+    """Rename or delete a run (deleted runs go to the workspace's trash), and compare two runs."""
+    if not runs:
+        return
+    names = [row["run"] for row in runs]
+    with st.expander("Rename or delete a run", icon=":material/edit:"):
+        cols = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+        chosen = cols[0].selectbox("Run", names, key=MANAGED_RUN)
+        cols[1].text_input("New name", key=NEW_NAME, placeholder=chosen, max_chars=jobs.RUN_NAME_MAX)
+        cols[2].button("Rename", icon=":material/edit:", on_click=rename_clicked, args=(ws, chosen), key="rename_run")
+        cols[3].button("Delete…", icon=":material/delete:", key="delete_run",
+                       on_click=lambda: st.session_state.update({PENDING_DELETE: chosen}))
+        pending = st.session_state.get(PENDING_DELETE)
+        if pending in names:
+            st.warning(f"Delete **{pending}**? It leaves the runs list and moves to `{ws.home / jobs.TRASH_NAME}` "
+                       "(move it back into `runs/` to restore it).")
+            st.button(f"Confirm delete of {pending}", type="primary", on_click=delete_clicked, args=(ws, pending),
+                      key="confirm_delete")
+        if RUN_MESSAGE in st.session_state:
+            st.info(st.session_state.pop(RUN_MESSAGE))
+    compare_section(ws, runs)
+
+
+def rename_clicked(ws: jobs.Workspace, name: str) -> None:
+    """Rename's callback: the run keeps being shown under its new name."""
+    try:
+        renamed = jobs.rename_run(ws, ws.runs / name, st.session_state[NEW_NAME].strip() or name)
+    except ValueError as error:
+        st.session_state[RUN_MESSAGE] = f"Not renamed: {error}."
+        return
+    st.session_state[RUN_MESSAGE] = f"Renamed {name} to {renamed.name}."
+    st.session_state[NEW_NAME] = ""
+    st.session_state[MANAGED_RUN] = renamed.name
+    if st.session_state.get(RUN_PICKER) == name:
+        open_run(renamed.name)
+
+
+def delete_clicked(ws: jobs.Workspace, name: str) -> None:
+    """Confirm delete's callback."""
+    st.session_state.pop(PENDING_DELETE, None)
+    try:
+        where = jobs.delete_run(ws, ws.runs / name)
+    except ValueError as error:
+        st.session_state[RUN_MESSAGE] = f"Not deleted: {error}."
+        return
+    st.session_state[RUN_MESSAGE] = f"Deleted {name} (moved to {where})."
+    st.session_state.pop(MANAGED_RUN, None)
+    if st.session_state.get(RUN_PICKER) == name:
+        st.session_state.pop(RUN_PICKER, None)
+        forget_run()
+
+
+def compare_section(ws: jobs.Workspace, runs: list[dict]) -> None:
+    """Two finished runs side by side: settings and scores, and how far their clusters agree."""
+    finished = [row["run"] for row in runs if row["state"] == "finished"]
+    if len(finished) < 2:
+        return
+    with st.expander("Compare two runs", icon=":material/compare_arrows:"):
+        left, right = st.columns(2)
+        first = left.selectbox("Run", finished, key="compare_a")
+        second = right.selectbox("beside", [name for name in finished if name != first], key="compare_b")
+        loaded = [results(ws.runs / name) for name in (first, second)]
+        comparison = compare_runs(*loaded, *(curation(run).state().clusters for run in loaded))
+        st.dataframe(pd.DataFrame(comparison.rows), hide_index=True, width="stretch", column_config={
+            score: st.column_config.NumberColumn(format="%.3f") for score in ("ACC", "NMI", "ARI")})
+        if comparison.agreement is None:
+            st.caption("They clustered different images, so their clusters cannot be compared image by image.")
+            return
+        st.metric("Clusters agree (ARI, same images)", f"{comparison.agreement:.3f}",
+                  help="The adjusted Rand index of the two runs' (curated) clusters: 1 the same grouping, 0 chance")
+        table = pd.DataFrame(comparison.crosstab, index=[f"{first}: {c}" for c in range(len(comparison.crosstab))],
+                             columns=[f"{second}: {c}" for c in range(comparison.crosstab.shape[1])])
+        st.caption(f"Images per pair of clusters (rows: {first}, columns: {second})")
+        st.dataframe(table, width="stretch")
 
 
 def main() -> None:
@@ -409,6 +518,7 @@ def main() -> None:
         st.subheader("2 · Train")
         start_form(ws, spec, images, runs)
     runs_table(runs)
+    manage_runs(ws, runs)
 
 
 through_navigation()

@@ -18,7 +18,6 @@ from ui.state import (
     cluster_title,
     cluster_titles,
     curated,
-    image_number,
     require_results,
     results_key,
     selection,
@@ -159,16 +158,13 @@ def filters(results: RunResults, state: CuratedState) -> tuple[np.ndarray | None
 
 
 def find(results: RunResults) -> int | None:
-    """Find an image by id, file name or ``#index``; a new match opens its detail view."""
+    """Find an image (:meth:`~scan_core.explore.results.RunResults.find_image`); a new match opens its
+    detail view."""
     text = st.text_input("Find an image", key="find_image", placeholder="id, file name or #index")
     if not text.strip():
         return None
-    ids, paths, n = results.images.ids, results.images.paths, len(results.images)
     text = text.strip()
-    number = image_number(text, n) if text.startswith("#") else None
-    matches = np.flatnonzero((ids == text) | np.char.endswith(paths.astype(str), "/" + text)
-                             | np.char.endswith(ids.astype(str), "/" + text))
-    index = number if number is not None else (int(matches[0]) if len(matches) else None)
+    index = results.find_image(text)
     if index is None:
         st.warning(f"No image with id, file name or index “{markdown_text(text[:60])}”")
         return None
@@ -224,7 +220,7 @@ def main() -> None:
         st.subheader("Selection")
         st.caption("Select points on the map with the lasso or box, or click one, to see their images here.")
         return
-    head, clear = st.columns([5, 1], vertical_alignment="bottom")
+    head, clear = st.columns([3, 1], vertical_alignment="bottom")
     what = "Selection" if len(selection(results)) else "Filtered"
     head.subheader(f"{what} · {len(selected):,} image{'s' if len(selected) > 1 else ''}")
     if clear.button("Clear selection", icon=":material/deselect:", width="stretch", shortcut="escape"):

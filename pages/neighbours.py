@@ -14,25 +14,27 @@ WORST = 60
 
 
 def pick_image(results) -> int:
-    """The image to show: from the URL (``?image=``), a gallery's "open", or typed by id."""
+    """The image to show: from the URL (``?image=``), a gallery's "open", or found by what the user
+    typed (:meth:`~scan_core.explore.results.RunResults.find_image`, as on Embedding). A search that
+    finds nothing says so and shows no image (not the one shown before)."""
     n = len(results.images)
     ids = results.images.ids
     asked = image_number(st.query_params.get("image") or "", n)
     if asked is not None:
         st.session_state["image_index"] = asked
     left, right = st.columns([2, 1], vertical_alignment="bottom")
-    typed = left.text_input("Image id or #index", placeholder=f"e.g. {ids[0]} or #0", key="image_query")
-    if typed:
-        match = np.flatnonzero(ids == typed.strip())
-        number = image_number(typed, n)
-        if len(match):
-            st.session_state["image_index"] = int(match[0])
-        elif number is not None:
-            st.session_state["image_index"] = number
-        else:
-            st.warning(f"No image with id or index “{markdown_text(typed[:60])}”")
+    typed = left.text_input("Find an image", placeholder=f"id, file name or #index (e.g. {ids[0]} or #0)",
+                            key="image_query")
     if right.button("Random image", icon=":material/shuffle:"):
         st.session_state["image_index"] = int(np.random.default_rng().integers(n))
+    elif typed.strip():
+        found = results.find_image(typed)
+        if found is None:
+            st.warning(f"No image with id, file name or index “{markdown_text(typed.strip()[:60])}”")
+            st.stop()
+        if st.session_state.get("image_found") != typed:  # a new search moves to its image; Random still works
+            st.session_state["image_found"] = typed
+            st.session_state["image_index"] = found
     index = int(st.session_state.get("image_index", 0))
     st.query_params["image"] = str(index)
     return index
@@ -59,8 +61,7 @@ def main() -> None:
 
         def caption(i: int) -> str:
             same = "✓" if state.clusters[i] == state.clusters[index] else "✗"
-            return f"{same} {cluster_title(state, state.clusters[i])}" + (
-                f" · {true_names[i]}" if true_names is not None else "")
+            return f"{same} {cluster_title(state, state.clusters[i])}"
         gallery(results, neighbors[index], f"nn_{index}", caption)
 
     st.subheader("Neighbourhood quality")

@@ -1,5 +1,6 @@
-"""Command line: ``python -m scan_core train ...``, ``python -m scan_core evaluate DIR [--on DATASET]``
-and ``python -m scan_core review DIR [--top N]`` (the review queue, as the app's Review page).
+"""Command line: ``python -m scan_core train ...``, ``evaluate DIR [--on DATASET]``, ``suggest DIR``
+(the K a run's neighbours suggest, with the evidence), ``review DIR [--top N]`` (the review queue,
+as the app's Review page) and ``refine DIR [--epochs E]`` (train again from the curation's labels).
 
 ``train`` exits with 0 when the run finished, 2 when the request is refused before anything
 starts (bad dataset, parameter or ``--out``: the message says which), 1 when a file cannot be

@@ -10,8 +10,10 @@ from its ``asdict`` form, nested configs included.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal, TypeVar, get_args, get_origin
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -27,6 +29,8 @@ DEVICES: tuple[str, ...] = get_args(Device)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 PRETRAINED: tuple[str, ...] = tuple(name for name in BACKBONES if name.endswith("-imagenet"))
 AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
+#: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
+RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}
 REFINE_EPOCHS = 30  # a refine's epochs unless asked otherwise: about a minute on 70k images on 2 cores
 
 #: RandAugment ops of SCAN's strong view, in the order :mod:`scan_core.method.augment` draws them.
@@ -248,3 +252,18 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
         return from_dict(cls, data)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunConfig:
+        """The config in ``run_dir/config.json``, without the versions it also records and the keys
+        older runs wrote (:data:`RETIRED_KEYS`); ValueError naming the file when it is not JSON."""
+        path = Path(run_dir) / "config.json"
+        try:
+            stored = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: invalid JSON ({error})") from error
+        stored.pop("versions", None)
+        for section, keys in RETIRED_KEYS.items():
+            for key in keys:
+                stored.get(section, {}).pop(key, None)
+        return cls.from_dict(stored)

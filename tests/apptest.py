@@ -45,7 +45,13 @@ def plotly_specs(at: AppTest) -> list[dict]:
 
 
 def result_probs(run_dir: Path):
-    """The probabilities ``(N, K)`` of the stage ``metrics.json`` names as the run's result."""
+    """The probabilities ``(N, K)`` of the stage ``metrics.json`` names as the run's result, as the
+    pages show them: raised to 1 / its temperature and renormalised (temperature scaling), in float32
+    like the pages' (so that ties in confidence order the same way)."""
     import numpy as np
-    stage = json.loads((Path(run_dir) / "metrics.json").read_text())["final"]["stage"]
-    return np.load(Path(run_dir) / f"{stage}_probs.npy")
+    final = json.loads((Path(run_dir) / "metrics.json").read_text())["final"]
+    probs = np.load(Path(run_dir) / f"{final['stage']}_probs.npy").astype(np.float64)
+    if "temperature" not in final:
+        return probs
+    powered = np.clip(probs, 1e-12, None) ** (1.0 / final["temperature"])
+    return (powered / powered.sum(1, keepdims=True)).astype(np.float32)

@@ -63,3 +63,34 @@ def own_home(home: Path, tmp_path: Path) -> Path:
     """A copy of the workspace, for a test that edits a run's curation (the others see it unedited)."""
     shutil.copytree(home, tmp_path / "home")
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def jobs_home(home: Path, tmp_path_factory) -> Path:
+    """A workspace with a run after each kind of job: ``digits`` (trained), ``suggested`` (trained
+    with K suggested from its neighbours) and ``refined`` (the digits run refined with 40 images
+    moved by hand to the cluster most of their true class is in)."""
+    import json
+
+    import numpy as np
+
+    from scan_core.engine.run import train_run
+    from scan_core.explore.curation import Curation
+    from scan_core.explore.refine import request_refine
+    target = tmp_path_factory.mktemp("jobs") / "home"
+    shutil.copytree(home, target)
+    shutil.rmtree(target / "runs" / "nolabels")
+    runs = target / "runs"
+    train_run(runs / "suggested", "digits", "auto", preset="digits", show_bar=False)
+    shutil.copytree(runs / "digits", runs / "refined")
+    final = json.loads((runs / "refined" / "metrics.json").read_text())["final"]["stage"]
+    clusters = np.load(runs / "refined" / f"{final}_probs.npy").argmax(1)
+    labels = np.load(runs / "refined" / "images" / "labels.npy")
+    majority = np.array([np.bincount(clusters[labels == c]).argmax() for c in range(10)])
+    wrong = np.flatnonzero(clusters != majority[labels])[:40]
+    store = Curation(runs / "refined", clusters)
+    for cluster in np.unique(majority[labels[wrong]]):
+        store.move(wrong[majority[labels[wrong]] == cluster], int(cluster))
+    request_refine(runs / "refined", epochs=5)
+    train_run(runs / "refined", show_bar=False)
+    return target

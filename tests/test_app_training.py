@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from scan_core.data.artifacts import load_json, save_json
@@ -149,8 +150,16 @@ def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeyp
                        "eta_s": 9.0, "unit": "s"}):
             events.write(json.dumps(event) + "\n")
     at = app(own_home, monkeypatch, run="umapping")
-    assert [p.text for p in at.progress] == ["projection: 5 s of about 14 s (estimate)"]
-    assert re.search(r"Whole run: about \*\*\d+ s\*\* left \(an estimate", texts(at))
+    assert [p.text for p in at.progress] == ["projection: 5 s (estimated 14 s)"]
+    assert re.search(r"Whole run: about \*\*\d+ s\*\* left \(each stage", texts(at))
+    with open(run_dir / "events.jsonl", "w") as events:  # the same stage 20 s in: longer than estimated, said so
+        for event in ({"time": now - 20, "kind": "stage_start", "stage": "projection"},
+                      {"time": now, "kind": "step", "stage": "projection", "step": 20, "total": 14, "loss": None,
+                       "eta_s": None, "unit": "s"}):
+            events.write(json.dumps(event) + "\n")
+    at.run()
+    assert [p.text for p in at.progress] == ["projection: 20 s, longer than the estimated 14 s"]
+    assert "projection is taking longer than estimated" in texts(at)
     table = next(d for d in at.dataframe if d.key == "runs_table")
     assert table.proto.placeholder == "–"  # a run without scores yet: a dash, not "None"
     row = table.value.set_index("run").loc["umapping"]
@@ -160,7 +169,8 @@ def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeyp
 def test_the_real_projection_stage_reports_seconds_against_its_estimate(home):
     events = [e for e in read_events(home / "runs" / "digits") if e.get("stage") == "projection"]
     steps = [e for e in events if e["kind"] == "step"]
-    assert steps and all(e["unit"] == "s" and e["eta_s"] is not None for e in steps)
+    assert steps and all(e["unit"] == "s" for e in steps)
+    assert all(e["eta_s"] is not None for e in steps[1:] if e["step"] <= e["total"])  # the rate since the first
     assert steps[0]["total"] >= round(umap_seconds(1797))
     assert [e["kind"] for e in events][0] == "stage_start" and events[-1]["kind"] == "stage_end"
 
@@ -174,7 +184,8 @@ def test_a_timed_stage_counts_seconds_and_stops_with_its_block(tmp_path):
     events = read_events(tmp_path)
     steps = [e for e in events if e["kind"] == "step"]
     assert [e["step"] for e in steps] == sorted(e["step"] for e in steps) and steps[-1]["step"] == 1
-    assert all(e["total"] > e["step"] for e in steps if e["step"])  # past the estimate, the total stretches
+    assert {e["total"] for e in steps} == {1}  # the estimate (0.5 s, at least 1): never stretched to the time taken
+    assert all(e["eta_s"] is None for e in steps if e["step"] > e["total"])  # no ETA past the estimate
     assert events[-1]["kind"] == "stage_end"  # nothing ticks after the block
 
 
@@ -182,13 +193,13 @@ def test_a_relative_folder_is_looked_up_in_the_data_roots(tmp_path, monkeypatch)
     ws = jobs.Workspace.create(tmp_path / "home")
     cats = ws.data_roots[0] / "pets" / "cats"
     cats.mkdir(parents=True)
-    for i in range(12):
-        (cats / f"{i}.png").write_bytes(png((20 * i, 100, 200 - 10 * i)))
+    for i in range(24):
+        (cats / f"{i}.png").write_bytes(png((10 * i, 100, 200 - 5 * i)))
     at = app(ws.home, monkeypatch, run=None)
     at.segmented_control(key="source_kind").set_value("Folder on the server").run()
     at.text_input(key="folder").set_value("pets").run()  # not ./pets of the server's working directory
     assert not at.error, [e.value for e in at.error]
-    assert metric(at, "Images") == "12" and metric(at, "Labels") == "1 class"
+    assert metric(at, "Images") == "24" and metric(at, "Labels") == "1 class"
 
 
 def test_an_upload_that_fails_to_load_is_not_kept_and_zips_extract_into_the_workspace(tmp_path, monkeypatch):
@@ -301,3 +312,113 @@ def test_suggest_on_the_data_page_reads_an_earlier_run_of_the_dataset_and_fills_
     use.click().run()
     assert at.number_input(key="start_clusters:digits").value == suggested
     assert not at.toggle(key="start_suggest:digits").value
+
+
+def test_a_double_clicked_start_makes_one_run_and_says_nothing_of_a_refusal(own_home, monkeypatch, wait_for):
+    ws = jobs.Workspace.create(own_home)
+    at = app(own_home, monkeypatch)
+    at.selectbox(key="start_preset:digits").set_value("tiny")
+    at.text_input(key="start_name:digits").set_value("twice")
+    button(at, "Start training").click().run()
+    button(at, "Start training").click().run()  # the second click of a double click, while the job starts
+    try:
+        assert not at.exception and not at.warning, [w.value for w in at.warning]
+        assert shown_run(at) == "twice"
+        assert sorted(p.name for p in ws.runs.iterdir()) == ["digits", "nolabels", "twice"]
+    finally:
+        wait_for(lambda: jobs.active_run(ws) is None, timeout=300)
+    at.text_input(key="start_name:digits").set_value("other")  # another request while one runs is still refused
+    with training(ws, ws.runs / "twice"):
+        button(at, "Start training").click().run()
+    assert any("Not started: a training is already running (twice)" in w.value for w in at.warning)
+
+
+def test_a_folder_too_small_to_train_cannot_be_started_and_says_why_in_the_apps_words(tmp_path, monkeypatch):
+    ws = jobs.Workspace.create(tmp_path / "home")
+    single = ws.home / "data" / "single"
+    single.mkdir(parents=True)
+    (single / "only.png").write_bytes(png((200, 30, 30)))
+    at = app(ws.home, monkeypatch, run=None)
+    at.segmented_control(key="source_kind").set_value("Folder on the server").run()
+    at.text_input(key="folder").set_value("single").run()
+    refusal = next(e.value for e in at.error if e.value.startswith("Cannot start:"))
+    assert "single has 1 image: too few to suggest a number of clusters" in refusal and "--" not in refusal
+    assert button(at, "Start training").disabled
+    at.toggle(key=f"start_suggest:{single}").set_value(False).run()  # K = 2 given: still more clusters than images
+    refusal = next(e.value for e in at.error if e.value.startswith("Cannot start:"))
+    assert "2 clusters exceed the 1 image of" in refusal and button(at, "Start training").disabled
+
+
+def test_a_run_refused_for_its_settings_offers_no_resume(own_home, monkeypatch):
+    """A job that failed its checks (no config.json written): its reason, and no Resume that would fail again."""
+    ws = jobs.Workspace.create(own_home)
+    refused = ws.new_run_dir("refused")
+    save_json(refused / "job.json", {"dataset": "/data/single", "launched": time.time() - 5, "created": time.time()})
+    (refused / "train.log").write_text("error: single has 1 image: too few to suggest a number of clusters\n")
+    at = app(own_home, monkeypatch, run="refused")
+    assert any(e.value.startswith("Not started: error: single has 1 image") for e in at.error)
+    assert not any(b.label == "Resume" for b in at.button)
+    with pytest.raises(ValueError, match="never started training"):
+        jobs.resume(ws, refused)
+
+
+def test_the_form_keeps_the_source_and_the_typed_folder_after_another_page(tmp_path, monkeypatch):
+    ws = jobs.Workspace.create(tmp_path / "home")
+    (ws.home / "data" / "pets").mkdir(parents=True)
+    at = app(ws.home, monkeypatch, run=None)
+    at.segmented_control(key="source_kind").set_value("Folder on the server").run()
+    at.text_input(key="folder").set_value("pets").run()
+    at.switch_page("pages/clusters.py").run()  # Back to Data & training after another page
+    at.switch_page("pages/data_training.py").run()
+    assert at.segmented_control(key="source_kind").value == "Folder on the server"
+    assert at.text_input(key="folder").value == "pets"
+
+
+def pairs(counts) -> float:
+    return float((np.asarray(counts) * (np.asarray(counts) - 1) / 2).sum())
+
+
+def test_runs_are_compared_renamed_and_deleted(own_home, monkeypatch):
+    from scan_core.explore.curation import Curation
+
+    from apptest import result_probs
+    ws = jobs.Workspace.create(own_home)
+    base = result_probs(ws.runs / "nolabels").argmax(1)
+    moved = np.flatnonzero(base == 0)[:60]
+    Curation(ws.runs / "nolabels", base).move(moved, 1)  # the copy differs by 60 images moved by hand
+    at = app(own_home, monkeypatch)
+    at.selectbox(key="compare_a").set_value("digits").run()
+    at.selectbox(key="compare_b").set_value("nolabels").run()
+    a, b = base, base.copy()
+    b[moved] = 1
+    cross = np.zeros((10, 10), dtype=int)
+    for i, j in zip(a, b):  # the cross-table, one image at a time
+        cross[i, j] += 1
+    shown = next(d.value for d in at.dataframe if "nolabels: 0" in d.value.columns)
+    assert np.array_equal(shown.to_numpy(), cross)
+    n = len(a)  # the adjusted Rand index from the pair counts (Hubert & Arabie 1985)
+    index, rows, cols = pairs(cross), pairs(cross.sum(1)), pairs(cross.sum(0))
+    expected = rows * cols / pairs([n])
+    ari = (index - expected) / ((rows + cols) / 2 - expected)
+    assert metric(at, "Clusters agree (ARI, same images)") == f"{ari:.3f}" and ari < 0.999
+    scores = next(d.value for d in at.dataframe if "ACC" in d.value.columns)
+    assert scores["run"].tolist() == ["digits", "nolabels"]
+    assert scores["ACC"].iloc[0] == pytest.approx(load_json(ws.runs / "digits" / "metrics.json")[
+        load_json(ws.runs / "digits" / "metrics.json")["final"]["stage"]]["acc"])
+
+    at.selectbox(key="managed_run").set_value("nolabels").run()
+    at.text_input(key="new_run_name").set_value("unlabelled").run()
+    button(at, "Rename").click().run()
+    assert not at.exception and sorted(p.name for p in ws.runs.iterdir()) == ["digits", "unlabelled"]
+    assert any("Renamed nolabels to unlabelled" in i.value for i in at.info)
+    assert len(Curation(ws.runs / "unlabelled", base).history()) == 1  # its curation went with it
+    at.selectbox(key="managed_run").set_value("unlabelled").run()
+    button(at, "Delete…").click().run()
+    assert (ws.runs / "unlabelled").exists()  # asked, not done
+    button(at, "Confirm delete of unlabelled").click().run()
+    assert not at.exception and [p.name for p in ws.runs.iterdir()] == ["digits"]
+    trashed = list((own_home / jobs.TRASH_NAME).iterdir())
+    assert len(trashed) == 1 and (trashed[0] / "curation.sqlite").exists()
+    assert [o.split(" · ")[0] for o in at.selectbox(key="run_picker").options] == ["digits"]
+    with training(ws, ws.runs / "digits"), pytest.raises(ValueError, match="is training"):
+        jobs.delete_run(ws, ws.runs / "digits")

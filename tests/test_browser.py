@@ -155,7 +155,15 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.get_by_text("digits-demo — running").or_(page.get_by_text("digits-demo — starting")).first.wait_for(
         timeout=30_000)
     shot(page, "1-training")
-    page.get_by_text("digits-demo — finished").wait_for(timeout=240_000)
+    wait_idle(page)
+    page.get_by_role("link", name="Clusters").first.click()  # another page while it trains: the sidebar
+    page.get_by_role("heading", name="Clusters").first.wait_for(timeout=30_000)  # follows without a click
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.get_by_text("digits-demo · finished").wait_for(timeout=240_000)
+    assert sidebar.get_by_text("· running").count() == 0 and sidebar.get_by_text("· starting").count() == 0
+    page.get_by_text("Prototypes").first.wait_for(timeout=30_000)  # and the page filled in
+    page.get_by_role("link", name="Data & training").first.click()
+    page.get_by_text("digits-demo — finished").wait_for(timeout=30_000)
     wait_idle(page)
     shot(page, "2-finished")
     run = (home / "runs" / "digits-demo")
@@ -182,6 +190,8 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.mouse.up()
     page.get_by_text("Selection · ").wait_for(timeout=30_000)
     wait_idle(page)
+    clear = page.get_by_role("button", name="Clear selection")  # its whole label shows
+    assert clear.evaluate("b => { const t = b.querySelector('p') || b; return t.scrollWidth <= t.clientWidth + 1; }")
     selected = int(page.get_by_text("Selection · ").inner_text().split("·")[1].split()[0].replace(",", ""))
     drawn = page.evaluate("() => document.querySelector('.stPlotlyChart .js-plotly-plot')._fullLayout.selections[0]")
     xy = np.load(run / "projection.npy").astype(np.float32)  # the box's images, by their map coordinates
@@ -277,6 +287,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     table = page.locator("[data-testid='stDataFrame']").first  # a click on a row's box opens its cluster
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
+    assert box["height"] >= TABLE_HEADER + 10 * TABLE_ROW  # all ten clusters without scrolling
     page.mouse.click(box["x"] + TABLE_ROW_MARKER, box["y"] + TABLE_HEADER + 4.5 * TABLE_ROW)
     shot(page, "4-clusters-row")
     page.get_by_role("heading", name="cluster 4", exact=True).wait_for(timeout=30_000)
@@ -347,6 +358,50 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.goto(f"{url}/evaluation?run=digits-demo")
     page.get_by_text("refined with your labels").first.wait_for(state="attached", timeout=60_000)  # a grid cell
     shot(page, "6-refined")
+    for path, heading in (("embedding", "Embedding"), ("clusters", "Clusters"), ("neighbours", "Neighbours"),
+                          ("review", "Review"), ("curate_export", "Curate & export"), ("", "Data & training")):
+        page.goto(f"{url}/{path}?run=digits-demo")  # every page after the refine, Data & training too
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+        wait_idle(page, 60_000)
+        assert page.locator("[data-testid='stException']").count() == 0, path
+    page.get_by_role("button", name="Start training").wait_for(timeout=30_000)
+    shot(page, "7-data-after-refine")
+
+    page.goto(f"{url}/clusters?run=digits-demo")  # Ctrl-click picks thumbnails; they move in one edit
+    page.get_by_text("Members by confidence").wait_for(timeout=30_000)
+    wait_idle(page)
+    grid = page.locator(".scan-gallery").nth(2)  # the members (after the two prototype grids)
+    picks = [int(grid.locator("figure").nth(k).get_attribute("data-index")) for k in (3, 4, 5)]
+    for k in (3, 4, 5):
+        grid.locator("figure").nth(k).click(modifiers=["Control"])
+        page.get_by_text(f"{k - 2} image").first.wait_for(timeout=30_000)
+        wait_idle(page)
+    box = page.get_by_label("Move them to cluster")
+    box.fill("7")
+    box.press("Enter")
+    deadline = time.time() + 30
+    while not any(sorted(e["images"]) == sorted(picks) for e in edits(run, "move")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert [e["cluster"] for e in edits(run, "move") if sorted(e["images"]) == sorted(picks)] == [7]
+    shot(page, "8-picked-moved")
+
+    page.goto(f"{url}/?run=digits-demo")  # a second run, compared with the first, then deleted
+    page.get_by_role("button", name="Start training").wait_for(timeout=30_000)
+    wait_idle(page)
+    page.get_by_label("Run name").fill("second")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("second — finished").wait_for(timeout=300_000)
+    wait_idle(page)
+    page.get_by_text("Compare two runs").click()
+    page.get_by_text("Clusters agree (ARI, same images)").wait_for(timeout=30_000)
+    shot(page, "9-compare")
+    wait_idle(page)
+    page.get_by_text("Rename or delete a run").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_role("button", name=re.compile("Confirm delete of ")).click()
+    page.get_by_text("Deleted ").wait_for(timeout=30_000)
+    assert len(list((home / "runs").iterdir())) == 1 and len(list((home / "trash").iterdir())) == 1
 
 
 def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):

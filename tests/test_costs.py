@@ -1,8 +1,15 @@
 """The cost model behind the ETA and auto's time budget, on hand-worked numbers."""
 import pytest
 
+from scan_core.config import RunConfig
 from scan_core.costs import fit_epochs, stage_seconds
 from scan_core.presets import make_config, pretrained_plan
+
+
+def test_a_stage_without_a_cost_is_refused_by_name():
+    config = RunConfig.from_dict({"dataset": "x", "num_clusters": 2})
+    with pytest.raises(ValueError, match="no cost for the stages \\['unheard'\\]"):
+        stage_seconds(config, 100, 28, ["images", "unheard"])
 
 
 def test_fit_epochs_counts_whole_epochs_within_the_budget():
@@ -14,18 +21,20 @@ def test_fit_epochs_counts_whole_epochs_within_the_budget():
 
 
 def test_a_time_budget_cuts_the_simclr_estimate_to_what_the_other_stages_leave():
-    config = {"head_input": "features", "backbone": "small-cnn", "backbone_width": 16,
-              "pretext": {"epochs": 10}, "scan": {"epochs": 0}, "selflabel": {"epochs": 0}}
+    config = RunConfig.from_dict({"dataset": "x", "num_clusters": 2, "head_input": "features", "backbone": "small-cnn",
+                                  "backbone_width": 16, "pretext": {"epochs": 10}})
     # 10,000 images of 28 px: pretext 0.002 s an image + 0.0006 s an image and epoch (6 s an epoch)
     free = stage_seconds(config, 10_000, 28, ["images", "pretext", "neighbors"])
     assert free == pytest.approx({"images": 0.5, "pretext": 62.0, "neighbors": 5.0})
-    cut = stage_seconds({**config, "time_budget": 30.0}, 10_000, 28, ["images", "pretext", "neighbors"])
+    budgeted = RunConfig.from_dict({**config.to_dict(), "time_budget": 30.0})
+    cut = stage_seconds(budgeted, 10_000, 28, ["images", "pretext", "neighbors"])
     assert cut["pretext"] == pytest.approx(2.0 + 6.0 * 4)  # 30 - 5.5 s leaves 24.5 s: 4 epochs of 6 s
 
 
 def test_a_frozen_pretrained_backbone_costs_one_pass_and_one_per_feature_bank():
-    config = {"head_input": "features", "backbone": "efficientnet-lite0-imagenet", "pretrained_size": 64,
-              "feature_views": 2, "pretext": {"epochs": 0}, "scan": {"epochs": 10}, "selflabel": {"epochs": 0}}
+    config = RunConfig.from_dict({"dataset": "x", "num_clusters": 2, "head_input": "features",
+                                  "backbone": "efficientnet-lite0-imagenet", "pretrained_size": 64, "feature_views": 2,
+                                  "pretext": {"epochs": 0}, "scan": {"epochs": 10}})
     seconds = stage_seconds(config, 1000, 32, ["pretext", "scan"])
     one_pass = 0.011 * (64 / 128) ** 2 * 1000  # 2.75 s
     assert seconds["pretext"] == pytest.approx(0.2 + one_pass)

@@ -74,7 +74,17 @@ def test_curated_table_rows(table, folder_set, probs):
     assert np.array_equal(table["confidence"], probs.max(1))  # the model's, also for the moved image
     assert table["curated_label"].tolist() == ["cat", "cluster 2", "cluster 1", "../evil", "cluster 2", "cluster 2"]
     assert table["outlier"].tolist() == [False] * 5 + [True]
+    assert table["reviewed"].tolist() == [False, True, False, False, False, False]  # the image moved one by one
     assert table["true_label"].tolist() == ["a", "b", "a", "b", "a", "c"]
+
+
+def test_the_likely_wrong_score_is_a_column_when_given(folder_set, probs, state):
+    doubt = np.array([0.1, 0.9, 0.2, 0.3, 0.123456, 0.0])
+    table = curated_table(folder_set, probs, state, likely_wrong=doubt)
+    assert list(table.columns) == [*COLUMNS, "likely_wrong", "true_label"]
+    assert table["likely_wrong"].tolist() == [0.1, 0.9, 0.2, 0.3, 0.1235, 0.0]
+    with pytest.raises(ValueError, match="likely_wrong must be \\(N,\\) with N = 6"):
+        curated_table(folder_set, probs, state, likely_wrong=doubt[:5])
 
 
 def test_curated_table_without_labels_or_paths(probs, state):

@@ -14,7 +14,7 @@ from scan_core.cli import main
 from scan_core.engine.run import train_run
 from scan_core.method.manifold import fit_manifold
 from scan_core.method.neighbors import mine_neighbors
-from scan_core.method.num_clusters import clustering_stability, laplacian_spectrum, suggest_num_clusters
+from scan_core.method.num_clusters import KSuggestion, clustering_stability, laplacian_spectrum, suggest_num_clusters
 
 
 def blobs(counts: list[int], dims: int = 16, spread: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +80,20 @@ def test_bad_arguments_are_refused_with_a_reason():
         suggest_num_clusters(points, mine_neighbors(points, 5), max_k=1)
     with pytest.raises(ValueError, match="too few to suggest"):
         suggest_num_clusters(points[:7], mine_neighbors(points[:7], 3))
+
+
+def test_the_reason_names_the_candidates_and_a_larger_eigengap_passed_over():
+    """K = 4 has the tallest bar but is not among the most stable (0.62 < 0.90 - 0.02): K = 3 has the
+    largest eigengap of the candidates 2 and 3, and the reason says why 4 was not taken."""
+    ks = np.array([2, 3, 4, 5])
+    suggestion = KSuggestion(3, ks, np.array([0.90, 0.89, 0.62, 0.55]), np.array([0.004, 0.012, 0.030, 0.001]),
+                             np.zeros(6))
+    assert suggestion.stable.tolist() == [True, True, False, False]
+    reason = suggestion.reason()
+    assert reason.startswith("K = 3: among the most stable K (2, 3: two halves' k-means agree at ARI 0.89 or more)")
+    assert "(0.012)" in reason and "K = 4 has a larger eigengap (0.03) but is less stable (ARI 0.62)" in reason
+    alone = KSuggestion(4, ks, np.array([0.9, 0.9, 0.9, 0.5]), np.array([0.004, 0.012, 0.030, 0.001]), np.zeros(6))
+    assert "larger eigengap" not in alone.reason()
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ def test_votes_and_order_worked_by_hand():
     assert np.allclose(both.doubt, [0.65, 0.95, 0.55, 0.1, 0.2, 1.0])
     assert both.order.tolist() == [5, 1, 0, 2, 4, 3]
     assert both.reason(5) == "its mined neighbours 15% for its cluster · its nearest in the features 85% for its cluster"
+    assert np.allclose(both.likely_wrong, [0.325, 0.475, 0.275, 0.05, 0.1, 0.5])  # the mean of the two votes
+    assert both.agreement(1) == pytest.approx(0.525)
 
 
 def test_a_cluster_made_by_a_split_gets_votes_from_its_members_only():
@@ -76,3 +78,16 @@ def test_teaching_picks_take_the_image_nearest_each_group_centre_biggest_group_f
         assert pick == members[np.argmin(((unit[members] - mean) ** 2).sum(1))]
     skipped = teaching_picks(points, 3, skip=picks)
     assert not set(skipped) & set(picks) and sorted(group[skipped]) == [0, 1, 2]
+
+
+def test_near_duplicates_and_outliers_from_the_neighbours_by_hand():
+    from scan_core.explore.review import near_duplicates, neighbour_similarity, outliers
+    features = np.array([[1.0, 0.0], [0.999, 0.04], [0.0, 1.0], [0.6, 0.8], [-1.0, 0.1]])
+    neighbors = np.array([[1, 3], [0, 3], [3, 1], [2, 1], [2, 3]])
+    similarity = neighbour_similarity(features, neighbors, batch=2)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    expected = np.array([[unit[i] @ unit[j] for j in row] for i, row in enumerate(neighbors)])
+    assert np.allclose(similarity, expected, atol=1e-6)
+    assert near_duplicates(similarity, neighbors, threshold=0.99).tolist() == [[0, 1]]  # found from both: once
+    assert near_duplicates(similarity, neighbors, threshold=0.79).tolist() == [[0, 1], [2, 3]]
+    assert outliers(similarity, 2).tolist() == [4, 2]  # #4 is unlike its neighbours; then #2 (0.80, 0.04)

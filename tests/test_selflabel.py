@@ -173,16 +173,6 @@ def test_without_feature_banks_the_strong_view_is_the_feature_with_noise(tmp_pat
     assert np.all(np.abs((strong - weak).mean(0)) < 0.03 * features.std(0))
 
 
-def test_a_result_near_chance_is_said_plainly():
-    from scan_core.engine.stages.selflabel import near_chance
-    confident = np.tile([0.9, 0.05, 0.05], (10, 1))
-    vague = np.tile([0.4, 0.3, 0.3], (10, 1))
-    assert near_chance(confident, agreement=0.95) is None
-    warning = near_chance(vague, agreement=0.95)
-    assert "barely better than chance" in warning and "mean confidence 0.40 (chance 0.33)" in warning
-    assert "40% of mined neighbour pairs" in near_chance(confident, agreement=0.4)
-
-
 def test_self_labeling_is_kept_only_when_agreement_holds_and_no_cluster_is_merged_away():
     from scan_core.engine.stages.selflabel import keep_selflabel, size_entropy
     ten = np.repeat(np.arange(10), 10)                       # ten equal clusters: entropy ln 10

@@ -1,10 +1,13 @@
 """The image detail view, as in FiftyOne: click any gallery thumbnail for the image at full size
 with its id, path, cluster, confidence, curated and true label, its mined neighbours, previous / next
 (arrow keys) through the gallery it came from, and the edits right there: accept (A), move to cluster
-0-9 by its number key, or to any cluster from a list, label, outlier.
+0-9 by its number key (the button shows the cluster's name), or to any cluster by its typed number or
+name, label, outlier.
 
 Galleries (:mod:`ui.gallery`) are plain HTML; :func:`detail_view` mounts one small listener that
-turns a click on a thumbnail (``data-index``, ``data-gallery``) into a trigger value.
+turns a click on a thumbnail (``data-index``, ``data-gallery``) into a trigger value: ``opened``,
+or ``picked`` for a Ctrl- or Shift-click, which adds the image to (or takes it from) the picks that
+:func:`picks_bar` moves or labels in one edit.
 """
 from __future__ import annotations
 
@@ -13,11 +16,12 @@ import streamlit as st
 
 from scan_core.explore.results import RunResults
 from ui.gallery import display_image
-from ui.state import cluster_options, cluster_title, curation, edit, who
-from ui.text import heading, text_lines
+from ui.state import cluster_options, cluster_title, curation, edit, picked, set_picked, who
+from ui.text import heading, markdown_text, text_lines
 
 FULL_PX = 320
 NEIGHBOURS = 10
+NAME_ON_KEY = 8  # characters of a cluster's name on its number key
 
 _CLICKS_JS = """
 export default function (component) {
@@ -25,8 +29,15 @@ export default function (component) {
   const attach = () => document.querySelectorAll('.scan-gallery figure[data-index]').forEach((figure) => {
     if (figure.__scanOpen) return;
     figure.__scanOpen = true;
-    figure.addEventListener('click', () => send('opened', {index: Number(figure.dataset.index),
-                                                           gallery: figure.dataset.gallery}));
+    figure.addEventListener('click', (event) => {
+      const what = {index: Number(figure.dataset.index), gallery: figure.dataset.gallery};
+      if (event.ctrlKey || event.metaKey || event.shiftKey) {
+        figure.classList.toggle('scan-picked');  // at once; the page's rerun draws the same
+        send('picked', what);
+      } else {
+        send('opened', what);
+      }
+    });
   });
   attach();
   const timer = setInterval(attach, 400);  // galleries are redrawn on every rerun
@@ -39,16 +50,60 @@ _clicks = st.components.v2.component("scan_gallery_clicks", js=_CLICKS_JS)
 def detail_view(results: RunResults, page: str) -> None:
     """Mount the click listener of ``page``'s galleries; show the detail view of the clicked image
     until the user closes it or leaves the page (it stays open across the page's own reruns)."""
-    opened = _clicks(key="gallery_clicks", on_opened_change=lambda: None).opened
-    if isinstance(opened, dict):  # what the browser sends is input: a whole index inside the run
-        index, gallery = opened.get("index"), opened.get("gallery")
-        if isinstance(index, int) and 0 <= index < len(results.images) and isinstance(gallery, str):
-            st.session_state["detail"] = {"run": str(results.dir), "page": page, "index": index, "gallery": gallery}
+    clicks = _clicks(key="gallery_clicks", on_opened_change=lambda: None, on_picked_change=lambda: None)
+    opened, toggled = clicked(results, clicks.opened), clicked(results, clicks.picked)
+    if opened is not None:
+        st.session_state["detail"] = {"run": str(results.dir), "page": page, "index": opened[0], "gallery": opened[1]}
+    if toggled is not None:
+        chosen = picked(results)
+        set_picked(results, [i for i in chosen if i != toggled[0]] if toggled[0] in chosen else [*chosen, toggled[0]])
+    picks_bar(results)
     detail = st.session_state.get("detail")
     if detail and (detail["run"], detail["page"]) == (str(results.dir), page):
         image_dialog(results)
     elif detail:
         close_detail()  # left for another page or run
+
+
+def clicked(results: RunResults, sent) -> tuple[int, str] | None:
+    """``(index, gallery)`` of a click the browser sent, or None: what it sends is input, so only a
+    whole index inside the run and a gallery name pass."""
+    if not isinstance(sent, dict):
+        return None
+    index, gallery = sent.get("index"), sent.get("gallery")
+    if isinstance(index, int) and 0 <= index < len(results.images) and isinstance(gallery, str):
+        return index, gallery
+    return None
+
+
+def picks_bar(results: RunResults) -> None:
+    """The thumbnails picked with Ctrl- or Shift-click, moved or labelled together in one edit."""
+    chosen = picked(results)
+    if not chosen:
+        return
+    store = curation(results)
+    state = store.state()
+    with st.container(border=True):
+        st.markdown(f"**{len(chosen):,} image{'s' if len(chosen) > 1 else ''} picked** (Ctrl- or Shift-click a "
+                    "thumbnail to pick or unpick it)")
+        move, label, clear = st.columns([2, 2, 1], vertical_alignment="bottom")
+        with move.form("picks_move", border=False):
+            typed = st.text_input("Move them to cluster", placeholder="its number or name, then Enter")
+            if st.form_submit_button("Move") and typed.strip():
+                target = typed_cluster(state, typed)
+                if target is None:
+                    st.error(f"No cluster {markdown_text(typed.strip()[:60])}")
+                else:
+                    edit(lambda: store.move(chosen, target, who()), f"{len(chosen):,} images moved to "
+                         f"{cluster_title(state, target)}", after=lambda _: set_picked(results, []))
+        with label.form("picks_label", border=False):
+            name = st.text_input("Give them the label", max_chars=100)
+            if st.form_submit_button("Set") and name.strip():
+                edit(lambda: store.relabel(chosen, name.strip(), who()), f"{len(chosen):,} images labelled",
+                     after=lambda _: set_picked(results, []))
+        if clear.button("Unpick all", key="picks_clear"):
+            set_picked(results, [])
+            st.rerun()
 
 
 def close_detail() -> None:
@@ -82,6 +137,22 @@ def step(offset: int) -> None:
     order = gallery_order(detail)
     position = min(max(order.index(detail["index"]) + offset, 0), len(order) - 1)
     st.session_state["detail"] = {**detail, "index": int(order[position])}
+
+
+def number_label(state, cluster: int) -> str:
+    """A number key's button: the cluster's number and the start of its name."""
+    name = state.names.get(int(cluster), "")
+    return f"{cluster} · {name[:NAME_ON_KEY]}{'…' if len(name) > NAME_ON_KEY else ''}" if name else str(cluster)
+
+
+def typed_cluster(state, text: str) -> int | None:
+    """The cluster with members that ``text`` names: its number, else its name (any case)."""
+    text = text.strip()
+    options = cluster_options(state)
+    if text.isascii() and text.isdigit():
+        return int(text) if int(text) in options else None
+    named = [c for c in options if state.names.get(c, "").casefold() == text.casefold()]
+    return named[0] if len(named) == 1 else None
 
 
 def dialog_state(results: RunResults):
@@ -123,20 +194,26 @@ def actions(results: RunResults, state, seen: int, index: int, cluster: int) -> 
     others = [c for c in cluster_options(state) if c != cluster]
     if st.button("Accept its cluster", icon=":material/check:", shortcut="a", key=f"detail_accept_{index}"):
         edit(lambda: store.accept([index], cluster, who()), f"#{index} accepted in {cluster_title(state, cluster)}",
-             after=lambda: step(1))
+             after=lambda _: step(1))
     numbered = [c for c in others if c < 10]
     if numbered:
         st.caption("Move to cluster (its number key)")
         for column, target in zip(st.columns(len(numbered)), numbered):
-            if column.button(str(target), shortcut=str(target), help=cluster_title(state, target),
+            if column.button(number_label(state, target), shortcut=str(target), help=cluster_title(state, target),
                              key=f"detail_to_{target}_{index}"):
                 edit(lambda t=target: store.move([index], t, who(), seen=seen),
-                     f"#{index} moved to {cluster_title(state, target)}", after=lambda: step(1))
+                     f"#{index} moved to {cluster_title(state, target)}", after=lambda _: step(1))
     with st.form(f"detail_move_{index}", border=False):
         left, right = st.columns([3, 1], vertical_alignment="bottom")
-        target = left.selectbox("Move to cluster", others, format_func=lambda c: cluster_title(state, c))
-        if right.form_submit_button("Move") and target is not None:
-            edit(lambda: store.move([index], int(target), who(), seen=seen), f"#{index} moved")
+        typed = left.text_input("Move to cluster", placeholder="its number or name, then Enter",
+                                help="Any cluster, also those past 9 that have no number key")
+        if right.form_submit_button("Move") and typed.strip():
+            target = typed_cluster(state, typed)
+            if target is None:
+                st.error(f"No cluster {markdown_text(typed.strip()[:60])}")
+            else:
+                edit(lambda: store.move([index], target, who(), seen=seen),
+                     f"#{index} moved to {cluster_title(state, target)}", after=lambda _: step(1))
     with st.form(f"detail_label_{index}", border=False):
         left, right = st.columns([3, 1], vertical_alignment="bottom")
         label = left.text_input("Label", max_chars=100, placeholder="its own label")

@@ -1,8 +1,9 @@
 """Paged image galleries: one HTML grid per page of thumbnails inlined as PNG data URIs (one
 element, no widget and no extra request per image; encoded at their stored size and scaled by the
 browser, 5x smaller and 10x faster to make than at display size). A click on a thumbnail opens the
-image's detail view (:mod:`ui.detail`) through a small listener component; an "open" picker sends
-an image to the Neighbours page."""
+image's detail view (:mod:`ui.detail`) through a small listener component, and a Ctrl- or Shift-click
+picks it (outlined) for an edit of several images at once; an "open" picker sends an image to the
+Neighbours page."""
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,10 @@ import streamlit as st
 from PIL import Image
 
 from scan_core.explore.results import RunResults
+from ui.state import picked
 
 PAGE_SIZE = 100
+PICKED_CLASS = ' class="scan-picked"'
 DISPLAY_PX = 88
 GALLERY_CSS = """<style>
 .scan-gallery {display: flex; flex-wrap: wrap; gap: 6px;}
@@ -24,8 +27,10 @@ GALLERY_CSS = """<style>
 .scan-gallery img {width: var(--scan-thumb, 88px); height: var(--scan-thumb, 88px); border-radius: 4px;
   display: block; object-fit: contain;}
 .scan-gallery figure:hover img {outline: 2px solid #FF4B4B;}
-.scan-gallery figcaption {font-size: 11px; line-height: 1.2; color: #555; overflow: hidden;
-  text-overflow: ellipsis; white-space: nowrap;}
+.scan-gallery figure.scan-picked img {outline: 3px solid #1C83E1; outline-offset: 1px;}
+.scan-gallery figcaption span {display: block; font-size: 11px; line-height: 1.2; color: #555;
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap;}
+.scan-gallery figcaption span.scan-true {color: #1f6f43;}
 </style>"""
 
 
@@ -38,7 +43,9 @@ def display_image(pixels: np.ndarray, size: int | None = DISPLAY_PX) -> Image.Im
 
 def gallery(results: RunResults, indices: np.ndarray, key: str, caption: Callable[[int], str],
             page_size: int = PAGE_SIZE, empty: str = "No images here.") -> np.ndarray:
-    """Draw ``indices`` as a paged grid; return the indices shown on the current page."""
+    """Draw ``indices`` as a paged grid; return the indices shown on the current page. Each image's
+    caption is ``caption(i)`` (one line per ``\n``), then its true label when the run has labels;
+    hovering an image shows the whole caption."""
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
         st.caption(empty)
@@ -49,10 +56,21 @@ def gallery(results: RunResults, indices: np.ndarray, key: str, caption: Callabl
     shown = indices[(page - 1) * page_size: page * page_size]
     right.caption(f"{len(indices):,} images · page {page} of {pages}")
     thumbs = results.thumbnails()
+    true = results.true_label_names()
+    chosen = set(picked(results))
     size = int(st.session_state.get("thumb_size", DISPLAY_PX))
-    cells = "".join(f'<figure data-index="{int(i)}" data-gallery="{html.escape(key)}">'
-                    f'<img src="{data_uri(thumbs[i], None)}" alt="#{int(i)}" title="#{int(i)} · click to open">'
-                    f"<figcaption>{html.escape(caption(int(i)))}</figcaption></figure>" for i in shown)
+
+    def cell(i: int) -> str:
+        lines = caption(i).split("\n")
+        spans = "".join(f"<span>{html.escape(line)}</span>" for line in lines)
+        if true is not None:
+            spans += f'<span class="scan-true">true: {html.escape(str(true[i]))}</span>'
+            lines.append(f"true: {true[i]}")
+        title = html.escape(f"#{i} · {' · '.join(lines)} · click to open, Ctrl- or Shift-click to pick")
+        return (f'<figure data-index="{i}" data-gallery="{html.escape(key)}"{PICKED_CLASS if i in chosen else ""}>'
+                f'<img src="{data_uri(thumbs[i], None)}" alt="#{i}" title="{title}"><figcaption>{spans}</figcaption></figure>')
+
+    cells = "".join(cell(int(i)) for i in shown)
     st.html(f'<div class="scan-gallery" style="--scan-thumb:{size}px">{cells}</div>{GALLERY_CSS}')
     st.session_state.setdefault("gallery_orders", {})[key] = indices.tolist()  # next / previous in the detail view
     return shown

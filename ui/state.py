@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -20,6 +21,11 @@ from scan_core.explore.results import RunNotReady, RunResults
 from ui.text import markdown_text
 
 RUN_PARAM = "run"
+RUN_PICKER = "run_picker"  # the sidebar's run selectbox
+WORKING = ("running", "starting")
+WATCH_SECONDS = 2.0
+PICKED = "picked_images"   # {"run", "ids"}: thumbnails picked in the galleries (ui.state.picked)
+KEPT = "kept_widgets"      # widget key -> the value it had when last drawn (ui.state.kept)
 WHO_PARAM = "who"
 MAX_WHO = 100  # the curation log's limit on names
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -102,6 +108,13 @@ def choose_run(name: str) -> None:
     st.query_params[RUN_PARAM] = name
 
 
+def forget_run() -> None:
+    """Show no run in particular (the one shown was deleted): the sidebar picks the newest."""
+    st.session_state.pop(RUN_PARAM, None)
+    if RUN_PARAM in st.query_params:
+        del st.query_params[RUN_PARAM]
+
+
 def sidebar() -> None:
     """Run switcher and the curator's name, on every page."""
     runs = list_runs(workspace())
@@ -120,13 +133,24 @@ def sidebar() -> None:
             names = [r["run"] for r in runs]
             labels = {r["run"]: f"{r['run']} · {r['state']}" for r in runs}
             index = names.index(current.name) if current and current.name in names else 0
-            picked = st.selectbox("Run", names, index=index, format_func=labels.get, key="run_picker")
+            picked = st.selectbox("Run", names, index=index, format_func=labels.get, key=RUN_PICKER)
             if current is None or picked != current.name:
                 choose_run(picked)
                 st.session_state.pop("unknown_run", None)
+            if any(r["state"] in WORKING for r in runs):
+                watch_runs({r["run"]: r["state"] for r in runs})
         remember_who()
         st.text_input("Your name (recorded with every edit)", key="who", placeholder="anonymous", max_chars=MAX_WHO,
                       help="Kept in the page's address (?who=), so a refresh or a bookmark keeps it")
+
+
+@st.fragment(run_every=WATCH_SECONDS)
+def watch_runs(drawn: dict[str, str]) -> None:
+    """While a run trains, every :data:`WATCH_SECONDS`: rerun the whole app when a run's state is no
+    longer the one the page was drawn with (``drawn``: run -> state), so that the sidebar, the
+    progress card and a page waiting for a stage never show a state that has passed."""
+    if {r["run"]: r["state"] for r in list_runs(workspace())} != drawn:
+        st.rerun(scope="app")
 
 
 def remember_who() -> None:
@@ -144,6 +168,21 @@ def remember_who() -> None:
 def who() -> str:
     """The curator's name for the edit log (``anonymous`` when none is given)."""
     return (st.session_state.get("who") or "").strip()[:MAX_WHO] or "anonymous"
+
+
+def kept(key: str, default: Any = None) -> str:
+    """``key`` for a widget whose value should outlive the page (drawn without a default of its own):
+    before the widget is drawn, its session state is set to the value it had when a page last drew it,
+    else ``default``. Streamlit forgets the state of a widget that a script run does not draw (after
+    Back, or a visit to another page); the copy kept here survives. Call :func:`keep` after drawing."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(KEPT, {}).get(key, default)
+    return key
+
+
+def keep(key: str) -> None:
+    """Remember the value of the widget ``key`` (:func:`kept`)."""
+    st.session_state.setdefault(KEPT, {})[key] = st.session_state.get(key)
 
 
 def image_number(text: str, n: int) -> int | None:
@@ -231,17 +270,19 @@ def clusters_changed(loaded: RunResults, state: CuratedState) -> str | None:
             "this page was drawn). The page now shows the current clusters; check your choice and try again.")
 
 
-def edit(action: Callable[[], object], done: str, after: Callable[[], object] | None = None) -> bool:
+def edit(action: Callable[[], Any], done: str | Callable[[Any], str],
+         after: Callable[[Any], object] | None = None) -> bool:
     """Run one curation edit; a refused one (StaleEdit, ValueError) is shown as a message, never a
-    traceback. A successful one shows ``done``, calls ``after`` and reruns the page."""
+    traceback. A successful one shows ``done`` (or ``done(result)``: what ``action`` returned, such
+    as a split's new cluster), calls ``after(result)`` and reruns the page."""
     try:
-        action()
+        result = action()
     except ValueError as error:  # StaleEdit included
         st.error(f"Not done: {markdown_text(error)}")
         return False
     if after is not None:
-        after()
-    st.toast(done)
+        after(result)
+    st.toast(done(result) if callable(done) else done)
     st.rerun()
     return True
 
@@ -271,3 +312,13 @@ def selection(loaded: RunResults) -> np.ndarray:
 
 def set_selection(loaded: RunResults, indices) -> None:
     st.session_state["selection"] = {"run": str(loaded.dir), "ids": np.asarray(indices, dtype=np.int64).tolist()}
+
+
+def picked(loaded: RunResults) -> list[int]:
+    """The thumbnails picked (Ctrl- or Shift-click) in this run's galleries, in the order picked."""
+    kept = st.session_state.get(PICKED)
+    return list(kept["ids"]) if kept and kept["run"] == str(loaded.dir) else []
+
+
+def set_picked(loaded: RunResults, indices) -> None:
+    st.session_state[PICKED] = {"run": str(loaded.dir), "ids": [int(i) for i in indices]}

@@ -1,6 +1,7 @@
 """The evidence for a suggested number of clusters (:mod:`scan_core.explore.suggest`), drawn: for
 every K tried, how stable k-means is on random halves (line) and the eigengap of the mined
-neighbour graph (bars); the suggested K marked."""
+neighbour graph (bars, coloured by whether the K was among the most stable, the candidates the
+eigengap chooses from); the suggested K marked."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,8 @@ import streamlit as st
 from scan_core.data.artifacts import CorruptArtifact
 from scan_core.data.rundir import SUGGESTION
 from scan_core.explore.suggest import KSuggestion, run_suggestion
+
+SUGGESTED, CANDIDATE, PASSED_OVER = "#E45756", "#9ECAE9", "#DDDDDD"  # the eigengap bars: chosen, stable, less stable
 
 
 @st.cache_data(show_spinner="Suggesting K from the mined neighbours…", max_entries=8)
@@ -46,7 +49,8 @@ def evidence_chart(suggestion: KSuggestion, key: str) -> None:
     """Stability and eigengap against K, and one line saying why the suggestion."""
     figure = go.Figure()
     figure.add_bar(x=suggestion.ks, y=suggestion.eigengaps, name="eigengap after K", yaxis="y2",
-                   marker_color=["#E45756" if k == suggestion.k else "#BBBBBB" for k in suggestion.ks])
+                   marker_color=[SUGGESTED if k == suggestion.k else CANDIDATE if stable else PASSED_OVER
+                                 for k, stable in zip(suggestion.ks, suggestion.stable)])
     figure.add_scatter(x=suggestion.ks, y=suggestion.stability, name="stability (ARI of two halves)",
                        mode="lines+markers", line_color="#4C78A8")
     figure.add_vline(x=suggestion.k, line_dash="dot", line_color="#E45756")
@@ -54,5 +58,6 @@ def evidence_chart(suggestion: KSuggestion, key: str) -> None:
                          xaxis={"title": "K", "dtick": 1}, yaxis={"title": "stability", "range": [0, 1.05]},
                          yaxis2={"title": "eigengap", "overlaying": "y", "side": "right", "showgrid": False})
     st.plotly_chart(figure, key=key)
-    st.caption(f"Suggested {suggestion.reason()}. Stability favours coarse groups and the eigengap fine ones; "
+    st.caption(f"Suggested {suggestion.reason()}. Bars: the suggested K in red, the other most stable K in blue, "
+               "the less stable K in light grey. Stability favours coarse groups and the eigengap fine ones; "
                "neither knows what you call a class, so treat it as a starting point: merge and split on Clusters.")

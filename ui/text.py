@@ -39,3 +39,12 @@ def markdown_text(value) -> str:
     """``value`` for a Markdown context (``st.error``, ``st.caption``...): every character Markdown
     or Streamlit's directives (``:red[...]``, ``:material/...:``) read is backslash-escaped."""
     return "".join(f"\\{c}" if c in MARKDOWN_SPECIALS else c for c in str(value))
+
+
+def duration_text(seconds: float) -> str:
+    """``seconds`` rounded for a person: "40 s", "3 min", "1.5 h"."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -81,6 +81,15 @@ def load_json(path: Path) -> Any:
         raise CorruptArtifact(f"{path}: invalid JSON ({error})") from error
 
 
+def read_json(path: Path, default: Any = None) -> Any:
+    """:func:`load_json`, or ``default`` (an empty dict when None) when the file is missing or corrupt:
+    for what a reader may find not yet written, or half gone."""
+    try:
+        return load_json(path)
+    except (FileNotFoundError, CorruptArtifact):
+        return {} if default is None else default
+
+
 def save_bytes(path: Path, data: bytes) -> None:
     """Write raw bytes (e.g. a ``torch.save`` buffer) atomically."""
     _atomic_write(Path(path), lambda handle: handle.write(data))

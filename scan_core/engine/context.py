@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
-from ..data.artifacts import Checkpoint, CorruptArtifact, load_json, save_json
+from ..data.artifacts import Checkpoint, CorruptArtifact, load_array, load_json, save_json
 from ..data.images import ImageSet
+from ..method.confidence import chance_warning, feature_lift, neighbour_temperature
 from ..method.metrics import evaluate
 from ..method.pretext import Encoder
 from .progress import Progress
@@ -63,11 +64,22 @@ class RunContext:
         metrics = self.metrics()
         save_json(self.dir / "metrics.json", {**metrics, stage: {**metrics.get(stage, {}), **values}})
 
-    def record_result(self, stage: str, why: str, warning: str | None = None) -> None:
-        """Name the cluster stage whose assignment is the run's result, and why, with a warning when
-        it is poor: ``metrics.json[final]``."""
-        final = {"stage": stage, "why": why, **({"warning": warning} if warning else {})}
-        save_json(self.dir / "metrics.json", {**self.metrics(), "final": final})
+    def record_result(self, stage: str, why: str, probs: np.ndarray) -> None:
+        """Name the cluster stage whose assignment ``probs`` ``(N, K)`` is the run's result, and why:
+        ``metrics.json[final]``, with the temperature that calibrates its confidence and a warning
+        when its clusters look no better than chance (:mod:`scan_core.method.confidence`)."""
+        metrics = self.metrics()
+        scan = metrics.get("scan", {})
+        agreement = None
+        if "head_agreement" in scan:  # the kept SCAN head's mean ARI with the other candidates
+            agreement = scan["head_agreement"][scan["snapshot_epochs"].index(scan["head_epoch"])][scan["head"]]
+        own = self.dir / "feature_neighbors.npy"  # the features' own neighbours, when mining was elsewhere
+        lift = feature_lift(probs.argmax(1), load_array(own) if own.exists() else self.neighbors)
+        warning = chance_warning(agreement, lift, probs.shape[1])
+        temperature = neighbour_temperature(probs, self.neighbors, self.config.seed)
+        final = {"stage": stage, "why": why, "feature_lift": round(lift, 4), "temperature": round(temperature, 4),
+                 **({"warning": warning} if warning else {})}
+        save_json(self.dir / "metrics.json", {**metrics, "final": final})
 
     def scores(self, clusters: np.ndarray) -> dict:
         """ACC, NMI, ARI, majority ACC of ``clusters`` ``(N,)`` against the labels (empty without)."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig
-from ..data.artifacts import CorruptArtifact, load_array, load_torch
+from ..data.artifacts import load_array, load_torch
 from ..data.images import ImageSet
 from ..data.rundir import CLUSTER_STAGES, read_status
 from ..data.sources import load_source
@@ -25,7 +25,6 @@ from ..method.metrics import evaluate
 from ..method.pretext import embed
 from .device import resolve_device
 from .models import build_encoder, kept_head
-from .run import saved_config
 
 
 @dataclass
@@ -39,8 +38,8 @@ class Applied:
 
 def _run_config(run_dir: Path) -> RunConfig:
     try:
-        return saved_config(run_dir)
-    except (FileNotFoundError, CorruptArtifact) as error:
+        return RunConfig.load(run_dir)
+    except FileNotFoundError as error:
         raise ValueError(f"{run_dir} is not a run directory: config.json is missing or unreadable") from error
 
 

@@ -91,8 +91,14 @@ def feature_banks(ctx: RunContext) -> torch.Tensor | None:
             return torch.as_tensor(banks, device=ctx.device)
     except (FileNotFoundError, CorruptArtifact):
         pass
-    banks = np.stack([embed(ctx.encoder, ctx.images.images, ctx.device,
-                            view=lambda x: strong_view(x, c.augment)) for _ in range(c.feature_views)])
+    n = len(ctx.images)
+
+    def bank(view: int) -> np.ndarray:
+        return embed(ctx.encoder, ctx.images.images, ctx.device, view=lambda x: strong_view(x, c.augment),
+                     on_batch=lambda done, _: ctx.progress.step(view * n + done, c.feature_views * n, unit="image",
+                                                                part="feature banks"))
+
+    banks = np.stack([bank(view) for view in range(c.feature_views)])
     if ctx.manifold is not None:
         banks = np.stack([extend_manifold(ctx.features, ctx.manifold, bank) for bank in banks])
     save_array(path, banks)

@@ -18,25 +18,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..config import AUTO, RunConfig
-from ..data.artifacts import CorruptArtifact, load_json, save_json
+from ..config import RunConfig
+from ..data.artifacts import CorruptArtifact, save_json
 from ..data.images import ImageSet
 from ..data.rundir import STAGE_NAMES, Stage, planned_stages, process_start, stored_status
 from ..data.sources import load_source
-from ..presets import check_preset, make_config
+from ..presets import check_preset, plan_config
 from .cancel import Cancelled
 from .context import RunContext
 from .device import resolve_device, versions
 from .progress import Progress
 from .threads import ThreadGovernor
-
-MIN_IMAGES_TO_SUGGEST = 8     # four images per cluster for the smallest K tried (2)
-
-#: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
-RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}
 
 
 def implementation(stage: Stage):
@@ -53,34 +47,6 @@ def check_writable(run_dir: Path) -> None:
             pass
     except OSError as error:
         raise ValueError(f"cannot write to {run_dir}: {error.strerror or error}") from error
-
-
-def plan_config(images: ImageSet, dataset: str, num_clusters: int | str | None, preset: str = "auto",
-                **overrides) -> RunConfig:
-    """Validate the request against the images and build the run's config (nothing runs yet).
-
-    ``num_clusters``: K; ``"auto"``: suggested from the mined neighbours during the run (the
-    suggest stage); None: the number of label folders, or ``"auto"`` when there are none."""
-    n = len(images)
-    if num_clusters is None:
-        num_clusters = images.num_classes if images.num_classes >= 2 else AUTO
-    if num_clusters == AUTO:
-        if n < MIN_IMAGES_TO_SUGGEST:
-            raise ValueError(f"{dataset} has {n} images: too few to suggest a number of clusters "
-                             f"(need at least {MIN_IMAGES_TO_SUGGEST}); give --clusters K")
-        overrides["suggest_clusters"] = True
-        num_clusters = 0
-    elif not isinstance(num_clusters, int | np.integer):
-        raise ValueError(f"--clusters must be a whole number or {AUTO!r}, got {num_clusters!r}")
-    elif num_clusters < 2:
-        raise ValueError(f"--clusters must be at least 2, got {num_clusters}")
-    if num_clusters > n:
-        raise ValueError(f"--clusters {num_clusters} exceeds the {n} images of {dataset}")
-    config = make_config(dataset, num_clusters, n, images.image_size[0], images.channels, preset, **overrides)
-    if config.num_neighbors >= n:
-        raise ValueError(f"{dataset} has {n} images: too few for {config.num_neighbors} neighbours each; "
-                         f"need at least {config.num_neighbors + 1}")
-    return config
 
 
 class Run:
@@ -158,29 +124,19 @@ def _outcome(error: BaseException) -> tuple[str, str]:
     return "failed", f"{type(error).__name__}: {error}"
 
 
-def saved_config(run_dir: Path) -> RunConfig:
-    """The :class:`RunConfig` in ``run_dir/config.json`` (without the versions it also records)."""
-    stored = load_json(Path(run_dir) / "config.json")
-    stored.pop("versions", None)
-    for section, keys in RETIRED_KEYS.items():
-        for key in keys:
-            stored.get(section, {}).pop(key, None)
-    return RunConfig.from_dict(stored)
-
-
 def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str | None = None,
               preset: str = "auto", show_bar: bool = True, **overrides) -> dict:
     """Start or resume the run in ``run_dir``; return its metrics.
 
     A directory with a ``config.json`` resumes with that config (``dataset`` must match when
     given; the other arguments are ignored). A new run is validated first (dataset, preset,
-    clusters, parameters: :func:`plan_config`), then ``run_dir`` must be writable; either failing
+    clusters, parameters: :func:`scan_core.presets.plan_config`), then ``run_dir`` must be writable; either failing
     raises ValueError before anything is written into ``run_dir``.
     """
     run_dir = Path(run_dir)
     images = None
     if (run_dir / "config.json").exists():
-        config = saved_config(run_dir)
+        config = RunConfig.load(run_dir)
         if dataset is not None and dataset != config.dataset:
             raise ValueError(f"{run_dir} holds a run on {config.dataset!r}, not {dataset!r}; "
                              "use another --out directory")

@@ -1,3 +1,4 @@
-"""Exploring a run, what the app imports: training ``jobs`` in the background, a run's ``results``,
-``curation`` (the human edit log) and ``export``. Importing this layer loads neither torch nor any
-training code (a test checks it)."""
+"""Exploring a run, what the app imports: training ``jobs`` in the background and their time
+``estimates``, a run's ``results``, ``curation`` (the human edit log), the ``review`` queue, a run's
+K ``suggest``-ion, a ``refine`` request, two runs side by side (``compare``) and ``export``.
+Importing this layer loads neither torch nor any training code (a test checks it)."""

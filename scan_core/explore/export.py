@@ -26,7 +26,7 @@ from ..data.artifacts import save_bytes
 from ..data.images import ImageSet
 from .curation import CuratedState
 
-COLUMNS = ("index", "id", "path", "cluster", "cluster_name", "confidence", "curated_label", "outlier")
+COLUMNS = ("index", "id", "path", "cluster", "cluster_name", "confidence", "curated_label", "outlier", "reviewed")
 MODEL_VERSION = "scan-explorer"
 MAX_NAME = 100
 _UNSAFE = set('/\\:*?"<>|')
@@ -35,11 +35,16 @@ _UNSAFE = set('/\\:*?"<>|')
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState) -> pd.DataFrame:
-    """One row per image: :data:`COLUMNS`, plus ``true_label`` (class name) when ``images`` is labelled.
+def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState,
+                  likely_wrong: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per image: :data:`COLUMNS`, then ``likely_wrong`` when given, then ``true_label``
+    (class name) when ``images`` is labelled.
 
     ``probs`` ``(N, K)`` are the model's; ``confidence`` is ``probs.max(1)`` even for images a
     human moved to another cluster. ``path`` is ``""`` and ``cluster_name`` ``""`` when absent.
+    ``reviewed``: the user accepted or moved the image one by one. ``likely_wrong`` ``(N,)`` in
+    [0, 1]: how much the image's neighbours vote against its curated cluster
+    (:attr:`scan_core.explore.review.ReviewQueue.likely_wrong`).
     """
     probs = np.asarray(probs)
     n = len(images)
@@ -49,8 +54,11 @@ def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState) -> p
         raise ValueError(f"the curated state covers {len(state.clusters)} images, the image set {n}")
     if not np.isfinite(probs).all():
         raise ValueError("probs contain NaN or infinity")
-    outliers = np.zeros(n, dtype=bool)
+    if likely_wrong is not None and np.shape(likely_wrong) != (n,):
+        raise ValueError(f"likely_wrong must be (N,) with N = {n} images, got shape {np.shape(likely_wrong)}")
+    outliers, reviewed = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     outliers[list(state.outliers)] = True
+    reviewed[list(state.reviewed)] = True
     table = pd.DataFrame({
         "index": np.arange(n),
         "id": [str(i) for i in images.ids],
@@ -60,7 +68,10 @@ def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState) -> p
         "confidence": probs.max(1).astype(np.float64),
         "curated_label": state.labels(),
         "outlier": outliers,
+        "reviewed": reviewed,
     })
+    if likely_wrong is not None:
+        table["likely_wrong"] = np.round(np.asarray(likely_wrong, dtype=np.float64), 4)
     if images.labels is not None:
         table["true_label"] = np.asarray(images.class_names, dtype=object)[images.labels]
     return table

@@ -13,8 +13,8 @@ A workspace (``$SCAN_EXPLORER_HOME``, default ``./workspace``) holds ``runs/``, 
 inside its data roots (``$SCAN_EXPLORER_DATA_ROOTS``, ``os.pathsep``-separated; default
 ``WORKSPACE/data`` and ``WORKSPACE/uploads``); a relative folder is looked up in each root in turn.
 
-Time estimates (:func:`stage_seconds`, :func:`expected_seconds`, :func:`remaining_seconds`) are a
-rough rule from the image count and the epochs, scaled by how fast finished stages actually ran.
+Time estimates live in :mod:`scan_core.explore.estimates`; :func:`calibration` measures them on the
+workspace's finished runs.
 """
 from __future__ import annotations
 
@@ -30,22 +30,22 @@ from pathlib import Path
 
 import scan_core
 
-from .. import costs
 from ..config import AUTO, REFINE_EPOCHS
-from ..data.artifacts import CorruptArtifact, load_json, save_json
-from ..data.rundir import CLUSTER_STAGES, STAGE_NAMES, final_stage, planned_stages, read_status
+from ..data.artifacts import CorruptArtifact, load_json, read_json, save_json
+from ..data.rundir import CLUSTER_STAGES, final_stage, read_status
 from ..data.sources import BUILTIN
 from ..data.sources.common import DATA_DIR_ENV
+from .estimates import Calibration
 from .refine import ImageLabels, request_refine
+from .refine import undo_refine as refine_undone
 
 HOME_ENV = "SCAN_EXPLORER_HOME"
 ROOTS_ENV = "SCAN_EXPLORER_DATA_ROOTS"
 LOCK_NAME = "training.lock"
 HOLDER_NAME = "training.json"
+TRASH_NAME = "trash"  # where deleted runs go
 RUN_NAME_MAX = 60
 CANCELLED = "cancelled by user"
-STARTUP_SECONDS = 5.0        # the job's Python, torch and its images loaded before the first stage
-SPEED_RANGE = (0.25, 4.0)    # how far measured stages may scale the rule
 _children: list[subprocess.Popen] = []  # launched jobs, polled so finished ones are reaped
 
 
@@ -165,13 +165,22 @@ def start(workspace: Workspace, dataset: str, clusters: int | str | None = None,
     return run_dir
 
 
+def resumable(run_dir: Path, state: str) -> bool:
+    """Whether a run stopped in ``state`` can be resumed: a cancelled or interrupted one can, a failed
+    one only when its job got past the checks and wrote its ``config.json`` (a run refused for its
+    settings would fail the same way again)."""
+    return state in ("cancelled", "interrupted") or (Path(run_dir) / "config.json").exists()
+
+
 def resume(workspace: Workspace, run_dir: Path) -> None:
     """Continue an interrupted, cancelled or failed run from its last checkpoint."""
     run_dir = _own_run(workspace, run_dir)
     state = job_state(workspace, run_dir)["state"]
     if state in ("running", "starting", "finished"):
         raise ValueError(f"{run_dir.name} is {state}; only a stopped run can be resumed")
-    dataset = (_read(run_dir / "config.json") or _read(run_dir / "job.json")).get("dataset")
+    if not resumable(run_dir, state):
+        raise ValueError(f"{run_dir.name} never started training (its settings were refused); start a new run")
+    dataset = (read_json(run_dir / "config.json") or read_json(run_dir / "job.json")).get("dataset")
     if not dataset:
         raise ValueError(f"{run_dir.name} records no dataset; start a new run instead")
     with _training_lock(workspace) as lock:
@@ -185,8 +194,48 @@ def refine(workspace: Workspace, run_dir: Path, epochs: int = REFINE_EPOCHS) -> 
     run_dir = _own_run(workspace, run_dir)
     with _training_lock(workspace) as lock:
         labels = request_refine(run_dir, epochs)
-        _launch(workspace, lock, run_dir, ["--dataset", _read(run_dir / "config.json")["dataset"]])
+        _launch(workspace, lock, run_dir, ["--dataset", read_json(run_dir / "config.json")["dataset"]])
     return labels
+
+
+def rename_run(workspace: Workspace, run_dir: Path, name: str) -> Path:
+    """Give a run that is not training another name (:func:`run_name`); return its new directory.
+    ValueError while it trains, or when the name is taken."""
+    run_dir = _own_run(workspace, run_dir)
+    _not_training(workspace, run_dir, "renamed")
+    target = workspace.runs / run_name(name)
+    if target.exists():
+        raise ValueError(f"a run named {target.name} already exists")
+    run_dir.rename(target)
+    return target
+
+
+def delete_run(workspace: Workspace, run_dir: Path) -> Path:
+    """Take a run that is not training out of the workspace: it is moved to ``WORKSPACE/trash/``
+    (moved back into ``runs/``, it is a run again); return where it went. ValueError while it trains."""
+    run_dir = _own_run(workspace, run_dir)
+    _not_training(workspace, run_dir, "deleted")
+    trash = workspace.home / TRASH_NAME
+    trash.mkdir(exist_ok=True)
+    target = trash / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 2
+    while target.exists():
+        target, suffix = trash / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}", suffix + 1
+    run_dir.rename(target)
+    return target
+
+
+def _not_training(workspace: Workspace, run_dir: Path, what: str) -> None:
+    if active_run(workspace) == run_dir:
+        raise ValueError(f"{run_dir.name} is training: cancel it or wait for it to end before it is {what}")
+
+
+def undo_refine(workspace: Workspace, run_dir: Path) -> str:
+    """Go back to the run's clusters before its refine (:func:`scan_core.explore.refine.undo_refine`);
+    return the stage that is its result again. JobBusy while a training holds the workspace."""
+    run_dir = _own_run(workspace, run_dir)
+    with _training_lock(workspace):
+        return refine_undone(run_dir)
 
 
 def cancel(workspace: Workspace, run_dir: Path) -> bool:
@@ -195,7 +244,7 @@ def cancel(workspace: Workspace, run_dir: Path) -> bool:
     run_dir = _own_run(workspace, run_dir)
     if active_run(workspace) != run_dir:
         return False
-    pid = _read(run_dir / "job.json").get("pid")
+    pid = read_json(run_dir / "job.json").get("pid")
     try:
         os.killpg(int(pid), signal.SIGTERM)
     except (ProcessLookupError, TypeError, ValueError):
@@ -245,7 +294,7 @@ def _written_since_launch(run_dir: Path, status: dict) -> bool:
     the app never launched, such as one trained on the command line)."""
     if status["state"] == "new":
         return False
-    launched = _read(run_dir / "job.json").get("launched")
+    launched = read_json(run_dir / "job.json").get("launched")
     return launched is None or (status.get("updated") or 0) >= launched
 
 
@@ -260,12 +309,12 @@ def last_log_line(run_dir: Path) -> str:
 
 def run_config(run_dir: Path) -> dict:
     """The run's ``config.json`` (empty before the job has written it)."""
-    return _read(Path(run_dir) / "config.json")
+    return read_json(Path(run_dir) / "config.json")
 
 
 def read_metrics(run_dir: Path) -> dict:
     """The run's ``metrics.json`` (empty before its first stage ends)."""
-    return _read(Path(run_dir) / "metrics.json")
+    return read_json(Path(run_dir) / "metrics.json")
 
 
 def final_scores(metrics: dict) -> dict:
@@ -280,8 +329,8 @@ def list_runs(workspace: Workspace) -> list[dict]:
     for run_dir in workspace.runs.iterdir():
         if not (run_dir / "job.json").exists() and not (run_dir / "config.json").exists():
             continue
-        config = _read(run_dir / "config.json")
-        job = _read(run_dir / "job.json")
+        config = read_json(run_dir / "config.json")
+        job = read_json(run_dir / "job.json")
         metrics = read_metrics(run_dir)
         final = final_scores(metrics)
         state = job_state(workspace, run_dir)
@@ -290,77 +339,13 @@ def list_runs(workspace: Workspace) -> list[dict]:
                      "preset": config.get("preset") or job.get("preset"),
                      "state": state["state"], "stage": state.get("stage"), "error": state.get("error"),
                      "acc": final.get("acc"), "nmi": final.get("nmi"),
-                     "created": job.get("created") or run_dir.stat().st_mtime})
+                     "created": job.get("created") or _created(run_dir)})
     return sorted(rows, key=lambda row: row["created"], reverse=True)
 
 
-def stage_events(events: list[dict], stage: str | None) -> list[dict]:
-    """The events since ``stage`` last started (its current attempt; empty if it never started)."""
-    starts = [i for i, event in enumerate(events) if event.get("kind") == "stage_start" and event.get("stage") == stage]
-    return events[starts[-1]:] if starts else []
-
-
-# ---- time estimates ----------------------------------------------------------------------------
-def stage_seconds(config: dict, images: int, side: int) -> dict[str, float]:
-    """Rough seconds of each stage a run with ``config`` (``config.json``'s content) goes through
-    on ``images`` images of ``side`` pixels, by :mod:`scan_core.costs` (this machine's speed aside)."""
-    return costs.stage_seconds(config, images, side, [stage.name for stage in planned_stages(config)])
-
-
-def speed(measured: list[tuple[float, float]]) -> float:
-    """How many times the rule's seconds the stages in ``measured`` (pairs of seconds taken and
-    seconds by the rule) took, within :data:`SPEED_RANGE`; 1 when they are too short to tell."""
-    taken, by_rule = (sum(column) for column in zip(*measured)) if measured else (0.0, 0.0)
-    if by_rule < 1.0:
-        return 1.0
-    return min(max(taken / by_rule, SPEED_RANGE[0]), SPEED_RANGE[1])
-
-
-def expected_seconds(workspace: Workspace, config: dict, images: int, side: int) -> float:
-    """Rough seconds a new run with ``config`` will take on ``images`` images of ``side`` pixels:
-    the rule scaled by the :func:`speed` of the workspace's newest finished run (this machine's
-    speed, when there is one), plus the job's start-up."""
-    finished = next((row["run"] for row in list_runs(workspace) if row["state"] == "finished"), None)
-    scale = speed(_measured(workspace.runs / finished)) if finished else 1.0
-    return STARTUP_SECONDS + scale * sum(stage_seconds(config, images, side).values())
-
-
-def remaining_seconds(run_dir: Path, state: dict, events: list[dict], now: float | None = None) -> float | None:
-    """Rough seconds a running job still needs: what is left of the current stage (its last step
-    event's ETA, else the rule's time less the time it has run) plus the rule's time for the stages
-    not begun, the rule scaled by the :func:`speed` of the stages finished so far. None unless the
-    run is running past its images stage."""
-    rule = _rule(Path(run_dir))
-    current = state.get("stage")
-    if state["state"] != "running" or current not in rule:
-        return None
-    now = time.time() if now is None else now
-    scale = speed(_measured(Path(run_dir), rule))
-    since = stage_events(events, current)
-    timed = [e for e in since if e.get("kind") == "step" and e.get("eta_s") is not None]
-    if timed:
-        left = timed[-1]["eta_s"] - (now - timed[-1]["time"])
-    else:
-        left = rule[current] * scale - (now - (since[0]["time"] if since else now))
-    later = [stage for stage in rule if STAGE_NAMES.index(stage) > STAGE_NAMES.index(current)]
-    return max(0.0, left) + scale * sum(rule[stage] for stage in later)
-
-
-def _rule(run_dir: Path) -> dict[str, float]:
-    """:func:`stage_seconds` of a run, from its config and its images' count and size (empty until
-    its images stage has recorded them)."""
-    config, images = _read(run_dir / "config.json"), read_metrics(run_dir).get("images", {})
-    if not config or "count" not in images:
-        return {}
-    return stage_seconds(config, images["count"], images.get("height", 28))
-
-
-def _measured(run_dir: Path, rule: dict[str, float] | None = None) -> list[tuple[float, float]]:
-    """(seconds taken, seconds by the rule) of every stage the run has recorded."""
-    rule = _rule(run_dir) if rule is None else rule
-    metrics = read_metrics(run_dir)
-    return [(metrics[stage]["seconds"], rule[stage]) for stage in rule
-            if isinstance(metrics.get(stage), dict) and "seconds" in metrics[stage]]
+def calibration(workspace: Workspace) -> Calibration:
+    """The stage factors of the workspace's latest finished runs (:mod:`scan_core.explore.estimates`)."""
+    return Calibration.of_runs([workspace.runs / row["run"] for row in list_runs(workspace) if row["state"] == "finished"])
 
 
 # ---- internals -------------------------------------------------------------------------------
@@ -398,7 +383,14 @@ def _launch(workspace: Workspace, lock: int, run_dir: Path, args: list[str]) -> 
                                  env={**os.environ, DATA_DIR_ENV: str(workspace.data_dir)},
                                  cwd=Path(scan_core.__file__).resolve().parent.parent)  # where -m finds it
     _children.append(child)
-    save_json(run_dir / "job.json", {**_read(run_dir / "job.json"), "pid": child.pid, "launched": launched})
+    save_json(run_dir / "job.json", {**read_json(run_dir / "job.json"), "pid": child.pid, "launched": launched})
+
+
+def _created(run_dir: Path) -> float:
+    """When a run the app did not launch was made: its images' record, written once by its first
+    stage (the directory's own time changes whenever a file appears in it, a curation log say)."""
+    images = run_dir / "images" / "imageset.json"
+    return (images if images.exists() else run_dir).stat().st_mtime
 
 
 def _reap() -> None:
@@ -412,10 +404,3 @@ def _own_run(workspace: Workspace, run_dir: Path) -> Path:
     if run_dir.parent != workspace.runs or not any((run_dir / f).exists() for f in ("job.json", "config.json")):
         raise ValueError(f"{run_dir} is not a run of this workspace")
     return run_dir
-
-
-def _read(path: Path) -> dict:
-    try:
-        return load_json(path)
-    except (FileNotFoundError, CorruptArtifact):
-        return {}

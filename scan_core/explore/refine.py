@@ -90,3 +90,29 @@ def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
     config = load_json(run_dir / "config.json")
     save_json(run_dir / "config.json", {**config, "refine": {**config.get("refine", {}), "epochs": int(epochs)}})
     return labels
+
+
+UNDONE = "refine-undone"  # where an undone refine's artifacts go (the next refine replaces them)
+
+
+def undo_refine(run_dir: Path) -> str:
+    """Go back to the clusters before the run's refine: its result is again the stage the refine
+    started from (with the calibration that result had), and the refine's files move to
+    ``refine-undone/``. The curation is untouched. Returns that stage; ValueError when the run's
+    result is not a refine. The caller holds the workspace's training lock."""
+    run_dir = Path(run_dir)
+    metrics = load_json(run_dir / "metrics.json")
+    if metrics.get("final", {}).get("stage") != "refine" or "refine" not in metrics:
+        raise ValueError(f"{run_dir.name} has no refine to undo")
+    refine = metrics.pop("refine")
+    aside = run_dir / UNDONE
+    aside.mkdir(exist_ok=True)
+    for name in ("refine_probs.npy", "refine.pt", REFINE_LABELS):
+        if (run_dir / name).exists():
+            (run_dir / name).replace(aside / name)
+    (run_dir / "checkpoints" / "refine.pt").unlink(missing_ok=True)
+    before = refine.get("before") or {"stage": refine["from"], "why": "the result before the refine"}
+    save_json(run_dir / "metrics.json", {**metrics, "final": before, "refine_undone": refine})
+    config = load_json(run_dir / "config.json")
+    save_json(run_dir / "config.json", {**config, "refine": {**config.get("refine", {}), "epochs": 0}})
+    return before["stage"]

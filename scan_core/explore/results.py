@@ -15,6 +15,7 @@ import numpy as np
 from ..data.artifacts import CorruptArtifact, load_array, load_json, save_array
 from ..data.images import ImageSet, resize_square
 from ..data.rundir import CLUSTER_STAGES, final_stage
+from ..method.confidence import tempered
 from ..method.cosine import l2_normalize
 from ..method.metrics import contingency, evaluate, hungarian_mapping, majority_mapping
 
@@ -38,6 +39,7 @@ class RunResults:
     projection: np.ndarray | None = None
     stage_probs: dict[str, np.ndarray] = field(default_factory=dict)
     feature_neighbors: np.ndarray | None = None   # (N, k) nearest in the features, when mined elsewhere
+    _calibrated: np.ndarray | None = field(default=None, repr=False)   # probs, computed once
 
     @classmethod
     def load(cls, run_dir: Path) -> RunResults:
@@ -74,10 +76,16 @@ class RunResults:
 
     @property
     def probs(self) -> np.ndarray:
-        """Cluster probabilities ``(N, K)`` of the final stage; RunNotReady before SCAN ends."""
+        """Cluster probabilities ``(N, K)`` of the final stage, calibrated by the run's temperature
+        (:mod:`scan_core.method.confidence`; as stored for a run that recorded none); RunNotReady
+        before SCAN ends."""
         if self.final_stage is None:
             raise RunNotReady(f"{self.dir.name} has no clustering yet (the SCAN stage has not finished)")
-        return np.asarray(self.stage_probs[self.final_stage])
+        if self._calibrated is None:
+            stored = np.asarray(self.stage_probs[self.final_stage])
+            temperature = self.metrics.get("final", {}).get("temperature")
+            self._calibrated = tempered(stored, temperature) if temperature else stored
+        return self._calibrated
 
     @property
     def clusters(self) -> np.ndarray:
@@ -86,7 +94,8 @@ class RunResults:
 
     @property
     def confidence(self) -> np.ndarray:
-        """The model's probability of its chosen cluster ``(N,)``."""
+        """The model's calibrated probability of its chosen cluster ``(N,)``: about how likely a near
+        image shares the cluster, on every route."""
         return self.probs.max(1)
 
     @property
@@ -119,6 +128,23 @@ class RunResults:
             pass
         save_array(path, resize_square(images, THUMBNAIL_SIZE, chunk=2048))
         return load_array(path, mmap=True)
+
+    def find_image(self, text: str) -> int | None:
+        """The image ``text`` names, or None: its id, its file name (or the end of its path or id
+        after a ``/``), else ``#12`` or ``12`` as an index in ``[0, N)``. An id or name wins over an
+        index (an image may be called ``12``)."""
+        text = str(text).strip()
+        if not text:
+            return None
+        ids, paths = self.images.ids.astype(str), self.images.paths.astype(str)
+        matches = np.flatnonzero((ids == text) | np.char.endswith(paths, "/" + text) | (paths == text)
+                                 | np.char.endswith(ids, "/" + text))
+        if len(matches):
+            return int(matches[0])
+        digits = text.removeprefix("#")
+        if digits.isascii() and digits.isdigit() and int(digits) < len(ids):
+            return int(digits)
+        return None
 
     # ---- clusters ----------------------------------------------------------------------------
     def members(self, clusters: np.ndarray, cluster: int, most_confident_first: bool = True) -> np.ndarray:

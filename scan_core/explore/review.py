@@ -33,6 +33,16 @@ class ReviewQueue:
     doubt: np.ndarray
     against: np.ndarray
 
+    @property
+    def likely_wrong(self) -> np.ndarray:
+        """``(N,)`` in [0, 1]: the neighbourhoods' mean vote against each image's cluster (for every
+        image, also those left out of the queue)."""
+        return self.against.mean(0)
+
+    def agreement(self, index: int) -> float:
+        """The share of image ``index``'s neighbours' votes for its cluster, over the neighbourhoods."""
+        return float(1 - self.against[:, index].mean())
+
     def reason(self, index: int) -> str:
         """Why image ``index`` is in the queue, in words."""
         spaces = ("its mined neighbours", "its nearest in the features")[:len(self.against)]
@@ -93,3 +103,39 @@ def teaching_picks(points: np.ndarray, count: int, skip: Iterable[int] = (), see
     first = order[np.r_[True, groups[order][1:] != groups[order][:-1]]]
     sizes = np.bincount(groups)[groups[first]]
     return candidates[first[np.argsort(-sizes, kind="stable")]]
+
+
+def neighbour_similarity(features: np.ndarray, neighbors: np.ndarray, batch: int = 65_536) -> np.ndarray:
+    """Cosine similarity ``(N, k)`` of each image's features ``(N, D)`` to those of its mined
+    ``neighbors`` ``(N, k)``, computed in batches (features may be memory-mapped)."""
+    from ..method.cosine import l2_normalize
+    features, neighbors = np.asarray(features), np.asarray(neighbors)
+    if features.ndim != 2 or neighbors.ndim != 2 or len(features) != len(neighbors):
+        raise ValueError(f"features (N, D) and neighbors (N, k) must have as many rows, got {features.shape} "
+                         f"and {neighbors.shape}")
+    unit = l2_normalize(np.asarray(features, dtype=np.float32))
+    out = np.empty(neighbors.shape, dtype=np.float32)
+    for start in range(0, len(unit), batch):
+        rows = slice(start, start + batch)
+        out[rows] = np.einsum("nd,nkd->nk", unit[rows], unit[neighbors[rows]])
+    return out
+
+
+def near_duplicates(similarity: np.ndarray, neighbors: np.ndarray, threshold: float = 0.98) -> np.ndarray:
+    """Pairs ``(P, 2)`` of images at least ``threshold`` alike (``similarity`` from
+    :func:`neighbour_similarity`), each pair once (smaller index first), most alike first."""
+    similarity, neighbors = np.asarray(similarity), np.asarray(neighbors)
+    rows, cols = np.nonzero(similarity >= threshold)
+    other = neighbors[rows, cols]
+    keep = rows != other
+    rows, other, alike = rows[keep], other[keep], similarity[rows, cols][keep]
+    pairs = np.stack([np.minimum(rows, other), np.maximum(rows, other)], axis=1)[np.argsort(-alike, kind="stable")]
+    _, first = np.unique(pairs, axis=0, return_index=True)  # a pair found from both of its images: once
+    return pairs[np.sort(first)]
+
+
+def outliers(similarity: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` images ``(count,)`` least like even their nearest mined neighbours (the lowest
+    mean similarity to them, from :func:`neighbour_similarity`), most isolated first."""
+    isolation = np.asarray(similarity).mean(1)
+    return np.argsort(isolation, kind="stable")[: int(count)]

@@ -11,7 +11,7 @@ Two label-free signals, over every K in ``[2, max_k]``:
   consecutive eigenvalues of the normalised Laplacian ``I - D^-1/2 A D^-1/2`` of the symmetrised
   mined kNN graph. K groups with few edges between them give K eigenvalues near 0 and then a jump.
 
-On their own both mislead (measured, README): stability favours coarse splits (K = 2 or 3 of
+On their own both mislead (measured: bench/RESULTS.md): stability favours coarse splits (K = 2 or 3 of
 superclasses are the most stable), the eigengap of a kNN graph of many thousand images is tiny and
 noisy and often names a fine K (14 on Fashion-MNIST). The suggestion is the K with the largest
 eigengap among those whose stability is within :data:`STABILITY_TOLERANCE` of the most stable.
@@ -51,10 +51,19 @@ class KSuggestion:
         return self.stability >= self.stability.max() - STABILITY_TOLERANCE
 
     def reason(self) -> str:
-        """One line saying why :attr:`k`."""
+        """Why :attr:`k`, in words: the stable candidates, and the K with a larger eigengap that were
+        passed over for being less stable."""
         candidates = ", ".join(str(k) for k in self.ks[self.stable])
-        return (f"K = {self.k}: of the most stable K ({candidates}; two halves' k-means agree at ARI "
-                f"{self.stability[self.ks == self.k][0]:.2f}), the largest eigengap of the mined neighbour graph")
+        chosen = self.eigengaps[self.ks == self.k][0]
+        text = (f"K = {self.k}: among the most stable K ({candidates}: two halves' k-means agree at ARI "
+                f"{self.stability[self.stable].min():.2f} or more), the largest eigengap of the mined neighbour "
+                f"graph ({chosen:.3g})")
+        larger = (self.eigengaps > chosen) & ~self.stable
+        if larger.any():
+            passed = self.ks[larger][np.argmax(self.eigengaps[larger])]
+            text += (f". K = {passed} has a larger eigengap ({self.eigengaps[self.ks == passed][0]:.3g}) but is less "
+                     f"stable (ARI {self.stability[self.ks == passed][0]:.2f})")
+        return text
 
     def to_dict(self) -> dict:
         return {"k": self.k, "ks": self.ks.tolist(), "stability": np.round(self.stability, 4).tolist(),

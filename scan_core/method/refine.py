@@ -18,7 +18,7 @@ spread targets (:func:`refined_probs`), an ensemble of what the graph and the fe
 Training starts from the kept head, so each cluster id keeps its meaning: the curation's names,
 merges and splits still apply.
 
-Measured on a Fashion-MNIST run (ACC 0.72) with 700 representative labels (README,
+Measured on a Fashion-MNIST run (ACC 0.72) with 700 representative labels (bench/RESULTS.md,
 ``bench/bench_refine.py``): spread targets 0.854, the head trained on them 0.831, their mean 0.863;
 priors weaker than 0.01 win the cross-validation there (the labels reach most images; the model
 decides only where none does).

@@ -50,9 +50,8 @@ def plan_epochs(ctx: RunContext, seconds_per_step: float, steps_per_epoch: int) 
     """SimCLR's epochs within the run's time budget: what is left of it after the other stages'
     rough costs (:mod:`scan_core.costs`), at the step time measured; saved for a resume."""
     c = ctx.config
-    config = c.to_dict()
     others = sum(seconds for stage, seconds in stage_seconds(
-        config, len(ctx.images), ctx.images.images.shape[1], [s.name for s in planned_stages(config)]).items()
+        c, len(ctx.images), ctx.images.images.shape[1], [s.name for s in planned_stages(c.to_dict())]).items()
         if stage != "pretext")
     left = max(0.0, c.time_budget - others)
     epochs = fit_epochs(seconds_per_step, steps_per_epoch, left, c.pretext.epochs)

@@ -5,7 +5,8 @@ images and per-image labels, gathered by :mod:`scan_core.explore.refine`). Its p
 ``(N, K)`` (the mean of the trained head's and the spread targets; new images get the head's)
 become the run's result; a labelled image keeps the cluster the user gave it (its row is that
 cluster's one-hot), so the curation replays onto it unchanged. Asked again with other labels, it runs
-again from the same starting head."""
+again from the same starting head. It keeps the result it replaced (``refine.before``), so that the
+refine can be undone (:func:`scan_core.explore.refine.undo_refine`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -43,7 +44,10 @@ def run(ctx: RunContext) -> None:
     save_cluster_stage(ctx.dir, "refine", model, probs)
     clusters = probs.argmax(1)
     changed = int((clusters != before).sum())
-    ctx.record("refine", {**ctx.scores(clusters), "from": start, "labels": len(labelled), "digest": request["digest"],
+    metrics = ctx.metrics()
+    replaced = metrics["final"] if metrics["final"]["stage"] != "refine" else metrics["refine"].get("before")
+    ctx.record("refine", {**ctx.scores(clusters), "from": start, "before": replaced, "labels": len(labelled),
+                          "digest": request["digest"],
                           "spread_acc": ctx.scores(spread.argmax(1)).get("acc"),
                           "head_acc": ctx.scores(head_probs.argmax(1)).get("acc"), "alpha": spreading.alpha,
                           "prior_weight": spreading.prior_weight, "held_out_accuracy": spreading.held_out_accuracy,
@@ -51,7 +55,7 @@ def run(ctx: RunContext) -> None:
                           "labels_learnt": round(learnt, 4), "changed": changed,
                           "neighbor_agreement": round(neighbor_agreement(clusters, ctx.neighbors), 4)})
     ctx.record_result("refine", f"{start} refined with {len(labelled):,} image labels; "
-                                f"{changed:,} images changed cluster")
+                                f"{changed:,} images changed cluster", probs)
 
 
 def load(ctx: RunContext) -> None:

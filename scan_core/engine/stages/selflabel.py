@@ -3,13 +3,14 @@
 strong one (a feature bank, or without banks the frozen feature with Gaussian noise,
 ``selflabel.feature_noise``); its probabilities ``(N, K)`` on the clean images.
 
-Self-labeling can make things worse (measured: digits 0.933 -> 0.911, and 0.943 -> 0.587 when it
-merged ten clusters into six; Fashion-MNIST -0.01 to -0.03). Without labels, the stage compares the
+Self-labeling can make things worse: on frozen features it merges clusters or costs a little
+(the digits and Fashion-MNIST benches, bench/RESULTS.md). Without labels, the stage compares the
 two assignments: the run's result (``metrics.json`` ``final``) is the self-labeled one only when the
 share of mined neighbour pairs in one cluster did not fall and no clusters were merged away (the
 entropy of the cluster sizes fell by less than :data:`SIZE_ENTROPY_TOLERANCE` of its maximum,
-``ln K``); else SCAN's. Both assignments are kept for the Evaluation page. A result
-barely better than chance carries a warning (``final.warning``) that the CLI and the app show."""
+``ln K``); else SCAN's. Both assignments are kept for the Evaluation page. The result's confidence
+calibration and its chance warning (``final.temperature``, ``final.warning``, which the CLI and the
+app show) come from :mod:`scan_core.method.confidence`."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,6 @@ from ..context import RunContext
 from ..models import cluster_model, kept_head, load_cluster_stage, save_cluster_stage
 
 SIZE_ENTROPY_TOLERANCE = 0.01
-LOW_CONFIDENCE = 0.6   # mean top probability (digits: 0.99; shapes at chance: 0.4)
-LOW_AGREEMENT = 0.5    # share of (image, mined neighbour) pairs in one cluster (digits: 0.998)
 
 
 def run(ctx: RunContext) -> None:
@@ -33,7 +32,8 @@ def run(ctx: RunContext) -> None:
     before = neighbor_agreement(scan_probs.argmax(1), ctx.neighbors)
     model, augmented, clean = cluster_model(ctx, scan_head(ctx), noise=c.selflabel.feature_noise)
     skipped = train_selflabel(_SingleHead(model), weak_inputs=clean, strong_inputs=augmented,
-                              n=len(ctx.images), config=c.selflabel, seed=c.seed, on_step=ctx.progress.step)
+                              n=len(ctx.images), config=c.selflabel, seed=c.seed, on_step=ctx.progress.step,
+                              checkpoint=ctx.checkpoint("selflabel"))
     ctx.probs = predict(model, clean, len(ctx.images), 0)
     save_cluster_stage(ctx.dir, "selflabel", model, ctx.probs)
     confident = float((ctx.probs.max(1) > c.selflabel.threshold).mean())
@@ -41,8 +41,7 @@ def run(ctx: RunContext) -> None:
     ctx.record("selflabel", {**ctx.scores(ctx.probs.argmax(1)), "skipped_batches": skipped,
                              "confident_share": confident, "neighbor_agreement": round(after, 4)})
     kept, why = keep_selflabel(scan_probs.argmax(1), ctx.probs.argmax(1), before, after, c.num_clusters)
-    result = ctx.probs if kept == "selflabel" else scan_probs
-    ctx.record_result(kept, why, near_chance(result, after if kept == "selflabel" else before))
+    ctx.record_result(kept, why, ctx.probs if kept == "selflabel" else scan_probs)
 
 
 def size_entropy(clusters: np.ndarray) -> float:
@@ -63,17 +62,6 @@ def keep_selflabel(scan: np.ndarray, selflabel: np.ndarray, scan_agreement: floa
     if after < before - SIZE_ENTROPY_TOLERANCE * np.log(num_clusters):
         return "scan", why + ": clusters were merged away, SCAN's clusters kept"
     return "selflabel", why
-
-
-def near_chance(probs: np.ndarray, agreement: float) -> str | None:
-    """A plain warning when clusters ``probs`` ``(N, K)`` are barely better than chance: a mean
-    confidence below :data:`LOW_CONFIDENCE` or under half the mined neighbour pairs in one cluster."""
-    confidence = float(probs.max(1).mean())
-    if confidence >= LOW_CONFIDENCE and agreement >= LOW_AGREEMENT:
-        return None
-    return (f"These clusters are barely better than chance: mean confidence {confidence:.2f} (chance "
-            f"{1 / probs.shape[1]:.2f}), {agreement:.0%} of mined neighbour pairs share a cluster. Try another "
-            "preset or backbone, more epochs, or another number of clusters.")
 
 
 def load(ctx: RunContext) -> None:

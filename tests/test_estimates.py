@@ -1,0 +1,133 @@
+"""Time estimates (scan_core.explore.estimates): the rule per stage, its calibration on finished runs,
+and the remaining time of a running job, on hand-worked numbers and replayed from a real run."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from scan_core.config import RunConfig
+from scan_core.costs import STAGE_COSTS
+from scan_core.data.artifacts import load_json, save_json
+from scan_core.data.rundir import STAGE_NAMES, read_events
+from scan_core.explore import estimates, jobs
+from scan_core.method.manifold import manifold_seconds
+from scan_core.method.projection import umap_seconds
+from scan_core.presets import make_config
+
+
+def digits_config(preset: str = "digits", **overrides) -> RunConfig:
+    return make_config("digits", 10, 1797, 16, 1, preset, **overrides)
+
+
+def test_every_stage_has_a_cost():
+    """A stage the table lacked (refine) once left Data & training a traceback after a refine."""
+    assert set(STAGE_COSTS) == set(STAGE_NAMES)
+
+
+def test_the_rule_follows_images_and_epochs():
+    rule = estimates.rule_seconds(digits_config(), 1797, 16)
+    assert list(rule) == ["images", "pretext", "manifold", "neighbors", "scan", "selflabel", "projection"]
+    assert rule["projection"] == pytest.approx(umap_seconds(1797))  # what the running stage counts against
+    assert rule["manifold"] == pytest.approx(manifold_seconds(1797))
+    tiny = estimates.rule_seconds(digits_config("tiny"), 1797, 16)
+    assert "projection" not in tiny and "manifold" not in tiny  # tiny: no UMAP, no manifold
+    assert estimates.rule_seconds(digits_config(), 17970, 16)["scan"] == pytest.approx(10 * rule["scan"])
+    refined = estimates.rule_seconds(digits_config(refine={"epochs": 30}), 1797, 16)
+    assert refined["refine"] == pytest.approx(1.0 + 1797 * (4e-4 + 30 * 3e-5))  # STAGE_COSTS["refine"]
+
+
+def finished_run(ws: jobs.Workspace, name: str, factors: dict[str, float], config: RunConfig) -> None:
+    """A finished run whose stages took ``factors`` times the rule (1 for a stage not named)."""
+    run_dir = ws.new_run_dir(name)
+    save_json(run_dir / "config.json", config.to_dict())
+    rule = estimates.rule_seconds(config, 1797, 16)
+    save_json(run_dir / "metrics.json", {stage: {"seconds": seconds * factors.get(stage, 1.0)}
+                                         for stage, seconds in rule.items()} | {
+        "images": {"count": 1797, "height": 16, "seconds": 0.01}})
+    save_json(run_dir / "status.json", {"state": "finished", "stage": None, "completed": list(rule),
+                                        "error": None, "pid": None, "updated": time.time()})
+
+
+def test_each_stage_is_scaled_by_its_median_factor_in_the_finished_runs(tmp_path):
+    ws = jobs.Workspace.create(tmp_path / "home")
+    config = digits_config()
+    for name, factors in (("a", {"scan": 2.0, "manifold": 3.0}), ("b", {"scan": 4.0}), ("c", {"scan": 3.0})):
+        finished_run(ws, name, factors, config)
+    calibration = jobs.calibration(ws)
+    assert calibration.factors["scan"] == pytest.approx(3.0)        # the median of 2, 4 and 3
+    assert calibration.factors["manifold"] == pytest.approx(1.0)    # the median of 3, 1 and 1
+    assert "images" not in calibration.factors                     # 0.09 s by the rule: too short to measure
+    rule = estimates.rule_seconds(config, 1797, 16)
+    expected = estimates.expected_seconds(config, 1797, 16, calibration)
+    assert expected == pytest.approx(estimates.STARTUP_SECONDS + sum(rule.values()) + 2 * rule["scan"])
+    assert estimates.expected_seconds(config, 1797, 16, estimates.Calibration()) == pytest.approx(
+        estimates.STARTUP_SECONDS + sum(rule.values()))            # no finished run: the rule as it is
+    assert estimates.Calibration.of_runs([]).scale("scan") == 1.0  # unmeasured: the rule as it is
+
+
+def test_the_remaining_time_is_the_larger_of_the_rule_and_the_progress(tmp_path):
+    ws = jobs.Workspace.create(tmp_path / "home")
+    config = digits_config()
+    run_dir = ws.new_run_dir("halfway")
+    rule = estimates.rule_seconds(config, 1797, 16)
+    save_json(run_dir / "config.json", config.to_dict())
+    save_json(run_dir / "metrics.json", {"images": {"count": 1797, "height": 16, "seconds": 0.1},
+                                         "manifold": {"seconds": rule["manifold"] * 2}})
+    state = {"state": "running", "stage": "scan", "completed": ["images", "pretext", "manifold", "neighbors"]}
+    now = time.time()
+    start = {"time": now - 2, "kind": "stage_start", "stage": "scan"}
+    step = {"time": now - 1, "kind": "step", "stage": "scan", "step": 1, "total": 4, "eta_s": 60.0}
+    calibration = estimates.Calibration()
+    # no step yet: the rule less the 2 s run; the later stages by the rule (the manifold's factor 2 is
+    # not theirs)
+    later = rule["selflabel"] + rule["projection"]
+    left = estimates.remaining(run_dir, state, [start], calibration, now=now)
+    assert left == estimates.Remaining(rule["scan"] - 2 + later)
+    # a step whose ETA is longer than the rule's: the progress wins (60 s, less the second since)
+    assert estimates.remaining(run_dir, state, [start, step], calibration, now=now) == estimates.Remaining(59 + later)
+    # past both: overdue, and the seconds count the later stages only
+    late = estimates.remaining(run_dir, state, [{**start, "time": now - 500}], calibration, now=now)
+    assert late == estimates.Remaining(later, overdue=True)
+    assert estimates.remaining(run_dir, {**state, "state": "cancelled"}, [start], calibration) is None
+
+
+def replay(run_dir, calibration, every: float = 1.0) -> list[tuple[float, float, bool]]:
+    """The run's remaining time as the app saw it every ``every`` s from its first stage to its end:
+    (seconds really left, estimate, overdue), from its events and the metrics of the stages ended."""
+    events = read_events(run_dir)
+    metrics = load_json(run_dir / "metrics.json")
+    ends = {e["stage"]: e["time"] for e in events if e["kind"] == "stage_end"}
+    starts = {e["stage"]: e["time"] for e in events if e["kind"] == "stage_start"}
+    first, last = min(starts.values()), max(ends.values())
+    seen = []
+    now = first + 0.5
+    while now < last:
+        current = next((s for s in starts if starts[s] <= now < ends[s]), None)
+        if current not in (None, "images"):
+            done = [s for s in ends if ends[s] <= now]
+            save_json(run_dir / "metrics.json", {s: metrics[s] for s in done if s in metrics})
+            state = {"state": "running", "stage": current, "completed": done}
+            left = estimates.remaining(run_dir, state, [e for e in events if e["time"] <= now], calibration, now=now)
+            seen.append((last - now, left.seconds, left.overdue))
+        now += every
+    save_json(run_dir / "metrics.json", metrics)
+    return seen
+
+
+def test_a_replayed_run_counts_down_without_jumps(home, jobs_home, tmp_path):
+    """The digits run replayed second by second, calibrated on another finished run of this machine
+    (the K-suggested one): the estimate never rises by more than a few seconds, and the run is never
+    said to be almost done while much of it is left."""
+    run_dir = tmp_path / "digits"
+    shutil.copytree(home / "runs" / "digits", run_dir)
+    calibration = estimates.Calibration.of_runs([jobs_home / "runs" / "suggested"])
+    seen = replay(run_dir, calibration)
+    assert len(seen) > 20
+    rises = [later[1] - earlier[1] for earlier, later in zip(seen, seen[1:])]
+    assert max(rises) <= 0.25 * max(s[0] for s in seen) + 3, json.dumps(seen)
+    first_actual, first_estimate, _ = seen[0]
+    assert 0.5 * first_actual <= first_estimate <= 2 * first_actual, json.dumps(seen)
+    assert all(estimate + 5 >= 0.3 * actual for actual, estimate, overdue in seen if not overdue), json.dumps(seen)
