@@ -24,7 +24,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from scan_core.engine.run import train_run  # noqa: E402
 from scan_core.explore import jobs  # noqa: E402

@@ -7,18 +7,14 @@ recipe, for 28x28 grayscale and 32x32 colour images.
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scan_core.method.augment import AugmentConfig, simclr_view, strong_view, to_tensor  # noqa: E402
+from scan_core.method.augment import AugmentConfig, simclr_view, strong_view, to_tensor
 
 
 def best_of(fn, repeats: int = 5) -> float:

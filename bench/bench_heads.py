@@ -15,7 +15,6 @@ that head's ACC, with the best and mean ACC of the heads at the last epoch (labe
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -23,16 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scan_core.config import RunConfig  # noqa: E402
-from scan_core.data.artifacts import load_array  # noqa: E402
-from scan_core.data.images import ImageSet  # noqa: E402
-from scan_core.engine.context import RunContext  # noqa: E402
-from scan_core.engine.models import cluster_model  # noqa: E402
-from scan_core.engine.progress import Progress  # noqa: E402
-from scan_core.method.clustering import ClusterHeads, choose_head, head_agreement, train_scan  # noqa: E402
-from scan_core.method.metrics import hungarian_accuracy  # noqa: E402
+from scan_core.config import RunConfig
+from scan_core.data.artifacts import load_array
+from scan_core.data.images import ImageSet
+from scan_core.engine.context import RunContext
+from scan_core.engine.models import cluster_model
+from scan_core.engine.progress import Progress
+from scan_core.method.clustering import ClusterHeads, choose_head, head_agreement, train_scan
+from scan_core.method.metrics import hungarian_accuracy
 
 RULES = ("lowest loss", "lowest loss, any epoch", "most agreeing", "kept")
 
@@ -40,7 +37,7 @@ RULES = ("lowest loss", "lowest loss, any epoch", "most agreeing", "kept")
 def kept_by_rules(clusters: np.ndarray, losses: np.ndarray) -> dict[str, tuple[int, int]]:
     """``(snapshot, head)`` each rule keeps, from ``clusters`` ``(S, H, N)`` and ``losses`` ``(S, H)``."""
     heads = losses.shape[1]
-    flat = lambda i: (int(i) // heads, int(i) % heads)  # noqa: E731
+    flat = lambda i: (int(i) // heads, int(i) % heads)
     return {"lowest loss": (len(losses) - 1, int(np.argmin(losses[-1]))),
             "lowest loss, any epoch": flat(np.argmin(losses)),
             "most agreeing": (len(losses) - 1, int(np.argmax(head_agreement(clusters[-1])))),

@@ -8,18 +8,15 @@ fashion-mnist run) its SimCLR features and the rank fusion of SimCLR with PCA pi
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scan_core.data.sources import load_source  # noqa: E402
-from scan_core.method.hog import hog_space  # noqa: E402
-from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity  # noqa: E402
-from scan_core.method.pretext import PixelPCA, embed  # noqa: E402
+from scan_core.data.sources import load_source
+from scan_core.method.hog import hog_space
+from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
+from scan_core.method.pretext import PixelPCA, embed
 
 
 def main() -> None:

@@ -28,14 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scan_core.data.images import ImageSet  # noqa: E402
-from scan_core.data.sources import SPLITS, load_source  # noqa: E402
-from scan_core.engine.inference import apply_run  # noqa: E402
-from scan_core.engine.run import train_run  # noqa: E402
-from scan_core.method.cosine import spherical_kmeans  # noqa: E402
-from scan_core.method.metrics import evaluate  # noqa: E402
+from scan_core.data.images import ImageSet
+from scan_core.data.sources import SPLITS, load_source
+from scan_core.engine.inference import apply_run
+from scan_core.engine.run import train_run
+from scan_core.method.cosine import spherical_kmeans
+from scan_core.method.metrics import evaluate
 
 PEER = "UMAP(30, 0) on PCA + k-means"
 METHODS = ("k-means on pixels", "UMAP + k-means", PEER, "HDBSCAN on that UMAP", "pretext + k-means", "SCAN",
@@ -47,7 +45,7 @@ def kmeans_assign(train: np.ndarray, test: np.ndarray | None, k: int, seed: int)
     clusters = spherical_kmeans(train, k, seed)
     if test is None:
         return clusters
-    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     centroids = unit(np.stack([unit(train)[clusters == c].mean(0) for c in range(k)]))
     return (unit(test) @ centroids.T).argmax(1)
 
@@ -142,7 +140,7 @@ def main() -> None:
             for method, row in {**baselines(train, test, seed), **scan_rows(spec, test, seed, args.out, args.backbone)}.items():
                 results.setdefault((dataset, method), []).append(row)
             print(f"{dataset} seed {seed} done", file=sys.stderr, flush=True)
-    cell = lambda rows, key: f"{np.mean([r[key] for r in rows]):.3f} ± {np.std([r[key] for r in rows]):.3f}"  # noqa: E731
+    cell = lambda rows, key: f"{np.mean([r[key] for r in rows]):.3f} ± {np.std([r[key] for r in rows]):.3f}"
     print("| method | " + " | ".join(f"{Path(d).name} ACC | NMI | ARI | s" for d in args.datasets) + " |")
     print("|---|" + "---|---|---|---|" * len(args.datasets))
     for method in METHODS:

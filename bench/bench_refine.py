@@ -32,14 +32,12 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scan_core.cli import main as cli  # noqa: E402
-from scan_core.explore.curation import Curation  # noqa: E402
-from scan_core.explore.results import RunResults  # noqa: E402
-from scan_core.explore.review import review_queue, teaching_picks  # noqa: E402
-from scan_core.method.graph import symmetric_graph  # noqa: E402
-from scan_core.method.metrics import hungarian_accuracy  # noqa: E402
+from scan_core.cli import main as cli
+from scan_core.explore.curation import Curation
+from scan_core.explore.results import RunResults
+from scan_core.explore.review import review_queue, teaching_picks
+from scan_core.method.graph import symmetric_graph
+from scan_core.method.metrics import hungarian_accuracy
 
 FRACTIONS = (0.001, 0.005, 0.01, 0.02)
 METHODS = ("refine", "logistic regression", "label spreading")

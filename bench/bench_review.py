@@ -11,17 +11,14 @@ a random pick of as many (the run's error rate).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scan_core.explore.results import RunResults  # noqa: E402
-from scan_core.explore.review import review_queue  # noqa: E402
-from scan_core.method.neighbors import mine_neighbors  # noqa: E402
+from scan_core.explore.results import RunResults
+from scan_core.explore.review import review_queue
+from scan_core.method.neighbors import mine_neighbors
 
 
 def misclustered(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scan_core.data.images import ImageSet  # noqa: E402
-from scan_core.method.hog import hog_space  # noqa: E402
-from scan_core.method.metrics import hungarian_accuracy  # noqa: E402
-from scan_core.method.neighbors import mine_neighbors  # noqa: E402
+from scan_core.data.images import ImageSet
+from scan_core.method.hog import hog_space
+from scan_core.method.metrics import hungarian_accuracy
+from scan_core.method.neighbors import mine_neighbors
 
 
 def main() -> None:

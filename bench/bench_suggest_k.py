@@ -22,11 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from scan_core.method.neighbors import mine_neighbors  # noqa: E402
-from scan_core.method.num_clusters import suggest_num_clusters  # noqa: E402
+from scan_core.method.neighbors import mine_neighbors
+from scan_core.method.num_clusters import suggest_num_clusters
 
 FASHION_SUBSETS = ([1, 5, 7, 8], [0, 1, 5, 7, 8, 9], [1, 2, 3, 5, 7, 8, 9])  # trouser/sandal/sneaker/bag...
 DIGIT_SUBSETS = ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5, 6])

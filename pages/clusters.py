@@ -152,7 +152,7 @@ def main() -> None:
         cols[2].metric("Neighbour agreement", f"{agreement[members].mean():.3f}")
     rename(results, state, cluster)
 
-    caption = lambda i: f"{confidence[i]:.2f}"  # noqa: E731
+    caption = lambda i: f"{confidence[i]:.2f}"
     st.subheader("Prototypes")
     left, right = st.columns(2)
     with left:

@@ -62,9 +62,9 @@ def main() -> None:
                                       "merges, splits, moves and per-image labels")
     if which == "curated":  # every curated label is a group, images relabelled one by one included
         clusters, names = pd.factorize(state.labels(), sort=True)
-        title = lambda c: str(names[c])  # noqa: E731
+        title = lambda c: str(names[c])
     else:
-        clusters, title = results.clusters, lambda c: cluster_title(state, c)  # noqa: E731
+        clusters, title = results.clusters, lambda c: cluster_title(state, c)
     report = results.evaluation(clusters)
     k, classes = len(report["clusters"]), len(results.class_names)
     cols = st.columns(4)

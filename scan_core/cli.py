@@ -83,7 +83,7 @@ def metrics_table(metrics: dict) -> str:
         if stage not in metrics:
             continue
         m = metrics[stage]
-        cell = lambda key: f"{m[key]:.4f}" if key in m else "   -  "  # noqa: E731
+        cell = lambda key: f"{m[key]:.4f}" if key in m else "   -  "
         note = " ".join((f"head {m['head']} (epoch {m['head_epoch']})" if "head_epoch" in m else "",
                          "<- the result" if metrics.get("final", {}).get("stage") == stage else "")).strip()
         seconds = f"{m['seconds']:.1f}" if "seconds" in m else "-"

@@ -120,3 +120,38 @@ def test_simclr_crop_of_constant_image_is_constant():
     x = torch.full((64, 1, 16, 16), 0.5)
     out = simclr_view(x, AugmentConfig(jitter=(0, 0, 0, 0), grayscale_p=0.0))
     assert torch.allclose(out, x, atol=1e-3)
+
+
+def test_the_batched_colour_ops_match_torchvision_per_image():
+    """Each batched op against ``torchvision.transforms.v2.functional`` one image at a time, with the
+    image's own factor. Sharpness: the interior (torchvision keeps the border pixels, the batched op
+    blurs them against replicated edges). Hue is a YIQ rotation here, not torchvision's HSV shift."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from scan_core.method import augment
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 12, 12)
+    factors = torch.tensor([0.3, 0.8, 1.2, 1.9])
+    cases = {"brightness": (augment.adjust_brightness, TF.adjust_brightness),
+             "contrast": (augment.adjust_contrast, TF.adjust_contrast),
+             "saturation": (augment.adjust_saturation, TF.adjust_saturation)}
+    for name, (batched, reference) in cases.items():
+        got = batched(x, factors)
+        for i, factor in enumerate(factors.tolist()):
+            assert torch.allclose(got[i], reference(x[i], factor), atol=2e-3), name
+    sharp = augment.adjust_sharpness(x, factors)
+    for i, factor in enumerate(factors.tolist()):
+        assert torch.allclose(sharp[i, :, 1:-1, 1:-1], TF.adjust_sharpness(x[i], factor)[:, 1:-1, 1:-1], atol=1e-5)
+    thresholds = torch.tensor([0.2, 0.5, 0.7, 0.9])
+    solar = augment.solarize(x, thresholds)
+    for i, threshold in enumerate(thresholds.tolist()):
+        assert torch.allclose(solar[i], TF.solarize(x[i], threshold))
+    auto = augment.autocontrast(x)
+    for i in range(4):
+        assert torch.allclose(auto[i], TF.autocontrast(x[i]), atol=1e-5)
+    levels = (x * 255).round() / 255  # posterize works on 8-bit levels, as torchvision's does on uint8
+    bits = torch.tensor([1, 3, 5, 8])
+    poster = augment.posterize(levels, bits)
+    for i, b in enumerate(bits.tolist()):
+        expected = TF.posterize((levels[i] * 255).round().to(torch.uint8), b).float() / 255
+        assert torch.allclose(poster[i], expected, atol=1e-6)

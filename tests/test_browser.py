@@ -157,7 +157,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     shot(page, "1-training")
     wait_idle(page)
     page.get_by_role("link", name="Clusters").first.click()  # another page while it trains: the sidebar
-    page.get_by_role("heading", name="Clusters").first.wait_for(timeout=30_000)  # follows without a click
+    page.get_by_text("is still training").first.wait_for(timeout=30_000)  # and the page follow, no click
     sidebar = page.locator("[data-testid='stSidebar']")
     sidebar.get_by_text("digits-demo · finished").wait_for(timeout=240_000)
     assert sidebar.get_by_text("· running").count() == 0 and sidebar.get_by_text("· starting").count() == 0
@@ -388,7 +388,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     page.goto(f"{url}/?run=digits-demo")  # a second run, compared with the first, then deleted
     page.get_by_role("button", name="Start training").wait_for(timeout=30_000)
     wait_idle(page)
-    page.get_by_label("Run name").fill("second")
+    page.get_by_role("textbox", name="Run name").fill("second")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("second — finished").wait_for(timeout=300_000)
     wait_idle(page)
@@ -400,7 +400,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     wait_idle(page)
     page.get_by_role("button", name="Delete…").click()
     page.get_by_role("button", name=re.compile("Confirm delete of ")).click()
-    page.get_by_text("Deleted ").wait_for(timeout=30_000)
+    page.get_by_text("Deleted second", exact=False).wait_for(timeout=30_000)
     assert len(list((home / "runs").iterdir())) == 1 and len(list((home / "trash").iterdir())) == 1
 
 

@@ -72,3 +72,25 @@ def test_held_out_anchors_take_no_part_in_training():
     assert len(set(range(120)) - trained_on) == 12
     assert [s.epoch for s in snapshots] == [3, 6]
     assert all(s.losses.shape == (2,) and s.clusters.shape == (2, 120) for s in snapshots)
+
+
+def test_head_losses_are_the_scan_loss_over_every_anchor_neighbour_pair_worked_out_by_loops():
+    """The held-out loss that chooses the head, against the loss written out pair by pair in numpy:
+    -mean log <p_a, p_n> over all (anchor, neighbour) pairs, less lambda times the entropy of the mean
+    anchor assignment (each anchor counted once per neighbour); neighbours outside the anchors too."""
+    from scan_core.method.clustering import ClusterHeads, head_losses
+    torch.manual_seed(0)
+    features = torch.randn(12, 5)
+    model = ClusterHeads(5, 3, num_heads=2)
+    anchors = np.array([0, 2, 4, 6])
+    neighbors = np.array([[1, 2], [3, 11], [5, 0], [7, 9]])  # 1, 3, 5, 7, 9, 11 are no anchors
+    got = head_losses(model, lambda index: features[torch.as_tensor(index)], anchors, neighbors, entropy_weight=2.0,
+                      batch_size=3)
+    with torch.no_grad():
+        probs = torch.softmax(model(features), dim=2).numpy().astype(np.float64)  # (heads, 12, 3)
+    for head in range(2):
+        p = probs[head]
+        terms = [-np.log(p[a] @ p[n]) for a, row in zip(anchors, neighbors) for n in row]
+        mean = np.mean([p[a] for a, row in zip(anchors, neighbors) for _ in row], axis=0)
+        expected = np.mean(terms) - 2.0 * -(mean * np.log(mean)).sum()
+        assert got[head] == pytest.approx(expected, abs=1e-5)

@@ -1,4 +1,6 @@
 """Loss functions of the three SCAN stages against hand computations."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,14 @@ def test_selflabel_gradient_flows_only_into_strong_logits():
 def test_selflabel_rejects_bad_threshold(threshold):
     with pytest.raises(ValueError):
         selflabel_loss(torch.zeros(2, 3), torch.zeros(2, 3), threshold=threshold)
+
+
+def test_the_simclr_schedule_warms_up_linearly_then_decays_by_a_cosine():
+    from scan_core.method.pretext import lr_at
+    # 10 steps of warm-up then 90 of decay, base 0.4, worked by hand
+    assert [lr_at(s, 100, 0.4, 10) for s in (0, 4, 9)] == pytest.approx([0.04, 0.2, 0.4])
+    assert lr_at(10, 100, 0.4, 10) == pytest.approx(0.4)                     # cos(0): the peak
+    assert lr_at(55, 100, 0.4, 10) == pytest.approx(0.2)                     # half-way: cos(pi/2)
+    assert lr_at(100, 100, 0.4, 10) == pytest.approx(0.0, abs=1e-12)         # the end: cos(pi)
+    assert lr_at(25, 100, 0.4, 10) == pytest.approx(0.2 * (1 + math.cos(math.pi * 15 / 90)))
+    assert lr_at(0, 5, 0.1, 0) == pytest.approx(0.1)                         # no warm-up

@@ -40,7 +40,7 @@ def test_the_manifold_keeps_three_groups_apart():
 
 
 def test_optional_stages_follow_their_config_keys():
-    names = lambda config: [stage.name for stage in planned_stages(config)]  # noqa: E731
+    names = lambda config: [stage.name for stage in planned_stages(config)]
     assert names({"manifold_dims": 10, "umap": True}) == ["images", "pretext", "manifold", "neighbors", "scan",
                                                            "selflabel", "projection"]
     assert names({"manifold_dims": 0, "umap": False}) == ["images", "pretext", "neighbors", "scan", "selflabel"]

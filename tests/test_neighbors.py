@@ -101,3 +101,16 @@ def test_digit_pixel_neighbours_are_pure(digits):
     features = digits.images.reshape(len(digits.images), -1).astype(np.float32)
     neighbors = mine_neighbors(features, k=10)
     assert neighbor_purity(neighbors, digits.labels) > 0.9
+
+
+def test_fuse_matches_a_reciprocal_rank_scorer_written_row_by_row():
+    rng = np.random.default_rng(3)
+    n, lists = 40, [np.stack([rng.choice(40, size, replace=False) for _ in range(40)]) for size in (6, 9, 4)]
+    fused = fuse_neighbors(lists, k=7, rank_offset=10.0)
+    for r in range(n):
+        score = {}
+        for lst in lists:
+            for rank, candidate in enumerate(lst[r]):
+                score[int(candidate)] = score.get(int(candidate), 0.0) + 1.0 / (10.0 + rank)
+        best = sorted(score, key=lambda c: (-score[c], c))[:7]  # ties: the smaller image index
+        assert fused[r].tolist() == best, r

@@ -35,20 +35,24 @@ def test_digits_run_beats_kmeans_on_pixels(digits_run, digits):
     run_dir, metrics = digits_run
     pixels = digits.images.reshape(len(digits), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 10, seed=0), digits.labels)
-    assert metrics["scan"]["acc"] > baseline + 0.03
-    assert metrics[metrics["final"]["stage"]]["acc"] > baseline + 0.03  # the run's result
-    assert metrics["neighbors"]["purity"] > 0.85
+    # the digits bench: 0.953 +- 0.000 over three seeds, purity 0.98 (bench/RESULTS.md); seed 0 here
+    assert baseline < 0.8 and metrics["scan"]["acc"] > 0.94
+    assert metrics[metrics["final"]["stage"]]["acc"] > 0.94  # the run's result
+    assert metrics["neighbors"]["purity"] > 0.97
 
 
-def test_the_result_is_the_stage_whose_clusters_agree_more_with_the_neighbours(digits_run):
+def test_the_result_is_the_stage_whose_clusters_agree_more_with_the_neighbours_unless_merged(digits_run):
     # the self-label guard, checked by brute force over the saved neighbour pairs
     run_dir, metrics = digits_run
     neighbors = np.load(run_dir / "neighbors.npy")
-    agreement = {}
+    agreement, entropy = {}, {}
     for stage in ("scan", "selflabel"):
         clusters = np.load(run_dir / f"{stage}_probs.npy").argmax(1)
         agreement[stage] = sum(clusters[i] == clusters[j] for i in range(len(neighbors)) for j in neighbors[i]) / neighbors.size
-    expected = "selflabel" if agreement["selflabel"] >= agreement["scan"] else "scan"
+        sizes = [int((clusters == c).sum()) for c in range(10)]
+        entropy[stage] = -sum(s / len(clusters) * np.log(s / len(clusters)) for s in sizes if s)
+    merged = entropy["selflabel"] < entropy["scan"] - 0.01 * np.log(10)  # clusters merged away: SCAN's kept
+    expected = "selflabel" if agreement["selflabel"] >= agreement["scan"] and not merged else "scan"
     assert metrics["final"]["stage"] == expected
     assert metrics["selflabel"]["neighbor_agreement"] == pytest.approx(agreement["selflabel"], abs=1e-4)
 
@@ -112,10 +116,15 @@ def test_corrupt_artifact_is_redone_not_trusted(digits_run, tmp_path):
     assert metrics["scan"]["acc"] > 0.5
 
 
-def test_overclustering_works_and_is_scored_by_majority_vote(tmp_path):
-    metrics = train_run(tmp_path / "over", "digits", num_clusters=15, preset="tiny", show_bar=False)
-    assert np.load(tmp_path / "over" / "scan_probs.npy").shape == (1797, 15)
-    assert metrics["scan"]["majority_acc"] >= metrics["scan"]["acc"]
+def test_overclustering_works_and_is_scored_by_majority_vote(tmp_path, digits):
+    """K = 15 on the ten digits (the digits preset): more than ten clusters used, each nearly pure, so
+    the majority vote scores them far above the one-to-one Hungarian match (measured 0.953 and 0.79)."""
+    metrics = train_run(tmp_path / "over", "digits", num_clusters=15, preset="digits", show_bar=False, umap=False)
+    clusters = np.load(tmp_path / "over" / "scan_probs.npy").argmax(1)
+    assert np.load(tmp_path / "over" / "scan_probs.npy").shape == (1797, 15) and len(np.unique(clusters)) > 10
+    majority = sum(np.bincount(digits.labels[clusters == c]).max() for c in np.unique(clusters)) / len(clusters)
+    assert metrics["scan"]["majority_acc"] == pytest.approx(majority)  # counted here cluster by cluster
+    assert majority > 0.93 and metrics["scan"]["acc"] < majority - 0.1, metrics["scan"]
 
 
 def test_evaluate_prints_table(digits_run, capsys):
@@ -291,7 +300,7 @@ def test_auto_groups_grayscale_shapes_by_shape_where_pixels_cannot(tmp_path):
     labels = np.load(tmp_path / "run" / "images" / "labels.npy")
     pixels = np.load(tmp_path / "run" / "images" / "images.npy").reshape(len(labels), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
-    assert baseline < 0.4 and metrics["scan"]["acc"] > baseline + 0.3, (metrics["scan"]["acc"], baseline)  # 0.82, 0.29
+    assert baseline < 0.4 and metrics["scan"]["acc"] > 0.75, (metrics["scan"]["acc"], baseline)  # 0.82, 0.29
 
 
 def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path, monkeypatch, capsys):
@@ -314,4 +323,4 @@ def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path,
     labels = np.load(tmp_path / "run" / "images" / "labels.npy")
     pixels = np.load(tmp_path / "run" / "images" / "images.npy").reshape(len(labels), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
-    assert baseline < 0.4 and metrics["scan"]["acc"] > baseline + 0.3, (metrics["scan"]["acc"], baseline)
+    assert baseline < 0.4 and metrics["scan"]["acc"] > 0.85, (metrics["scan"]["acc"], baseline)  # 0.925

@@ -178,9 +178,9 @@ def test_unwritable_out_refused(tmp_path, capsys, kind):
         out = tmp_path / "file" / "run"
     elif kind == "read-only file system":
         out = Path("/sys/scan-explorer-test-run")
+    elif os.geteuid() == 0:  # root writes into any directory; the kernel's own sysfs folders refuse it (EPERM)
+        out = Path("/sys/kernel/scan-explorer-test-run")
     else:
-        if os.geteuid() == 0:
-            pytest.skip("root may write into a read-only directory")
         (tmp_path / "ro").mkdir(mode=0o555)
         out = tmp_path / "ro" / "run"
     assert main(["train", "--dataset", "digits", "--clusters", "10", "--out", str(out), "--preset", "tiny"]) == 2
@@ -329,7 +329,7 @@ def scan_training(checkpoint):
     torch.manual_seed(0)
     heads = ClusterHeads(8, 3, num_heads=2, hidden=16)
     config = ScanConfig(num_heads=2, hidden=16, epochs=4, batch_size=32)
-    inputs = lambda index: features[index]  # noqa: E731
+    inputs = lambda index: features[index]
     snapshots = train_scan(heads, inputs, inputs, neighbors, config, checkpoint=checkpoint)
     assert [s.epoch for s in snapshots] == [2, 3, 4]   # epoch 2's from before the kill, when resumed
     return heads, np.concatenate([np.concatenate([s.losses.numpy(), s.clusters.numpy().ravel()]) for s in snapshots])

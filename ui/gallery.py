@@ -85,7 +85,6 @@ def open_in_neighbours(results: RunResults, shown: np.ndarray, key: str) -> None
     picked = left.selectbox("Open an image of this page", shown.tolist(), format_func=lambda i: f"{ids[i]} (#{i})",
                             key=f"{key}_open")
     if right.button("Show neighbours", key=f"{key}_go", icon=":material/hub:"):
-        st.session_state["image"] = int(picked)
         st.switch_page("pages/neighbours.py", query_params={"run": results.dir.name, "image": str(int(picked))})
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from scan_core.data.rundir import STAGES
 from scan_core.explore.curation import CuratedState, Curation
 from scan_core.explore.jobs import Workspace, job_state, list_runs, run_name
 from scan_core.explore.results import RunNotReady, RunResults
@@ -30,8 +31,10 @@ WHO_PARAM = "who"
 MAX_WHO = 100  # the curation log's limit on names
 APP = Path(__file__).resolve().parent.parent / "app.py"
 NAVIGATED: ContextVar[bool] = ContextVar("scan_explorer_navigated", default=False)
-ARTIFACTS = ("config.json", "metrics.json", "scan_probs.npy", "selflabel_probs.npy", "projection.npy",
-             "neighbors.npy", "features.npy", "images/imageset.json")
+#: What a page reads of a run: a new or redone file changes the cache key of what it derives (the
+#: stages' arrays and records, and the features' own neighbours the neighbors stage may add).
+ARTIFACTS = ("config.json", "metrics.json", *(name for stage in STAGES for name in stage.artifacts
+                                             if not name.endswith(".pt")), "feature_neighbors.npy")
 
 
 def through_navigation() -> None:
@@ -131,12 +134,15 @@ def sidebar() -> None:
     with st.sidebar:
         if runs:
             names = [r["run"] for r in runs]
-            labels = {r["run"]: f"{r['run']} · {r['state']}" for r in runs}
             index = names.index(current.name) if current and current.name in names else 0
-            picked = st.selectbox("Run", names, index=index, format_func=labels.get, key=RUN_PICKER)
+            # the state goes beside the picker, not into its labels: a selectbox keeps showing the
+            # label its value had when first drawn, so "running" would stay after the run ended
+            picked = st.selectbox("Run", names, index=index, key=RUN_PICKER)
             if current is None or picked != current.name:
                 choose_run(picked)
                 st.session_state.pop("unknown_run", None)
+            state = next(r["state"] for r in runs if r["run"] == picked)
+            st.caption(f"{markdown_text(picked)} · {state}")
             if any(r["state"] in WORKING for r in runs):
                 watch_runs({r["run"]: r["state"] for r in runs})
         remember_who()

@@ -226,7 +226,8 @@ def delete_run(workspace: Workspace, run_dir: Path) -> Path:
 
 
 def _not_training(workspace: Workspace, run_dir: Path, what: str) -> None:
-    if active_run(workspace) == run_dir:
+    """ValueError while ``run_dir`` trains (a finished run whose process is still exiting does not)."""
+    if job_state(workspace, run_dir)["state"] in ("running", "starting"):
         raise ValueError(f"{run_dir.name} is training: cancel it or wait for it to end before it is {what}")
 
 

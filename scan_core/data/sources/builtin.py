@@ -184,7 +184,7 @@ def _download_fashion(data_dir: Path) -> None:
         from torchvision import datasets
 
         datasets.FashionMNIST(root=str(data_dir), train=True, download=True)
-    except Exception as error:  # noqa: BLE001 - any download failure gets the same advice
+    except Exception as error:
         dirs = ", ".join(str(d) for d in FASHION_DIRS)
         raise SourceError(
             f"Fashion-MNIST not found (looked in {dirs} and {data_dir}) and could not download "
@@ -201,6 +201,6 @@ def _torchvision_dataset(title: str, class_name: str, data_dir: Path | None, **k
 
         data_dir.mkdir(parents=True, exist_ok=True)
         return getattr(datasets, class_name)(root=str(data_dir), download=True, **kwargs)
-    except Exception as error:  # noqa: BLE001 - network, archive and integrity errors alike
+    except Exception as error:
         raise SourceError(f"could not download {title} into {data_dir}: {error}; connect to the "
                           "internet or place the files there") from error

@@ -181,7 +181,7 @@ def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[i
         return "not a readable image file"
     except Image.DecompressionBombError as error:
         return f"image too large: {error}"
-    except Exception as error:  # noqa: BLE001 - Pillow decoders raise many types: skip the file
+    except Exception as error:
         return f"unreadable image: {error or type(error).__name__}"
 
 
