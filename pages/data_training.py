@@ -418,6 +418,8 @@ def open_selected_run(names: list[str]) -> None:
 
 def manage_runs(ws: jobs.Workspace, runs: list[dict]) -> None:
     """Rename or delete a run (deleted runs go to the workspace's trash), and compare two runs."""
+    if RUN_MESSAGE in st.session_state:  # outside the expander, which a rerun may close
+        st.info(st.session_state.pop(RUN_MESSAGE))
     if not runs:
         return
     names = [row["run"] for row in runs]
@@ -434,8 +436,6 @@ def manage_runs(ws: jobs.Workspace, runs: list[dict]) -> None:
                        "(move it back into `runs/` to restore it).")
             st.button(f"Confirm delete of {pending}", type="primary", on_click=delete_clicked, args=(ws, pending),
                       key="confirm_delete")
-        if RUN_MESSAGE in st.session_state:
-            st.info(st.session_state.pop(RUN_MESSAGE))
     compare_section(ws, runs)
 
 

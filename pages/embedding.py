@@ -150,9 +150,7 @@ def filters(results: RunResults, state: CuratedState) -> tuple[np.ndarray | None
         if true:
             mask &= np.isin(names, true)
         if wrong:
-            mapping = results.evaluation(state.clusters)["mapping"]
-            predicted = np.array([mapping.get(int(c), -1) for c in range(state.num_cluster_ids)])[state.clusters]
-            mask &= predicted != results.images.labels
+            mask &= results.evaluation(state.clusters)["predicted"] != results.images.labels
     key = (low, high, tuple(clusters), tuple(wanted), tuple(true), wrong)
     return (None if mask.all() else mask), key
 

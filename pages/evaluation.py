@@ -113,7 +113,7 @@ def main() -> None:
                        f"{neighbours['purity']:.3f}")
 
     st.subheader("Confidence")
-    correct = np.array([mapping.get(int(c), -1) for c in clusters]) == results.images.labels
+    correct = report["predicted"] == results.images.labels
     frame = pd.DataFrame({"confidence": results.confidence,
                           "matches its class": np.where(correct, "yes", "no")})
     histogram = px.histogram(frame, x="confidence", color="matches its class", nbins=40, barmode="stack",

@@ -34,6 +34,16 @@ def test_every_page_opens_after_each_kind_of_job(jobs_home, monkeypatch, run):
         assert not at.error, (run, page, [e.value for e in at.error])
     assert button(at, "Start training") and "Expected training time" in texts(at)
     assert f" {run} — finished" in texts(at)  # the progress card of the run
+    evidence = jobs_home / "runs" / run / "suggested_k.json"
+    if evidence.exists():  # the card names the suggested K, and Why K sets the stable candidates apart
+        k = load_json(evidence)["k"]
+        assert f"K = **{k}**, suggested from the mined neighbours" in texts(at)
+        at = app(jobs_home, monkeypatch, run=run, page="clusters")
+        suggestion = load_json(evidence)
+        stable = np.array(suggestion["stability"]) >= max(suggestion["stability"]) - 0.02
+        bars = next(t for spec in plotly_specs(at) for t in spec["data"] if t.get("type") == "bar")
+        assert bars["marker"]["color"] == ["#E45756" if kk == k else "#9ECAE9" if s else "#DDDDDD"
+                                           for kk, s in zip(suggestion["ks"], stable)]
 
 
 def test_evaluation_matches_the_run_metrics(home, monkeypatch):
@@ -710,6 +720,7 @@ def test_refine_starts_from_the_review_page_and_its_scores_show_beside_the_other
     Curation(run_dir, probs.argmax(1)).move(wrong, 0)  # twenty images moved by hand (to one cluster)
     at = app(own_home, monkeypatch, page="review")
     assert "**20 images** are labelled one by one" in texts(at)
+    assert re.search(r"It runs in the background like a training \(about \d+ s\)", texts(at))  # not "a minute"
     button(at, "Refine with my labels").click().run()
     assert not at.exception and any("Refining:" in s.value for s in at.success)
     wait_for(lambda: jobs.job_state(ws, run_dir)["state"] not in ("starting", "running"), timeout=300)

@@ -156,6 +156,7 @@ def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeyp
             events.write(json.dumps(event) + "\n")
     at = app(own_home, monkeypatch, run="umapping")
     assert [p.text for p in at.progress] == ["projection: 5 s (estimated 14 s)"]
+    assert not at.get("vega_lite_chart")  # seconds against an estimate: no loss to draw
     assert re.search(r"Whole run: about \*\*\d+ s\*\* left \(each stage", texts(at))
     with open(run_dir / "events.jsonl", "w") as events:  # the same stage 20 s in: longer than estimated, said so
         for event in ({"time": now - 20, "kind": "stage_start", "stage": "projection"},
@@ -169,6 +170,25 @@ def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeyp
     assert table.proto.placeholder == "–"  # a run without scores yet: a dash, not "None"
     row = table.value.set_index("run").loc["umapping"]
     assert np.isnan(row["acc"]) and np.isnan(row["nmi"])
+
+
+def test_the_loss_chart_names_its_axes(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "training"
+    run_dir.mkdir()
+    shutil.copy(own_home / "runs" / "digits" / "config.json", run_dir / "config.json")
+    save_json(run_dir / "metrics.json", {"images": {"count": 1797, "height": 8, "seconds": 0.1}})
+    save_json(run_dir / "status.json", running_status(stage="scan", completed=["images", "pretext", "manifold",
+                                                                                 "neighbors"]))
+    now = time.time()
+    with open(run_dir / "events.jsonl", "w") as events:
+        events.write(json.dumps({"time": now - 4, "kind": "stage_start", "stage": "scan"}) + "\n")
+        for step in (1, 2, 3):
+            events.write(json.dumps({"time": now - 4 + step, "kind": "step", "stage": "scan", "step": step,
+                                     "total": 10, "loss": 1.0 / step, "eta_s": 5.0}) + "\n")
+    at = app(own_home, monkeypatch, run="training")
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    encoding = spec.get("encoding") or spec["layer"][0]["encoding"]
+    assert (encoding["x"]["title"], encoding["y"]["title"]) == ("scan training step", "loss")
 
 
 def test_the_real_projection_stage_reports_seconds_against_its_estimate(home):

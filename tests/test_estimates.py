@@ -117,17 +117,16 @@ def replay(run_dir, calibration, every: float = 1.0) -> list[tuple[float, float,
     return seen
 
 
-def test_a_replayed_run_counts_down_without_jumps(home, jobs_home, tmp_path):
-    """The digits run replayed second by second, calibrated on another finished run of this machine
-    (the K-suggested one): the estimate never rises by more than a few seconds, and the run is never
-    said to be almost done while much of it is left."""
+def test_a_replayed_run_counts_down_without_jumps(home, tmp_path):
+    """The digits run replayed second by second with no calibration (the first run of a workspace):
+    the estimate never rises by more than a quarter of the run plus a few seconds, and outside a
+    stage said to be overdue it never says the run is nearly done while much of it is left. (How
+    close a calibrated estimate comes is the hand-worked test above: a calibration from a run trained
+    in this process would mislead, numba's compilation of UMAP being done by then.)"""
     run_dir = tmp_path / "digits"
     shutil.copytree(home / "runs" / "digits", run_dir)
-    calibration = estimates.Calibration.of_runs([jobs_home / "runs" / "suggested"])
-    seen = replay(run_dir, calibration)
+    seen = replay(run_dir, estimates.Calibration())
     assert len(seen) > 20
     rises = [later[1] - earlier[1] for earlier, later in zip(seen, seen[1:])]
     assert max(rises) <= 0.25 * max(s[0] for s in seen) + 3, json.dumps(seen)
-    first_actual, first_estimate, _ = seen[0]
-    assert 0.5 * first_actual <= first_estimate <= 2 * first_actual, json.dumps(seen)
     assert all(estimate + 5 >= 0.3 * actual for actual, estimate, overdue in seen if not overdue), json.dumps(seen)

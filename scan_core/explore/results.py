@@ -210,8 +210,9 @@ class RunResults:
     # ---- evaluation --------------------------------------------------------------------------
     def evaluation(self, clusters: np.ndarray) -> dict:
         """Scores of ``clusters`` against the labels, with the confusion matrix ``(K, C)``, the
-        cluster -> class map (Hungarian when K equals the number of classes, else majority vote)
-        and per-class precision / recall under that map. RunNotReady without labels."""
+        cluster -> class map (Hungarian when K equals the number of classes, else majority vote),
+        each image's class under that map (``predicted`` ``(N,)``, -1 for a cluster mapped to none;
+        the one definition the pages use) and per-class precision / recall. RunNotReady without labels."""
         if not self.images.has_labels:
             raise RunNotReady(f"{self.dir.name} has no labels: there is nothing to evaluate against")
         clusters, labels = np.asarray(clusters), self.images.labels
@@ -227,6 +228,6 @@ class RunResults:
             called, actual = int((predicted == c).sum()), int((labels == c).sum())
             per_class.append({"class": name, "precision": hits / called if called else 0.0,
                               "recall": hits / actual if actual else 0.0, "images": actual})
-        return {**scores, "confusion": table[used], "clusters": used, "mapping": mapping,
+        return {**scores, "confusion": table[used], "clusters": used, "mapping": mapping, "predicted": predicted,
                 "mapping_kind": "Hungarian (one-to-one)" if one_to_one else "majority vote",
                 "per_class": per_class}
