@@ -9,7 +9,7 @@ that head's ACC, with the best and mean ACC of the heads at the last epoch (labe
 
 - lowest loss: the lowest loss on the held-out anchors at the last epoch (SCAN's rule);
 - lowest loss, any epoch: the same over every snapshot (the reference code keeps the best epoch);
-- most agreeing: the highest mean ARI with the other heads at the last epoch (sessions 7-11);
+- most agreeing: the highest mean ARI with the other heads at the last epoch (the rule before the current one);
 - kept: what a run keeps now, :func:`scan_core.method.clustering.choose_head` over every snapshot.
 """
 from __future__ import annotations

@@ -242,7 +242,7 @@ def curation(loaded: RunResults) -> Curation:
 def curated(loaded: RunResults) -> CuratedState:
     """The current curated state (replayed from SQLite each rerun, so other sessions' edits show).
 
-    Pages call it once per run. It also remembers the version this session's previous run showed:
+    Pages call it once per run. It also remembers the version this tab's previous script run showed:
     the state the user was looking at when they clicked (:func:`seen_version`).
     """
     state = curation(loaded).state()
