@@ -1,6 +1,7 @@
 # Two entry points on a fresh machine: `make run` (the app) and `make test` (the test suite).
 # Both create .venv, install the pinned requirements and, where apt and root are available,
-# the Debian packages: Fashion-MNIST's IDX files and Chromium for the browser tests.
+# the Debian packages: Fashion-MNIST's IDX files, Tux Paint's clip-art stamps (semantic colour folders)
+# and Chromium for the browser tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -18,12 +19,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Optional system packages: installed when apt-get and root are there, skipped otherwise.
 system-packages:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] || ! command -v chromium >/dev/null; then \
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -d /usr/share/tuxpaint/stamps ] || ! command -v chromium >/dev/null; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get install -y -q dataset-fashion-mnist chromium >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist chromium >/dev/null 2>&1)) \
-	    || echo "note: could not apt-get install dataset-fashion-mnist chromium; continuing without them"; \
-	  else echo "note: Fashion-MNIST / Chromium not installed (needs apt-get and root); continuing"; fi; \
+	    (apt-get install -y -q dataset-fashion-mnist tuxpaint-stamps-default chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist tuxpaint-stamps-default chromium >/dev/null 2>&1)) \
+	    || echo "note: could not apt-get install dataset-fashion-mnist tuxpaint-stamps-default chromium; continuing without them"; \
+	  else echo "note: Fashion-MNIST / Tux Paint stamps / Chromium not installed (needs apt-get and root); continuing"; fi; \
 	fi
 
 run: setup

@@ -44,6 +44,7 @@ PRESET_BACKBONE = "preset default"
 RUNS_TABLE = "runs_table"
 SOURCE_KIND, FOLDER = "source_kind", "folder"  # the New run form's image source and typed folder
 MANAGED_RUN, NEW_NAME = "managed_run", "new_run_name"  # Rename or delete a run: the run, its new name
+MANAGED_FOR = "managed_for"  # the run on show when the managed run was last set to it
 PENDING_DELETE = "pending_delete"      # the run whose delete waits for its confirmation
 RUN_MESSAGE = "run_message"            # what the last rename or delete did
 LAUNCH_REFUSAL = "launch_refusal"      # (button, message) of a start that was refused
@@ -423,6 +424,9 @@ def manage_runs(ws: jobs.Workspace, runs: list[dict]) -> None:
     if not runs:
         return
     names = [row["run"] for row in runs]
+    shown = chosen_run()
+    if shown is not None and shown.name in names and st.session_state.get(MANAGED_FOR) != shown.name:
+        st.session_state[MANAGED_RUN] = st.session_state[MANAGED_FOR] = shown.name  # the run on show comes first
     with st.expander("Rename or delete a run", icon=":material/edit:"):
         cols = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
         chosen = cols[0].selectbox("Run", names, key=MANAGED_RUN)

@@ -24,24 +24,30 @@ NEIGHBOURS = 10
 NAME_ON_KEY = 8  # characters of a cluster's name on its number key
 
 _CLICKS_JS = """
+const bridge = window.__scanGalleryClicks || (window.__scanGalleryClicks = {});
+
+// one listener on the document, not one per thumbnail: galleries are redrawn on every rerun, and a
+// click on a thumbnail drawn a moment ago counts as well
+bridge.onClick = bridge.onClick || ((event) => {
+  const figure = event.target.closest && event.target.closest('.scan-gallery figure[data-index]');
+  if (!figure || !bridge.send) return;
+  const what = {index: Number(figure.dataset.index), gallery: figure.dataset.gallery};
+  if (event.ctrlKey || event.metaKey || event.shiftKey) {
+    figure.classList.toggle('scan-picked');  // at once; the page's rerun draws the same
+    bridge.send('picked', what);
+  } else {
+    bridge.send('opened', what);
+  }
+});
+
 export default function (component) {
-  const send = component.setTriggerValue;
-  const attach = () => document.querySelectorAll('.scan-gallery figure[data-index]').forEach((figure) => {
-    if (figure.__scanOpen) return;
-    figure.__scanOpen = true;
-    figure.addEventListener('click', (event) => {
-      const what = {index: Number(figure.dataset.index), gallery: figure.dataset.gallery};
-      if (event.ctrlKey || event.metaKey || event.shiftKey) {
-        figure.classList.toggle('scan-picked');  // at once; the page's rerun draws the same
-        send('picked', what);
-      } else {
-        send('opened', what);
-      }
-    });
-  });
-  attach();
-  const timer = setInterval(attach, 400);  // galleries are redrawn on every rerun
-  return () => clearInterval(timer);
+  bridge.send = component.setTriggerValue;
+  if (!bridge.mounted) document.addEventListener('click', bridge.onClick);
+  bridge.mounted = (bridge.mounted || 0) + 1;
+  return () => {  // the last mounted listener gone (another page): no click is sent any more
+    bridge.mounted -= 1;
+    if (!bridge.mounted) document.removeEventListener('click', bridge.onClick);
+  };
 }
 """
 _clicks = st.components.v2.component("scan_gallery_clicks", js=_CLICKS_JS)
