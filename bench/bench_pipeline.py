@@ -110,7 +110,7 @@ def scan_rows(spec: str, test: ImageSet | None, seed: int, out: Path, backbone: 
         before = ("manifold", "neighbors") if stage == "scan" else ()
         total += metrics[stage]["seconds"] + sum(metrics.get(s, {}).get("seconds", 0) for s in before)
         rows[method] = {**metrics[stage], "seconds": total}  # cumulative training time of the pipeline
-    result = metrics.get("final", {}).get("stage", "selflabel")
+    result = metrics.final.stage if metrics.final else "selflabel"
     rows["result"] = {**rows["SCAN" if result == "scan" else "SCAN + self-label"], "seconds": total, "stage": result}
     head_acc = metrics["scan"].get("head_acc")
     if head_acc and test is None:

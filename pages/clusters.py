@@ -7,20 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from scan_core.explore.curation import split_in_two
+from ui.curating import cluster_options, cluster_title, clusters_changed, curated, curation, edit, seen_version, who
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery, open_in_neighbours
-from ui.state import (
-    cluster_options,
-    cluster_title,
-    clusters_changed,
-    curated,
-    curation,
-    edit,
-    require_results,
-    seen_version,
-    through_navigation,
-    who,
-)
+from ui.navigation import through_navigation
+from ui.runs import require_results
 from ui.suggest import suggestion_section
 from ui.text import heading
 
@@ -30,6 +21,8 @@ ROW_PX, HEADER_PX, ROWS_SHOWN = 52, 36, 20  # the overview table: row and header
 CLUSTER = "cluster"              # the Cluster box
 CLUSTER_SHOWN = "cluster_shown"  # (run, cluster) the previous screen showed
 NEXT_CLUSTER = "next_cluster"    # the cluster to show after the user's own merge or split
+TABLE_OPENED = "clusters_table_opened"  # the cluster a click on the overview's row last opened
+PENDING_EDIT = "pending_edit"    # a merge or split waiting for its confirmation
 
 
 def overview(results, state) -> None:
@@ -51,8 +44,8 @@ def overview(results, state) -> None:
             min_value=0.0, max_value=1.0, format="%.2f",
             help="Share of the members' mined neighbours that lie in the same cluster")})
     picked = event.selection.rows
-    if picked and st.session_state.get("clusters_table_opened") != rows[picked[0]]["cluster"]:
-        st.session_state["clusters_table_opened"] = rows[picked[0]]["cluster"]
+    if picked and st.session_state.get(TABLE_OPENED) != rows[picked[0]]["cluster"]:
+        st.session_state[TABLE_OPENED] = rows[picked[0]]["cluster"]
         st.session_state[CLUSTER] = rows[picked[0]]["cluster"]  # a click on a row opens that cluster below
 
 
@@ -68,7 +61,7 @@ def rename(results, state, cluster: int) -> None:
 
 def ask_merge(results, state, source: int, target: int) -> None:
     """Keep a merge to confirm: what the user saw (both clusters, the version) goes with it."""
-    st.session_state["pending_edit"] = {
+    st.session_state[PENDING_EDIT] = {
         "run": str(results.dir), "kind": "merge", "source": source, "target": target, "seen": seen_version(),
         "text": f"Move all {int(state.cluster_sizes()[source]):,} images of {cluster_title(state, source)} "
                 f"into {cluster_title(state, target)}?"}
@@ -80,7 +73,7 @@ def ask_split(results, state, cluster: int, members: np.ndarray) -> None:
         st.error("This run has no features to split on.")
         return
     moving = split_in_two(np.asarray(results.features), members)
-    st.session_state["pending_edit"] = {
+    st.session_state[PENDING_EDIT] = {
         "run": str(results.dir), "kind": "split", "cluster": cluster, "images": moving.tolist(),
         "seen": seen_version(),
         "text": f"Split {cluster_title(state, cluster)} ({len(members):,} images): {len(moving):,} of them "
@@ -90,7 +83,7 @@ def ask_split(results, state, cluster: int, members: np.ndarray) -> None:
 def confirm_pending(results) -> None:
     """The merge or split waiting for confirmation, with Confirm / Cancel; it acts on what the
     user saw when they asked, or is refused if another session changed those clusters since."""
-    pending = st.session_state.get("pending_edit")
+    pending = st.session_state.get(PENDING_EDIT)
     if not pending or pending["run"] != str(results.dir):
         return
     with st.container(border=True):
@@ -99,11 +92,11 @@ def confirm_pending(results) -> None:
         cancel = right.button("Cancel", key="pending_cancel")
         confirm = left.button(f"Confirm {pending['kind']}", type="primary", key="pending_confirm")
     if cancel:
-        del st.session_state["pending_edit"]
+        del st.session_state[PENDING_EDIT]
         st.rerun()
     if not confirm:
         return
-    del st.session_state["pending_edit"]
+    del st.session_state[PENDING_EDIT]
     store = curation(results)
     if pending["kind"] == "merge":
         edit(lambda: store.merge(pending["source"], pending["target"], who(), seen=pending["seen"]),
@@ -126,7 +119,7 @@ def main() -> None:
     state = curated(results)
     detail_view(results, "clusters")
     st.title("Clusters")
-    if warning := results.metrics.get("final", {}).get("warning"):
+    if warning := results.metrics.final and results.metrics.final.warning:
         st.warning(warning, icon=":material/warning:")
     overview(results, state)
     suggestion_section(results.dir, results.num_clusters)

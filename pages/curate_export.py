@@ -12,23 +12,12 @@ import streamlit as st
 from scan_core.explore import export
 from scan_core.explore.curation import cluster_label
 from scan_core.explore.review import review_queue
+from ui.curating import cluster_options, cluster_title, clusters_changed, curated, curation, edit, seen_version, who
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery
-from ui.state import (
-    cluster_options,
-    cluster_title,
-    clusters_changed,
-    curated,
-    curation,
-    edit,
-    image_number,
-    require_results,
-    seen_version,
-    selection,
-    through_navigation,
-    who,
-    workspace,
-)
+from ui.navigation import through_navigation
+from ui.runs import require_results, workspace
+from ui.selection import image_number, selection
 from ui.text import markdown_text
 
 ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", "Clear label override")

@@ -17,26 +17,19 @@ import streamlit as st
 from scan_core.config import AUTO, BACKBONES, RunConfig
 from scan_core.data.artifacts import save_bytes
 from scan_core.data.images import ImageSet
+from scan_core.data.run_metrics import RunMetrics
 from scan_core.data.rundir import STAGE_NAMES, planned_stages, read_events
 from scan_core.data.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
 from scan_core.explore import estimates, jobs
 from scan_core.explore.compare import compare_runs
 from scan_core.presets import NAMES as PRESET_NAMES
 from scan_core.presets import TIME_BUDGET, plan_config
+from ui.curating import curation
 from ui.gallery import display_image
-from ui.state import (
-    RUN_PICKER,
-    WORKING,
-    choose_run,
-    chosen_run,
-    curation,
-    forget_run,
-    keep,
-    kept,
-    results,
-    through_navigation,
-    workspace,
-)
+from ui.keys import RUN_PARAM, RUN_PICKER
+from ui.navigation import page_link, through_navigation
+from ui.runs import WORKING, choose_run, chosen_run, forget_run, results, workspace
+from ui.selection import keep, kept
 from ui.suggest import suggestion_of
 from ui.text import duration_text
 
@@ -51,10 +44,7 @@ LAUNCH_REFUSAL = "launch_refusal"      # (button, message) of a start that was r
 LAST_LAUNCH = "last_launch"            # (request, run name) of this browser tab's latest start
 REJECTED_UPLOADS = "rejected_uploads"  # saved name of an upload that failed to load -> why
 PENDING_ICON = ":gray[:material/radio_button_unchecked:]"
-NEXT_PAGES = (("pages/embedding.py", "Embedding", ":material/scatter_plot:"),
-              ("pages/clusters.py", "Clusters", ":material/category:"),
-              ("pages/evaluation.py", "Evaluation", ":material/analytics:"),
-              ("pages/curate_export.py", "Curate & export", ":material/edit_note:"))
+NEXT_PAGES = ("Embedding", "Clusters", "Evaluation", "Curate & export")  # linked from a finished run
 SOURCES = ("Digits (bundled)", "Fashion-MNIST", "Folder on the server", "Upload a zip")
 STATE_ICONS = {"finished": ":green[:material/check_circle:]", "running": ":blue[:material/progress_activity:]",
                "starting": ":blue[:material/progress_activity:]", "failed": ":red[:material/error:]",
@@ -333,15 +323,15 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
         st.line_chart(pd.DataFrame(losses, columns=["step", "loss"]).set_index("step"), height=180,
                       x_label=f"{current} training step", y_label="loss")
     if state["state"] == "finished":
-        final = finished_summary(run_dir)
-        if final:
-            st.markdown(final)
-        warning = jobs.read_metrics(run_dir).get("final", {}).get("warning")
-        if warning:
-            st.warning(warning, icon=":material/warning:")
+        summary = finished_summary(run_dir)
+        if summary:
+            st.markdown(summary)
+        final = RunMetrics.load(run_dir).final
+        if final and final.warning:
+            st.warning(final.warning, icon=":material/warning:")
         links = st.columns(4)
-        for col, (page, label, icon) in zip(links, NEXT_PAGES):
-            col.page_link(page, label=label, icon=icon, query_params={"run": run_dir.name})
+        for col, title in zip(links, NEXT_PAGES):
+            page_link(title, container=col, query_params={RUN_PARAM: run_dir.name})
     resumable = jobs.resumable(run_dir, state["state"])
     if state.get("error") and state["state"] in OUTCOMES:
         show, message = OUTCOMES[state["state"]]
@@ -382,7 +372,7 @@ def stage_bar(stage: str | None, steps: list[dict]) -> None:
 
 def finished_summary(run_dir: Path) -> str:
     """One line of the final stage's scores and the run's total time, from ``metrics.json``."""
-    metrics = jobs.read_metrics(run_dir)
+    metrics = RunMetrics.load(run_dir)
     final = jobs.final_scores(metrics)
     seconds = sum(m.get("seconds", 0) for m in metrics.values() if isinstance(m, dict))
     scores = " · ".join(f"{name} **{final[key]:.3f}**"

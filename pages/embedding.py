@@ -4,127 +4,22 @@ label, true label or confidence; hover shows the image; box / lasso / click sele
 from __future__ import annotations
 
 import numpy as np
-import plotly.colors as pc
-import plotly.graph_objects as go
 import streamlit as st
 
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.results import RunResults
-from ui.detail import detail_view
+from ui.curating import cluster_options, cluster_title, cluster_titles, curated
+from ui.detail import detail_view, open_detail
 from ui.gallery import DISPLAY_PX, gallery, open_in_neighbours
+from ui.keys import THUMB_SIZE
 from ui.map_events import hover_thumbnails, map_selection
-from ui.state import (
-    cluster_options,
-    cluster_title,
-    cluster_titles,
-    curated,
-    require_results,
-    results_key,
-    selection,
-    set_selection,
-    through_navigation,
-)
-from ui.text import html_text, markdown_text
+from ui.map_figure import COLOURINGS, MapView, map_figure
+from ui.navigation import page_link, through_navigation
+from ui.runs import require_results
+from ui.selection import selection, set_selection
+from ui.text import markdown_text
 
-#: Well separated colours (plotly's Dark24), in the order cluster ids take them: neighbours in the list
-#: differ, and a cluster keeps its colour whatever it is named or whatever else is split off.
-PALETTE = pc.qualitative.Dark24
-
-
-def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None, custom: np.ndarray,
-            text: np.ndarray, group_colour: dict | None = None, centre_labels: bool = False, size: int = 4,
-            opacity: float = 0.75) -> go.Figure:
-    """A WebGL scatter: one trace per group (legend), or one trace on a colour scale (``values``).
-
-    ``custom`` ``(N, 3)`` float32 = image index, confidence, cluster: numeric, so plotly sends it as a
-    compact binary array (strings for 70k points would be ~10 MB); ``ui.map_events`` reads the image
-    index back from ``customdata[0]`` whatever the trace. ``text`` ``(N,)``: the label line of the hover.
-    ``group_colour``: group -> palette position (stable colours; groups are drawn in that order);
-    ``centre_labels``: each group's name written at its median point. Names reach plotly escaped.
-    """
-    figure = go.Figure()
-    template = ("#%{customdata[0]} · cluster %{customdata[2]}<br>%{text}<br>confidence %{customdata[1]:.3f}"
-                "<extra>%{fullData.name}</extra>")
-    xy = np.asarray(xy, dtype=np.float32)
-    text = np.asarray([html_text(t) for t in text], dtype=object)
-    marker = {"size": size, "opacity": opacity}
-    if groups is not None:
-        order = sorted(set(groups.tolist()), key=lambda g: (group_colour or {}).get(g, 0))
-        for number, group in enumerate(order):
-            index = np.flatnonzero(groups == group)
-            colour = PALETTE[(group_colour or {}).get(group, number) % len(PALETTE)]
-            figure.add_trace(go.Scattergl(
-                x=xy[index, 0], y=xy[index, 1], mode="markers", name=html_text(group), customdata=custom[index],
-                text=text[index], hovertemplate=template, marker={**marker, "color": colour}))
-            if centre_labels:
-                centre = np.median(xy[index], axis=0)
-                figure.add_annotation(x=float(centre[0]), y=float(centre[1]), text=html_text(group), showarrow=False,
-                                      font={"size": 12, "color": colour}, bgcolor="rgba(255,255,255,0.7)")
-    else:
-        figure.add_trace(go.Scattergl(
-            x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=custom, text=text,
-            hovertemplate=template, marker={**marker, "color": values.astype(np.float32), "colorscale": "Viridis",
-                                            "showscale": True, "colorbar": {"title": "confidence"}}))
-    figure.update_layout(height=640, margin={"l": 0, "r": 0, "t": 36, "b": 0}, dragmode="lasso",
-                         legend={"itemsizing": "constant", "title": None}, xaxis={"visible": False},
-                         yaxis={"visible": False, "scaleanchor": "x"}, uirevision="keep",
-                         hoverlabel={"bgcolor": "white", "font": {"color": "#262730", "size": 13}})
-    return figure
-
-
-def stable_colours(groups: np.ndarray, clusters: np.ndarray) -> dict:
-    """Palette position of every group: the cluster id most of its images are in (so a cluster's
-    colour survives renames, and a label's follows its main cluster); ties and shared clusters
-    take the next free position."""
-    colours, taken = {}, set()
-    for group in sorted(set(groups.tolist()), key=str):
-        ids, counts = np.unique(clusters[groups == group], return_counts=True)
-        position = int(ids[np.argmax(counts)])
-        while position in taken:
-            position += 1
-        colours[group] = position
-        taken.add(position)
-    return colours
-
-
-@st.cache_resource(max_entries=6, show_spinner=False)
-def map_figure(run: tuple, colour: str, curated_digest: str, view: tuple, _results: RunResults,
-               _state: CuratedState, _keep: np.ndarray | None, _highlight: dict) -> go.Figure:
-    """The map of ``run`` coloured by ``colour``, built once per run, colouring, curated state and
-    ``view`` (filters, point size and opacity, highlighted points: a key for ``_keep``, the images
-    the filters keep, and ``_highlight``); about 0.1 s for 70k points, saved on every other rerun."""
-    results, state = _results, _state
-    confidence = results.confidence
-    titles = cluster_titles(state)
-    cluster_names = np.array([titles[int(c)] for c in state.clusters], dtype=object)
-    true_names = results.true_label_names()
-    labels = state.labels()
-    text = (np.char.add("true: ", true_names.astype(str)) if true_names is not None
-            else np.char.add("label: ", labels.astype(str)))
-    custom = np.stack([np.arange(len(confidence)), confidence, state.clusters], 1).astype(np.float32)
-    groups = {"cluster": cluster_names, "curated label": labels, "true label": true_names}.get(colour)
-    if colour == "cluster":
-        group_colour = {titles[c]: c for c in titles}
-    elif colour == "true label":
-        group_colour = {name: i for i, name in enumerate(results.class_names)}
-    else:
-        group_colour = stable_colours(labels, state.clusters) if groups is not None else None
-    keep = np.arange(len(confidence)) if _keep is None else np.flatnonzero(_keep)
-    size, opacity = view[-2:]
-    figure = scatter(np.asarray(results.projection)[keep], None if groups is None else groups[keep],
-                     confidence[keep] if colour == "confidence" else None, custom[keep], text[keep], group_colour,
-                     centre_labels=colour in ("cluster", "curated label"), size=size, opacity=opacity)
-    for name, index, style in (("kept selection", _highlight.get("selection"), {"color": "rgba(0,0,0,0)", "size": size + 4,
-                                "line": {"color": "#262730", "width": 1.5}}),
-                               ("found", _highlight.get("found"), {"color": "#FF4B4B", "size": 18, "symbol": "star",
-                                "line": {"color": "white", "width": 1}})):
-        if index is not None and len(index):
-            index = np.asarray(index)
-            figure.add_trace(go.Scattergl(x=results.projection[index, 0], y=results.projection[index, 1],
-                                          mode="markers", name=name, customdata=custom[index], text=text[index],
-                                          hovertemplate="#%{customdata[0]}<br>%{text}<extra>" + name + "</extra>",
-                                          marker=style))
-    return figure
+FOUND = "found"  # (run, text) of the last search that opened its image
 
 
 def filters(results: RunResults, state: CuratedState) -> tuple[np.ndarray | None, tuple]:
@@ -166,10 +61,9 @@ def find(results: RunResults) -> int | None:
     if index is None:
         st.warning(f"No image with id, file name or index “{markdown_text(text[:60])}”")
         return None
-    if st.session_state.get("found") != (str(results.dir), text):  # a new search: open it
-        st.session_state["found"] = (str(results.dir), text)
-        st.session_state.setdefault("gallery_orders", {})["found"] = [index]
-        st.session_state["detail"] = {"run": str(results.dir), "page": "embedding", "index": index, "gallery": "found"}
+    if st.session_state.get(FOUND) != (str(results.dir), text):  # a new search: open it
+        st.session_state[FOUND] = (str(results.dir), text)
+        open_detail(results, "embedding", index, "found", order=[index])
         st.rerun()
     return index
 
@@ -180,7 +74,7 @@ def main() -> None:
     detail_view(results, "embedding")
     st.title("Embedding")
     n = len(results.images)
-    options = ["cluster", "curated label", "confidence"] + (["true label"] if results.images.has_labels else [])
+    options = [c for c in COLOURINGS if c != "true label" or results.images.has_labels]
     top = st.columns([3, 2], vertical_alignment="bottom")
     colour = top[0].segmented_control("Colour by", options, default="cluster", key="colour_by") or "cluster"
     with top[1]:
@@ -190,7 +84,7 @@ def main() -> None:
         cols = st.columns(3)
         size = cols[0].slider("Point size", 2, 16, 8 if n < 2_000 else 6 if n < 20_000 else 4, key="point_size")
         opacity = cols[1].slider("Opacity", 0.1, 1.0, 0.75, 0.05, key="point_opacity")
-        cols[2].slider("Thumbnail size", 48, 160, DISPLAY_PX, 8, key="thumb_size")
+        cols[2].slider("Thumbnail size", 48, 160, DISPLAY_PX, 8, key=THUMB_SIZE)
     confidence = results.confidence
     titles = cluster_titles(state)
     picked = map_selection(n, "embedding_selection")
@@ -199,11 +93,9 @@ def main() -> None:
     selected = selection(results)
     # a kept selection is drawn on the map when the page comes back to it (just after a selection the
     # map shows it already, and redrawing the figure would resend it)
-    highlight = {"selection": selected if picked is None and len(selected) else None,
-                 "found": [found] if found is not None else None}
-    view = (filter_key, hash(selected.tobytes()) if highlight["selection"] is not None else 0, found,
-            size, opacity)
-    figure = map_figure(results_key(results), colour, state.digest(), view, results, state, keep, highlight)
+    view = MapView(colour, keep, filter_key, size, opacity, found=found,
+                   selection=selected if picked is None and len(selected) else None)
+    figure = map_figure(results, state, view)
     # on_select gives the map its box and lasso tools; the selection itself comes through map_selection
     st.plotly_chart(figure, key="embedding", on_select="rerun", selection_mode=("points", "box", "lasso"),
                     config={"displaylogo": False, "scrollZoom": True})
@@ -228,7 +120,7 @@ def main() -> None:
     shown = gallery(results, order, "embedding_gallery",
                     lambda i: f"{titles[int(state.clusters[i])]} · {confidence[i]:.2f}")
     open_in_neighbours(results, shown, "embedding_open")
-    st.page_link("pages/curate_export.py", label="Relabel this selection on Curate & export", icon=":material/edit:")
+    page_link("Curate & export", label="Relabel this selection on Curate & export")
 
 
 through_navigation()

@@ -8,29 +8,35 @@ import plotly.express as px
 import streamlit as st
 
 from scan_core.data.rundir import CLUSTER_STAGES, STAGES
+from ui.curating import cluster_title, curated
 from ui.detail import detail_view
 from ui.gallery import gallery
-from ui.state import cluster_title, curated, require_results, through_navigation
+from ui.listeners import plot_component
+from ui.navigation import through_navigation
+from ui.runs import require_results
 from ui.text import html_text
 
 SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", "manifold", *CLUSTER_STAGES)]
+CELL_CLUSTER, CELL_CLASS = "cell_cluster", "cell_class"  # the confusion cell shown: its boxes
 
 _CELL_CLICKS_JS = """
-export default function (component) {  // a click on a heatmap cell sends its [row, column]
-  const attach = () => document.querySelectorAll('.stPlotlyChart .js-plotly-plot').forEach((plot) => {
-    if (plot.__scanCell || typeof plot.on !== 'function' || !plot.data || plot.data[0].type !== 'heatmap') return;
-    plot.__scanCell = true;
-    plot.on('plotly_click', (event) => {
-      const cell = event && event.points && event.points[0] && event.points[0].pointNumber;
-      if (Array.isArray(cell)) component.setTriggerValue('clicked', {row: cell[0], column: cell[1]});
-    });
+const cells = window.__scanCells || (window.__scanCells = {});
+
+function attach(plot) {  // a click on a heatmap cell sends its [row, column]
+  if (plot.__scanCell || !plot.data || plot.data[0].type !== 'heatmap') return;
+  plot.__scanCell = true;
+  plot.on('plotly_click', (event) => {
+    const cell = event && event.points && event.points[0] && event.points[0].pointNumber;
+    if (Array.isArray(cell)) cells.send('clicked', {row: cell[0], column: cell[1]});
   });
-  attach();
-  const timer = setInterval(attach, 400);  // the heatmap is drawn after this mounts
-  return () => clearInterval(timer);
+}
+
+export default function (component) {
+  cells.send = component.setTriggerValue;
+  return everyPlot(cells, attach);
 }
 """
-_cell_clicks = st.components.v2.component("scan_confusion_clicks", js=_CELL_CLICKS_JS)
+_cell_clicks = plot_component("scan_confusion_clicks", _CELL_CLICKS_JS)
 
 
 def cell_images(results, title, clusters: np.ndarray, rows: list[int]) -> None:
@@ -41,11 +47,11 @@ def cell_images(results, title, clusters: np.ndarray, rows: list[int]) -> None:
         row, column = clicked.get("row"), clicked.get("column")
         if isinstance(row, int) and isinstance(column, int) and 0 <= row < len(rows) \
                 and 0 <= column < len(results.class_names):
-            st.session_state["cell_cluster"], st.session_state["cell_class"] = rows[row], column
+            st.session_state[CELL_CLUSTER], st.session_state[CELL_CLASS] = rows[row], column
     left, right = st.columns(2)
-    cluster = left.selectbox("Cell: cluster", rows, format_func=title, key="cell_cluster")
+    cluster = left.selectbox("Cell: cluster", rows, format_func=title, key=CELL_CLUSTER)
     label = right.selectbox("Cell: true class", range(len(results.class_names)),
-                            format_func=lambda k: results.class_names[k], key="cell_class")
+                            format_func=lambda k: results.class_names[k], key=CELL_CLASS)
     images = np.flatnonzero((clusters == cluster) & (results.images.labels == label))
     confidence = results.confidence
     gallery(results, images[np.argsort(-confidence[images], kind="stable")], f"cell_{cluster}_{label}",
@@ -104,10 +110,9 @@ def main() -> None:
         stages = [{"stage": s.title, **{m: results.metrics[s.name].get(m) for m in ("acc", "nmi", "ari")},
                    "seconds": results.metrics[s.name].get("seconds")} for s in SCORED_STAGES if s.name in results.metrics]
         st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch")
-        if "final" in results.metrics:
-            st.caption(f"The run's result: {results.metrics['final']['stage']} "
-                       f"({results.metrics['final']['why']}).")
-        neighbours = results.metrics.get("neighbors", {})
+        if results.metrics.final:
+            st.caption(f"The run's result: {results.metrics.final.stage} ({results.metrics.final.why}).")
+        neighbours = results.metrics.stage("neighbors")
         if "purity" in neighbours:
             st.caption(f"Neighbour purity (top-{neighbours['k']}, {neighbours['space']} space): "
                        f"{neighbours['purity']:.3f}")

@@ -5,12 +5,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ui.curating import cluster_title, curated
 from ui.detail import detail_view
 from ui.gallery import display_image, gallery
-from ui.state import cluster_title, curated, image_number, require_results, through_navigation
+from ui.keys import IMAGE_PARAM
+from ui.navigation import through_navigation
+from ui.runs import require_results
+from ui.selection import image_number
 from ui.text import markdown_text, text_lines
 
 WORST = 60
+IMAGE_INDEX = "image_index"  # the image shown
+IMAGE_FOUND = "image_found"  # the search that last moved to its image
 
 
 def pick_image(results) -> int:
@@ -19,24 +25,24 @@ def pick_image(results) -> int:
     finds nothing says so and shows no image (not the one shown before)."""
     n = len(results.images)
     ids = results.images.ids
-    asked = image_number(st.query_params.get("image") or "", n)
+    asked = image_number(st.query_params.get(IMAGE_PARAM) or "", n)
     if asked is not None:
-        st.session_state["image_index"] = asked
+        st.session_state[IMAGE_INDEX] = asked
     left, right = st.columns([2, 1], vertical_alignment="bottom")
     typed = left.text_input("Find an image", placeholder=f"id, file name or #index (e.g. {ids[0]} or #0)",
                             key="image_query")
     if right.button("Random image", icon=":material/shuffle:"):
-        st.session_state["image_index"] = int(np.random.default_rng().integers(n))
+        st.session_state[IMAGE_INDEX] = int(np.random.default_rng().integers(n))
     elif typed.strip():
         found = results.find_image(typed)
         if found is None:
             st.warning(f"No image with id, file name or index “{markdown_text(typed.strip()[:60])}”")
             st.stop()
-        if st.session_state.get("image_found") != typed:  # a new search moves to its image; Random still works
-            st.session_state["image_found"] = typed
-            st.session_state["image_index"] = found
-    index = int(st.session_state.get("image_index", 0))
-    st.query_params["image"] = str(index)
+        if st.session_state.get(IMAGE_FOUND) != typed:  # a new search moves to its image; Random still works
+            st.session_state[IMAGE_FOUND] = typed
+            st.session_state[IMAGE_INDEX] = found
+    index = int(st.session_state.get(IMAGE_INDEX, 0))
+    st.query_params[IMAGE_PARAM] = str(index)
     return index
 
 

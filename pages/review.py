@@ -14,9 +14,11 @@ from scan_core.explore import estimates, jobs
 from scan_core.explore.refine import image_labels
 from scan_core.explore.results import RunResults
 from scan_core.explore.review import near_duplicates, neighbour_similarity, outliers, review_queue, teaching_picks
+from ui.curating import cluster_title, curated, curation, edit, who
 from ui.detail import detail_view
 from ui.gallery import gallery
-from ui.state import cluster_title, curated, curation, edit, require_results, through_navigation, who, workspace
+from ui.navigation import through_navigation
+from ui.runs import require_results, workspace
 from ui.text import duration_text
 
 PAGE_SIZE = 48

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .config import AUTO, BACKBONES, DEVICES, REFINE_EPOCHS
 from .data.artifacts import CorruptArtifact, load_json
+from .data.run_metrics import RunMetrics
 from .data.rundir import CLUSTER_STAGES, TRAINING_STAGES
 from .presets import NAMES as PRESETS
 
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def metrics_table(metrics: dict) -> str:
+def metrics_table(metrics: RunMetrics) -> str:
     """Plain-text table of the per-stage metrics of a run."""
     rows = ["stage       acc     nmi     ari     seconds  note"]
     for stage in ("pretext", *CLUSTER_STAGES):
@@ -85,7 +86,7 @@ def metrics_table(metrics: dict) -> str:
         m = metrics[stage]
         cell = lambda key: f"{m[key]:.4f}" if key in m else "   -  "
         note = " ".join((f"head {m['head']} (epoch {m['head_epoch']})" if "head_epoch" in m else "",
-                         "<- the result" if metrics.get("final", {}).get("stage") == stage else "")).strip()
+                         "<- the result" if metrics.final and metrics.final.stage == stage else "")).strip()
         seconds = f"{m['seconds']:.1f}" if "seconds" in m else "-"
         rows.append(f"{stage:<11} {cell('acc')}  {cell('nmi')}  {cell('ari')}  {seconds:>7}  {note}")
     if "neighbors" in metrics and "purity" in metrics["neighbors"]:
@@ -94,10 +95,10 @@ def metrics_table(metrics: dict) -> str:
     if "suggest" in metrics:
         s = metrics["suggest"]
         rows.append(f"suggested {s['reason']}" + (f" (labels: {s['true_k']} classes)" if "true_k" in s else ""))
-    if "final" in metrics:
-        rows.append(f"result: {metrics['final']['stage']} ({metrics['final']['why']})")
-        if "warning" in metrics["final"]:
-            rows.append(f"WARNING: {metrics['final']['warning']}")
+    if metrics.final:
+        rows.append(f"result: {metrics.final.stage} ({metrics.final.why})")
+        if metrics.final.warning:
+            rows.append(f"WARNING: {metrics.final.warning}")
     return "\n".join(rows)
 
 
@@ -187,7 +188,7 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.on is None:
-            print(metrics_table(load_json(path)))
+            print(metrics_table(RunMetrics(load_json(path))))
             return 0
         from .engine.inference import evaluate_on
         scores = evaluate_on(args.run_dir, args.on, args.device)
@@ -195,7 +196,7 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"scored on {args.on}, images the run did not train on")
-    print(metrics_table(scores))
+    print(metrics_table(RunMetrics(scores)))
     return 0
 
 

@@ -17,6 +17,7 @@ from scan_core.data.artifacts import load_json, save_json
 from scan_core.data.rundir import process_start
 from scan_core.explore import jobs
 from scan_core.explore.curation import Curation
+from ui.keys import DETAIL
 
 from apptest import APP, PAGES, app, button, metric, plotly_specs, result_probs, texts
 
@@ -763,7 +764,7 @@ def test_neighbours_and_embedding_find_the_same_image_and_a_miss_shows_none(home
     assert not at.get("imgs") and not at.subheader  # the image shown before is gone, and its neighbourhood
     embedding = app(home, monkeypatch, page="embedding")
     embedding.text_input(key="find_image").set_value("0012").run()
-    assert embedding.session_state["detail"]["index"] == 12
+    assert embedding.session_state[DETAIL].index == 12
 
 
 def test_thumbnails_picked_with_ctrl_click_move_together_in_one_edit(own_home, monkeypatch):

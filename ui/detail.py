@@ -11,17 +11,31 @@ or ``picked`` for a Ctrl- or Shift-click, which adds the image to (or takes it f
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import streamlit as st
 
 from scan_core.explore.results import RunResults
+from ui.curating import cluster_options, cluster_title, curation, edit, who
 from ui.gallery import display_image
-from ui.state import cluster_options, cluster_title, curation, edit, picked, set_picked, who
+from ui.keys import DETAIL, DETAIL_SHOWN_VERSION, GALLERY_ORDERS
+from ui.selection import picked, set_picked
 from ui.text import heading, markdown_text, text_lines
 
 FULL_PX = 320
 NEIGHBOURS = 10
 NAME_ON_KEY = 8  # characters of a cluster's name on its number key
+
+@dataclasses.dataclass(frozen=True)
+class DetailRequest:
+    """The open detail view: the run, the page it was opened on, the image and the gallery it came
+    from (whose order previous / next follow)."""
+    run: str
+    page: str
+    index: int
+    gallery: str
+
 
 _CLICKS_JS = """
 const bridge = window.__scanGalleryClicks || (window.__scanGalleryClicks = {});
@@ -59,13 +73,13 @@ def detail_view(results: RunResults, page: str) -> None:
     clicks = _clicks(key="gallery_clicks", on_opened_change=lambda: None, on_picked_change=lambda: None)
     opened, toggled = clicked(results, clicks.opened), clicked(results, clicks.picked)
     if opened is not None:
-        st.session_state["detail"] = {"run": str(results.dir), "page": page, "index": opened[0], "gallery": opened[1]}
+        open_detail(results, page, *opened)
     if toggled is not None:
         chosen = picked(results)
         set_picked(results, [i for i in chosen if i != toggled[0]] if toggled[0] in chosen else [*chosen, toggled[0]])
     picks_bar(results)
-    detail = st.session_state.get("detail")
-    if detail and (detail["run"], detail["page"]) == (str(results.dir), page):
+    detail = st.session_state.get(DETAIL)
+    if detail and (detail.run, detail.page) == (str(results.dir), page):
         image_dialog(results)
     elif detail:
         close_detail()  # left for another page or run
@@ -112,37 +126,45 @@ def picks_bar(results: RunResults) -> None:
             st.rerun()
 
 
+def open_detail(results: RunResults, page: str, index: int, gallery: str, order: list[int] | None = None) -> None:
+    """Open the detail view of image ``index`` on ``page``, from ``gallery`` (``order``: that
+    gallery's images, if it is none drawn by :func:`ui.gallery.gallery`)."""
+    if order is not None:
+        st.session_state.setdefault(GALLERY_ORDERS, {})[gallery] = [int(i) for i in order]
+    st.session_state[DETAIL] = DetailRequest(str(results.dir), page, int(index), gallery)
+
+
 def close_detail() -> None:
-    st.session_state.pop("detail", None)
+    st.session_state.pop(DETAIL, None)
 
 
 @st.dialog("Image", width="large", on_dismiss=close_detail)
 def image_dialog(results: RunResults) -> None:
-    """The detail view of ``st.session_state["detail"]`` (a dialog: its buttons rerun only it)."""
-    detail = st.session_state["detail"]
+    """The detail view of the open :class:`DetailRequest` (a dialog: its buttons rerun only it)."""
+    detail = st.session_state[DETAIL]
     order = gallery_order(detail)
-    position = order.index(detail["index"])
+    position = order.index(detail.index)
     back, where, forward = st.columns([1, 2, 1], vertical_alignment="center")
     back.button("Previous", icon=":material/arrow_back:", shortcut="left", disabled=position == 0,
                 key="detail_previous", on_click=step, args=(-1,))
     where.caption(f"{position + 1:,} of {len(order):,} in this gallery · ← → next, A accept, 0-9 move, Esc close")
     forward.button("Next", icon=":material/arrow_forward:", shortcut="right", disabled=position >= len(order) - 1,
                    key="detail_next", on_click=step, args=(1,))
-    show_image(results, detail["index"])
+    show_image(results, detail.index)
 
 
-def gallery_order(detail: dict) -> list[int]:
+def gallery_order(detail: DetailRequest) -> list[int]:
     """The images of the gallery the detail view was opened from (the image alone if unknown)."""
-    order = st.session_state.get("gallery_orders", {}).get(detail["gallery"], [])
-    return order if detail["index"] in order else [detail["index"]]
+    order = st.session_state.get(GALLERY_ORDERS, {}).get(detail.gallery, [])
+    return order if detail.index in order else [detail.index]
 
 
 def step(offset: int) -> None:
     """Previous / next (a callback: it runs before the dialog is drawn, so its buttons match)."""
-    detail = st.session_state["detail"]
+    detail = st.session_state[DETAIL]
     order = gallery_order(detail)
-    position = min(max(order.index(detail["index"]) + offset, 0), len(order) - 1)
-    st.session_state["detail"] = {**detail, "index": int(order[position])}
+    position = min(max(order.index(detail.index) + offset, 0), len(order) - 1)
+    st.session_state[DETAIL] = dataclasses.replace(detail, index=int(order[position]))
 
 
 def number_label(state, cluster: int) -> str:
@@ -163,10 +185,10 @@ def typed_cluster(state, text: str) -> int | None:
 
 def dialog_state(results: RunResults):
     """The curated state now, and the version the dialog showed when the user acted (its own
-    reruns do not pass through the page's :func:`ui.state.curated`)."""
+    reruns do not pass through the page's :func:`ui.curating.curated`)."""
     state = curation(results).state()
-    seen = st.session_state.get("detail_shown_version", state.version)
-    st.session_state["detail_shown_version"] = state.version
+    seen = st.session_state.get(DETAIL_SHOWN_VERSION, state.version)
+    st.session_state[DETAIL_SHOWN_VERSION] = state.version
     return state, seen
 
 

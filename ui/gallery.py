@@ -16,7 +16,9 @@ import streamlit as st
 from PIL import Image
 
 from scan_core.explore.results import RunResults
-from ui.state import picked
+from ui.keys import GALLERY_ORDERS, IMAGE_PARAM, RUN_PARAM, THUMB_SIZE
+from ui.navigation import page_spec
+from ui.selection import picked
 
 PAGE_SIZE = 100
 PICKED_CLASS = ' class="scan-picked"'
@@ -58,7 +60,7 @@ def gallery(results: RunResults, indices: np.ndarray, key: str, caption: Callabl
     thumbs = results.thumbnails()
     true = results.true_label_names()
     chosen = set(picked(results))
-    size = int(st.session_state.get("thumb_size", DISPLAY_PX))
+    size = int(st.session_state.get(THUMB_SIZE, DISPLAY_PX))
 
     def cell(i: int) -> str:
         lines = caption(i).split("\n")
@@ -72,7 +74,7 @@ def gallery(results: RunResults, indices: np.ndarray, key: str, caption: Callabl
 
     cells = "".join(cell(int(i)) for i in shown)
     st.html(f'<div class="scan-gallery" style="--scan-thumb:{size}px">{cells}</div>{GALLERY_CSS}')
-    st.session_state.setdefault("gallery_orders", {})[key] = indices.tolist()  # next / previous in the detail view
+    st.session_state.setdefault(GALLERY_ORDERS, {})[key] = indices.tolist()  # next / previous in the detail view
     return shown
 
 
@@ -85,7 +87,7 @@ def open_in_neighbours(results: RunResults, shown: np.ndarray, key: str) -> None
     picked = left.selectbox("Open an image of this page", shown.tolist(), format_func=lambda i: f"{ids[i]} (#{i})",
                             key=f"{key}_open")
     if right.button("Show neighbours", key=f"{key}_go", icon=":material/hub:"):
-        st.switch_page("pages/neighbours.py", query_params={"run": results.dir.name, "image": str(int(picked))})
+        st.switch_page(page_spec("Neighbours").path, query_params={RUN_PARAM: results.dir.name, IMAGE_PARAM: str(int(picked))})
 
 
 def data_uri(pixels: np.ndarray, size: int | None = 48) -> str:

@@ -22,32 +22,24 @@ from scipy.spatial import cKDTree
 
 from scan_core.explore.results import RunResults
 from ui.gallery import data_uri
-from ui.state import results_key
+from ui.listeners import plot_component
+from ui.runs import results_key
 
 SHEET_PIXELS_ENV = "SCAN_EXPLORER_HOVER_SHEET_PIXELS"
 SHEET_PIXELS = 3_000_000        # a whole sheet up to this size (about 1 MB of PNG) goes with the page
 CHUNK = 256                     # images per sheet sent on demand for bigger runs
 HOVER_PX = 96
 
-_ATTACH_JS = """
+_IMAGE_INDEX_JS = """
 function imageIndex(point) {
   const custom = point && point.customdata;
   if (custom == null) return null;
   return Math.round(Array.isArray(custom) || ArrayBuffer.isView(custom) ? custom[0] : custom);
 }
 
-function everyMap(state, attach) {  // the map is drawn after a component mounts, and may be redrawn: poll
-  const poll = () => document.querySelectorAll('.stPlotlyChart .js-plotly-plot').forEach((plot) => {
-    if (typeof plot.on === 'function' && typeof plot.emit === 'function') attach(plot);
-  });
-  poll();
-  clearInterval(state.timer);  // one poll per component, however often Streamlit calls it with new data
-  state.timer = setInterval(poll, 300);
-  return () => clearInterval(state.timer);
-}
 """
 
-_SELECTION_JS = _ATTACH_JS + """
+_SELECTION_JS = _IMAGE_INDEX_JS + """
 const bridge = window.__scanSelection || (window.__scanSelection = {});
 
 function attach(plot) {
@@ -73,11 +65,11 @@ function attach(plot) {
 
 export default function (component) {
   bridge.send = component.setTriggerValue;
-  return everyMap(bridge, attach);
+  return everyPlot(bridge, attach);
 }
 """
 
-_HOVER_JS = _ATTACH_JS + """
+_HOVER_JS = _IMAGE_INDEX_JS + """
 const hover = window.__scanHover || (window.__scanHover = { run: null, tiles: new Map() });
 
 function tooltip() {
@@ -157,7 +149,7 @@ export default function (component) {
   hover.watch = setInterval(() => {
     if (!document.querySelector('.stPlotlyChart .js-plotly-plot')) tooltip().style.display = 'none';
   }, 300);
-  const stop = everyMap(hover, attach);
+  const stop = everyPlot(hover, attach);
   return () => {  // the map went away (another page) or is about to get new data: no image left behind
     stop();
     tooltip().style.display = 'none';
@@ -165,8 +157,8 @@ export default function (component) {
 }
 """
 
-_selection_component = st.components.v2.component("scan_map_selection", js=_SELECTION_JS)
-_hover_component = st.components.v2.component("scan_map_hover", js=_HOVER_JS)
+_selection_component = plot_component("scan_map_selection", _SELECTION_JS)
+_hover_component = plot_component("scan_map_hover", _HOVER_JS)
 
 
 def map_selection(n: int, key: str) -> np.ndarray | None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import CorruptArtifact, load_json
+from .run_metrics import RunMetrics
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,11 @@ def _setting(config: dict, key: str):
     return config
 
 
-def final_stage(metrics: dict, finished: set[str] | list[str] | tuple[str, ...]) -> str | None:
+def final_stage(metrics: RunMetrics, finished: set[str] | list[str] | tuple[str, ...]) -> str | None:
     """The cluster stage whose assignment is the run's result, among the ``finished`` ones: the one
     ``metrics.json`` names under ``final`` (the selflabel stage keeps SCAN's clusters when self-
     labeling made them less consistent), else the last; None before SCAN ends."""
-    named = metrics.get("final", {}).get("stage")
+    named = metrics.final.stage if metrics.final else None
     if named in finished:
         return named
     return next((stage for stage in reversed(CLUSTER_STAGES) if stage in finished), None)

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
-from ..data.artifacts import Checkpoint, CorruptArtifact, load_array, load_json, save_json
+from ..data.artifacts import Checkpoint, load_array, save_json
 from ..data.images import ImageSet
+from ..data.run_metrics import METRICS_FILE, FinalResult, RunMetrics
 from ..method.confidence import chance_warning, feature_lift, neighbour_temperature
 from ..method.metrics import evaluate
 from ..method.pretext import Encoder
@@ -47,29 +48,26 @@ class RunContext:
         return Checkpoint(self.dir / "checkpoints" / f"{stage}.pt",
                           on_resume=lambda epoch: self.progress.emit("resumed", epoch=epoch))
 
-    def metrics(self) -> dict:
+    def metrics(self) -> RunMetrics:
         """``metrics.json`` so far (empty before the first stage records)."""
-        try:
-            return load_json(self.dir / "metrics.json")
-        except (FileNotFoundError, CorruptArtifact):
-            return {}
+        return RunMetrics.load(self.dir)
 
     def record(self, stage: str, values: dict) -> None:
         """Store ``values`` and the stage's seconds so far as ``metrics.json[stage]``."""
         values = {**values, "seconds": round(time.time() - self.started, 2)}
-        save_json(self.dir / "metrics.json", {**self.metrics(), stage: values})
+        save_json(self.dir / METRICS_FILE, {**self.metrics(), stage: values})
 
     def amend(self, stage: str, values: dict) -> None:
         """Add ``values`` to ``metrics.json[stage]``, recorded earlier (its seconds kept)."""
         metrics = self.metrics()
-        save_json(self.dir / "metrics.json", {**metrics, stage: {**metrics.get(stage, {}), **values}})
+        save_json(self.dir / METRICS_FILE, {**metrics, stage: {**metrics.stage(stage), **values}})
 
     def record_result(self, stage: str, why: str, probs: np.ndarray) -> None:
         """Name the cluster stage whose assignment ``probs`` ``(N, K)`` is the run's result, and why:
         ``metrics.json[final]``, with the temperature that calibrates its confidence and a warning
         when its clusters look no better than chance (:mod:`scan_core.method.confidence`)."""
         metrics = self.metrics()
-        scan = metrics.get("scan", {})
+        scan = metrics.stage("scan")
         agreement = None
         if "head_agreement" in scan:  # the kept SCAN head's mean ARI with the other candidates
             agreement = scan["head_agreement"][scan["snapshot_epochs"].index(scan["head_epoch"])][scan["head"]]
@@ -77,9 +75,8 @@ class RunContext:
         lift = feature_lift(probs.argmax(1), load_array(own) if own.exists() else self.neighbors)
         warning = chance_warning(agreement, lift, probs.shape[1])
         temperature = neighbour_temperature(probs, self.neighbors, self.config.seed)
-        final = {"stage": stage, "why": why, "feature_lift": round(lift, 4), "temperature": round(temperature, 4),
-                 **({"warning": warning} if warning else {})}
-        save_json(self.dir / "metrics.json", {**metrics, "final": final})
+        final = FinalResult(stage, why, temperature=round(temperature, 4), feature_lift=round(lift, 4), warning=warning)
+        save_json(self.dir / METRICS_FILE, {**metrics, "final": final.to_json()})
 
     def scores(self, clusters: np.ndarray) -> dict:
         """ACC, NMI, ARI, majority ACC of ``clusters`` ``(N,)`` against the labels (empty without)."""

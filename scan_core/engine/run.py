@@ -23,6 +23,7 @@ import torch
 from ..config import RunConfig
 from ..data.artifacts import CorruptArtifact, save_json
 from ..data.images import ImageSet
+from ..data.run_metrics import RunMetrics
 from ..data.rundir import STAGE_NAMES, Stage, planned_stages, process_start, stored_status
 from ..data.sources import load_source
 from ..presets import check_preset, plan_config
@@ -80,8 +81,8 @@ class Run:
             done.append(stage.name)
         return done
 
-    def execute(self) -> dict:
-        """Run every stage not yet completed; return ``metrics.json``'s content.
+    def execute(self) -> RunMetrics:
+        """Run every stage not yet completed; return its ``metrics.json``.
 
         Whatever stops it is recorded in ``status.json`` (``cancelled`` for :class:`Cancelled`,
         ``interrupted`` for KeyboardInterrupt, else ``failed``) and raised again.
@@ -125,8 +126,8 @@ def _outcome(error: BaseException) -> tuple[str, str]:
 
 
 def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str | None = None,
-              preset: str = "auto", show_bar: bool = True, **overrides) -> dict:
-    """Start or resume the run in ``run_dir``; return its metrics.
+              preset: str = "auto", show_bar: bool = True, **overrides) -> RunMetrics:
+    """Start or resume the run in ``run_dir``; return its metrics (:class:`~scan_core.data.run_metrics.RunMetrics`).
 
     A directory with a ``config.json`` resumes with that config (``dataset`` must match when
     given; the other arguments are ignored). A new run is validated first (dataset, preset,

@@ -44,7 +44,7 @@ def compare_runs(a: RunResults, b: RunResults, clusters_a: np.ndarray, clusters_
 
 def _row(run: RunResults) -> dict:
     stage = run.final_stage
-    final = run.metrics.get(stage, {}) if stage else {}
+    final = run.metrics.stage(stage) if stage else {}
     seconds = sum(m.get("seconds", 0) for m in run.metrics.values() if isinstance(m, dict))
     return {"run": run.dir.name, "images": len(run.images), "K": run.num_clusters,
             "preset": run.config.get("preset"), "heads learn on": run.config.get("backbone")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .. import costs
 from ..config import REFINE_EPOCHS, RunConfig
-from ..data.artifacts import read_json
+from ..data.run_metrics import RunMetrics
 from ..data.rundir import STAGE_NAMES, planned_stages
 
 STARTUP_SECONDS = 5.0       # the job's Python, torch and its images loaded before the first stage
@@ -84,7 +84,7 @@ def expected_seconds(config: RunConfig, images: int, side: int, calibration: Cal
 def refine_seconds(run_dir: Path, calibration: Calibration, epochs: int = REFINE_EPOCHS) -> float | None:
     """Rough seconds a refine of ``epochs`` of the trained run in ``run_dir`` takes, the job's start-up
     included (None before its images stage has recorded them)."""
-    images = read_json(run_dir / "metrics.json").get("images", {})
+    images = RunMetrics.load(run_dir).stage("images")
     if not (run_dir / "config.json").exists() or "count" not in images:
         return None
     config = RunConfig.load(run_dir)
@@ -123,7 +123,7 @@ def stage_events(events: list[dict], stage: str | None) -> list[dict]:
 def run_rule(run_dir: Path) -> dict[str, float]:
     """:func:`rule_seconds` of a run, from its config and its images' count and size (empty until
     its images stage has recorded them)."""
-    images = read_json(run_dir / "metrics.json").get("images", {})
+    images = RunMetrics.load(run_dir).stage("images")
     if not (run_dir / "config.json").exists() or "count" not in images:
         return {}
     return rule_seconds(RunConfig.load(run_dir), images["count"], images.get("height", 28))
@@ -133,7 +133,7 @@ def stage_factors(run_dir: Path) -> dict[str, float]:
     """Seconds taken / seconds by the rule of every stage the run has recorded that the rule gives
     at least :data:`MIN_RULE_SECONDS`, within :data:`FACTOR_RANGE`."""
     rule = run_rule(run_dir)
-    metrics = read_json(run_dir / "metrics.json")
+    metrics = RunMetrics.load(run_dir)
     return {stage: min(max(metrics[stage]["seconds"] / seconds, FACTOR_RANGE[0]), FACTOR_RANGE[1])
             for stage, seconds in rule.items()
-            if seconds >= MIN_RULE_SECONDS and isinstance(metrics.get(stage), dict) and "seconds" in metrics[stage]}
+            if seconds >= MIN_RULE_SECONDS and "seconds" in metrics.stage(stage)}

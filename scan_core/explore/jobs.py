@@ -32,6 +32,7 @@ import scan_core
 
 from ..config import AUTO, REFINE_EPOCHS
 from ..data.artifacts import CorruptArtifact, load_json, read_json, save_json
+from ..data.run_metrics import RunMetrics
 from ..data.rundir import CLUSTER_STAGES, final_stage, read_status
 from ..data.sources import BUILTIN
 from ..data.sources.common import DATA_DIR_ENV
@@ -313,12 +314,7 @@ def run_config(run_dir: Path) -> dict:
     return read_json(Path(run_dir) / "config.json")
 
 
-def read_metrics(run_dir: Path) -> dict:
-    """The run's ``metrics.json`` (empty before its first stage ends)."""
-    return read_json(Path(run_dir) / "metrics.json")
-
-
-def final_scores(metrics: dict) -> dict:
+def final_scores(metrics: RunMetrics) -> dict:
     """The metrics of the cluster stage that is a run's result (empty before SCAN ends)."""
     stage = final_stage(metrics, tuple(stage for stage in CLUSTER_STAGES if stage in metrics))
     return metrics[stage] if stage else {}
@@ -332,7 +328,7 @@ def list_runs(workspace: Workspace) -> list[dict]:
             continue
         config = read_json(run_dir / "config.json")
         job = read_json(run_dir / "job.json")
-        metrics = read_metrics(run_dir)
+        metrics = RunMetrics.load(run_dir)
         final = final_scores(metrics)
         state = job_state(workspace, run_dir)
         rows.append({"run": run_dir.name, "dataset": config.get("dataset") or job.get("dataset", "?"),

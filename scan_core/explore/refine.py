@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import REFINE_EPOCHS
 from ..data.artifacts import load_json, save_json
+from ..data.run_metrics import METRICS_FILE, RunMetrics
 from ..data.rundir import CLUSTER_STAGES, REFINE_LABELS, final_stage, planned_stages, read_status
 from .curation import CuratedState, Curation
 from .results import RunResults
@@ -79,7 +80,7 @@ def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
     if not len(labels.images):
         raise ValueError(f"{run_dir.name} has no image labels to refine with: move, accept or label images "
                          "one by one (Review, the detail view, Curate); a cluster's name alone is not a label")
-    before = results.metrics.get("refine", {}).get("from")
+    before = results.metrics.stage("refine").get("from")
     start = before or final_stage(results.metrics, [s for s in CLUSTER_STAGES if s in status["completed"]])
     payload = {"images": labels.images.tolist(), "clusters": labels.clusters.tolist(), "from": start}
     digest = hashlib.sha256(json.dumps([payload, epochs]).encode()).hexdigest()
@@ -101,10 +102,10 @@ def undo_refine(run_dir: Path) -> str:
     ``refine-undone/``. The curation is untouched. Returns that stage; ValueError when the run's
     result is not a refine. The caller holds the workspace's training lock."""
     run_dir = Path(run_dir)
-    metrics = load_json(run_dir / "metrics.json")
-    if metrics.get("final", {}).get("stage") != "refine" or "refine" not in metrics:
+    metrics = RunMetrics.load(run_dir)
+    if metrics.final is None or metrics.final.stage != "refine" or "refine" not in metrics:
         raise ValueError(f"{run_dir.name} has no refine to undo")
-    refine = metrics.pop("refine")
+    refine = metrics["refine"]
     aside = run_dir / UNDONE
     aside.mkdir(exist_ok=True)
     for name in ("refine_probs.npy", "refine.pt", REFINE_LABELS):
@@ -112,7 +113,8 @@ def undo_refine(run_dir: Path) -> str:
             (run_dir / name).replace(aside / name)
     (run_dir / "checkpoints" / "refine.pt").unlink(missing_ok=True)
     before = refine.get("before") or {"stage": refine["from"], "why": "the result before the refine"}
-    save_json(run_dir / "metrics.json", {**metrics, "final": before, "refine_undone": refine})
+    kept = {stage: record for stage, record in metrics.items() if stage != "refine"}
+    save_json(run_dir / METRICS_FILE, {**kept, "final": before, "refine_undone": refine})
     config = load_json(run_dir / "config.json")
     save_json(run_dir / "config.json", {**config, "refine": {**config.get("refine", {}), "epochs": 0}})
     return before["stage"]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data.artifacts import CorruptArtifact, load_array, load_json, save_array
 from ..data.images import ImageSet, resize_square
+from ..data.run_metrics import RunMetrics
 from ..data.rundir import CLUSTER_STAGES, final_stage
 from ..method.confidence import tempered
 from ..method.cosine import l2_normalize
@@ -33,7 +34,7 @@ class RunResults:
     dir: Path
     config: dict
     images: ImageSet
-    metrics: dict
+    metrics: RunMetrics
     features: np.ndarray | None = None
     neighbors: np.ndarray | None = None
     projection: np.ndarray | None = None
@@ -59,10 +60,7 @@ class RunResults:
                 return None
             return array if rows is None or len(array) == rows else None
 
-        try:
-            metrics = load_json(run_dir / "metrics.json")
-        except (FileNotFoundError, CorruptArtifact):
-            metrics = {}
+        metrics = RunMetrics.load(run_dir)
         probs = {stage: p for stage in CLUSTER_STAGES if (p := optional(f"{stage}_probs.npy")) is not None}
         return cls(run_dir, config, images, metrics, optional("features.npy"), optional("neighbors.npy"),
                    optional("projection.npy"), probs, optional("feature_neighbors.npy"))
@@ -83,7 +81,7 @@ class RunResults:
             raise RunNotReady(f"{self.dir.name} has no clustering yet (the SCAN stage has not finished)")
         if self._calibrated is None:
             stored = np.asarray(self.stage_probs[self.final_stage])
-            temperature = self.metrics.get("final", {}).get("temperature")
+            temperature = self.metrics.final.temperature if self.metrics.final else None
             self._calibrated = tempered(stored, temperature) if temperature else stored
         return self._calibrated
 

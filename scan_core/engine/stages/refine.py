@@ -45,7 +45,7 @@ def run(ctx: RunContext) -> None:
     clusters = probs.argmax(1)
     changed = int((clusters != before).sum())
     metrics = ctx.metrics()
-    replaced = metrics["final"] if metrics["final"]["stage"] != "refine" else metrics["refine"].get("before")
+    replaced = metrics["final"] if metrics.final.stage != "refine" else metrics.stage("refine").get("before")
     ctx.record("refine", {**ctx.scores(clusters), "from": start, "before": replaced, "labels": len(labelled),
                           "digest": request["digest"],
                           "spread_acc": ctx.scores(spread.argmax(1)).get("acc"),
@@ -60,5 +60,5 @@ def run(ctx: RunContext) -> None:
 
 def load(ctx: RunContext) -> None:
     load_cluster_stage(ctx, "refine")
-    if ctx.metrics().get("refine", {}).get("digest") != load_json(ctx.dir / REFINE_LABELS).get("digest"):
+    if ctx.metrics().stage("refine").get("digest") != load_json(ctx.dir / REFINE_LABELS).get("digest"):
         raise CorruptArtifact("the image labels changed since the last refine")

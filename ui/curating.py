@@ -1,0 +1,108 @@
+"""Curation from the pages: the curator's name, the curated state and the version the user acted
+on, one edit with its message, and the clusters' titles."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from scan_core.explore.curation import CuratedState, Curation
+from scan_core.explore.results import RunResults
+from ui.keys import SEEN_VERSION, SHOWN_VERSION, WHO, WHO_PARAM
+from ui.text import markdown_text
+
+MAX_WHO = 100  # the curation log's limit on names
+
+
+def who_box() -> None:
+    """The sidebar's box for the curator's name, kept in the URL (``?who=``): restored after a
+    refresh, put back after a page switch (which drops query parameters), like the run."""
+    if WHO not in st.session_state and st.query_params.get(WHO_PARAM):
+        st.session_state[WHO] = st.query_params[WHO_PARAM][:MAX_WHO]
+    name = (st.session_state.get(WHO) or "").strip()
+    if name and st.query_params.get(WHO_PARAM) != name:
+        st.query_params[WHO_PARAM] = name
+    elif not name and WHO_PARAM in st.query_params:
+        del st.query_params[WHO_PARAM]
+    st.text_input("Your name (recorded with every edit)", key=WHO, placeholder="anonymous", max_chars=MAX_WHO,
+                  help="Kept in the page's address (?who=), so a refresh or a bookmark keeps it")
+
+
+def who() -> str:
+    """The curator's name for the edit log (``anonymous`` when none is given)."""
+    return (st.session_state.get(WHO) or "").strip()[:MAX_WHO] or "anonymous"
+
+
+def curation(loaded: RunResults) -> Curation:
+    return Curation(loaded.dir, loaded.clusters, loaded.images.ids)
+
+
+def curated(loaded: RunResults) -> CuratedState:
+    """The current curated state (replayed from SQLite each rerun, so other sessions' edits show).
+
+    Pages call it once per run. It also remembers the version this tab's previous script run showed:
+    the state the user was looking at when they clicked (:func:`seen_version`).
+    """
+    state = curation(loaded).state()
+    shown = st.session_state.get(SHOWN_VERSION)
+    previous = shown["version"] if shown and shown["run"] == str(loaded.dir) else state.version
+    st.session_state[SEEN_VERSION] = previous
+    st.session_state[SHOWN_VERSION] = {"run": str(loaded.dir), "version": state.version}
+    return state
+
+
+def seen_version() -> int:
+    """The curation version on screen when the user acted (see :func:`curated`), for ``seen=``."""
+    return int(st.session_state[SEEN_VERSION])
+
+
+def clusters_changed(loaded: RunResults, state: CuratedState) -> str | None:
+    """Why a choice among clusters made on the previous screen cannot be trusted: a message when
+    clusters appeared or disappeared since then (another session merged, split or moved; a widget
+    would have fallen back to another cluster), else None."""
+    seen = seen_version()
+    if seen == state.version:
+        return None
+    store = curation(loaded)
+    then = store.state_at(seen)
+    if cluster_options(then) == cluster_options(state):
+        return None
+    gone = sorted(set(cluster_options(then)) - set(cluster_options(state)))
+    change = store.history(limit=1)[0]
+    what = f"cluster {gone[0]} no longer exists" if gone else "the clusters changed"
+    return (f"Not done: {what} (edit #{change['id']} by {markdown_text(change['who'])}, {change['kind']}, after "
+            "this page was drawn). The page now shows the current clusters; check your choice and try again.")
+
+
+def edit(action: Callable[[], Any], done: str | Callable[[Any], str],
+         after: Callable[[Any], object] | None = None) -> bool:
+    """Run one curation edit; a refused one (StaleEdit, ValueError) is shown as a message, never a
+    traceback. A successful one shows ``done`` (or ``done(result)``: what ``action`` returned, such
+    as a split's new cluster), calls ``after(result)`` and reruns the page."""
+    try:
+        result = action()
+    except ValueError as error:  # StaleEdit included
+        st.error(f"Not done: {markdown_text(error)}")
+        return False
+    if after is not None:
+        after(result)
+    st.toast(done(result) if callable(done) else done)
+    st.rerun()
+    return True
+
+
+def cluster_title(state: CuratedState, cluster: int) -> str:
+    name = state.names.get(int(cluster))
+    return f"{cluster} · {name}" if name else f"cluster {cluster}"
+
+
+def cluster_titles(state: CuratedState) -> dict[int, str]:
+    """:func:`cluster_title` of every cluster with members."""
+    return {c: cluster_title(state, c) for c in cluster_options(state)}
+
+
+def cluster_options(state: CuratedState) -> list[int]:
+    """Cluster ids that have members in the curated state."""
+    return [int(c) for c in np.unique(state.clusters)]

@@ -1,0 +1,156 @@
+"""The workspace and the run on show: chosen in the sidebar, kept in ``st.query_params`` so a refresh
+keeps it; its artifacts read once and cached by their mtimes.
+
+Pages call :func:`require_results` at the top and draw; nothing here trains or recomputes a stage.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from scan_core.data.rundir import STAGES
+from scan_core.explore.jobs import Workspace, job_state, list_runs, run_name
+from scan_core.explore.results import RunNotReady, RunResults
+from ui.curating import who_box
+from ui.keys import RUN_PARAM, RUN_PICKER, UNKNOWN_RUN
+from ui.navigation import page_link
+from ui.text import markdown_text
+
+WORKING = ("running", "starting")
+WATCH_SECONDS = 2.0
+#: What a page reads of a run: a new or redone file changes the cache key of what it derives (the
+#: stages' arrays and records, and the features' own neighbours the neighbors stage may add).
+ARTIFACTS = ("config.json", "metrics.json", *(name for stage in STAGES for name in stage.artifacts
+                                             if not name.endswith(".pt")), "feature_neighbors.npy")
+
+
+def workspace() -> Workspace:
+    """The workspace ``$SCAN_EXPLORER_HOME`` names (read each rerun: cheap, and tests switch it)."""
+    return Workspace.from_env()
+
+
+def _signature(run_dir: Path) -> tuple:
+    """mtimes of the artifacts a page reads: a new artifact or a redone stage changes the key."""
+    return tuple((run_dir / name).stat().st_mtime_ns if (run_dir / name).exists() else 0 for name in ARTIFACTS)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the run…")
+def _load_results(run_dir: str, signature: tuple) -> RunResults:
+    return RunResults.load(Path(run_dir))
+
+
+def results(run_dir: Path) -> RunResults:
+    return _load_results(str(run_dir), _signature(run_dir))
+
+
+def results_key(loaded: RunResults) -> tuple:
+    """The run and the mtimes of its artifacts: a cache key for what a page derives from them."""
+    return str(loaded.dir), _signature(loaded.dir)
+
+
+def chosen_run() -> Path | None:
+    """The run named in the URL (or remembered by this session), if it still exists. A name that
+    is no run of the workspace (mistyped, too long, with odd characters) is remembered in
+    :data:`~ui.keys.UNKNOWN_RUN` for the sidebar to say so, and None is returned."""
+    name = st.query_params.get(RUN_PARAM) or st.session_state.get(RUN_PARAM)
+    if not name:
+        return None
+    run_dir = workspace().runs / run_name(name)
+    if run_name(name) != name or not run_dir.is_dir():
+        st.session_state[UNKNOWN_RUN] = name
+        st.session_state.pop(RUN_PARAM, None)
+        return None
+    st.session_state[RUN_PARAM] = run_dir.name
+    if st.query_params.get(RUN_PARAM) != run_dir.name:
+        st.query_params[RUN_PARAM] = run_dir.name  # page switches drop query params: put it back
+    return run_dir
+
+
+def choose_run(name: str) -> None:
+    st.session_state[RUN_PARAM] = name
+    st.query_params[RUN_PARAM] = name
+
+
+def forget_run() -> None:
+    """Show no run in particular (the one shown was deleted): the sidebar picks the newest."""
+    st.session_state.pop(RUN_PARAM, None)
+    if RUN_PARAM in st.query_params:
+        del st.query_params[RUN_PARAM]
+
+
+def sidebar() -> None:
+    """Run switcher and the curator's name, on every page."""
+    runs = list_runs(workspace())
+    current = chosen_run()
+    if current is None and runs:
+        finished = [r["run"] for r in runs if r["state"] == "finished"]
+        choose_run(finished[0] if finished else runs[0]["run"])
+        current = chosen_run()
+    unknown = st.session_state.get(UNKNOWN_RUN)  # said until the user picks a run
+    if unknown is not None:
+        shown = unknown if len(unknown) <= 60 else unknown[:60] + "…"
+        st.warning(f"There is no run named “{markdown_text(shown)}” in this workspace"
+                   + (f"; showing **{current.name}** instead." if current else "."), icon=":material/warning:")
+    with st.sidebar:
+        if runs:
+            names = [r["run"] for r in runs]
+            index = names.index(current.name) if current and current.name in names else 0
+            # the state goes beside the picker, not into its labels: a selectbox keeps showing the
+            # label its value had when first drawn, so "running" would stay after the run ended
+            picked = st.selectbox("Run", names, index=index, key=RUN_PICKER)
+            if current is None or picked != current.name:
+                choose_run(picked)
+                st.session_state.pop(UNKNOWN_RUN, None)
+            state = next(r["state"] for r in runs if r["run"] == picked)
+            st.caption(f"{markdown_text(picked)} · {state}")
+            if any(r["state"] in WORKING for r in runs):
+                watch_runs({r["run"]: r["state"] for r in runs})
+        who_box()
+
+
+@st.fragment(run_every=WATCH_SECONDS)
+def watch_runs(drawn: dict[str, str]) -> None:
+    """While a run trains, every :data:`WATCH_SECONDS`: rerun the whole app when a run's state is no
+    longer the one the page was drawn with (``drawn``: run -> state), so that the sidebar, the
+    progress card and a page waiting for a stage never show a state that has passed."""
+    if {r["run"]: r["state"] for r in list_runs(workspace())} != drawn:
+        st.rerun(scope="app")
+
+
+def require_results(need: tuple[str, ...] = ("probs",)) -> RunResults:
+    """The chosen run's results, or a plain message (no run, still running, missing artifact)
+    and ``st.stop()``. ``need`` names what the page cannot do without: ``probs``,
+    ``projection``, ``neighbors``, ``features``, ``labels``."""
+    run_dir = chosen_run()
+    if run_dir is None:
+        st.info("No run yet. Start one on **Data & training** — the digits demo takes about a minute.")
+        page_link("Data & training", label="Go to Data & training")
+        st.stop()
+    state = job_state(workspace(), run_dir)
+    try:
+        loaded = results(run_dir)
+        missing = [what for what in need if not _has(loaded, what)]
+    except RunNotReady:
+        loaded, missing = None, list(need)
+    if missing:
+        if state["state"] in WORKING:
+            st.info(f"**{run_dir.name}** is still training (stage: {state.get('stage') or 'starting'}). "
+                    "This page fills in when the stage it needs has finished.")
+        elif "labels" in missing:
+            st.info(f"**{run_dir.name}** has no labels (its images came without label folders), "
+                    "so there is nothing to score against. Curate it on **Curate & export**.")
+        else:
+            st.warning(f"**{run_dir.name}** ({state['state']}) lacks: {', '.join(missing)}. "
+                       + (f"Reason: {state['error']}. " if state.get("error") else "")
+                       + "Resume it on **Data & training**.")
+        st.stop()
+    return loaded
+
+
+def _has(loaded: RunResults, what: str) -> bool:
+    if what == "probs":
+        return loaded.final_stage is not None
+    if what == "labels":
+        return loaded.images.has_labels
+    return getattr(loaded, what) is not None
