@@ -36,6 +36,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check scan_core ui pages tests bench app.py
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/bench_pipeline.py

@@ -23,10 +23,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from scan_core.engine.run import train_run
+from scan_core.explore.workspace import HOME_ENV, Workspace
 
-from scan_core.engine.run import train_run  # noqa: E402
-from scan_core.explore import jobs  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
@@ -34,7 +34,7 @@ RUN = "fashion-70k"
 
 
 def build_run(home: Path) -> None:
-    ws = jobs.Workspace.create(home)
+    ws = Workspace.create(home)
     run_dir = ws.runs / RUN
     started = time.time()
     train_run(run_dir, "fashion-mnist", 10, preset="tiny", show_bar=False, umap=True)
@@ -47,7 +47,7 @@ def serve(home: Path) -> tuple[subprocess.Popen, str]:
         port = s.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                                 "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                               cwd=ROOT, env={**os.environ, jobs.HOME_ENV: str(home)},
+                               cwd=ROOT, env={**os.environ, HOME_ENV: str(home)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):

@@ -22,13 +22,14 @@ from scan_core.data.rundir import STAGE_NAMES, planned_stages, read_events
 from scan_core.data.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
 from scan_core.explore import estimates, jobs
 from scan_core.explore.compare import compare_runs
+from scan_core.explore.workspace import ROOTS_ENV, RUN_NAME_MAX, Workspace, run_name
 from scan_core.presets import NAMES as PRESET_NAMES
 from scan_core.presets import TIME_BUDGET, plan_config
 from ui.curating import curation
 from ui.gallery import display_image
 from ui.keys import RUN_PARAM, RUN_PICKER
 from ui.navigation import page_link, through_navigation
-from ui.runs import WORKING, choose_run, chosen_run, forget_run, results, workspace
+from ui.runs import WORKING, calibration, choose_run, chosen_run, forget_run, results, workspace
 from ui.selection import keep, kept
 from ui.suggest import suggestion_of
 from ui.text import duration_text
@@ -69,7 +70,7 @@ def open_run(name: str) -> None:
     st.session_state[RUN_PICKER] = name
 
 
-def pick_source(ws: jobs.Workspace) -> str | None:
+def pick_source(ws: Workspace) -> str | None:
     """The source widgets; returns a dataset spec for the job, or None until one is chosen."""
     kind = st.segmented_control("Images", SOURCES, key=kept(SOURCE_KIND, SOURCES[0]))
     keep(SOURCE_KIND)
@@ -80,7 +81,7 @@ def pick_source(ws: jobs.Workspace) -> str | None:
     if kind == SOURCES[2]:
         roots = ", ".join(f"`{root}`" for root in ws.data_roots)
         text = st.text_input("Folder or .zip on the server", key=kept(FOLDER, ""),
-                             help=f"Must lie inside a data root: {roots} (set {jobs.ROOTS_ENV} to change). "
+                             help=f"Must lie inside a data root: {roots} (set {ROOTS_ENV} to change). "
                                   "A relative path is looked up in each data root in turn.")
         keep(FOLDER)
         st.caption(f"Allowed data roots: {roots}. Subfolder names become labels when present.")
@@ -99,7 +100,7 @@ def pick_source(ws: jobs.Workspace) -> str | None:
     if upload is None:
         return None
     data = upload.getvalue()
-    target = ws.uploads / f"{jobs.run_name(Path(upload.name).stem)}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
+    target = ws.uploads / f"{run_name(Path(upload.name).stem)}-{hashlib.sha256(data).hexdigest()[:8]}.zip"
     refusal = st.session_state.get(REJECTED_UPLOADS, {}).get(target.name)
     if refusal:  # the same bad upload, still in the widget: not written again
         st.error(refusal)
@@ -109,7 +110,7 @@ def pick_source(ws: jobs.Workspace) -> str | None:
     return str(target)
 
 
-def forget_upload(ws: jobs.Workspace, path: Path, reason: str) -> None:
+def forget_upload(ws: Workspace, path: Path, reason: str) -> None:
     """Delete an uploaded zip that failed to load, unless a run names it (nothing else can use it,
     and uploads may be large); remember why, for :func:`pick_source`."""
     if path.parent != ws.uploads or any(row["dataset"] == str(path) for row in jobs.list_runs(ws)):
@@ -118,7 +119,7 @@ def forget_upload(ws: jobs.Workspace, path: Path, reason: str) -> None:
     st.session_state.setdefault(REJECTED_UPLOADS, {})[path.name] = reason
 
 
-def show_preview(ws: jobs.Workspace, spec: str) -> ImageSet | None:
+def show_preview(ws: Workspace, spec: str) -> ImageSet | None:
     stamp = Path(spec).stat().st_mtime if Path(spec).exists() else 0.0
     try:
         images = preview(spec, stamp, str(ws.data_dir))
@@ -155,7 +156,7 @@ def default_run_name(spec: str, clusters: int | str) -> str:
     return f"{Path(spec).stem.split(':')[0]}-k{clusters}"
 
 
-def start_form(ws: jobs.Workspace, spec: str, images: ImageSet, runs: list[dict]) -> None:
+def start_form(ws: Workspace, spec: str, images: ImageSet, runs: list[dict]) -> None:
     """K, preset, backbone, seed, time budget and name of a new run, its expected duration, and Start
     (``runs``: the workspace's, for a suggestion from an earlier run)."""
     default_k = images.num_classes if images.has_labels else min(10, len(images) - 1)
@@ -196,7 +197,7 @@ def start_form(ws: jobs.Workspace, spec: str, images: ImageSet, runs: list[dict]
     show_refusal("form")
 
 
-def suggest_from_earlier_run(ws: jobs.Workspace, spec: str, runs: list[dict]) -> None:
+def suggest_from_earlier_run(ws: Workspace, spec: str, runs: list[dict]) -> None:
     """When a run on this dataset has mined its neighbours: a Suggest button that shows the K they
     suggest, with the evidence, and fills K with it."""
     earlier = next((row["run"] for row in runs if row["dataset"] == spec
@@ -232,19 +233,19 @@ def planned_run(spec: str, images: ImageSet, clusters: int, preset: str, backbon
         return None
 
 
-def expected_time(ws: jobs.Workspace, config: RunConfig, images: ImageSet) -> None:
+def expected_time(ws: Workspace, config: RunConfig, images: ImageSet) -> None:
     """The note of ``config``'s preset, if any, and a caption with the rough time the run would take
     (:func:`scan_core.explore.estimates.expected_seconds`)."""
     if config.note:
         st.info(config.note, icon=":material/info:")
     side = images.image_size[0]
-    seconds = estimates.expected_seconds(config, len(images), side, jobs.calibration(ws))
+    seconds = estimates.expected_seconds(config, len(images), side, calibration(ws))
     st.caption(f":material/schedule: Expected training time: about **{duration_text(seconds)}**. An estimate "
                f"from the {len(images):,} images and the epochs of the *{config.preset}* preset, each stage scaled "
                "by how fast it went in the latest finished runs here; a busy machine takes longer.")
 
 
-def start_clicked(ws: jobs.Workspace, spec: str) -> None:
+def start_clicked(ws: Workspace, spec: str) -> None:
     """Start's callback: launch a run with the values the widgets hold."""
     def value(field: str):
         return st.session_state[start_key(spec, field)]
@@ -256,7 +257,7 @@ def start_clicked(ws: jobs.Workspace, spec: str) -> None:
            time_budget=60.0 * value("budget") if preset == "auto" else None)
 
 
-def launch(ws: jobs.Workspace, spec: str, clusters: int | str, name: str, preset: str = "auto",
+def launch(ws: Workspace, spec: str, clusters: int | str, name: str, preset: str = "auto",
            backbone: str | None = None, seed: int = 0, origin: str = "form", time_budget: float | None = None) -> None:
     """A start button's callback: launch the job and show its run on every page. A refusal is
     kept for :func:`show_refusal` to draw beside the button ``origin`` names."""
@@ -287,13 +288,13 @@ def show_refusal(origin: str) -> None:
 
 
 @st.fragment(run_every=1.5)
-def live_progress(ws: jobs.Workspace, run_dir: Path) -> None:
+def live_progress(ws: Workspace, run_dir: Path) -> None:
     """Polls the run's status and events from disk every 1.5 s; never blocks on the job."""
     with st.container(border=True):
         progress_card(ws, run_dir)
 
 
-def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
+def progress_card(ws: Workspace, run_dir: Path) -> None:
     """Stages, the current stage's progress and ETA, the whole run's, its loss curve, Cancel / Resume."""
     state = jobs.job_state(ws, run_dir)
     events = read_events(run_dir)
@@ -302,7 +303,7 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
     working = state["state"] in WORKING
     st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
     config = jobs.run_config(run_dir)
-    stages = [stage.name for stage in planned_stages(config)] if config else list(STAGE_NAMES)
+    stages = [stage.name for stage in planned_stages(config, run_dir)] if config else list(STAGE_NAMES)
     cols = st.columns(len(stages))
     for col, stage in zip(cols, stages):
         mark = (STATE_ICONS["finished"] if stage in completed else
@@ -311,7 +312,7 @@ def progress_card(ws: jobs.Workspace, run_dir: Path) -> None:
     steps = [e for e in estimates.stage_events(events, current) if e.get("kind") == "step"]
     if working:
         stage_bar(current, steps)
-        left = estimates.remaining(run_dir, state, events, jobs.calibration(ws))
+        left = estimates.remaining(run_dir, state, events, calibration(ws))
         if left is not None:
             st.caption(f":material/schedule: {current} is taking longer than estimated; the stages after it: about "
                        f"**{duration_text(left.seconds)}**." if left.overdue else
@@ -407,7 +408,7 @@ def open_selected_run(names: list[str]) -> None:
         open_run(names[rows[0]])
 
 
-def manage_runs(ws: jobs.Workspace, runs: list[dict]) -> None:
+def manage_runs(ws: Workspace, runs: list[dict]) -> None:
     """Rename or delete a run (deleted runs go to the workspace's trash), and compare two runs."""
     if RUN_MESSAGE in st.session_state:  # outside the expander, which a rerun may close
         st.info(st.session_state.pop(RUN_MESSAGE))
@@ -420,20 +421,20 @@ def manage_runs(ws: jobs.Workspace, runs: list[dict]) -> None:
     with st.expander("Rename or delete a run", icon=":material/edit:"):
         cols = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
         chosen = cols[0].selectbox("Run", names, key=MANAGED_RUN)
-        cols[1].text_input("New name", key=NEW_NAME, placeholder=chosen, max_chars=jobs.RUN_NAME_MAX)
+        cols[1].text_input("New name", key=NEW_NAME, placeholder=chosen, max_chars=RUN_NAME_MAX)
         cols[2].button("Rename", icon=":material/edit:", on_click=rename_clicked, args=(ws, chosen), key="rename_run")
         cols[3].button("Delete…", icon=":material/delete:", key="delete_run",
                        on_click=lambda: st.session_state.update({PENDING_DELETE: chosen}))
         pending = st.session_state.get(PENDING_DELETE)
         if pending in names:
-            st.warning(f"Delete **{pending}**? It leaves the runs list and moves to `{ws.home / jobs.TRASH_NAME}` "
+            st.warning(f"Delete **{pending}**? It leaves the runs list and moves to `{ws.trash}` "
                        "(move it back into `runs/` to restore it).")
             st.button(f"Confirm delete of {pending}", type="primary", on_click=delete_clicked, args=(ws, pending),
                       key="confirm_delete")
     compare_section(ws, runs)
 
 
-def rename_clicked(ws: jobs.Workspace, name: str) -> None:
+def rename_clicked(ws: Workspace, name: str) -> None:
     """Rename's callback: the run keeps being shown under its new name."""
     try:
         renamed = jobs.rename_run(ws, ws.runs / name, st.session_state[NEW_NAME].strip() or name)
@@ -447,7 +448,7 @@ def rename_clicked(ws: jobs.Workspace, name: str) -> None:
         open_run(renamed.name)
 
 
-def delete_clicked(ws: jobs.Workspace, name: str) -> None:
+def delete_clicked(ws: Workspace, name: str) -> None:
     """Confirm delete's callback."""
     st.session_state.pop(PENDING_DELETE, None)
     try:
@@ -462,7 +463,7 @@ def delete_clicked(ws: jobs.Workspace, name: str) -> None:
         forget_run()
 
 
-def compare_section(ws: jobs.Workspace, runs: list[dict]) -> None:
+def compare_section(ws: Workspace, runs: list[dict]) -> None:
     """Two finished runs side by side: settings and scores, and how far their clusters agree."""
     finished = [row["run"] for row in runs if row["state"] == "finished"]
     if len(finished) < 2:

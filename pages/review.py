@@ -18,7 +18,7 @@ from ui.curating import cluster_title, curated, curation, edit, who
 from ui.detail import detail_view
 from ui.gallery import gallery
 from ui.navigation import through_navigation
-from ui.runs import require_results, workspace
+from ui.runs import calibration, require_results, workspace
 from ui.text import duration_text
 
 PAGE_SIZE = 48
@@ -69,7 +69,7 @@ def refine_section(results, state) -> None:
     st.subheader("Refine with my labels")
     labels = image_labels(state, results.num_clusters)
     done = results.metrics.get("refine")
-    seconds = estimates.refine_seconds(results.dir, jobs.calibration(workspace()))
+    seconds = estimates.refine_seconds(results.dir, calibration(workspace()))
     st.caption(f"**{len(labels.images):,} images** are labelled one by one (moved, accepted, or given a cluster's "
                "name). Refine trains the model again from them, keeping every other image with its mined "
                "neighbours, so each label moves similar images with it; your labels stay as you gave them. "

@@ -157,7 +157,7 @@ def refine(args: argparse.Namespace) -> int:
                     f"run the same command again ({args.run_dir}) to resume")
 
 
-def training(run: Callable[[], dict], resume: str) -> int:
+def training(run: Callable[[], RunMetrics], resume: str) -> int:
     """Call ``run`` (a training) with SIGTERM cancelling it; print its metrics, or why it stopped
     and ``resume``; return the exit code."""
     from .engine.cancel import Cancelled, sigterm_cancels

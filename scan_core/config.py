@@ -14,7 +14,7 @@ import json
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Literal, TypeVar, get_args, get_origin
 
 Device = Literal["auto", "cpu", "cuda"]
 Backbone = Literal["small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet", "efficientnet-lite0-imagenet"]
@@ -47,7 +47,10 @@ def check_fields(config) -> None:
             raise ValueError(f"{name} must be one of {choices}; got {getattr(config, name)!r}")
 
 
-Config = TypeVar("Config")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Config = TypeVar("Config", bound="DataclassInstance")
 
 
 def from_dict(cls: type[Config], data: dict) -> Config:
@@ -62,7 +65,7 @@ def from_dict(cls: type[Config], data: dict) -> Config:
     values = {}
     for name, value in data.items():
         kind = hints[name]
-        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind) and isinstance(value, dict):
             value = from_dict(kind, value)
         elif get_origin(kind) is tuple and isinstance(value, list):
             value = tuple(value)
@@ -166,10 +169,11 @@ class SelfLabelConfig:
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """Refining the run's result with the user's image labels (:mod:`scan_core.method.refine`);
-    ``epochs`` 0: not asked for (``python -m scan_core refine RUN`` sets it)."""
+    """Refining the run's result with the user's image labels (:mod:`scan_core.method.refine`), when
+    a request asks for it (``refine_labels.json``, which also names its epochs: ``python -m scan_core
+    refine RUN --epochs``); ``epochs``: a request's epochs unless it says otherwise."""
 
-    epochs: int = 0
+    epochs: int = REFINE_EPOCHS
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -178,8 +182,8 @@ class RefineConfig:
     #                            (both chosen from the labels by cross-validation when there are enough)
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ValueError(f"refine epochs (--epochs) must be at least 1, or 0 for no refine, got {self.epochs}")
+        if self.epochs < 1:
+            raise ValueError(f"refine epochs (--epochs) must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"refine batch_size must be at least 1, got {self.batch_size}")
         if not 0 < self.alpha < 1 or self.prior_weight < 0:
@@ -266,4 +270,6 @@ class RunConfig:
         for section, keys in RETIRED_KEYS.items():
             for key in keys:
                 stored.get(section, {}).pop(key, None)
+        if stored.get("refine", {}).get("epochs") == 0:  # how a run said "no refine" before requests did
+            del stored["refine"]["epochs"]
         return cls.from_dict(stored)

@@ -176,7 +176,7 @@ def _merged(base: dict, extra: dict) -> dict:
     """``base`` updated with ``extra``; dicts inside both are merged, config objects replace."""
     out = dict(base)
     for key, value in extra.items():
-        if is_dataclass(value):
+        if is_dataclass(value) and not isinstance(value, type):
             value = asdict(value)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
             value = _merged(out[key], value)

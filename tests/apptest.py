@@ -7,14 +7,14 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from scan_core.explore import jobs
+from scan_core.explore.workspace import HOME_ENV
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ("embedding", "clusters", "neighbours", "evaluation", "review", "curate_export", "data_training")
 
 
 def app(home: Path, monkeypatch, run: str | None = "digits", page: str | None = None) -> AppTest:
-    monkeypatch.setenv(jobs.HOME_ENV, str(home))
+    monkeypatch.setenv(HOME_ENV, str(home))
     at = AppTest.from_file(APP, default_timeout=60)
     if run:
         at.query_params["run"] = run

@@ -47,8 +47,8 @@ def home(tmp_path_factory) -> Path:
     """A workspace with ``digits`` (a real digits-preset run) and ``nolabels`` (its copy, labels removed)."""
     from scan_core.data.artifacts import load_json, save_json
     from scan_core.engine.run import train_run
-    from scan_core.explore import jobs
-    ws = jobs.Workspace.create(tmp_path_factory.mktemp("app") / "home")
+    from scan_core.explore.workspace import Workspace
+    ws = Workspace.create(tmp_path_factory.mktemp("app") / "home")
     train_run(ws.runs / "digits", "digits", 10, preset="digits", show_bar=False)
     unlabelled = ws.runs / "nolabels"
     shutil.copytree(ws.runs / "digits", unlabelled)

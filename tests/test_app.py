@@ -17,6 +17,7 @@ from scan_core.data.artifacts import load_json, save_json
 from scan_core.data.rundir import process_start
 from scan_core.explore import jobs
 from scan_core.explore.curation import Curation
+from scan_core.explore.workspace import Workspace
 from ui.keys import DETAIL
 
 from apptest import APP, PAGES, app, button, metric, plotly_specs, result_probs, texts
@@ -65,7 +66,7 @@ def test_pages_without_labels_say_so(home, monkeypatch):
 
 
 def test_no_run_yet(tmp_path, monkeypatch):
-    empty = jobs.Workspace.create(tmp_path / "empty").home
+    empty = Workspace.create(tmp_path / "empty").home
     for page in PAGES[:-1]:
         assert "No run yet" in texts(app(empty, monkeypatch, run=None, page=page))
     at = app(empty, monkeypatch, run=None)
@@ -218,7 +219,7 @@ def test_data_page_previews_digits_and_refuses_a_second_training(home, monkeypat
     at = app(home, monkeypatch)
     assert metric(at, "Images") == "1,797" and metric(at, "Labels") == "10 classes"
     assert at.number_input[0].value == 10  # K defaults to the number of classes
-    ws = jobs.Workspace.create(home)
+    ws = Workspace.create(home)
     with jobs._training_lock(ws):  # someone else is training
         next(b for b in at.button if b.label == "Start training").click()
         at.run()
@@ -253,7 +254,7 @@ def shapes_zip() -> bytes:
 
 
 def test_an_uploaded_zip_is_previewed_and_trained(tmp_path, monkeypatch, wait_for):
-    ws = jobs.Workspace.create(tmp_path / "home")
+    ws = Workspace.create(tmp_path / "home")
     at = app(ws.home, monkeypatch, run=None)
     at.segmented_control(key="source_kind").set_value("Upload a zip").run()
     at.file_uploader(key="upload").set_value(("broken.zip", b"not a zip at all", "application/zip")).run()
@@ -709,7 +710,7 @@ def test_the_review_page_lists_the_most_doubtful_first_and_accepting_a_page_remo
 
 
 def test_refine_starts_from_the_review_page_and_its_scores_show_beside_the_other_stages(own_home, monkeypatch, wait_for):
-    ws = jobs.Workspace.create(own_home)
+    ws = Workspace.create(own_home)
     run_dir = ws.runs / "digits"
     probs = result_probs(run_dir)
     labels = np.load(run_dir / "images" / "labels.npy")

@@ -24,6 +24,7 @@ from scan_core.data.rundir import process_start, read_events
 from scan_core.data.sources.common import DATA_DIR_ENV
 from scan_core.engine.progress import Progress
 from scan_core.explore import jobs
+from scan_core.explore.workspace import TRASH_NAME, Workspace
 from scan_core.method.projection import umap_seconds
 
 from apptest import app, button, metric, texts
@@ -75,7 +76,7 @@ def zip_of(files: dict[str, bytes]) -> bytes:
 
 
 @contextmanager
-def training(ws: jobs.Workspace, run_dir: Path):
+def training(ws: Workspace, run_dir: Path):
     """The workspace lock held for ``run_dir``, as by its training process (here: this test)."""
     with jobs._training_lock(ws):
         save_json(ws.home / jobs.HOLDER_NAME, {"run_dir": str(run_dir.resolve())})
@@ -89,7 +90,7 @@ def running_status(**fields) -> dict:
 
 
 def test_starting_a_run_shows_it_on_every_page_until_it_finishes(own_home, monkeypatch, wait_for):
-    ws = jobs.Workspace.create(own_home)
+    ws = Workspace.create(own_home)
     at = app(own_home, monkeypatch)
     assert shown_run(at) == "digits"
     at.selectbox(key="start_preset:digits").set_value("tiny")
@@ -119,7 +120,7 @@ def test_ticking_a_row_of_the_runs_table_opens_that_run(home, monkeypatch):
 
 def test_a_run_whose_process_is_exiting_shows_its_end_not_starting(own_home, monkeypatch):
     """Between the last status write and the process's exit the workspace lock is still held."""
-    ws = jobs.Workspace.create(own_home)
+    ws = Workspace.create(own_home)
     run_dir = ws.runs / "digits"
     save_json(run_dir / "job.json", {"dataset": "digits", "launched": load_json(run_dir / "status.json")["updated"] - 5})
     with training(ws, run_dir):
@@ -215,7 +216,7 @@ def test_a_timed_stage_counts_seconds_and_stops_with_its_block(tmp_path):
 
 
 def test_a_relative_folder_is_looked_up_in_the_data_roots(tmp_path, monkeypatch):
-    ws = jobs.Workspace.create(tmp_path / "home")
+    ws = Workspace.create(tmp_path / "home")
     cats = ws.data_roots[0] / "pets" / "cats"
     cats.mkdir(parents=True)
     for i in range(24):
@@ -229,7 +230,7 @@ def test_a_relative_folder_is_looked_up_in_the_data_roots(tmp_path, monkeypatch)
 
 def test_an_upload_that_fails_to_load_is_not_kept_and_zips_extract_into_the_workspace(tmp_path, monkeypatch):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    ws = jobs.Workspace.create(tmp_path / "home")
+    ws = Workspace.create(tmp_path / "home")
     at = app(ws.home, monkeypatch, run=None)
     at.segmented_control(key="source_kind").set_value("Upload a zip").run()
     for name, data in (("broken.zip", b"not a zip at all"), ("blank.zip", zip_of({"a/1.png": b"no png"}))):
@@ -250,7 +251,7 @@ def test_an_upload_that_fails_to_load_is_not_kept_and_zips_extract_into_the_work
 def test_colour_images_without_the_imagenet_weights_say_so_before_start(tmp_path, monkeypatch):
     from scan_core import presets
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    ws = jobs.Workspace.create(tmp_path / "home")
+    ws = Workspace.create(tmp_path / "home")
     at = app(ws.home, monkeypatch, run=None)
     at.segmented_control(key="source_kind").set_value("Upload a zip").run()
     colours = zip_of({f"{folder}/{i}.png": png((i * 9, 50 if folder == "a" else 200, 90)) for folder in "ab"
@@ -296,7 +297,7 @@ def contrast(first: str, second: str) -> float:
 
 
 def test_a_folder_without_labels_starts_with_k_suggested_and_clusters_show_why(own_home, monkeypatch, wait_for):
-    ws = jobs.Workspace.create(own_home)
+    ws = Workspace.create(own_home)
     folder = ws.data_roots[0] / "unsorted"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -340,7 +341,7 @@ def test_suggest_on_the_data_page_reads_an_earlier_run_of_the_dataset_and_fills_
 
 
 def test_a_double_clicked_start_makes_one_run_and_says_nothing_of_a_refusal(own_home, monkeypatch, wait_for):
-    ws = jobs.Workspace.create(own_home)
+    ws = Workspace.create(own_home)
     at = app(own_home, monkeypatch)
     at.selectbox(key="start_preset:digits").set_value("tiny")
     at.text_input(key="start_name:digits").set_value("twice")
@@ -359,7 +360,7 @@ def test_a_double_clicked_start_makes_one_run_and_says_nothing_of_a_refusal(own_
 
 
 def test_a_folder_too_small_to_train_cannot_be_started_and_says_why_in_the_apps_words(tmp_path, monkeypatch):
-    ws = jobs.Workspace.create(tmp_path / "home")
+    ws = Workspace.create(tmp_path / "home")
     single = ws.home / "data" / "single"
     single.mkdir(parents=True)
     (single / "only.png").write_bytes(png((200, 30, 30)))
@@ -376,7 +377,7 @@ def test_a_folder_too_small_to_train_cannot_be_started_and_says_why_in_the_apps_
 
 def test_a_run_refused_for_its_settings_offers_no_resume(own_home, monkeypatch):
     """A job that failed its checks (no config.json written): its reason, and no Resume that would fail again."""
-    ws = jobs.Workspace.create(own_home)
+    ws = Workspace.create(own_home)
     refused = ws.new_run_dir("refused")
     save_json(refused / "job.json", {"dataset": "/data/single", "launched": time.time() - 5, "created": time.time()})
     (refused / "train.log").write_text("error: single has 1 image: too few to suggest a number of clusters\n")
@@ -388,7 +389,7 @@ def test_a_run_refused_for_its_settings_offers_no_resume(own_home, monkeypatch):
 
 
 def test_the_form_keeps_the_source_and_the_typed_folder_after_another_page(tmp_path, monkeypatch):
-    ws = jobs.Workspace.create(tmp_path / "home")
+    ws = Workspace.create(tmp_path / "home")
     (ws.home / "data" / "pets").mkdir(parents=True)
     at = app(ws.home, monkeypatch, run=None)
     at.segmented_control(key="source_kind").set_value("Folder on the server").run()
@@ -407,7 +408,7 @@ def test_runs_are_compared_renamed_and_deleted(own_home, monkeypatch):
     from scan_core.explore.curation import Curation
 
     from apptest import result_probs
-    ws = jobs.Workspace.create(own_home)
+    ws = Workspace.create(own_home)
     base = result_probs(ws.runs / "nolabels").argmax(1)
     moved = np.flatnonzero(base == 0)[:60]
     Curation(ws.runs / "nolabels", base).move(moved, 1)  # the copy differs by 60 images moved by hand
@@ -442,7 +443,7 @@ def test_runs_are_compared_renamed_and_deleted(own_home, monkeypatch):
     assert (ws.runs / "unlabelled").exists()  # asked, not done
     button(at, "Confirm delete of unlabelled").click().run()
     assert not at.exception and [p.name for p in ws.runs.iterdir()] == ["digits"]
-    trashed = list((own_home / jobs.TRASH_NAME).iterdir())
+    trashed = list((own_home / TRASH_NAME).iterdir())
     assert len(trashed) == 1 and (trashed[0] / "curation.sqlite").exists()
     assert at.selectbox(key="run_picker").options == ["digits"]
     finished = load_json(ws.runs / "digits" / "status.json")

@@ -155,3 +155,46 @@ def test_the_batched_colour_ops_match_torchvision_per_image():
     for i, b in enumerate(bits.tolist()):
         expected = TF.posterize((levels[i] * 255).round().to(torch.uint8), b).float() / 255
         assert torch.allclose(poster[i], expected, atol=1e-6)
+
+
+def test_the_crop_matrix_resamples_the_box_torchvision_crops():
+    """A crop matrix of width w, height h and centre (cx, cy) (normalised, align_corners False) is the
+    pixel box left = (cx - w + 1) W / 2, top = (cy - h + 1) H / 2 of w W x h H pixels, resized back:
+    worked by hand for a 10 x 8 box at (4, 2) of a 16 x 16 image, against ``resized_crop``. The outer
+    pixels differ: there the crop reads across the box's edge, where ``resized_crop`` repeats it."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from scan_core.method import augment
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    theta = torch.tensor([[[10 / 16, 0.0, 0.125], [0.0, 8 / 16, -0.25]]])  # cx = 2 * 4 / 16 + 10 / 16 - 1
+    ours = augment._warp(x, theta, padding="border")
+    expected = TF.resized_crop(x[0], top=2, left=4, height=8, width=10, size=[16, 16], antialias=False)
+    assert torch.allclose(ours[0, :, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], atol=1e-5)
+    torch.manual_seed(0)
+    drawn = augment._crop_flip_theta(2000, (0.2, 1.0), flip=True, device="cpu")
+    width, height = drawn[:, 0, 0].abs(), drawn[:, 1, 1]
+    assert (drawn[:, 0, 2].abs() <= 1 - width + 1e-6).all() and (drawn[:, 1, 2].abs() <= 1 - height + 1e-6).all()
+    ratio = width / height  # in the box's pixels, for a square image
+    unclamped = (width < 1) & (height < 1)
+    assert ((ratio[unclamped] > 3 / 4 - 1e-4) & (ratio[unclamped] < 4 / 3 + 1e-4)).all()
+    assert ((width * height)[unclamped] >= 0.2 - 1e-6).all() and (width * height <= 1 + 1e-6).all()
+    assert 0.45 < (drawn[:, 0, 0] < 0).float().mean() < 0.55  # flipped half the time
+
+
+def test_the_hue_rotation_keeps_luma_and_turns_by_the_shift():
+    """Hue here turns the chroma (I, Q) of YIQ (the NTSC matrix, written out below), not
+    torchvision's HSV shift: luma stays, a whole turn is no change, two turns add up."""
+    from scan_core.method import augment
+    x = 0.4 + 0.2 * torch.rand(3, 3, 6, 6, generator=torch.Generator().manual_seed(2))  # no clipping
+    luma = lambda image: 0.299 * image[:, 0] + 0.587 * image[:, 1] + 0.114 * image[:, 2]
+    shift = torch.tensor([0.05, -0.1, 0.08])
+    turned = augment.adjust_hue(x, shift)
+    assert torch.allclose(luma(turned), luma(x), atol=1e-5)
+    assert torch.allclose(augment.adjust_hue(x, torch.ones(3)), x, atol=1e-5)
+    assert torch.allclose(augment.adjust_hue(augment.adjust_hue(x, shift), shift), augment.adjust_hue(x, 2 * shift),
+                          atol=1e-4)
+    i = lambda image: 0.596 * image[:, 0] - 0.274 * image[:, 1] - 0.322 * image[:, 2]
+    q = lambda image: 0.211 * image[:, 0] - 0.523 * image[:, 1] + 0.312 * image[:, 2]
+    angle = torch.atan2(q(turned), i(turned)) - torch.atan2(q(x), i(x))
+    turns = torch.remainder(angle / (2 * torch.pi) + 0.5, 1.0) - 0.5
+    assert torch.allclose(turns, shift.view(3, 1, 1).expand_as(turns), atol=1e-4)

@@ -408,8 +408,8 @@ def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):
     """With the whole-sheet limit at 0 a digits run counts as big: hovering a point asks the server
     for the sheet of its neighbourhood on the map, and the thumbnail shown is the hovered image's."""
     from scan_core.engine.run import train_run
-    from scan_core.explore import jobs
-    ws = jobs.Workspace.create(tmp_path / "home")
+    from scan_core.explore.workspace import Workspace
+    ws = Workspace.create(tmp_path / "home")
     train_run(ws.runs / "digits", "digits", 10, preset="digits", show_bar=False)
     thumbnails = np.load(ws.runs / "digits" / "images" / "images.npy")
     with streamlit_server(ws.home, SCAN_EXPLORER_HOVER_SHEET_PIXELS="0") as url:

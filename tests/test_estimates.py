@@ -13,6 +13,7 @@ from scan_core.costs import STAGE_COSTS
 from scan_core.data.artifacts import load_json, save_json
 from scan_core.data.rundir import STAGE_NAMES, read_events
 from scan_core.explore import estimates, jobs
+from scan_core.explore.workspace import Workspace
 from scan_core.method.manifold import manifold_seconds
 from scan_core.method.projection import umap_seconds
 from scan_core.presets import make_config
@@ -27,7 +28,7 @@ def test_every_stage_has_a_cost():
     assert set(STAGE_COSTS) == set(STAGE_NAMES)
 
 
-def test_the_rule_follows_images_and_epochs():
+def test_the_rule_follows_images_and_epochs(tmp_path):
     rule = estimates.rule_seconds(digits_config(), 1797, 16)
     assert list(rule) == ["images", "pretext", "manifold", "neighbors", "scan", "selflabel", "projection"]
     assert rule["projection"] == pytest.approx(umap_seconds(1797))  # what the running stage counts against
@@ -35,11 +36,13 @@ def test_the_rule_follows_images_and_epochs():
     tiny = estimates.rule_seconds(digits_config("tiny"), 1797, 16)
     assert "projection" not in tiny and "manifold" not in tiny  # tiny: no UMAP, no manifold
     assert estimates.rule_seconds(digits_config(), 17970, 16)["scan"] == pytest.approx(10 * rule["scan"])
-    refined = estimates.rule_seconds(digits_config(refine={"epochs": 30}), 1797, 16)
-    assert refined["refine"] == pytest.approx(1.0 + 1797 * (4e-4 + 30 * 3e-5))  # STAGE_COSTS["refine"]
+    assert "refine" not in estimates.rule_seconds(digits_config(), 1797, 16, tmp_path)  # no refine asked
+    (tmp_path / "refine_labels.json").write_text(json.dumps({"images": [1], "clusters": [0], "epochs": 20}))
+    refined = estimates.rule_seconds(digits_config(), 1797, 16, tmp_path)  # a request plans it, with its epochs
+    assert refined["refine"] == pytest.approx(1.0 + 1797 * (4e-4 + 20 * 3e-5))  # STAGE_COSTS["refine"]
 
 
-def finished_run(ws: jobs.Workspace, name: str, factors: dict[str, float], config: RunConfig) -> None:
+def finished_run(ws: Workspace, name: str, factors: dict[str, float], config: RunConfig) -> None:
     """A finished run whose stages took ``factors`` times the rule (1 for a stage not named)."""
     run_dir = ws.new_run_dir(name)
     save_json(run_dir / "config.json", config.to_dict())
@@ -52,7 +55,7 @@ def finished_run(ws: jobs.Workspace, name: str, factors: dict[str, float], confi
 
 
 def test_each_stage_is_scaled_by_its_median_factor_in_the_finished_runs(tmp_path):
-    ws = jobs.Workspace.create(tmp_path / "home")
+    ws = Workspace.create(tmp_path / "home")
     config = digits_config()
     for name, factors in (("a", {"scan": 2.0, "manifold": 3.0}), ("b", {"scan": 4.0}), ("c", {"scan": 3.0})):
         finished_run(ws, name, factors, config)
@@ -69,7 +72,7 @@ def test_each_stage_is_scaled_by_its_median_factor_in_the_finished_runs(tmp_path
 
 
 def test_the_remaining_time_is_the_larger_of_the_rule_and_the_progress(tmp_path):
-    ws = jobs.Workspace.create(tmp_path / "home")
+    ws = Workspace.create(tmp_path / "home")
     config = digits_config()
     run_dir = ws.new_run_dir("halfway")
     rule = estimates.rule_seconds(config, 1797, 16)
@@ -94,16 +97,17 @@ def test_the_remaining_time_is_the_larger_of_the_rule_and_the_progress(tmp_path)
     assert estimates.remaining(run_dir, {**state, "state": "cancelled"}, [start], calibration) is None
 
 
-def replay(run_dir, calibration, every: float = 1.0) -> list[tuple[float, float, bool]]:
-    """The run's remaining time as the app saw it every ``every`` s from its first stage to its end:
-    (seconds really left, estimate, overdue), from its events and the metrics of the stages ended."""
+def replay(run_dir, calibration, samples: int = 60) -> list[tuple[float, float, bool]]:
+    """The run's remaining time as the app saw it at ``samples`` moments from its first stage to its
+    end: (seconds really left, estimate, overdue), from its events and the metrics of the stages ended."""
     events = read_events(run_dir)
     metrics = load_json(run_dir / "metrics.json")
     ends = {e["stage"]: e["time"] for e in events if e["kind"] == "stage_end"}
     starts = {e["stage"]: e["time"] for e in events if e["kind"] == "stage_start"}
     first, last = min(starts.values()), max(ends.values())
+    every = (last - first) / samples
     seen = []
-    now = first + 0.5
+    now = first + every / 2
     while now < last:
         current = next((s for s in starts if starts[s] <= now < ends[s]), None)
         if current not in (None, "images"):
@@ -118,7 +122,7 @@ def replay(run_dir, calibration, every: float = 1.0) -> list[tuple[float, float,
 
 
 def test_a_replayed_run_counts_down_without_jumps(home, tmp_path):
-    """The digits run replayed second by second with no calibration (the first run of a workspace):
+    """The digits run replayed moment by moment with no calibration (the first run of a workspace):
     the estimate never rises by more than a quarter of the run plus a few seconds, and outside a
     stage said to be overdue it never says the run is nearly done while much of it is left. (How
     close a calibrated estimate comes is the hand-worked test above: a calibration from a run trained

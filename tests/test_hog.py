@@ -1,5 +1,6 @@
 """HOG descriptors: orientation binning on made-up edges, contrast and colour invariance, and
 purer neighbours than pixels on real Fashion-MNIST images."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,48 @@ def test_edges_land_in_their_orientation_bins():
         cells = hog(edge(vertical), cell=4, bins=9).view(9, -1)
         strongest = cells.sum(1)
         assert set(torch.nonzero(strongest > 0.2 * strongest.max()).ravel().tolist()) == expected
+
+
+def brute_force_hog(image: np.ndarray, cell: int, bins: int) -> np.ndarray:
+    """The descriptor by its definition, pixel by pixel: ``image`` ``(C, H, W)``, the gradient of the
+    strongest channel by central differences (edges repeated), its magnitude split between the two
+    nearest unsigned orientation bins, averaged over ``cell`` windows at stride ``cell // 2``, each
+    window L2-normalised (+ 1e-3), laid out bin-major as ``(bins, rows, columns)``."""
+    channels, height, width = image.shape
+    votes = np.zeros((bins, height, width))
+    for y in range(height):
+        for x in range(width):
+            best = (-1.0, 0.0, 0.0)
+            for c in range(channels):
+                dx = image[c, y, min(x + 1, width - 1)] - image[c, y, max(x - 1, 0)]
+                dy = image[c, min(y + 1, height - 1), x] - image[c, max(y - 1, 0), x]
+                if math.hypot(dx, dy) > best[0]:
+                    best = (math.hypot(dx, dy), dx, dy)
+            magnitude, dx, dy = best
+            position = (math.atan2(dy, dx) % math.pi) / math.pi * bins
+            low = math.floor(position)
+            votes[low % bins, y, x] += magnitude * (1 - (position - low))
+            votes[(low + 1) % bins, y, x] += magnitude * (position - low)
+    stride = cell // 2
+    rows, columns = (height - cell) // stride + 1, (width - cell) // stride + 1
+    cells = np.zeros((bins, rows, columns))
+    for r in range(rows):
+        for q in range(columns):
+            window = votes[:, r * stride:r * stride + cell, q * stride:q * stride + cell].mean((1, 2))
+            cells[:, r, q] = window / (np.linalg.norm(window) + 1e-3)
+    return cells.ravel()
+
+
+def test_hog_matches_its_definition_pixel_by_pixel():
+    ramp = torch.arange(4.0).repeat(4, 1).view(1, 1, 4, 4) / 3  # by hand: |gx| 1/3, 2/3, 2/3, 1/3 per row
+    expected = np.zeros(9)
+    expected[0] = 0.5 / (0.5 + 1e-3)  # angle 0: all in bin 0; one 4x4 cell, mean magnitude 0.5
+    assert np.allclose(hog(ramp, cell=4, bins=9).numpy().ravel(), expected, atol=1e-6)
+    images = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    for cell, bins in ((4, 9), (3, 6)):
+        ours = hog(images, cell=cell, bins=bins).numpy()
+        for image, descriptor in zip(images.double().numpy(), ours):
+            assert np.allclose(descriptor, brute_force_hog(image, cell, bins), atol=1e-5), (cell, bins)
 
 
 def test_shape_contrast_and_colour():

@@ -17,14 +17,15 @@ from PIL import Image
 from scan_core.data.artifacts import load_json, save_json
 from scan_core.data.sources.common import DATA_DIR_ENV
 from scan_core.explore import jobs
+from scan_core.explore.workspace import HOME_ENV, ROOTS_ENV, RUN_NAME_MAX, Workspace, run_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def ws(tmp_path) -> jobs.Workspace:
+def ws(tmp_path) -> Workspace:
     """A fresh workspace; a job a failing test leaves behind is killed at the end."""
-    workspace = jobs.Workspace.create(tmp_path / "home")
+    workspace = Workspace.create(tmp_path / "home")
     yield workspace
     active = jobs.active_run(workspace)
     if active is not None:
@@ -41,10 +42,10 @@ def stage_running(run_dir: Path, stage: str) -> bool:
 
 @pytest.mark.parametrize("text, expected", [
     ("My run", "My-run"), ("../../etc/passwd", "etc-passwd"), ("  ", "run"), (".hidden", "hidden"),
-    ("a/b\\c;rm -rf $HOME", "a-b-c-rm-rf-HOME"), ("x" * 200, "x" * jobs.RUN_NAME_MAX), ("é✓", "run"),
+    ("a/b\\c;rm -rf $HOME", "a-b-c-rm-rf-HOME"), ("x" * 200, "x" * RUN_NAME_MAX), ("é✓", "run"),
 ])
 def test_run_names_are_sanitised(text, expected):
-    assert jobs.run_name(text) == expected
+    assert run_name(text) == expected
 
 
 def test_new_run_dirs_are_unique_and_inside_runs(ws):
@@ -68,9 +69,9 @@ def test_folders_are_confined_to_the_data_roots(ws, tmp_path):
 
 
 def test_environment_sets_home_and_roots(tmp_path, monkeypatch):
-    monkeypatch.setenv(jobs.HOME_ENV, str(tmp_path / "h"))
-    monkeypatch.setenv(jobs.ROOTS_ENV, os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
-    ws = jobs.Workspace.from_env()
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "h"))
+    monkeypatch.setenv(ROOTS_ENV, os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    ws = Workspace.from_env()
     assert ws.home == (tmp_path / "h").resolve() and ws.runs.is_dir()
     assert ws.data_roots == ((tmp_path / "a").resolve(), (tmp_path / "b").resolve())
 
@@ -95,7 +96,8 @@ def test_a_bad_request_fails_with_the_reason(ws, wait_for):
 
 
 def test_only_one_of_two_simultaneous_starts_runs(ws, wait_for):
-    code = ("import sys; from scan_core.explore import jobs; ws = jobs.Workspace.create(sys.argv[1]);\n"
+    code = ("import sys; from scan_core.explore import jobs; from scan_core.explore.workspace import Workspace\n"
+            "ws = Workspace.create(sys.argv[1])\n"
             "try:\n    jobs.start(ws, 'digits', 10, name=sys.argv[2], preset='tiny'); print('started')\n"
             "except jobs.JobBusy: print('busy')")
     launchers = [subprocess.Popen([sys.executable, "-c", code, str(ws.home), f"race{i}"], cwd=ROOT,
@@ -109,7 +111,8 @@ def test_only_one_of_two_simultaneous_starts_runs(ws, wait_for):
 
 def test_the_job_outlives_its_launcher(ws, wait_for):
     """A Streamlit server restart: the launching process exits, the job goes on."""
-    code = ("import sys; from scan_core.explore import jobs; ws = jobs.Workspace.create(sys.argv[1]);"
+    code = ("import sys; from scan_core.explore import jobs; from scan_core.explore.workspace import Workspace\n"
+            "ws = Workspace.create(sys.argv[1])\n"
             "print(jobs.start(ws, 'digits', 10, name='orphan', preset='tiny'))")
     run_dir = Path(subprocess.run([sys.executable, "-c", code, str(ws.home)], cwd=ROOT, check=True,
                                   capture_output=True, text=True, timeout=60).stdout.strip())
@@ -159,7 +162,7 @@ def test_the_lock_is_an_flock_other_tools_can_see(ws):
 
 def test_relative_folders_are_looked_up_in_each_data_root_in_turn(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
-    ws = jobs.Workspace.create(tmp_path / "home", [first, second])
+    ws = Workspace.create(tmp_path / "home", [first, second])
     (second / "cats").mkdir(parents=True)
     assert ws.confined("cats") == (second / "cats").resolve()  # never ./cats of the working directory
     (first / "cats").mkdir(parents=True)
@@ -170,7 +173,7 @@ def test_relative_folders_are_looked_up_in_each_data_root_in_turn(tmp_path):
         ws.confined("../../etc")
 
 
-def hold_lock_for(ws: jobs.Workspace, run_dir: Path) -> int:
+def hold_lock_for(ws: Workspace, run_dir: Path) -> int:
     """Take the workspace lock for ``run_dir`` as its training process would (here: this test)."""
     descriptor = os.open(ws.home / jobs.LOCK_NAME, os.O_RDWR | os.O_CREAT)
     fcntl.flock(descriptor, fcntl.LOCK_EX)
@@ -202,7 +205,7 @@ def test_a_status_written_since_the_launch_is_shown_while_the_process_exits(ws):
 
 def test_a_job_extracts_its_zip_into_the_workspace(ws, wait_for, monkeypatch, tmp_path):
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "user-cache"))
-    assert jobs.Workspace.from_env().data_dir == (tmp_path / "user-cache").resolve()  # the user's choice wins
+    assert Workspace.from_env().data_dir == (tmp_path / "user-cache").resolve()  # the user's choice wins
     assert ws.data_dir == ws.home / "cache"
     upload = ws.uploads / "dots.zip"
     with zipfile.ZipFile(upload, "w") as archive:

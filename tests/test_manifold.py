@@ -3,6 +3,7 @@ placed beside it from their nearest training points (issue 12, item 1)."""
 import numpy as np
 import pytest
 
+from scan_core.data.run_metrics import RunMetrics
 from scan_core.data.rundir import final_stage, planned_stages
 from scan_core.method.manifold import extend_manifold, fit_manifold
 
@@ -47,7 +48,7 @@ def test_optional_stages_follow_their_config_keys():
 
 
 def test_the_result_stage_is_the_one_metrics_name_when_it_finished():
-    assert final_stage({"final": {"stage": "scan"}}, ("scan", "selflabel")) == "scan"
-    assert final_stage({}, ("scan", "selflabel")) == "selflabel"
-    assert final_stage({"final": {"stage": "selflabel"}}, ("scan",)) == "scan"
-    assert final_stage({}, ()) is None
+    assert final_stage(RunMetrics({"final": {"stage": "scan"}}), ("scan", "selflabel")) == "scan"
+    assert final_stage(RunMetrics(), ("scan", "selflabel")) == "selflabel"
+    assert final_stage(RunMetrics({"final": {"stage": "selflabel"}}), ("scan",)) == "scan"
+    assert final_stage(RunMetrics(), ()) is None

@@ -10,7 +10,7 @@ import torch
 
 from scan_core.cli import main
 from scan_core.config import AugmentConfig
-from scan_core.data.artifacts import load_torch
+from scan_core.data.artifacts import load_torch, save_array
 from scan_core.data.rundir import STAGE_NAMES
 from scan_core.engine.context import RunContext
 from scan_core.engine.models import cluster_model
@@ -324,3 +324,21 @@ def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path,
     pixels = np.load(tmp_path / "run" / "images" / "images.npy").reshape(len(labels), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
     assert baseline < 0.4 and metrics["scan"]["acc"] > 0.85, (metrics["scan"]["acc"], baseline)  # 0.925
+
+
+def test_frozen_heads_draw_each_image_from_one_of_the_feature_banks_in_the_order_asked(tmp_path, digits):
+    """With feature banks ``(V, N, D)`` (a strong view each, saved by the run), an augmented batch is,
+    row by row, image ``index[i]`` in a bank drawn at random for it; the clean input is the features."""
+    config = make_config("digits", 10, len(digits), 16, 1, preset="tiny", feature_views=3)
+    n, dims = len(digits), 4
+    features = np.arange(n * dims, dtype=np.float32).reshape(n, dims)
+    banks = np.stack([features + 0.25 * (view + 1) for view in range(3)])  # bank v: every value + (v + 1) / 4
+    save_array(tmp_path / "feature_banks.npy", banks)
+    ctx = RunContext(tmp_path, config, torch.device("cpu"), Progress(tmp_path, show_bar=False), images=digits,
+                     features=features)
+    _, augmented, clean = cluster_model(ctx, ClusterHeads(dims, 10))
+    index = np.random.default_rng(0).permutation(n)[:300]
+    drawn = augmented(index).numpy()
+    offset = drawn - features[index]  # which bank each row came from, and that it is image index[i]
+    assert np.allclose(offset, offset[:, :1]) and set(np.round(offset[:, 0] * 4).astype(int)) == {1, 2, 3}
+    assert np.array_equal(clean(index).numpy(), features[index])

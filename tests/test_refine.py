@@ -94,6 +94,34 @@ def test_refine_with_a_handful_of_labels_per_class_beats_the_run(digits_run, tmp
     assert (curated_after.labels()[picked] == curated_before[picked]).all()  # curated labels kept
 
 
+def test_a_refine_asked_again_with_more_labels_runs_again_from_the_same_head(digits_run, tmp_path):
+    """The request file alone plans the refine (config.json keeps its settings); asked again with
+    other labels the stage runs again from the stage it first started from; a request changed behind
+    a finished refine's back (its digest) makes the stage run again, not load stale clusters."""
+    copy, picked, targets = fixed_copy(digits_run, tmp_path, per_class=2)
+    settings = json.loads((copy / "config.json").read_text())
+    assert main(["refine", str(copy), "--epochs", "3", "--quiet"]) == 0
+    first = json.loads((copy / "metrics.json").read_text())["refine"]
+    assert json.loads((copy / "config.json").read_text())["refine"] == settings["refine"]
+    assert json.loads((copy / "refine_labels.json").read_text())["epochs"] == 3
+    more, more_targets = fixed_copy(digits_run, tmp_path / "more", per_class=5)[1:]
+    new = ~np.isin(more, picked)
+    results = RunResults.load(copy)
+    curation = Curation(copy, results.clusters, results.images.ids)
+    for cluster in np.unique(more_targets[new]):
+        curation.move(more[new][more_targets[new] == cluster], int(cluster))
+    assert main(["refine", str(copy), "--epochs", "3", "--quiet"]) == 0
+    second = json.loads((copy / "metrics.json").read_text())["refine"]
+    assert second["labels"] == len(np.union1d(picked, more)) > first["labels"]
+    assert second["from"] == first["from"] != "refine" and second["digest"] != first["digest"]
+    assert (RunResults.load(copy).clusters[more] == more_targets).all()
+    request = json.loads((copy / "refine_labels.json").read_text())
+    (copy / "refine_labels.json").write_text(json.dumps({**request, "digest": "changed"}))
+    runs = sum(e["kind"] == "stage_start" and e.get("stage") == "refine" for e in read_events(copy))
+    train_run(copy, show_bar=False)
+    assert sum(e["kind"] == "stage_start" and e.get("stage") == "refine" for e in read_events(copy)) == runs + 1
+
+
 def test_refine_refuses_a_run_in_training_and_a_curation_without_image_labels(digits_run, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(digits_run, copy)

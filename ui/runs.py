@@ -9,9 +9,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from scan_core.data.run_metrics import METRICS_FILE
 from scan_core.data.rundir import STAGES
-from scan_core.explore.jobs import Workspace, job_state, list_runs, run_name
+from scan_core.explore import jobs
+from scan_core.explore.estimates import HISTORY, Calibration
+from scan_core.explore.jobs import job_state, list_runs
 from scan_core.explore.results import RunNotReady, RunResults
+from scan_core.explore.workspace import Workspace, run_name
 from ui.curating import who_box
 from ui.keys import RUN_PARAM, RUN_PICKER, UNKNOWN_RUN
 from ui.navigation import page_link
@@ -47,6 +51,19 @@ def results(run_dir: Path) -> RunResults:
 def results_key(loaded: RunResults) -> tuple:
     """The run and the mtimes of its artifacts: a cache key for what a page derives from them."""
     return str(loaded.dir), _signature(loaded.dir)
+
+
+def calibration(ws: Workspace) -> Calibration:
+    """The workspace's time calibration (:func:`scan_core.explore.jobs.calibration`), measured again
+    only when a finished run's metrics change: the progress card asks for it every few seconds."""
+    finished = jobs.finished_runs(ws)[:HISTORY]
+    return _calibration(tuple((str(run), (run / METRICS_FILE).stat().st_mtime_ns) for run in finished
+                              if (run / METRICS_FILE).exists()))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _calibration(runs: tuple[tuple[str, int], ...]) -> Calibration:
+    return Calibration.of_runs([Path(run) for run, _ in runs])
 
 
 def chosen_run() -> Path | None:

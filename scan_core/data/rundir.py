@@ -8,9 +8,9 @@ Stages, in order (data flows one way)::
 :data:`STAGES` declares each once: its name, its title, the artifacts it writes, whether it trains
 (epochs the CLI can set, a checkpoint per epoch), whether it assigns clusters (``<name>_probs.npy``
 ``(N, K)``), and the config key that turns it on when it is optional (``manifold``: with
-``manifold_dims``; ``suggest``: with ``suggest_clusters``; ``projection``: with ``umap``; ``refine``:
-with ``refine.epochs``, which only the refine command sets: it runs on request, after training, on
-the labels the user gave image by image). The engine runs the module
+``manifold_dims``; ``suggest``: with ``suggest_clusters``; ``projection``: with ``umap``), or the
+request file that asks for it (``refine``: ``refine_labels.json``, which only the refine command
+writes: it runs on request, after training, on the labels the user gave image by image). The engine runs the module
 ``scan_core.engine.stages.<name>`` for each; the app reads this table without importing torch or any training code.
 
 ``status.json`` always holds ``state``, ``stage`` (running or last run; None when finished),
@@ -38,7 +38,8 @@ from .run_metrics import RunMetrics
 @dataclass(frozen=True)
 class Stage:
     """One stage of a run: ``title`` names it in tables of scores; ``artifacts`` are paths relative
-    to the run directory."""
+    to the run directory. An optional stage runs when the config key ``enabled_by`` is set, or
+    (``requested_by``) when the run directory holds that request file."""
 
     name: str
     title: str
@@ -46,7 +47,12 @@ class Stage:
     trains: bool = False
     assigns_clusters: bool = False
     enabled_by: str | None = None
-    on_request: bool = False
+    requested_by: str | None = None
+
+    @property
+    def on_request(self) -> bool:
+        """Run after training, when asked for, not as part of it."""
+        return self.requested_by is not None
 
 
 SUGGESTION = "suggested_k.json"  # the suggest stage's K and its evidence
@@ -63,17 +69,19 @@ STAGES = (
           assigns_clusters=True),
     Stage("projection", "UMAP projection", ("projection.npy",), enabled_by="umap"),
     Stage("refine", "refined with your labels", ("refine_probs.npy", "refine.pt", REFINE_LABELS), trains=True,
-          assigns_clusters=True, enabled_by="refine.epochs", on_request=True),
+          assigns_clusters=True, requested_by=REFINE_LABELS),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 TRAINING_STAGES = tuple(stage.name for stage in STAGES if stage.trains and not stage.on_request)  # train's
 CLUSTER_STAGES = tuple(stage.name for stage in STAGES if stage.assigns_clusters)  # later ones refine earlier
 
 
-def planned_stages(config: dict) -> tuple[Stage, ...]:
+def planned_stages(config: dict, run_dir: Path | None = None) -> tuple[Stage, ...]:
     """The stages a run with ``config`` (``config.json``'s content) goes through, in order: every
-    optional one only when its ``enabled_by`` key is set."""
-    return tuple(stage for stage in STAGES if stage.enabled_by is None or _setting(config, stage.enabled_by))
+    optional one only when its ``enabled_by`` key is set, a stage on request only when ``run_dir``
+    holds its request file."""
+    return tuple(stage for stage in STAGES if (stage.enabled_by is None or _setting(config, stage.enabled_by))
+                 and (stage.requested_by is None or (run_dir is not None and (Path(run_dir) / stage.requested_by).exists())))
 
 
 def _setting(config: dict, key: str):

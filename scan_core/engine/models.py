@@ -4,7 +4,6 @@ that stage kept. Shared by the cluster stages and by :mod:`scan_core.engine.infe
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,16 +104,15 @@ def feature_banks(ctx: RunContext) -> torch.Tensor | None:
     return torch.as_tensor(banks, device=ctx.device)
 
 
-def save_cluster_stage(run_dir: Path, stage: str, model: torch.nn.Module, probs: np.ndarray,
+def save_cluster_stage(ctx: RunContext, stage: str, heads: torch.nn.Module, probs: np.ndarray,
                        best_head: int = 0) -> None:
-    """Write ``<stage>.pt`` (heads, kept head, fine-tuned encoder if any) and ``<stage>_probs.npy``."""
-    end_to_end = isinstance(model, torch.nn.Sequential)
-    heads = model[1] if end_to_end else model
+    """Write ``<stage>.pt`` (``heads``, the kept head's number, and the encoder when the run's scan
+    mode fine-tunes it) and ``<stage>_probs.npy`` ``(N, K)``."""
     saved = {"heads": heads.state_dict(), "best_head": torch.tensor(best_head)}
-    if end_to_end:
-        saved["encoder"] = model[0].state_dict()
-    save_torch(run_dir / f"{stage}.pt", saved)
-    save_array(run_dir / f"{stage}_probs.npy", probs)
+    if ctx.config.scan_mode == "finetune":
+        saved["encoder"] = ctx.encoder.state_dict()
+    save_torch(ctx.dir / f"{stage}.pt", saved)
+    save_array(ctx.dir / f"{stage}_probs.npy", probs)
 
 
 def load_cluster_stage(ctx: RunContext, stage: str) -> None:

@@ -71,7 +71,7 @@ class Run:
         """The leading stages recorded as completed whose artifacts are all present and load back
         (into the context)."""
         recorded, done = stored_status(self.dir)["completed"], []
-        for stage in planned_stages(self.config.to_dict()):
+        for stage in planned_stages(self.config.to_dict(), self.dir):
             if stage.name not in recorded or not all((self.dir / name).exists() for name in stage.artifacts):
                 break
             try:
@@ -90,7 +90,7 @@ class Run:
         save_json(self.dir / "config.json", {**self.config.to_dict(), "versions": versions()})
         completed = self._completed()
         self._set_status(state="running", stage=None, completed=completed, error=None, started=time.time())
-        stages = [stage for stage in planned_stages(self.config.to_dict()) if stage.name not in completed]
+        stages = [stage for stage in planned_stages(self.config.to_dict(), self.dir) if stage.name not in completed]
         for stage in stages[1:]:  # their inputs are about to be recomputed: saved epochs are stale
             self.context.checkpoint(stage.name).clear()
         progress = self.context.progress

@@ -42,6 +42,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]], version
 class Curation:
     """The curation log of one run directory; every method opens its own connection (thread-safe)."""
 
-    def __init__(self, run_dir: Path, base_clusters: np.ndarray, image_ids: Sequence[str] | None = None):
+    def __init__(self, run_dir: Path, base_clusters: np.ndarray, image_ids: Sequence[str] | np.ndarray | None = None):
         base = np.asarray(base_clusters)
         if base.ndim != 1 or not np.issubdtype(base.dtype, np.integer):
             raise ValueError(f"base_clusters must be a 1-D integer array, got {base.dtype} {base.shape}")
@@ -315,7 +316,7 @@ class Curation:
     # ---- edits -------------------------------------------------------------------------------
     def name_cluster(self, cluster: int, name: str, who: str = "anonymous", seen: int | None = None) -> int:
         """Name ``cluster``; returns the edit id. ``seen``: the version the user looked at (module docstring)."""
-        payload = {"cluster": _index(cluster, "cluster"), "name": _text(name, "cluster name")}
+        payload: dict[str, Any] = {"cluster": _index(cluster, "cluster"), "name": _text(name, "cluster name")}
         return self._append("name_cluster", payload, who, lambda state, p: _existing(state, p["cluster"]),
                             seen, clusters=[payload["cluster"]])[0]
 
@@ -331,7 +332,7 @@ class Curation:
     def move(self, images: Sequence[int] | np.ndarray, cluster: int, who: str = "anonymous",
              seen: int | None = None) -> int:
         """Assign ``images`` to the existing ``cluster``; returns the edit id."""
-        payload = {"images": self._images(images), "cluster": _index(cluster, "cluster")}
+        payload: dict[str, Any] = {"images": self._images(images), "cluster": _index(cluster, "cluster")}
         return self._append("move", payload, who, lambda state, p: _existing(state, p["cluster"]),
                             seen, clusters=[payload["cluster"]])[0]
 
@@ -385,7 +386,7 @@ class Curation:
               seen: int | None = None) -> int:
         """Move ``images`` (a proper non-empty subset of ``cluster``) into a new cluster; returns its
         id. With ``seen``, ``cluster`` must hold the images it held then."""
-        payload = {"cluster": _index(cluster, "cluster"), "images": self._images(images)}
+        payload: dict[str, Any] = {"cluster": _index(cluster, "cluster"), "images": self._images(images)}
 
         def check(state: CuratedState, p: dict) -> None:
             _existing(state, p["cluster"])
@@ -405,7 +406,8 @@ class Curation:
         is none or it is undone already), else the latest live edit (of ``who`` when given; None if
         none is left). The state is the replay of the edits still live, so undoing an older edit
         keeps every later one."""
-        query, params = f"{_ROW} WHERE undone = 0", ()
+        params: tuple = ()
+        query = f"{_ROW} WHERE undone = 0"
         if edit is not None:
             query, params = f"{_ROW} WHERE id = ?", (_index(edit, "edit"),)
         elif who is not None:

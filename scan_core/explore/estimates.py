@@ -27,8 +27,9 @@ from pathlib import Path
 
 from .. import costs
 from ..config import REFINE_EPOCHS, RunConfig
+from ..data.artifacts import read_json
 from ..data.run_metrics import RunMetrics
-from ..data.rundir import STAGE_NAMES, planned_stages
+from ..data.rundir import REFINE_LABELS, STAGE_NAMES, planned_stages
 
 STARTUP_SECONDS = 5.0       # the job's Python, torch and its images loaded before the first stage
 FACTOR_RANGE = (0.1, 10.0)  # how far a measured stage may scale the rule
@@ -68,10 +69,15 @@ class Remaining:
     overdue: bool = False
 
 
-def rule_seconds(config: RunConfig, images: int, side: int) -> dict[str, float]:
+def rule_seconds(config: RunConfig, images: int, side: int, run_dir: Path | None = None) -> dict[str, float]:
     """Rough seconds of each stage a run with ``config`` goes through on ``images`` images of
-    ``side`` pixels, by :mod:`scan_core.costs` (this machine's speed aside)."""
-    return costs.stage_seconds(config, images, side, [stage.name for stage in planned_stages(config.to_dict())])
+    ``side`` pixels, by :mod:`scan_core.costs` (this machine's speed aside); ``run_dir``: the run's
+    directory, whose requests (a refine) add their stages, with the epochs they ask for."""
+    stages = [stage.name for stage in planned_stages(config.to_dict(), run_dir)]
+    if "refine" in stages:
+        asked = read_json(Path(run_dir) / REFINE_LABELS).get("epochs", config.refine.epochs)
+        config = dataclasses.replace(config, refine=dataclasses.replace(config.refine, epochs=int(asked)))
+    return costs.stage_seconds(config, images, side, stages)
 
 
 def expected_seconds(config: RunConfig, images: int, side: int, calibration: Calibration) -> float:
@@ -126,7 +132,7 @@ def run_rule(run_dir: Path) -> dict[str, float]:
     images = RunMetrics.load(run_dir).stage("images")
     if not (run_dir / "config.json").exists() or "count" not in images:
         return {}
-    return rule_seconds(RunConfig.load(run_dir), images["count"], images.get("height", 28))
+    return rule_seconds(RunConfig.load(run_dir), images["count"], images.get("height", 28), run_dir)
 
 
 def stage_factors(run_dir: Path) -> dict[str, float]:

@@ -7,11 +7,8 @@ exclusive ``flock`` on ``WORKSPACE/training.lock``: the launcher takes it withou
 start gets :class:`JobBusy`), hands the open descriptor to the child and closes its own copy, so
 the lock is held exactly as long as the training process lives, even if it is killed.
 
-A workspace (``$SCAN_EXPLORER_HOME``, default ``./workspace``) holds ``runs/``, ``uploads/``,
-``cache/`` (where jobs and the app's preview extract zips and download datasets, unless
-``$SCAN_EXPLORER_DATA`` names another folder) and the lock; folders typed in the UI must lie
-inside its data roots (``$SCAN_EXPLORER_DATA_ROOTS``, ``os.pathsep``-separated; default
-``WORKSPACE/data`` and ``WORKSPACE/uploads``); a relative folder is looked up in each root in turn.
+The workspace's folders, run names and the folders the UI may read are in
+:mod:`scan_core.explore.workspace`.
 
 Time estimates live in :mod:`scan_core.explore.estimates`; :func:`calibration` measures them on the
 workspace's finished runs.
@@ -20,12 +17,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import scan_core
@@ -34,105 +29,20 @@ from ..config import AUTO, REFINE_EPOCHS
 from ..data.artifacts import CorruptArtifact, load_json, read_json, save_json
 from ..data.run_metrics import RunMetrics
 from ..data.rundir import CLUSTER_STAGES, final_stage, read_status
-from ..data.sources import BUILTIN
 from ..data.sources.common import DATA_DIR_ENV
 from .estimates import Calibration
 from .refine import ImageLabels, request_refine
 from .refine import undo_refine as refine_undone
+from .workspace import Workspace, dataset_spec, run_name
 
-HOME_ENV = "SCAN_EXPLORER_HOME"
-ROOTS_ENV = "SCAN_EXPLORER_DATA_ROOTS"
 LOCK_NAME = "training.lock"
 HOLDER_NAME = "training.json"
-TRASH_NAME = "trash"  # where deleted runs go
-RUN_NAME_MAX = 60
 CANCELLED = "cancelled by user"
 _children: list[subprocess.Popen] = []  # launched jobs, polled so finished ones are reaped
 
 
 class JobBusy(RuntimeError):
     """A training is already running in this workspace."""
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where runs, uploads and the training lock live, and which folders the UI may read."""
-
-    home: Path
-    data_roots: tuple[Path, ...]
-    data_dir: Path  # where sources extract zips and download datasets (``load_source``'s data_dir)
-
-    @classmethod
-    def from_env(cls) -> Workspace:
-        home = Path(os.environ.get(HOME_ENV) or "workspace").expanduser().resolve()
-        roots = [Path(p).expanduser() for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p]
-        data_dir = os.environ.get(DATA_DIR_ENV)
-        return cls.create(home, roots or None, Path(data_dir) if data_dir else None)
-
-    @classmethod
-    def create(cls, home: Path, data_roots: list[Path] | None = None, data_dir: Path | None = None) -> Workspace:
-        """The workspace at ``home``; ``data_dir`` defaults to ``home/cache`` so that what users
-        upload stays with the workspace, not in a cache of the server's account."""
-        home = Path(home).resolve()
-        roots = data_roots if data_roots is not None else [home / "data", home / "uploads"]
-        workspace = cls(home, tuple(Path(r).resolve() for r in roots),
-                        Path(data_dir).expanduser().resolve() if data_dir else home / "cache")
-        for folder in (workspace.runs, workspace.uploads):
-            folder.mkdir(parents=True, exist_ok=True)
-        return workspace
-
-    @property
-    def runs(self) -> Path:
-        return self.home / "runs"
-
-    @property
-    def uploads(self) -> Path:
-        return self.home / "uploads"
-
-    def confined(self, text: str) -> Path:
-        """The folder or zip ``text`` names, resolved (symlinks too) and checked to lie inside a
-        data root; ValueError otherwise, so the UI cannot be used to read ``/etc``. A relative
-        path is looked up in each data root in turn (never in the server's working directory):
-        the first root where it exists wins."""
-        if not text.strip():
-            raise ValueError("no folder given")
-        typed = Path(text.strip()).expanduser()
-        candidates = [typed.resolve()] if typed.is_absolute() else [(root / typed).resolve()
-                                                                    for root in self.data_roots]
-        inside = [path for path in candidates if self._in_roots(path)]
-        if not inside:
-            roots = ", ".join(str(r) for r in self.data_roots)
-            raise ValueError(f"{candidates[0]} is outside the data roots ({roots}); set {ROOTS_ENV} to allow it")
-        found = next((path for path in inside if path.exists()), None)
-        if found is None:
-            where = "" if typed.is_absolute() else " in any data root"
-            raise ValueError(f"{inside[0] if typed.is_absolute() else typed} does not exist{where}")
-        return found
-
-    def _in_roots(self, path: Path) -> bool:
-        return any(path == root or root in path.parents for root in self.data_roots)
-
-    def new_run_dir(self, name: str) -> Path:
-        """A fresh directory under ``runs/`` named after ``name`` (sanitised, made unique)."""
-        base = run_name(name)
-        candidate, suffix = self.runs / base, 2
-        while candidate.exists():
-            candidate, suffix = self.runs / f"{base}-{suffix}", suffix + 1
-        candidate.mkdir(parents=True)
-        return candidate
-
-
-def run_name(text: str) -> str:
-    """``text`` made safe as a directory name: letters, digits, ``._`` and single dashes; no leading dot."""
-    name = re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.")[:RUN_NAME_MAX].strip("-.")
-    return name or "run"
-
-
-def dataset_spec(workspace: Workspace, dataset: str) -> str:
-    """A built-in dataset name as is (with an optional ``:split``), else a confined path."""
-    if dataset.split(":")[0] in BUILTIN:
-        return dataset
-    return str(workspace.confined(dataset))
 
 
 def start(workspace: Workspace, dataset: str, clusters: int | str | None = None, name: str | None = None,
@@ -145,7 +55,7 @@ def start(workspace: Workspace, dataset: str, clusters: int | str | None = None,
     outside the data roots or a bad K (the job itself validates everything else and reports it
     in ``status.json`` / ``train.log``).
     """
-    if clusters is not None and clusters != AUTO and clusters < 2:
+    if clusters is not None and clusters != AUTO and (not isinstance(clusters, int) or clusters < 2):
         raise ValueError(f"the number of clusters must be at least 2 or {AUTO!r}, got {clusters}")
     spec = dataset_spec(workspace, dataset)
     args = ["--dataset", spec, "--preset", preset, "--seed", str(int(seed))]
@@ -175,7 +85,7 @@ def resumable(run_dir: Path, state: str) -> bool:
 
 def resume(workspace: Workspace, run_dir: Path) -> None:
     """Continue an interrupted, cancelled or failed run from its last checkpoint."""
-    run_dir = _own_run(workspace, run_dir)
+    run_dir = workspace.own_run(run_dir)
     state = job_state(workspace, run_dir)["state"]
     if state in ("running", "starting", "finished"):
         raise ValueError(f"{run_dir.name} is {state}; only a stopped run can be resumed")
@@ -192,7 +102,7 @@ def refine(workspace: Workspace, run_dir: Path, epochs: int = REFINE_EPOCHS) -> 
     """Refine the trained run in the background with its curation's image labels
     (:func:`scan_core.explore.refine.request_refine`: ValueError when it cannot); return them.
     JobBusy when another training holds the workspace."""
-    run_dir = _own_run(workspace, run_dir)
+    run_dir = workspace.own_run(run_dir)
     with _training_lock(workspace) as lock:
         labels = request_refine(run_dir, epochs)
         _launch(workspace, lock, run_dir, ["--dataset", read_json(run_dir / "config.json")["dataset"]])
@@ -202,7 +112,7 @@ def refine(workspace: Workspace, run_dir: Path, epochs: int = REFINE_EPOCHS) -> 
 def rename_run(workspace: Workspace, run_dir: Path, name: str) -> Path:
     """Give a run that is not training another name (:func:`run_name`); return its new directory.
     ValueError while it trains, or when the name is taken."""
-    run_dir = _own_run(workspace, run_dir)
+    run_dir = workspace.own_run(run_dir)
     _not_training(workspace, run_dir, "renamed")
     target = workspace.runs / run_name(name)
     if target.exists():
@@ -214,9 +124,9 @@ def rename_run(workspace: Workspace, run_dir: Path, name: str) -> Path:
 def delete_run(workspace: Workspace, run_dir: Path) -> Path:
     """Take a run that is not training out of the workspace: it is moved to ``WORKSPACE/trash/``
     (moved back into ``runs/``, it is a run again); return where it went. ValueError while it trains."""
-    run_dir = _own_run(workspace, run_dir)
+    run_dir = workspace.own_run(run_dir)
     _not_training(workspace, run_dir, "deleted")
-    trash = workspace.home / TRASH_NAME
+    trash = workspace.trash
     trash.mkdir(exist_ok=True)
     target = trash / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     suffix = 2
@@ -235,7 +145,7 @@ def _not_training(workspace: Workspace, run_dir: Path, what: str) -> None:
 def undo_refine(workspace: Workspace, run_dir: Path) -> str:
     """Go back to the run's clusters before its refine (:func:`scan_core.explore.refine.undo_refine`);
     return the stage that is its result again. JobBusy while a training holds the workspace."""
-    run_dir = _own_run(workspace, run_dir)
+    run_dir = workspace.own_run(run_dir)
     with _training_lock(workspace):
         return refine_undone(run_dir)
 
@@ -243,7 +153,7 @@ def undo_refine(workspace: Workspace, run_dir: Path) -> str:
 def cancel(workspace: Workspace, run_dir: Path) -> bool:
     """Ask the run's training process to stop (SIGTERM: it records ``cancelled``); False when it
     is not running."""
-    run_dir = _own_run(workspace, run_dir)
+    run_dir = workspace.own_run(run_dir)
     if active_run(workspace) != run_dir:
         return False
     pid = read_json(run_dir / "job.json").get("pid")
@@ -340,9 +250,14 @@ def list_runs(workspace: Workspace) -> list[dict]:
     return sorted(rows, key=lambda row: row["created"], reverse=True)
 
 
+def finished_runs(workspace: Workspace) -> list[Path]:
+    """The workspace's finished runs, newest first."""
+    return [workspace.runs / row["run"] for row in list_runs(workspace) if row["state"] == "finished"]
+
+
 def calibration(workspace: Workspace) -> Calibration:
     """The stage factors of the workspace's latest finished runs (:mod:`scan_core.explore.estimates`)."""
-    return Calibration.of_runs([workspace.runs / row["run"] for row in list_runs(workspace) if row["state"] == "finished"])
+    return Calibration.of_runs(finished_runs(workspace))
 
 
 # ---- internals -------------------------------------------------------------------------------
@@ -394,10 +309,3 @@ def _reap() -> None:
     for child in list(_children):
         if child.poll() is not None:
             _children.remove(child)
-
-
-def _own_run(workspace: Workspace, run_dir: Path) -> Path:
-    run_dir = Path(run_dir).resolve()
-    if run_dir.parent != workspace.runs or not any((run_dir / f).exists() for f in ("job.json", "config.json")):
-        raise ValueError(f"{run_dir} is not a run of this workspace")
-    return run_dir

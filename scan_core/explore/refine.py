@@ -60,10 +60,10 @@ def image_labels(state: CuratedState, num_clusters: int) -> ImageLabels:
 
 
 def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
-    """Ask the trained run in ``run_dir`` to refine with its curation's image labels: write
-    ``refine_labels.json`` and the refine's epochs into ``config.json`` (the engine then runs the
-    refine stage when the run is resumed; a refine stopped half-way continues when the labels are the
-    same). ValueError when the run is still running or not trained, or has no image label."""
+    """Ask the trained run in ``run_dir`` to refine with its curation's image labels for ``epochs``:
+    write the request, ``refine_labels.json`` (its presence plans the refine stage, which the engine
+    runs when the run is resumed; a refine stopped half-way continues when the request is the same).
+    ValueError when the run is still running or not trained, or has no image label."""
     run_dir = Path(run_dir)
     status = read_status(run_dir)
     if status["state"] in ("running", "new"):
@@ -82,14 +82,13 @@ def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
                          "one by one (Review, the detail view, Curate); a cluster's name alone is not a label")
     before = results.metrics.stage("refine").get("from")
     start = before or final_stage(results.metrics, [s for s in CLUSTER_STAGES if s in status["completed"]])
-    payload = {"images": labels.images.tolist(), "clusters": labels.clusters.tolist(), "from": start}
-    digest = hashlib.sha256(json.dumps([payload, epochs]).encode()).hexdigest()
+    payload = {"images": labels.images.tolist(), "clusters": labels.clusters.tolist(), "from": start,
+               "epochs": int(epochs)}
+    digest = hashlib.sha256(json.dumps(payload).encode()).hexdigest()
     previous = load_json(run_dir / REFINE_LABELS) if (run_dir / REFINE_LABELS).exists() else {}
     if previous.get("digest") != digest:  # epochs saved for other labels are no start for these
         (run_dir / "checkpoints" / "refine.pt").unlink(missing_ok=True)
     save_json(run_dir / REFINE_LABELS, {**payload, "digest": digest})
-    config = load_json(run_dir / "config.json")
-    save_json(run_dir / "config.json", {**config, "refine": {**config.get("refine", {}), "epochs": int(epochs)}})
     return labels
 
 
@@ -115,6 +114,4 @@ def undo_refine(run_dir: Path) -> str:
     before = refine.get("before") or {"stage": refine["from"], "why": "the result before the refine"}
     kept = {stage: record for stage, record in metrics.items() if stage != "refine"}
     save_json(run_dir / METRICS_FILE, {**kept, "final": before, "refine_undone": refine})
-    config = load_json(run_dir / "config.json")
-    save_json(run_dir / "config.json", {**config, "refine": {**config.get("refine", {}), "epochs": 0}})
     return before["stage"]

@@ -62,7 +62,7 @@ def review_queue(probs: np.ndarray, neighbor_lists: list[np.ndarray], clusters: 
         raise ValueError(f"need at least one neighbour list and clusters (N,) with N={n}, got "
                          f"{len(neighbor_lists)} lists and clusters of shape {clusters.shape}")
     moved = clusters != probs.argmax(1)  # the user's word replaces the model's for these
-    against = []
+    per_list = []
     for neighbors in neighbor_lists:
         neighbors = np.asarray(neighbors)
         if neighbors.ndim != 2 or len(neighbors) != n:
@@ -70,8 +70,8 @@ def review_queue(probs: np.ndarray, neighbor_lists: list[np.ndarray], clusters: 
         own = clusters[:, None]
         model_vote = np.where(own < k, probs[neighbors, np.minimum(own, k - 1)], 0.0)
         votes = np.where(moved[neighbors], clusters[neighbors] == own, model_vote)
-        against.append(1.0 - votes.mean(1))
-    against = np.stack(against)
+        per_list.append(1.0 - votes.mean(1))
+    against = np.stack(per_list)
     doubt = against.sum(0)
     keep = np.ones(n, dtype=bool)
     keep[np.fromiter(skip, dtype=np.int64)] = False

@@ -11,6 +11,7 @@ ever read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 
 import torch
@@ -22,6 +23,14 @@ from ..config import BACKBONES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def feature_dim(module: nn.Module, attribute: str = "feature_dim") -> int:
+    """The length of the features ``module`` gives (its ``feature_dim``; a linear layer's ``in_features``)."""
+    dim = getattr(module, attribute, None)
+    if not isinstance(dim, int):
+        raise ValueError(f"{type(module).__name__} has no {attribute}")
+    return dim
 
 
 class WeightsUnavailable(ValueError):
@@ -46,7 +55,8 @@ class SmallCNN(nn.Module):
         if width < 1:
             raise ValueError(f"width must be positive, got {width}")
         chans = [width, 2 * width, 4 * width, 8 * width]
-        layers, c_prev = [], in_channels
+        layers: list[nn.Module] = []
+        c_prev = in_channels
         for i, c in enumerate(chans):
             layers += [_conv_block(c_prev, c), _conv_block(c, c)]
             if i < len(chans) - 1:
@@ -73,9 +83,12 @@ class TorchvisionResNet(nn.Module):
     """A torchvision ResNet without its classifier, normalising inputs as it was trained
     (ImageNet ones also resized to ``input_size``)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, net: nn.Module, in_channels: int, imagenet_norm: bool, input_size: int | None = None):
         super().__init__()
-        self.feature_dim = net.fc.in_features
+        self.feature_dim = feature_dim(typing.cast(nn.Module, net.fc), "in_features")
         net.fc = nn.Identity()
         self.net = net
         self.in_channels = in_channels

@@ -1,4 +1,4 @@
-"""Epochs of shuffled mini-batches: the one loop the SCAN heads, self-labeling and refine train in.
+"""Epochs of shuffled mini-batches: the one loop SimCLR, the SCAN heads, self-labeling and refine train in.
 
 Each epoch draws a fresh permutation of the training images from the run's generator and cuts it
 into full batches (the last, partial one is dropped, so that every step sees as many images); a

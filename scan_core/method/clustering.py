@@ -153,7 +153,8 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     batches = Batches(len(train_index), config.batch_size, config.epochs)
     model.train()
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
-    snapshots = [Snapshot(**saved) for saved in (checkpoint.extra or [])] if first_epoch else []
+    saved: list[dict] = (checkpoint.extra or []) if checkpoint and first_epoch else []
+    snapshots = [Snapshot(**snapshot) for snapshot in saved]
     take = set(snapshot_epochs(config.epochs, config.snapshots))
 
     def end_of_epoch(epochs: int) -> None:
@@ -171,7 +172,8 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
         partners = np.where(held_out[partners], anchors, partners)
         logits = model(inputs(np.concatenate([anchors, partners])))
         anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]
-        loss = sum(scan_loss(a, p, config.entropy_weight)[0] for a, p in zip(anchor_logits, partner_logits))
+        loss = sum((scan_loss(a, p, config.entropy_weight)[0] for a, p in zip(anchor_logits, partner_logits)),
+                   torch.zeros((), device=logits.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from ..config import AugmentConfig, PretextConfig
 from ..data.artifacts import Checkpoint
 from .augment import simclr_view, to_tensor
+from .backbones import feature_dim
+from .batches import Batches
 from .whitening import WhitenedPCA
 
 
@@ -48,7 +50,7 @@ class SimCLRModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, out_dim: int = 128):
         super().__init__()
-        dim = backbone.feature_dim
+        dim = feature_dim(backbone)
         self.backbone = backbone
         self.projection = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, out_dim))
 
@@ -80,40 +82,34 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
     ``config.epochs``; the cosine schedule is stretched over those).
     """
     n = len(images)
-    batch = min(config.batch_size, n - n % 2 if n % 2 else n)
-    steps_per_epoch = max(1, n // batch)
-    epochs = config.epochs
-    lr = config.lr * batch / 256
+    batches = Batches(n, min(config.batch_size, n - n % 2 if n % 2 else n), config.epochs)  # NT-Xent pairs: even
+    steps_per_epoch, epochs = batches.steps_per_epoch, config.epochs
+    lr = config.lr * batches.batch / 256
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=config.weight_decay)
     generator = np.random.default_rng(seed)
     model.to(device).train()
     first_epoch = checkpoint.resume(model, optimizer, generator) if checkpoint else 0
-    step, timed_from = first_epoch * steps_per_epoch, None
-    if first_epoch or epochs * steps_per_epoch <= PROBE_STEPS + 1:
+    if first_epoch or batches.total_steps <= PROBE_STEPS + 1:
         plan = None  # resumed: the plan was made; or too short to be worth one
-    epoch = first_epoch
-    while epoch < epochs:
-        order = generator.permutation(n)
-        for start in range(0, steps_per_epoch * batch, batch):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, steps_per_epoch * epochs, lr, int(config.warmup_epochs * steps_per_epoch))
-            x = to_tensor(images[np.sort(order[start:start + batch])], device)
-            loss = nt_xent_loss(model(simclr_view(x, augment)), model(simclr_view(x, augment)),
-                                config.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if plan and step == 1:
-                timed_from = time.perf_counter()
-            elif plan and step == 1 + PROBE_STEPS:
-                epochs = min(epochs, max(1, plan((time.perf_counter() - timed_from) / PROBE_STEPS, steps_per_epoch)))
-                plan = None
-            if on_step:
-                on_step(step, steps_per_epoch * epochs, loss.item())
-        if checkpoint:
-            checkpoint.save(epoch + 1, model, optimizer, generator)
-        epoch += 1
+    save = (lambda done: checkpoint.save(done, model, optimizer, generator)) if checkpoint else None
+    timed_from = None
+    for step, index in batches(np.arange(n), generator, first_epoch, save):
+        if step > steps_per_epoch * epochs:
+            break  # the plan cut the training short (its last epoch is saved)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step - 1, steps_per_epoch * epochs, lr, int(config.warmup_epochs * steps_per_epoch))
+        x = to_tensor(images[np.sort(index)], device)
+        loss = nt_xent_loss(model(simclr_view(x, augment)), model(simclr_view(x, augment)), config.temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if plan and step == 1:
+            timed_from = time.perf_counter()
+        elif plan and step == 1 + PROBE_STEPS:
+            epochs = min(epochs, max(1, plan((time.perf_counter() - timed_from) / PROBE_STEPS, steps_per_epoch)))
+            plan = None
+        if on_step:
+            on_step(step, steps_per_epoch * epochs, loss.item())
     return model.eval()
 
 
@@ -139,14 +135,15 @@ class Encoder(nn.Module):
         if not parts:
             raise ValueError("an Encoder needs at least one part")
         self.parts = nn.ModuleList(parts)
-        self.feature_dim = sum(part.feature_dim for part in parts)
+        self.feature_dim = sum(feature_dim(part) for part in parts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([F.normalize(part(x), dim=1) for part in self.parts], dim=1)
 
 
 @torch.no_grad()
-def embed(network: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 1024,
+def embed(network: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, device: str | torch.device,
+          batch_size: int = 1024,
           view: Callable[[torch.Tensor], torch.Tensor] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Run ``network`` in eval mode over uint8 ``images`` ``(N, H, W, C)`` -> float32 ``(N, D)``.

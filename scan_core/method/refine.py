@@ -139,13 +139,13 @@ def train_refine(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batches = Batches(len(targets), config.batch_size, config.epochs)
-    targets = torch.as_tensor(targets)
+    soft = torch.as_tensor(targets)
     model.train()
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
     save = (lambda epochs: checkpoint.save(epochs, model, optimizer, rng)) if checkpoint else None
     for step, index in batches(np.arange(len(targets)), rng, first_epoch, save):
         logits = model(inputs(index))[0]
-        loss = -(targets[index].to(logits.device) * F.log_softmax(logits, 1)).sum(1).mean()
+        loss = -(soft[index].to(logits.device) * F.log_softmax(logits, 1)).sum(1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -16,6 +16,9 @@ class WhitenedPCA(nn.Module):
     :data:`FIT_IMAGES` images. Subclasses define :meth:`describe`."""
 
     FIT_IMAGES = 20_000
+    mean: torch.Tensor
+    components: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, num_inputs: int, dim: int):
         super().__init__()

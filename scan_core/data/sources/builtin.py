@@ -123,7 +123,7 @@ def check_split(dataset: str, split: str | None) -> str | None:
 
 def _builtin_set(dataset: str, split: str | None, parts: list, class_names: list[str]) -> ImageSet:
     """Join ``[(split_name, images, labels), ...]`` into one set, ids ``dataset/split/00000``."""
-    ids = []
+    ids: list[str] = []
     for name, images, _ in parts:
         prefix = f"{dataset}/{name}/" if name else f"{dataset}/"
         width = _ID_WIDTH[dataset]

@@ -64,7 +64,8 @@ def load_folder(folder: Path, image_size: int | None = None,
     root = root.resolve()
     files, skipped = _scan_folder(root)
     records = _read_images(root, files, image_size, progress)
-    loaded, first_with = [], {}                   # digest of the pixels -> id of the first copy
+    loaded: list[tuple] = []
+    first_with: dict[str, str] = {}  # digest of the pixels -> id of the first copy
     for rel, record in zip(files, records):
         if isinstance(record, str):
             skipped.append(_skip(rel, record))
@@ -174,9 +175,9 @@ def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[i
             side = image_size or min(width, height, AUTO_MAX_SIZE)
             image.draft(image.mode, (side, side))  # JPEG: decode at a reduced scale, still >= side
             image.load()
-            image = ImageOps.exif_transpose(image)
-            pixels = np.asarray(_square(_canonical(image), side))
-            return pixels, (height, width), _pixel_digest(image)
+            upright = ImageOps.exif_transpose(image)
+            pixels = np.asarray(_square(_canonical(upright), side))
+            return pixels, (height, width), _pixel_digest(upright)
     except UnidentifiedImageError:
         return "not a readable image file"
     except Image.DecompressionBombError as error:

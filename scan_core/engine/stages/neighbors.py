@@ -32,7 +32,7 @@ def run(ctx: RunContext) -> None:
     if c.neighbor_space != "features":  # "fused" mined the features first: their list is lists[0]
         own = lists[0] if c.neighbor_space == "fused" else mine_neighbors(ctx.features, c.num_neighbors)
         save_array(ctx.dir / "feature_neighbors.npy", own)
-    values = {"space": c.neighbor_space, "k": c.num_neighbors}
+    values: dict[str, object] = {"space": c.neighbor_space, "k": c.num_neighbors}
     if ctx.images.has_labels:
         values["purity"] = neighbor_purity(ctx.neighbors, ctx.images.labels)
     ctx.record("neighbors", values)

@@ -24,7 +24,7 @@ def run(ctx: RunContext) -> None:
     encoder = build_encoder(c, ctx.images, ctx.device, fit=True)
     plan = None
     if c.uses_backbone and c.pretext.epochs:
-        model = SimCLRModel(encoder.parts[0]).to(ctx.device, memory_format=torch.channels_last)
+        model = SimCLRModel(encoder.parts[0]).to(ctx.device).to(memory_format=torch.channels_last)
         planned = budget_plan(ctx)
         pretext = replace(c.pretext, epochs=planned["epochs"]) if planned else c.pretext
         train_simclr(model, ctx.images.images, pretext, c.augment, ctx.device, ctx.progress.step,

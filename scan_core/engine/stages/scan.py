@@ -25,7 +25,7 @@ def run(ctx: RunContext) -> None:
     kept, head = snapshots[best // c.scan.num_heads], best % c.scan.num_heads
     model.load_state_dict(kept.state)
     ctx.probs = predict(model, clean, len(ctx.images), head)
-    save_cluster_stage(ctx.dir, "scan", model, ctx.probs, head)
+    save_cluster_stage(ctx, "scan", heads, ctx.probs, head)
     per_epoch = lambda values: [[round(float(x), 4) for x in row] for row in np.reshape(values, (len(snapshots), -1))]
     values = {**ctx.scores(clusters[best]), "head": head, "head_epoch": kept.epoch,
               "snapshot_epochs": [s.epoch for s in snapshots],

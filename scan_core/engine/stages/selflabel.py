@@ -30,12 +30,13 @@ def run(ctx: RunContext) -> None:
     c = ctx.config
     scan_probs = ctx.probs
     before = neighbor_agreement(scan_probs.argmax(1), ctx.neighbors)
-    model, augmented, clean = cluster_model(ctx, scan_head(ctx), noise=c.selflabel.feature_noise)
+    head = scan_head(ctx)
+    model, augmented, clean = cluster_model(ctx, head, noise=c.selflabel.feature_noise)
     skipped = train_selflabel(_SingleHead(model), weak_inputs=clean, strong_inputs=augmented,
                               n=len(ctx.images), config=c.selflabel, seed=c.seed, on_step=ctx.progress.step,
                               checkpoint=ctx.checkpoint("selflabel"))
     ctx.probs = predict(model, clean, len(ctx.images), 0)
-    save_cluster_stage(ctx.dir, "selflabel", model, ctx.probs)
+    save_cluster_stage(ctx, "selflabel", head, ctx.probs)
     confident = float((ctx.probs.max(1) > c.selflabel.threshold).mean())
     after = neighbor_agreement(ctx.probs.argmax(1), ctx.neighbors)
     ctx.record("selflabel", {**ctx.scores(ctx.probs.argmax(1)), "skipped_batches": skipped,
