@@ -10,8 +10,10 @@ it with SimCLR unless it is pretrained).
 Rows: k-means on pixels; UMAP(10-d, defaults) + k-means; the strongest simple peers (issue 12):
 UMAP(n_neighbors=30, min_dist=0, 10-d) on 30-d whitened PCA + k-means, and HDBSCAN (scikit-learn,
 min_cluster_size N/100, noise counted as one more cluster) on that UMAP; then the pipeline's own
-stages: pretext + k-means, SCAN, SCAN + self-label, and the run's result (the stage its label-free
-rule kept). Columns: ACC (Hungarian) / NMI / ARI / seconds. Full runs use each dataset's preset.
+stages: pretext + k-means (k-means on the run's features), the run's features + UMAP(30, 0, 10-d) +
+k-means (the peer on the same backbone), k-means on the space the heads learn on (the run's manifold
+when it has one, else its features: what SCAN must beat), SCAN, SCAN + self-label, and the run's
+result (the stage its label-free rule kept). Columns: ACC (Hungarian) / NMI / ARI / seconds. Full runs use each dataset's preset.
 A second table gives, per dataset and seed, the kept head's ACC against the best and the mean head's
 (labels only report; they choose nothing).
 ``--protocol all`` (default) trains and scores on all images (Fashion-MNIST: all 70k);
@@ -36,8 +38,10 @@ from scan_core.method.cosine import spherical_kmeans
 from scan_core.method.metrics import evaluate
 
 PEER = "UMAP(30, 0) on PCA + k-means"
-METHODS = ("k-means on pixels", "UMAP + k-means", PEER, "HDBSCAN on that UMAP", "pretext + k-means", "SCAN",
-           "SCAN + self-label", "result")
+HEAD_SPACE = "k-means on the heads' space"
+FEATURE_UMAP = "features + UMAP(30, 0) + k-means"
+METHODS = ("k-means on pixels", "UMAP + k-means", PEER, "HDBSCAN on that UMAP", "pretext + k-means", FEATURE_UMAP,
+           HEAD_SPACE, "SCAN", "SCAN + self-label", "result")
 
 
 def kmeans_assign(train: np.ndarray, test: np.ndarray | None, k: int, seed: int) -> np.ndarray:
@@ -105,7 +109,7 @@ def scan_rows(spec: str, test: ImageSet | None, seed: int, out: Path, backbone: 
         metrics = {**metrics, **{stage: {**metrics[stage], **evaluate(found, test.labels)}
                                  for stage, found in clusters.items()}}
     total = 0.0
-    rows = {}
+    rows = {} if test is not None else same_space_rows(run_dir, metrics, seed)
     for method, stage in (("pretext + k-means", "pretext"), ("SCAN", "scan"), ("SCAN + self-label", "selflabel")):
         before = ("manifold", "neighbors") if stage == "scan" else ()
         total += metrics[stage]["seconds"] + sum(metrics.get(s, {}).get("seconds", 0) for s in before)
@@ -117,6 +121,23 @@ def scan_rows(spec: str, test: ImageSet | None, seed: int, out: Path, backbone: 
         last = head_acc[-1]  # the heads at the last epoch; the kept one may come from an earlier snapshot
         rows["heads"] = {"kept": metrics["scan"]["acc"], "best": max(last), "mean": float(np.mean(last)),
                          "epoch": metrics["scan"]["head_epoch"]}
+    return rows
+
+
+def same_space_rows(run_dir: Path, metrics, seed: int) -> dict[str, dict]:
+    """k-means on the space the run's heads learn on (its manifold stage's scores, else its pretext
+    stage's), and the run's own features + UMAP(30, 0, 10-d) + k-means (10 starts)."""
+    import umap
+    from sklearn.cluster import KMeans
+    labels = np.load(run_dir / "images" / "labels.npy")
+    space = "manifold" if "manifold" in metrics else "pretext"
+    seconds = metrics["pretext"]["seconds"] + (metrics[space]["seconds"] if space == "manifold" else 0)
+    rows = {HEAD_SPACE: {**metrics[space], "seconds": seconds}}
+    started = time.time()
+    embedded = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=10, random_state=seed).fit_transform(
+        np.load(run_dir / "features.npy"))
+    found = KMeans(len(np.unique(labels)), n_init=10, random_state=seed).fit_predict(embedded)
+    rows[FEATURE_UMAP] = {**evaluate(found, labels), "seconds": metrics["pretext"]["seconds"] + time.time() - started}
     return rows
 
 

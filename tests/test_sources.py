@@ -127,6 +127,27 @@ def test_alpha_is_composited_on_white_and_cmyk_converted(tmp_path):
     assert pixel["cmyk.tif"] == [255, 0, 0]
 
 
+def test_svg_clip_art_is_rendered_on_white_and_a_broken_one_is_skipped(tmp_path):
+    """Vector clip art as a user's folder holds it: a red disc and a blue bar (a 2:1 canvas, centre
+    cropped), drawn on transparency, rendered and composited on white; a truncated file is skipped."""
+    (tmp_path / "discs").mkdir()
+    (tmp_path / "bars").mkdir()
+    (tmp_path / "discs" / "red.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40"><circle cx="20" cy="20" r="12" fill="#ff0000"/></svg>')
+    (tmp_path / "bars" / "blue.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="80" height="40"><rect x="30" y="10" width="20" height="20" '
+        'fill="#0000ff"/></svg>')
+    (tmp_path / "bars" / "broken.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="40"')
+    images = load_source(str(tmp_path), image_size=32)
+    by_id = {i: k for k, i in enumerate(images.ids.tolist())}
+    assert set(by_id) == {"discs/red.svg", "bars/blue.svg"} and images.images.shape == (2, 32, 32, 3)
+    red, blue = images.images[by_id["discs/red.svg"]], images.images[by_id["bars/blue.svg"]]
+    assert red[16, 16].tolist() == [255, 0, 0] and red[1, 1].tolist() == [255, 255, 255]  # corner: white
+    assert blue[16, 16].tolist() == [0, 0, 255] and blue[2, 16].tolist() == [255, 255, 255]
+    assert images.class_names[images.labels[by_id["discs/red.svg"]]] == "discs"
+    assert [s["path"] for s in images.skipped] == ["bars/broken.svg"]
+
+
 def test_exif_orientation_is_applied(tmp_path):
     # 40x20 landscape, left half red, right half blue; Orientation=6 means "rotate 90 deg CW to
     # display": displayed it is 20x40 portrait with red on top. Without the rotation the centre

@@ -1,10 +1,13 @@
 """Folders of image files: every readable image, square-cropped and resized to one working size;
 first-level subfolders become class labels when every image lies in one. Unreadable files and
-exact duplicates are skipped with the reason (see :mod:`scan_core.data.sources`).
+exact duplicates are skipped with the reason (see :mod:`scan_core.data.sources`). Vector clip art
+(SVG) is rendered by resvg (the ``resvg-py`` package) with its shorter side at :data:`SVG_SIDE`
+pixels, on white like any transparent image.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from collections.abc import Iterable
@@ -17,7 +20,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..images import ImageSet
 from .common import Progress, SourceError, check_image_size
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+VECTOR_EXTENSIONS = frozenset({".svg", ".svgz"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", *VECTOR_EXTENSIONS})
+SVG_SIDE = 256  # the shorter side an SVG is rendered at
 AUTO_MAX_SIZE = 96                          # largest size working_size() picks
 PROGRESS_EVERY = 100
 READ_WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -167,7 +172,7 @@ def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[i
     or has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding).
     """
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             width, height = image.size
             limit = Image.MAX_IMAGE_PIXELS
             if limit and width * height > limit:
@@ -184,6 +189,27 @@ def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[i
         return f"image too large: {error}"
     except Exception as error:
         return f"unreadable image: {error or type(error).__name__}"
+
+
+def open_image(path: Path) -> Image.Image:
+    """``path`` opened by Pillow; an SVG rendered first (:func:`render_svg`)."""
+    if path.suffix.lower() in VECTOR_EXTENSIONS:
+        return Image.open(io.BytesIO(render_svg(path)))
+    return Image.open(path)
+
+
+def render_svg(path: Path, side: int = SVG_SIDE) -> bytes:
+    """The SVG at ``path`` as PNG bytes (RGBA), its shorter side ``side`` pixels; ValueError naming
+    the package when resvg-py is not installed, resvg's own error for a file it cannot read."""
+    try:
+        import resvg_py
+    except ImportError as error:
+        raise ValueError("SVG files need the package resvg-py (pip install -r requirements.txt)") from error
+    with Image.open(io.BytesIO(bytes(resvg_py.svg_to_bytes(svg_path=str(path))))) as natural:
+        width, height = natural.size
+    scale = side / max(1, min(width, height))
+    return bytes(resvg_py.svg_to_bytes(svg_path=str(path), width=max(1, round(width * scale)),
+                                       height=max(1, round(height * scale))))
 
 
 def _pixel_digest(image: Image.Image) -> bytes:
