@@ -12,14 +12,16 @@ from ui.curating import cluster_options, cluster_title, cluster_titles, curated
 from ui.detail import detail_view, open_detail
 from ui.gallery import DISPLAY_PX, gallery, open_in_neighbours
 from ui.keys import THUMB_SIZE
-from ui.map_events import hover_thumbnails, map_selection
-from ui.map_figure import COLOURINGS, MapView, map_figure
+from ui.map_events import hover_thumbnails, map_events
+from ui.map_figure import COLOURINGS, SHOWN_AS, MapView, map_figure
 from ui.navigation import page_link, through_navigation
 from ui.runs import require_results
 from ui.selection import selection, set_selection
 from ui.text import markdown_text
 
 FOUND = "found"  # (run, text) of the last search that opened its image
+ZOOM = "map_zoom"  # (run, ranges) the map was last zoomed to
+MANY_POINTS = 20_000  # from this many images the map opens as a density view
 
 
 def filters(results: RunResults, state: CuratedState) -> tuple[np.ndarray | None, tuple]:
@@ -77,6 +79,10 @@ def main() -> None:
     options = [c for c in COLOURINGS if c != "true label" or results.images.has_labels]
     top = st.columns([3, 2], vertical_alignment="bottom")
     colour = top[0].segmented_control("Colour by", options, default="cluster", key="colour_by") or "cluster"
+    shown_as = top[0].segmented_control(
+        "Show", SHOWN_AS, default="density" if n >= MANY_POINTS else "points", key="map_shown_as",
+        help="points; density: where the images lie thickest, for many points; thumbnails: the images "
+             "themselves spread over the map (zoom in for more of a region)") or "points"
     with top[1]:
         found = find(results)
     with st.expander("Filter and display", icon=":material/filter_alt:"):
@@ -87,13 +93,18 @@ def main() -> None:
         cols[2].slider("Thumbnail size", 48, 160, DISPLAY_PX, 8, key=THUMB_SIZE)
     confidence = results.confidence
     titles = cluster_titles(state)
-    picked = map_selection(n, "embedding_selection")
+    event = map_events(n, "embedding_selection")
+    picked = event.selected
     if picked is not None:
         set_selection(results, picked)
+    if event.zoom is not None:
+        st.session_state[ZOOM] = (str(results.dir), event.zoom or None)
+    zoomed = st.session_state.get(ZOOM)
+    zoom = zoomed[1] if zoomed and zoomed[0] == str(results.dir) else None
     selected = selection(results)
     # a kept selection is drawn on the map when the page comes back to it (just after a selection the
     # map shows it already, and redrawing the figure would resend it)
-    view = MapView(colour, keep, filter_key, size, opacity, found=found,
+    view = MapView(colour, keep, filter_key, size, opacity, found=found, shown_as=shown_as, zoom=zoom,
                    selection=selected if picked is None and len(selected) else None)
     figure = map_figure(results, state, view)
     # on_select gives the map its box and lasso tools; the selection itself comes through map_selection

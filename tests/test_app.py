@@ -334,6 +334,63 @@ def test_the_hover_sheet_limit_comes_from_the_environment(monkeypatch):
         whole_sheet_limit()
 
 
+def brute_force_places(xy: np.ndarray, low: np.ndarray, high: np.ndarray, grid: int) -> dict[tuple[int, int], int]:
+    """Cell -> the image nearest its centre among those inside it, cell by cell, point by point."""
+    step = (high - low) / grid
+    places = {}
+    for row in range(grid):
+        for column in range(grid):
+            centre = low + (np.array([row, column]) + 0.5) * step
+            best, nearest = None, np.inf
+            for i, point in enumerate(xy):
+                if not np.all((point >= low) & (point <= high)):
+                    continue
+                cell = np.minimum(((point - low) // step).astype(int), grid - 1)
+                distance = np.linalg.norm((point - centre) / step)
+                if tuple(cell) == (row, column) and distance < nearest:
+                    best, nearest = i, distance
+            if best is not None:
+                places[(row, column)] = best
+    return places
+
+
+def test_the_thumbnails_view_draws_the_image_nearest_each_cells_centre():
+    from ui.map_figure import thumbnail_places
+    xy = np.random.default_rng(0).normal(size=(400, 2)).astype(np.float32)
+    keep = np.flatnonzero(np.random.default_rng(1).random(400) < 0.8)
+    for zoom in (None, (-1.0, 1.5, 1.2, -0.5)):  # the whole extent; a zoom (ranges in either order)
+        low = xy[keep].min(0) if zoom is None else np.array([-1.0, -0.5])
+        high = xy[keep].max(0) if zoom is None else np.array([1.5, 1.2])
+        expected = brute_force_places(xy[keep], low, high, 6)
+        places = thumbnail_places(xy, keep, zoom, grid=6)
+        assert sorted(index for index, _ in places) == sorted(int(keep[i]) for i in expected.values())
+        for index, (x, y, width, height) in places:
+            assert abs(xy[index, 0] - x) <= width / 0.92 / 2 + 1e-5 and abs(xy[index, 1] - y) <= height / 0.92 / 2 + 1e-5
+
+
+def test_the_map_shows_as_density_or_as_thumbnails_that_follow_the_zoom(home, monkeypatch):
+    at = app(home, monkeypatch, page="embedding")
+    assert plotly_specs(at)[0]["data"][0]["type"] == "scattergl"  # 1,797 images: points
+    at.segmented_control(key="map_shown_as").set_value("density").run()
+    data = plotly_specs(at)[0]["data"]
+    assert data[0]["type"] == "histogram2d" and all(t["type"] == "scattergl" for t in data[1:])
+    at.segmented_control(key="map_shown_as").set_value("thumbnails").run()
+    images = plotly_specs(at)[0]["layout"]["images"]
+    projection = np.load(home / "runs" / "digits" / "projection.npy")
+    everywhere = brute_force_places(projection, projection.min(0), projection.max(0), 12)
+    assert len(images) == len(everywhere) and all(i["source"].startswith("data:image/png;base64,") for i in images)
+    x0, x1 = np.quantile(projection[:, 0], [0.4, 0.6])
+    y0, y1 = np.quantile(projection[:, 1], [0.4, 0.6])
+    at.session_state["embedding_selection"] = {"view": [float(x0), float(x1), float(y0), float(y1)]}  # a zoom in
+    at.run()
+    zoomed = plotly_specs(at)[0]["layout"]["images"]
+    assert not at.exception and all(x0 <= i["x"] <= x1 and y0 <= i["y"] <= y1 for i in zoomed)
+    assert len(zoomed) == len(brute_force_places(projection, np.array([x0, y0]), np.array([x1, y1]), 12))
+    at.session_state["embedding_selection"] = {"view": []}  # zoomed back out: the whole map again
+    at.run()
+    assert len(plotly_specs(at)[0]["layout"]["images"]) == len(everywhere)
+
+
 def test_a_map_selection_fills_the_gallery_and_the_curate_page_for_its_run_only(home, monkeypatch):
     run_dir = home / "runs" / "digits"
     picked = [5, 17, 1000]

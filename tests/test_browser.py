@@ -148,6 +148,16 @@ TABLE_HEADER, TABLE_ROW, TABLE_ROW_MARKER = 35, 52, 15  # the Clusters table's h
 # and the middle of the row-selection boxes' column, in pixels
 
 
+GALLERY_LISTENS = "() => (window.__scanGalleryClicks || {}).mounted > 0"  # ui/detail.py's click listener
+PLACED_IMAGES = """() => {  // the thumbnails on the map: how many, where, and whether all lie in the ranges shown
+    const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
+    const images = L.images || [], x = L.xaxis.range, y = L.yaxis.range;
+    const within = (v, r) => v >= Math.min(...r) && v <= Math.max(...r);
+    return {count: images.length, xs: images.map((i) => i.x), ranges: [x, y],
+            inside: images.length > 0 && images.every((i) => within(i.x, x) && within(i.y, y))};
+}"""
+
+
 def test_train_explore_curate_export(server, page, tmp_path):
     url, home = server
     page.goto(url)
@@ -205,6 +215,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
 
     ids = np.load(run / "images" / "ids.npy")  # the detail view: a click on a thumbnail, arrows, keys, Esc
     base = result_probs(run).argmax(1)
+    page.wait_for_function(GALLERY_LISTENS)
     page.locator(".scan-gallery figure").first.click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_role("heading", name=str(ids[shown[0]]), exact=True).wait_for(timeout=30_000)
@@ -372,6 +383,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     wait_idle(page)
     grid = page.locator(".scan-gallery").nth(2)  # the members (after the two prototype grids)
     picks = [int(grid.locator("figure").nth(k).get_attribute("data-index")) for k in (3, 4, 5)]
+    page.wait_for_function(GALLERY_LISTENS)  # a click before the page's listener is mounted goes nowhere
     for k in (3, 4, 5):
         grid.locator("figure").nth(k).click(modifiers=["Control"])
         page.get_by_text(f"{k - 2} image").first.wait_for(timeout=30_000)
@@ -406,7 +418,9 @@ def test_train_explore_curate_export(server, page, tmp_path):
 
 def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):
     """With the whole-sheet limit at 0 a digits run counts as big: hovering a point asks the server
-    for the sheet of its neighbourhood on the map, and the thumbnail shown is the hovered image's."""
+    for the sheet of its neighbourhood on the map, and the thumbnail shown is the hovered image's.
+    Then the thumbnails view: images spread over the map, and after a scroll zoom those of the part
+    on screen."""
     from scan_core.engine.run import train_run
     from scan_core.explore.workspace import Workspace
     ws = Workspace.create(tmp_path / "home")
@@ -446,4 +460,22 @@ def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):
             shot(page, f"3-embedding-hover-on-demand-{trace}")
             page.mouse.move(5, 5)
             page.wait_for_function("() => document.getElementById('scan-hover-thumb').style.display === 'none'")
+        page.get_by_text("thumbnails", exact=True).click()  # the images spread over the map
+        page.wait_for_function(f"() => ({PLACED_IMAGES})().count > 20", timeout=30_000)  # digits: ~40 cells hold images
+        page.wait_for_function("() => document.querySelectorAll('.stPlotlyChart .layer-above image').length > 20")
+        wait_idle(page)
+        shot(page, "3-embedding-thumbnails")
+        whole = page.evaluate(PLACED_IMAGES)
+        box = page.locator(".nsewdrag").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        for _ in range(4):
+            page.mouse.wheel(0, -300)  # scroll zoom: the server draws the images of the part on screen
+            page.wait_for_timeout(150)
+        page.wait_for_function(f"() => ({PLACED_IMAGES})().ranges[0][0] > {whole['ranges'][0][0]}", timeout=30_000)
+        page.wait_for_timeout(500)
+        wait_idle(page)
+        page.wait_for_function(f"() => ({PLACED_IMAGES})().inside", timeout=30_000)
+        zoomed = page.evaluate(PLACED_IMAGES)
+        assert zoomed["count"] >= 1 and zoomed["xs"] != whole["xs"]
+        shot(page, "3-embedding-thumbnails-zoomed")
         page.close()

@@ -1,12 +1,13 @@
 """The embedding map's events, through two small inline components (``st.components.v2``) that
 listen to the plotly map on the page (drawn with ``customdata[0]`` = image index):
 
-- :func:`map_selection`: a box, lasso or click on the map comes back as the selected *image
-  indices* only. Streamlit's own ``on_select`` would send every selected point with its
-  coordinates, customdata and text: ~3 MB for a box over 20k of 70k points, which the browser
-  builds and the server parses on every selection (0.6 s of the 1.2 s it took). The map keeps
-  ``on_select`` for its box and lasso tools; this component takes the points out of plotly's
-  selection event before Streamlit's listener sees it, so one small message starts one rerun.
+- :func:`map_events`: a box, lasso or click on the map comes back as the selected *image
+  indices* only, and a zoom as the ranges now shown (a zoom back out as an empty view).
+  Streamlit's own ``on_select`` would send every selected point with its coordinates, customdata
+  and text: ~3 MB for a box over 20k of 70k points, which the browser builds and the server parses
+  on every selection (0.6 s of the 1.2 s it took). The map keeps ``on_select`` for its box and
+  lasso tools; this component takes the points out of plotly's selection event before
+  Streamlit's listener sees it, so one small message starts one rerun.
 - :func:`hover_thumbnails`: the hovered image beside plotly's label. A small run sends one sprite
   sheet of every thumbnail with the page; a big one sends, on the first hover in a region, a sheet
   of the hovered image's :data:`CHUNK` nearest images on the map (a fragment rerun: the map and
@@ -15,6 +16,7 @@ listen to the plotly map on the page (drawn with ``customdata[0]`` = image index
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
@@ -46,6 +48,13 @@ function attach(plot) {
   if (plot.__scanSelection) return;
   plot.__scanSelection = true;
   plot.on('plotly_deselect', () => bridge.send('selected', []));
+  plot.on('plotly_relayout', (event) => {  // a zoom or pan: the ranges shown now; a zoom out: none
+    if (!event) return;
+    if (event['xaxis.autorange'] || event['yaxis.autorange']) { bridge.send('view', []); return; }
+    if (!Object.keys(event).some((key) => key.startsWith('xaxis.range') || key.startsWith('yaxis.range'))) return;
+    const x = plot.layout.xaxis.range, y = plot.layout.yaxis.range;
+    if (x && y) bridge.send('view', [x[0], x[1], y[0], y[1]].map(Number));
+  });
   plot.on('plotly_click', (event) => {  // a click selects the image under the pointer alone
     const index = imageIndex(event && event.points && event.points[0]);
     if (index != null) bridge.send('selected', [index]);
@@ -161,17 +170,41 @@ _selection_component = plot_component("scan_map_selection", _SELECTION_JS)
 _hover_component = plot_component("scan_map_hover", _HOVER_JS)
 
 
-def map_selection(n: int, key: str) -> np.ndarray | None:
-    """Mount the selection listener. ``None`` when the user did not select in this rerun (keep the
-    previous selection), else the selected image indices, sorted and unique (empty: cleared)."""
-    selected = _selection_component(key=key, on_selected_change=lambda: None).selected
+@dataclass(frozen=True)
+class MapEvent:
+    """What the user did on the map in this rerun: ``selected``, the image indices selected (sorted,
+    unique; empty: cleared; None: no selection made); ``zoom``, the ranges now shown ``(x0, x1, y0,
+    y1)``, or ``()`` when the user zoomed back out (None: no zoom)."""
+    selected: np.ndarray | None = None
+    zoom: tuple[float, ...] | None = None
+
+
+def map_events(n: int, key: str) -> MapEvent:
+    """Mount the map's listener and return what it sent in this rerun (:class:`MapEvent`)."""
+    sent = _selection_component(key=key, on_selected_change=lambda: None, on_view_change=lambda: None)
+    return MapEvent(_indices(sent.selected, n), _zoom(sent.view))
+
+
+def _indices(selected, n: int) -> np.ndarray | None:
+    """What a browser sends is checked like any input: whole numbers, inside the run."""
     if selected is None:
         return None
-    try:  # what a browser sends is checked like any input: whole numbers, inside the run
+    try:
         selected = np.unique(np.asarray(selected, dtype=np.int64).ravel())
     except (TypeError, ValueError, OverflowError):
         return None
     return selected[(selected >= 0) & (selected < n)]
+
+
+def _zoom(view) -> tuple[float, ...] | None:
+    """Four finite ranges, or ``()`` for a zoom out; anything else is no zoom."""
+    if isinstance(view, list) and not view:
+        return ()
+    try:
+        ranges = tuple(float(v) for v in view)
+    except (TypeError, ValueError):
+        return None
+    return ranges if len(ranges) == 4 and all(np.isfinite(ranges)) else None
 
 
 def sprite_sheet(thumbnails: np.ndarray) -> tuple[str, int, int]:

@@ -1,5 +1,12 @@
 """The Embedding page's map: a WebGL scatter of the 2-D projection, coloured by cluster, curated
-label, true label or confidence, described by a frozen :class:`MapView` and cached by it."""
+label, true label or confidence, described by a frozen :class:`MapView` and cached by it.
+
+Three ways to show it (:data:`SHOWN_AS`): ``points``; ``density``, the points' 2-D histogram under
+faint points (for many points, where dots hide each other; selection and hover still work); and
+``thumbnails``, the images themselves spread over the part of the map on screen, as in a sprite
+view: the one nearest the centre of every cell of a :data:`THUMBNAIL_GRID` grid (zoom in for more of
+a region's images).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,10 +19,15 @@ import streamlit as st
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.results import RunResults
 from ui.curating import cluster_titles
+from ui.gallery import data_uri
 from ui.runs import results_key
 from ui.text import html_text
 
 COLOURINGS = ("cluster", "curated label", "confidence", "true label")
+SHOWN_AS = ("points", "density", "thumbnails")
+THUMBNAIL_GRID = 12        # cells a side of the thumbnails view: at most 144 images on screen
+THUMBNAIL_PX = 48          # the pixels of each
+DENSITY_BINS = 120         # bins a side of the density view
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -23,7 +35,8 @@ class MapView:
     """What the map shows of a run: the colouring (one of :data:`COLOURINGS`), the images the
     filters keep (``keep`` ``(N,)`` bool, None: all; ``filters``: a hashable key of the filters that
     made it), the points' size and opacity, the kept selection drawn outlined (``(M,)`` indices, None:
-    none drawn) and the image found by a search (drawn as a star)."""
+    none drawn), the image found by a search (drawn as a star), how the map is shown (one of
+    :data:`SHOWN_AS`) and the ranges on screen ``(x0, x1, y0, y1)`` the user zoomed to (None: all)."""
     colour: str = "cluster"
     keep: np.ndarray | None = None
     filters: tuple = ()
@@ -31,15 +44,22 @@ class MapView:
     opacity: float = 0.75
     selection: np.ndarray | None = None
     found: int | None = None
+    shown_as: str = "points"
+    zoom: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.colour not in COLOURINGS:
             raise ValueError(f"colour must be one of {COLOURINGS}, not {self.colour!r}")
+        if self.shown_as not in SHOWN_AS:
+            raise ValueError(f"shown_as must be one of {SHOWN_AS}, not {self.shown_as!r}")
+        if self.zoom is not None and len(self.zoom) != 4:
+            raise ValueError(f"zoom must be the ranges (x0, x1, y0, y1), got {self.zoom!r}")
 
     def key(self) -> tuple:
         """Equal for two views that draw the same figure of the same run."""
         selection = None if self.selection is None else np.asarray(self.selection, dtype=np.int64).tobytes()
-        return self.colour, self.filters, self.size, self.opacity, selection, self.found
+        zoom = self.zoom if self.shown_as == "thumbnails" else None  # the other views draw all the map
+        return self.colour, self.filters, self.size, self.opacity, selection, self.found, self.shown_as, zoom
 
 
 #: Well separated colours (plotly's Dark24), in the order cluster ids take them: neighbours in the list
@@ -103,6 +123,31 @@ def stable_colours(groups: np.ndarray, clusters: np.ndarray) -> dict:
     return colours
 
 
+def thumbnail_places(xy: np.ndarray, keep: np.ndarray, zoom: tuple[float, ...] | None,
+                     grid: int = THUMBNAIL_GRID) -> list[tuple[int, tuple[float, float, float, float]]]:
+    """Where the thumbnails view draws images: for every cell of a ``grid`` x ``grid`` grid over the
+    ranges ``zoom`` (None: the extent of the images ``keep``), the image of ``keep`` nearest the
+    cell's centre among those inside the cell, with its place ``(x, y, width, height)`` (the cell,
+    a little smaller). ``xy``: ``(N, 2)`` map positions."""
+    points = xy[keep]
+    if zoom is None:
+        low, high = points.min(0), points.max(0)
+    else:
+        low = np.array([min(zoom[0], zoom[1]), min(zoom[2], zoom[3])])
+        high = np.array([max(zoom[0], zoom[1]), max(zoom[2], zoom[3])])
+    step = np.maximum((high - low) / grid, 1e-9)
+    inside = np.all((points >= low) & (points <= high), axis=1)
+    cells = np.minimum(((points[inside] - low) // step).astype(np.int64), grid - 1)
+    centres = low + (cells + 0.5) * step
+    distance = np.linalg.norm((points[inside] - centres) / step, axis=1)
+    candidates = keep[inside]
+    order = np.lexsort((distance, cells[:, 1], cells[:, 0]))  # by cell, nearest its centre first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = np.any(np.diff(cells[order], axis=0) != 0, axis=1)
+    return [(int(candidates[i]), (float(centres[i, 0]), float(centres[i, 1]), float(step[0] * 0.92),
+                                  float(step[1] * 0.92))) for i in order[first]]
+
+
 def map_figure(results: RunResults, state: CuratedState, view: MapView) -> go.Figure:
     """The map of ``results`` in the curated ``state`` as ``view`` says, built once per run, curated
     state and view (a cached figure saves its build, about 0.1 s for 70k points, on every other rerun)."""
@@ -131,9 +176,23 @@ def _map_figure(run: tuple, curated_digest: str, view_key: tuple, _results: RunR
         group_colour = stable_colours(labels, state.clusters) if groups is not None else None
     keep = np.arange(len(confidence)) if view.keep is None else np.flatnonzero(view.keep)
     size, opacity = view.size, view.opacity
-    figure = scatter(np.asarray(results.projection)[keep], None if groups is None else groups[keep],
+    xy = np.asarray(results.projection, dtype=np.float32)
+    if view.shown_as == "density":
+        opacity = min(opacity, 0.15)
+    figure = scatter(xy[keep], None if groups is None else groups[keep],
                      confidence[keep] if colour == "confidence" else None, custom[keep], text[keep], group_colour,
                      centre_labels=colour in ("cluster", "curated label"), size=size, opacity=opacity)
+    if view.shown_as == "density":
+        figure.add_trace(go.Histogram2d(x=xy[keep, 0], y=xy[keep, 1], nbinsx=DENSITY_BINS, nbinsy=DENSITY_BINS,
+                                        colorscale=[[0, "rgba(255,255,255,0)"], [1e-9, "#DCE9F5"], [1, "#08306B"]],
+                                        showscale=False, hoverinfo="skip", name="density"))
+        figure.data = (figure.data[-1], *figure.data[:-1])  # under the points
+    if view.shown_as == "thumbnails":
+        thumbnails = results.thumbnails()
+        for index, (x, y, width, height) in thumbnail_places(xy, keep, view.zoom):
+            figure.add_layout_image(source=data_uri(thumbnails[index], THUMBNAIL_PX), x=x, y=y, sizex=width,
+                                    sizey=height, xref="x", yref="y", xanchor="center", yanchor="middle",
+                                    layer="above")
     found = None if view.found is None else [view.found]
     for name, index, style in (("kept selection", view.selection, {"color": "rgba(0,0,0,0)", "size": size + 4,
                                 "line": {"color": "#262730", "width": 1.5}}),
