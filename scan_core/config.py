@@ -189,6 +189,10 @@ class RefineConfig:
         if not 0 < self.alpha < 1 or self.prior_weight < 0:
             raise ValueError(f"refine needs 0 < alpha < 1 and prior_weight >= 0, got {self.alpha} and {self.prior_weight}")
 
+    def asked_by(self, request: dict) -> RefineConfig:
+        """These settings with the epochs a refine request (``refine_labels.json``) asks for."""
+        return dataclasses.replace(self, epochs=int(request.get("epochs", self.epochs)))
+
 
 @dataclass(frozen=True)
 class RunConfig:

@@ -59,7 +59,7 @@ def test_each_stage_is_scaled_by_its_median_factor_in_the_finished_runs(tmp_path
     config = digits_config()
     for name, factors in (("a", {"scan": 2.0, "manifold": 3.0}), ("b", {"scan": 4.0}), ("c", {"scan": 3.0})):
         finished_run(ws, name, factors, config)
-    calibration = jobs.calibration(ws)
+    calibration = estimates.Calibration.of_runs(jobs.finished_runs(ws))
     assert calibration.factors["scan"] == pytest.approx(3.0)        # the median of 2, 4 and 3
     assert calibration.factors["manifold"] == pytest.approx(1.0)    # the median of 3, 1 and 1
     assert "images" not in calibration.factors                     # 0.09 s by the rule: too short to measure

@@ -54,8 +54,9 @@ def results_key(loaded: RunResults) -> tuple:
 
 
 def calibration(ws: Workspace) -> Calibration:
-    """The workspace's time calibration (:func:`scan_core.explore.jobs.calibration`), measured again
-    only when a finished run's metrics change: the progress card asks for it every few seconds."""
+    """The stage factors of the workspace's latest finished runs (:meth:`~scan_core.explore.estimates.
+    Calibration.of_runs`), measured again only when one of their metrics changes: the progress card
+    asks for them every few seconds."""
     finished = jobs.finished_runs(ws)[:HISTORY]
     return _calibration(tuple((str(run), (run / METRICS_FILE).stat().st_mtime_ns) for run in finished
                               if (run / METRICS_FILE).exists()))

@@ -7,6 +7,7 @@ layer and the pages through :meth:`RunMetrics.load`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ class RunMetrics(Mapping[str, dict]):
         record = self._records.get(name)
         return record if isinstance(record, dict) else {}
 
-    @property
+    @functools.cached_property
     def final(self) -> FinalResult | None:
         """The run's result (None before a cluster stage has named it)."""
         record = self._records.get("final")

@@ -75,8 +75,7 @@ def rule_seconds(config: RunConfig, images: int, side: int, run_dir: Path | None
     directory, whose requests (a refine) add their stages, with the epochs they ask for."""
     stages = [stage.name for stage in planned_stages(config.to_dict(), run_dir)]
     if "refine" in stages:
-        asked = read_json(Path(run_dir) / REFINE_LABELS).get("epochs", config.refine.epochs)
-        config = dataclasses.replace(config, refine=dataclasses.replace(config.refine, epochs=int(asked)))
+        config = dataclasses.replace(config, refine=config.refine.asked_by(read_json(Path(run_dir) / REFINE_LABELS)))
     return costs.stage_seconds(config, images, side, stages)
 
 

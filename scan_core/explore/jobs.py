@@ -10,8 +10,8 @@ the lock is held exactly as long as the training process lives, even if it is ki
 The workspace's folders, run names and the folders the UI may read are in
 :mod:`scan_core.explore.workspace`.
 
-Time estimates live in :mod:`scan_core.explore.estimates`; :func:`calibration` measures them on the
-workspace's finished runs.
+Time estimates live in :mod:`scan_core.explore.estimates`, calibrated on the workspace's
+:func:`finished_runs` (:meth:`~scan_core.explore.estimates.Calibration.of_runs`).
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from ..data.artifacts import CorruptArtifact, load_json, read_json, save_json
 from ..data.run_metrics import RunMetrics
 from ..data.rundir import CLUSTER_STAGES, final_stage, read_status
 from ..data.sources.common import DATA_DIR_ENV
-from .estimates import Calibration
 from .refine import ImageLabels, request_refine
 from .refine import undo_refine as refine_undone
 from .workspace import Workspace, dataset_spec, run_name
@@ -253,11 +252,6 @@ def list_runs(workspace: Workspace) -> list[dict]:
 def finished_runs(workspace: Workspace) -> list[Path]:
     """The workspace's finished runs, newest first."""
     return [workspace.runs / row["run"] for row in list_runs(workspace) if row["state"] == "finished"]
-
-
-def calibration(workspace: Workspace) -> Calibration:
-    """The stage factors of the workspace's latest finished runs (:mod:`scan_core.explore.estimates`)."""
-    return Calibration.of_runs(finished_runs(workspace))
 
 
 # ---- internals -------------------------------------------------------------------------------

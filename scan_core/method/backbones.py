@@ -25,11 +25,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def feature_dim(module: nn.Module, attribute: str = "feature_dim") -> int:
-    """The length of the features ``module`` gives (its ``feature_dim``; a linear layer's ``in_features``)."""
-    dim = getattr(module, attribute, None)
+def feature_dim(module: nn.Module) -> int:
+    """The length of the features the backbone ``module`` gives (its ``feature_dim``)."""
+    dim = getattr(module, "feature_dim", None)
     if not isinstance(dim, int):
-        raise ValueError(f"{type(module).__name__} has no {attribute}")
+        raise ValueError(f"{type(module).__name__} has no feature_dim")
     return dim
 
 
@@ -88,7 +88,7 @@ class TorchvisionResNet(nn.Module):
 
     def __init__(self, net: nn.Module, in_channels: int, imagenet_norm: bool, input_size: int | None = None):
         super().__init__()
-        self.feature_dim = feature_dim(typing.cast(nn.Module, net.fc), "in_features")
+        self.feature_dim = typing.cast(nn.Linear, net.fc).in_features
         net.fc = nn.Identity()
         self.net = net
         self.in_channels = in_channels

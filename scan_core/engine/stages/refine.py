@@ -9,8 +9,6 @@ again from the same starting head. It keeps the result it replaced (``refine.bef
 refine can be undone (:func:`scan_core.explore.refine.undo_refine`)."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch
@@ -38,8 +36,8 @@ def run(ctx: RunContext) -> None:
     spread = spread_labels(prior, graph, labelled, targets, spreading)
     head = kept_head(load_torch(ctx.dir / f"{start}.pt", ctx.device), ctx.head_features.shape[1], c)
     model, augmented, clean = cluster_model(ctx, head)
-    asked = dataclasses.replace(c.refine, epochs=int(request.get("epochs", c.refine.epochs)))
-    train_refine(model, augmented, spread, asked, c.seed, ctx.progress.step, checkpoint=ctx.checkpoint("refine"))
+    train_refine(model, augmented, spread, c.refine.asked_by(request), c.seed, ctx.progress.step,
+                 checkpoint=ctx.checkpoint("refine"))
     head_probs = predict(model, clean, len(ctx.images), 0)
     learnt = float((head_probs[labelled].argmax(1) == targets).mean())
     probs = refined_probs(head_probs, spread, labelled, targets)
