@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from scan_core.config import ScanConfig
-from scan_core.method.clustering import ClusterHeads, choose_head, head_agreement, train_scan
+from scan_core.method.clustering import ClusterHeads, ConsensusHeads, choose_head, consensus_order, head_agreement, train_scan
 
 # head 0 and head 1 are the same partition of four images (ids swapped); head 2 cuts across them.
 # ARI(h0, h2) by hand: contingency all ones -> sum C(n_ij, 2) = 0; rows and columns each sum to 2
@@ -94,3 +94,46 @@ def test_head_losses_are_the_scan_loss_over_every_anchor_neighbour_pair_worked_o
         mean = np.mean([p[a] for a, row in zip(anchors, neighbors) for _ in row], axis=0)
         expected = np.mean(terms) - 2.0 * -(mean * np.log(mean)).sum()
         assert got[head] == pytest.approx(expected, abs=1e-5)
+
+
+def one_hot_probs(clusters, k, sure=0.9):
+    """(H, N, K) probabilities that put ``sure`` on each head's cluster and share the rest."""
+    clusters = np.asarray(clusters)
+    probs = np.full((*clusters.shape, k), (1 - sure) / (k - 1))
+    np.put_along_axis(probs, clusters[..., None], sure, axis=2)
+    return probs
+
+
+def test_the_consensus_renumbers_each_head_and_outvotes_one_heads_mistake():
+    # eight images in three classes; the kept head (0) puts image 2 in the wrong cluster; head 1 is
+    # the truth with its ids rotated (0 -> 2, 1 -> 0, 2 -> 1); head 2 is the truth with image 7 wrong
+    truth = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    kept = np.array([0, 0, 1, 1, 1, 1, 2, 2])
+    rotated = np.array([2, 0, 1])[truth]
+    third = truth.copy()
+    third[7] = 0
+    probs = one_hot_probs([kept, rotated, third], 3)
+    order = consensus_order(probs, kept)
+    np.testing.assert_array_equal(order, [[0, 1, 2], [1, 2, 0], [0, 1, 2]])
+    members = ClusterHeads(4, 3, num_heads=3)
+    voter = ConsensusHeads(members, torch.as_tensor(order))
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        every = torch.softmax(members(x), 2).numpy()
+        voted = torch.softmax(voter(x)[0], 1).numpy()
+    # by hand: head 1's cluster j is the consensus's order[1, j]
+    expected = (every[0] + every[1][:, [2, 0, 1]] + every[2]) / 3   # consensus column c takes j with order[1, j] = c
+    np.testing.assert_allclose(voted, expected, atol=1e-6)
+    # on the toy probabilities the vote is the truth: two heads of three outvote each mistake
+    aligned = [probs[h][:, np.argsort(order[h])] for h in range(3)]
+    np.testing.assert_array_equal(np.mean(aligned, 0).argmax(1), truth)
+
+
+def test_a_consensus_order_must_hold_one_permutation_per_head():
+    members = ClusterHeads(4, 3, num_heads=2)
+    with pytest.raises(ValueError, match="permutation"):
+        ConsensusHeads(members, torch.tensor([[0, 1, 2], [0, 0, 2]]))
+    with pytest.raises(ValueError, match=r"\(heads, K\)"):
+        ConsensusHeads(members, torch.tensor([[0, 1, 2]]))
+    with pytest.raises(ValueError, match="reference"):
+        consensus_order(one_hot_probs([[0, 1]], 2), np.array([0, 1, 1]))

@@ -174,7 +174,8 @@ def test_without_feature_banks_the_strong_view_is_the_feature_with_noise(tmp_pat
 
 
 def test_self_labeling_is_kept_only_when_agreement_holds_and_no_cluster_is_merged_away():
-    from scan_core.engine.stages.selflabel import keep_selflabel, size_entropy
+    from scan_core.engine.stages.selflabel import keep_selflabel
+    from scan_core.method.clustering import size_entropy
     ten = np.repeat(np.arange(10), 10)                       # ten equal clusters: entropy ln 10
     assert size_entropy(ten) == pytest.approx(math.log(10))
     six = np.where(ten < 6, ten, 0)                          # four merged into cluster 0: sizes 50, 10 x 5

@@ -13,7 +13,7 @@ from ..data.artifacts import CorruptArtifact, load_array, load_torch, save_array
 from ..data.images import ImageSet
 from ..method.augment import strong_view, to_tensor
 from ..method.backbones import build_backbone
-from ..method.clustering import ClusterHeads
+from ..method.clustering import ClusterHeads, ConsensusHeads
 from ..method.hog import HOGPCA
 from ..method.manifold import extend_manifold
 from ..method.pretext import Encoder, PixelPCA, embed
@@ -37,15 +37,26 @@ def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit
     return Encoder(parts).to(device)
 
 
-def kept_head(saved: dict, feature_dim: int, config: RunConfig) -> ClusterHeads:
-    """The head a cluster stage kept (``saved``: its ``scan.pt`` / ``selflabel.pt``), alone in a
-    one-head :class:`ClusterHeads`: ``(B, feature_dim) -> (1, B, K)``."""
+def kept_head(saved: dict, feature_dim: int, config: RunConfig) -> torch.nn.Module:
+    """The head a cluster stage kept (``saved``: its ``scan.pt`` / ``selflabel.pt``), as a one-head
+    model ``(B, feature_dim) -> (1, B, K)``: the consensus of all its heads when it saved one
+    (``consensus``), else the ``best_head`` alone (runs from before the consensus)."""
     num_heads = len({key.split(".")[1] for key in saved["heads"] if key.startswith("heads.")})
     heads = ClusterHeads(feature_dim, config.num_clusters, num_heads, config.scan.hidden)
     heads.load_state_dict(saved["heads"])
+    if "consensus" in saved:
+        return ConsensusHeads(heads, saved["consensus"])
     single = ClusterHeads(feature_dim, config.num_clusters, 1, config.scan.hidden)
     single.heads[0].load_state_dict(heads.heads[int(saved["best_head"])].state_dict())
     return single
+
+
+def on_inputs(ctx: RunContext, heads: torch.nn.Module) -> torch.nn.Module:
+    """``heads`` as the model of the run's scan mode: alone on frozen features, or after the
+    encoder on images when the scan mode fine-tunes it."""
+    if ctx.config.scan_mode == "finetune":
+        return torch.nn.Sequential(ctx.encoder, heads).to(ctx.device)
+    return heads.to(ctx.device)
 
 
 def cluster_model(ctx: RunContext, heads: torch.nn.Module, noise: float = 0.0) -> tuple[torch.nn.Module, Inputs, Inputs]:
@@ -55,8 +66,8 @@ def cluster_model(ctx: RunContext, heads: torch.nn.Module, noise: float = 0.0) -
     (0: the clean features). Both input functions return the images in the order of the index they
     are given."""
     c = ctx.config
+    model = on_inputs(ctx, heads)
     if c.scan_mode == "finetune":
-        model = torch.nn.Sequential(ctx.encoder, heads).to(ctx.device)
         images = ctx.images.images
         return (model, lambda index: strong_view(to_tensor(images[index], ctx.device), c.augment),
                 lambda index: to_tensor(images[index], ctx.device))
@@ -74,7 +85,7 @@ def cluster_model(ctx: RunContext, heads: torch.nn.Module, noise: float = 0.0) -
                                                       device=ctx.device)
         return clean[index]
 
-    return heads.to(ctx.device), augmented, lambda index: clean[index]
+    return model, augmented, lambda index: clean[index]
 
 
 def feature_banks(ctx: RunContext) -> torch.Tensor | None:
@@ -106,9 +117,14 @@ def feature_banks(ctx: RunContext) -> torch.Tensor | None:
 
 def save_cluster_stage(ctx: RunContext, stage: str, heads: torch.nn.Module, probs: np.ndarray,
                        best_head: int = 0) -> None:
-    """Write ``<stage>.pt`` (``heads``, the kept head's number, and the encoder when the run's scan
-    mode fine-tunes it) and ``<stage>_probs.npy`` ``(N, K)``."""
-    saved = {"heads": heads.state_dict(), "best_head": torch.tensor(best_head)}
+    """Write ``<stage>.pt`` (the weights of ``heads``, a :class:`ClusterHeads` or a
+    :class:`ConsensusHeads` with its ``consensus`` order, the kept head's number, and the encoder
+    when the run's scan mode fine-tunes it) and ``<stage>_probs.npy`` ``(N, K)``."""
+    saved = {"best_head": torch.tensor(best_head)}
+    if isinstance(heads, ConsensusHeads):
+        saved |= {"heads": heads.members.state_dict(), "consensus": heads.order.cpu()}
+    else:
+        saved["heads"] = heads.state_dict()
     if ctx.config.scan_mode == "finetune":
         saved["encoder"] = ctx.encoder.state_dict()
     save_torch(ctx.dir / f"{stage}.pt", saved)

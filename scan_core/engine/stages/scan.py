@@ -1,16 +1,20 @@
 """The scan stage: several SCAN heads trained on the mined neighbours
 (:mod:`scan_core.method.clustering`); of every head at a few epochs, the one kept by held-out loss
-among those that agree with the others; its probabilities ``(N, K)`` on the clean images are the
-run's first cluster assignment. With labels, ``metrics.json`` also reports every candidate's ACC
-(never used to choose)."""
+among those that agree with the others; all heads of that epoch matched to it and averaged
+(:class:`~scan_core.method.clustering.ConsensusHeads`): their probabilities ``(N, K)`` on the clean
+images are the run's first cluster assignment, unless that vote merged clusters away
+(:func:`~scan_core.method.clustering.merged_away`; measured when over-clustering: heads split a
+class differently), when the kept head's own are (``metrics.json`` ``scan.consensus``). With labels,
+``metrics.json`` also reports every candidate's ACC and the kept head's alone (never used to
+choose)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ...method.clustering import ClusterHeads, choose_head, predict, train_scan
+from ...method.clustering import ClusterHeads, ConsensusHeads, choose_head, consensus_order, merged_away, predict, train_scan
 from ...method.metrics import hungarian_accuracy
 from ..context import RunContext
-from ..models import cluster_model, load_cluster_stage, save_cluster_stage
+from ..models import cluster_model, load_cluster_stage, on_inputs, save_cluster_stage
 
 
 def run(ctx: RunContext) -> None:
@@ -24,14 +28,20 @@ def run(ctx: RunContext) -> None:
     best, agreement = choose_head(clusters, losses)
     kept, head = snapshots[best // c.scan.num_heads], best % c.scan.num_heads
     model.load_state_dict(kept.state)
-    ctx.probs = predict(model, clean, len(ctx.images), head)
-    save_cluster_stage(ctx, "scan", heads, ctx.probs, head)
+    every_head = predict(model, clean, len(ctx.images))
+    consensus = ConsensusHeads(heads, consensus_order(every_head, clusters[best]))
+    ctx.probs = predict(on_inputs(ctx, consensus), clean, len(ctx.images), 0)
+    voted = not merged_away(clusters[best], ctx.probs.argmax(1), c.num_clusters)
+    if not voted:
+        ctx.probs = every_head[head]
+    save_cluster_stage(ctx, "scan", consensus if voted else heads, ctx.probs, head)
     per_epoch = lambda values: [[round(float(x), 4) for x in row] for row in np.reshape(values, (len(snapshots), -1))]
-    values = {**ctx.scores(clusters[best]), "head": head, "head_epoch": kept.epoch,
+    values = {**ctx.scores(ctx.probs.argmax(1)), "head": head, "head_epoch": kept.epoch, "consensus": voted,
               "snapshot_epochs": [s.epoch for s in snapshots],
               "head_losses": per_epoch(losses), "head_agreement": per_epoch(agreement)}
     if ctx.images.has_labels:
         values["head_acc"] = per_epoch([hungarian_accuracy(found, ctx.images.labels) for found in clusters])
+        values["kept_head_acc"] = round(hungarian_accuracy(clusters[best], ctx.images.labels), 4)
     ctx.record("scan", values)
 
 

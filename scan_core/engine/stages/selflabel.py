@@ -1,4 +1,4 @@
-"""The selflabel stage: the kept SCAN head fine-tuned on its own confident predictions
+"""The selflabel stage: the kept SCAN head (or the heads' consensus) fine-tuned on its own confident predictions
 (:mod:`scan_core.method.selflabel`): pseudo-labels from the clean view, cross-entropy on the
 strong one (a feature bank, or without banks the frozen feature with Gaussian noise,
 ``selflabel.feature_noise``); its probabilities ``(N, K)`` on the clean images.
@@ -6,10 +6,9 @@ strong one (a feature bank, or without banks the frozen feature with Gaussian no
 Self-labeling can make things worse: on frozen features it merges clusters or costs a little
 (the digits and Fashion-MNIST benches, bench/RESULTS.md). Without labels, the stage compares the
 two assignments: the run's result (``metrics.json`` ``final``) is the self-labeled one only when the
-share of mined neighbour pairs in one cluster did not fall and no clusters were merged away (the
-entropy of the cluster sizes fell by less than :data:`SIZE_ENTROPY_TOLERANCE` of its maximum,
-``ln K``); else SCAN's. Both assignments are kept for the Evaluation page. The result's confidence
-calibration and its chance warning (``final.temperature``, ``final.warning``, which the CLI and the
+share of mined neighbour pairs in one cluster did not fall and no clusters were merged away
+(:func:`~scan_core.method.clustering.merged_away`); else SCAN's. Both assignments are kept for the
+Evaluation page. The result's confidence calibration and its chance warning (``final.temperature``, ``final.warning``, which the CLI and the
 app show) come from :mod:`scan_core.method.confidence`."""
 from __future__ import annotations
 
@@ -17,13 +16,11 @@ import numpy as np
 import torch
 
 from ...data.artifacts import load_torch
-from ...method.clustering import predict
+from ...method.clustering import merged_away, predict, size_entropy
 from ...method.neighbors import neighbor_agreement
 from ...method.selflabel import train_selflabel
 from ..context import RunContext
 from ..models import cluster_model, kept_head, load_cluster_stage, save_cluster_stage
-
-SIZE_ENTROPY_TOLERANCE = 0.01
 
 
 def run(ctx: RunContext) -> None:
@@ -45,22 +42,14 @@ def run(ctx: RunContext) -> None:
     ctx.record_result(kept, why, ctx.probs if kept == "selflabel" else scan_probs)
 
 
-def size_entropy(clusters: np.ndarray) -> float:
-    """Entropy (nats) of the cluster sizes of ``clusters`` ``(N,)``: ``ln K`` when all K are equal."""
-    shares = np.bincount(clusters) / len(clusters)
-    shares = shares[shares > 0]
-    return float(-(shares * np.log(shares)).sum())
-
-
 def keep_selflabel(scan: np.ndarray, selflabel: np.ndarray, scan_agreement: float, selflabel_agreement: float,
                    num_clusters: int) -> tuple[str, str]:
     """``(stage, why)``: the stage whose clusters ``(N,)`` are the run's result, by the module's rule."""
-    before, after = size_entropy(scan), size_entropy(selflabel)
     why = (f"neighbour agreement {scan_agreement:.4f} after SCAN, {selflabel_agreement:.4f} after self-labeling; "
-           f"cluster-size entropy {before:.3f}, {after:.3f}")
+           f"cluster-size entropy {size_entropy(scan):.3f}, {size_entropy(selflabel):.3f}")
     if selflabel_agreement < scan_agreement:
         return "scan", why + ": agreement fell, SCAN's clusters kept"
-    if after < before - SIZE_ENTROPY_TOLERANCE * np.log(num_clusters):
+    if merged_away(scan, selflabel, num_clusters):
         return "scan", why + ": clusters were merged away, SCAN's clusters kept"
     return "selflabel", why
 
