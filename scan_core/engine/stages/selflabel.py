@@ -3,13 +3,13 @@
 strong one (a feature bank, or without banks the frozen feature with Gaussian noise,
 ``selflabel.feature_noise``); its probabilities ``(N, K)`` on the clean images.
 
-Self-labeling can make things worse: on frozen features it merges clusters or costs a little
-(the digits and Fashion-MNIST benches, bench/RESULTS.md). Without labels, the stage compares the
-two assignments: the run's result (``metrics.json`` ``final``) is the self-labeled one only when the
+Self-labeling can make things worse: on frozen features it merges clusters or costs a little (the
+digits and Fashion-MNIST benches, bench/RESULTS.md). Without labels, the stage compares the two
+assignments: the run's result (``metrics.json`` ``final``) is the self-labeled one only when the
 share of mined neighbour pairs in one cluster did not fall and no clusters were merged away
 (:func:`~scan_core.method.clustering.merged_away`); else SCAN's. Both assignments are kept for the
-Evaluation page. The result's confidence calibration and its chance warning (``final.temperature``, ``final.warning``, which the CLI and the
-app show) come from :mod:`scan_core.method.confidence`."""
+Evaluation page. The result's confidence calibration and its chance warning (``final.temperature``,
+``final.warning``, which the CLI and the app show) come from :mod:`scan_core.method.confidence`."""
 from __future__ import annotations
 
 import numpy as np
