@@ -120,7 +120,7 @@ def save_cluster_stage(ctx: RunContext, stage: str, heads: torch.nn.Module, prob
     """Write ``<stage>.pt`` (the weights of ``heads``, a :class:`ClusterHeads` or a
     :class:`ConsensusHeads` with its ``consensus`` order, the kept head's number, and the encoder
     when the run's scan mode fine-tunes it) and ``<stage>_probs.npy`` ``(N, K)``."""
-    saved = {"best_head": torch.tensor(best_head)}
+    saved: dict[str, object] = {"best_head": torch.tensor(best_head)}
     if isinstance(heads, ConsensusHeads):
         saved |= {"heads": heads.members.state_dict(), "consensus": heads.order.cpu()}
     else:

@@ -89,7 +89,7 @@ class ConsensusHeads(nn.Module):
 
     order: torch.Tensor
 
-    def __init__(self, members: ClusterHeads, order: torch.Tensor):
+    def __init__(self, members: ClusterHeads, order: torch.Tensor | np.ndarray):
         super().__init__()
         order = torch.as_tensor(order, dtype=torch.long)
         if order.shape != (members.num_heads, members.num_clusters):
