@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, get_args, get_origin
 
 Device = Literal["auto", "cpu", "cuda"]
-Backbone = Literal["small-cnn", "resnet18-cifar", "resnet18-imagenet", "resnet50-imagenet", "efficientnet-lite0-imagenet"]
+Backbone = Literal["small-cnn", "resnet18-cifar",   # trained here (SimCLR); the rest are pretrained, frozen
+                   "dinov2-vitb14", "dinov2-vits14", "clip-vitb16", "vit-b16-imagenet", "resnet50-imagenet",
+                   "efficientnet-lite2-imagenet", "efficientnet-lite0-imagenet", "resnet18-imagenet"]
 HeadInput = Literal["features", "pixels", "both", "hog"]   # what heads see: SimCLR features, pixel PCA, both,
 #                                                             or the HOG's PCA (no network)
 NETWORK_HEAD_INPUTS: tuple[str, ...] = ("features", "both")  # the head inputs that need a network's features
@@ -27,7 +29,7 @@ ScanMode = Literal["frozen", "finetune"]                   # heads on cached fea
 
 DEVICES: tuple[str, ...] = get_args(Device)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
-PRETRAINED: tuple[str, ...] = tuple(name for name in BACKBONES if name.endswith("-imagenet"))
+PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.method.backbones.PRETRAINED_BACKBONES, in order
 AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
 RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}

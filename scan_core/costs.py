@@ -18,10 +18,12 @@ STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifo
 #: How much slower than the 16-wide small CNN on 28 px images a SimCLR epoch is, per backbone.
 BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0,
                   "efficientnet-lite0-imagenet": 8.0}
-#: Seconds per image of one pass of a frozen ImageNet backbone at 128 px (measured for
-#: EfficientNet-Lite0, 11 ms; guessed from FLOPs for the ResNets): the pretext's pass and each
-#: feature bank's; the cost grows with the square of the side.
-PRETRAINED_COSTS = {"efficientnet-lite0-imagenet": 0.011, "resnet18-imagenet": 0.015, "resnet50-imagenet": 0.035}
+#: Seconds per image of one pass of a frozen pretrained backbone at its own input size
+#: (:data:`~scan_core.method.backbones.PRETRAINED_BACKBONES`; ``python bench/bench_backbones.py``):
+#: the pretext's pass and each feature bank's; the cost grows with the square of the side.
+PRETRAINED_COSTS = {"dinov2-vitb14": 0.32, "dinov2-vits14": 0.12, "clip-vitb16": 0.26, "vit-b16-imagenet": 0.30,
+                    "resnet50-imagenet": 0.10, "efficientnet-lite2-imagenet": 0.09,
+                    "efficientnet-lite0-imagenet": 0.042, "resnet18-imagenet": 0.026}
 
 
 def stage_cost(stage: str, num_images: int, epochs: float = 0.0) -> float:
@@ -37,7 +39,9 @@ def simclr_epoch_cost(backbone: str, width: int, side: int) -> float:
 
 def pretrained_pass_seconds(backbone: str, num_images: int, size: int) -> float:
     """Rough seconds of one pass of the frozen ``backbone`` over ``num_images`` images at ``size`` px."""
-    return PRETRAINED_COSTS.get(backbone, 0.0) * (size / 128) ** 2 * num_images
+    from .method.backbones import pretrained_spec
+    own = pretrained_spec(backbone).input_size
+    return PRETRAINED_COSTS[backbone] * (size / own) ** 2 * num_images
 
 
 def stage_seconds(config: RunConfig, images: int, side: int, stages: list[str]) -> dict[str, float]:

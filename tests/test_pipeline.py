@@ -318,8 +318,8 @@ def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path,
     # as if the packages with the ImageNet weights were missing: the HOG manifold, said in a note;
     # the shapes' colours are random, so only their outlines tell them apart
     from scan_core import presets
-    assert presets.colour_backbone_installed()  # in requirements.txt
-    monkeypatch.setattr(presets, "colour_backbone_installed", lambda: False)
+    assert "efficientnet-lite0-imagenet" in [spec.name for spec in presets.present_backbones()]  # requirements.txt
+    monkeypatch.setattr(presets, "present_backbones", lambda: [])
     rng = np.random.default_rng(1)
     kinds = ("disc", "square", "triangle", "cross")
     for kind in kinds:
@@ -328,7 +328,7 @@ def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path,
             shape_image(kind, rng, colour=True).save(tmp_path / "shapes" / kind / f"{i}.png")
     assert main(["train", "--dataset", str(tmp_path / "shapes"), "--out", str(tmp_path / "run"), "--no-umap", "--quiet"]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["head_input"] == "hog" and "not installed" in config["note"]
+    assert config["head_input"] == "hog" and config["note"] == presets.NO_COLOUR_BACKBONE
     assert f"note: {config['note']}" in capsys.readouterr().out.splitlines()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     labels = np.load(tmp_path / "run" / "images" / "labels.npy")
@@ -353,3 +353,21 @@ def test_frozen_heads_draw_each_image_from_one_of_the_feature_banks_in_the_order
     offset = drawn - features[index]  # which bank each row came from, and that it is image index[i]
     assert np.allclose(offset, offset[:, :1]) and set(np.round(offset[:, 0] * 4).astype(int)) == {1, 2, 3}
     assert np.array_equal(clean(index).numpy(), features[index])
+
+
+def test_auto_uses_a_stronger_backbone_present_and_records_it(tmp_path, dinov2_weights, capsys):
+    # a DINOv2 ViT-S/14 checkpoint stands in for downloaded weights (random: its clusters mean nothing)
+    from scan_core.costs import PRETRAINED_COSTS
+    rng = np.random.default_rng(2)
+    for kind in ("disc", "square"):
+        (tmp_path / "shapes" / kind).mkdir(parents=True)
+        for i in range(20):
+            shape_image(kind, rng, colour=True).save(tmp_path / "shapes" / kind / f"{i}.png")
+    budget = 2.5 * PRETRAINED_COSTS["dinov2-vits14"] * 40 / 0.7   # room for the clean pass and one bank
+    assert main(["train", "--dataset", str(tmp_path / "shapes"), "--out", str(tmp_path / "run"), "--no-umap",
+                 "--quiet", "--time-budget", f"{budget:.1f}", "--scan-epochs", "2", "--selflabel-epochs", "1"]) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["backbone"], config["pretrained_size"], config["feature_views"]) == ("dinov2-vits14", 224, 1)
+    assert config["note"].startswith("dinov2-vits14 (DINOv2, self-supervised")
+    assert f"note: {config['note']}" in capsys.readouterr().out.splitlines()
+    assert np.load(tmp_path / "run" / "features.npy").shape == (40, 384)

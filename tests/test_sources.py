@@ -63,6 +63,15 @@ def test_working_size(sizes, expected):
     assert working_size(sizes) == expected
 
 
+def test_colour_images_keep_up_to_the_side_a_pretrained_backbone_sees_within_the_cache_bound():
+    from scan_core.data.sources.folders import colour_max_size
+    assert working_size([(300, 400)] * 3, colour=True) == 224 and working_size([(300, 400)] * 3) == 96
+    assert working_size([(150, 150)], colour=True) == 148       # never more than the images' own
+    # 2 GiB / (3 bytes x 20,000 images) = 35,791 pixels: a side of 189, down to a multiple of 4
+    assert colour_max_size(20_000) == 188 and colour_max_size(1_000) == 224
+    assert colour_max_size(1_000_000) == 96                     # never below the grayscale cap
+
+
 def test_working_size_rejects_empty():
     with pytest.raises(ValueError):
         working_size([])
@@ -243,7 +252,7 @@ def test_auto_working_size(tmp_path):
     mixed = tmp_path / "mixed"
     for i, size in enumerate([(20, 30), (100, 140), (300, 200)]):
         save(mixed / f"{i}.png", Image.new("RGB", size))
-    assert load_source(str(mixed)).images.shape == (3, 96, 96, 3)
+    assert load_source(str(mixed)).images.shape == (3, 100, 100, 3)   # colour: the median side, 100
 
 
 def test_symlinks_outside_the_folder_are_skipped(tmp_path):

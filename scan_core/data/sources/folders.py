@@ -23,19 +23,30 @@ from .common import Progress, SourceError, check_image_size
 VECTOR_EXTENSIONS = frozenset({".svg", ".svgz"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", *VECTOR_EXTENSIONS})
 SVG_SIDE = 256  # the shorter side an SVG is rendered at
-AUTO_MAX_SIZE = 96                          # largest size working_size() picks
+AUTO_MAX_SIZE = 96          # largest side working_size() picks for grayscale images (what the HOG route needs)
+COLOUR_MAX_SIZE = 224       # and for colour ones: the side a pretrained backbone sees (bench/RESULTS.md)
+CACHE_BYTES = 2 * 1024 ** 3  # colour images are kept smaller when more would not fit in this
 PROGRESS_EVERY = 100
 READ_WORKERS = max(1, min(4, os.cpu_count() or 1))
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 
 
-def working_size(heights_widths: Iterable[tuple[int, int]]) -> int:
+def colour_max_size(count: int) -> int:
+    """The largest side kept for ``count`` colour images: :data:`COLOUR_MAX_SIZE`, less when
+    ``count`` of them would take more than :data:`CACHE_BYTES`, never less than :data:`AUTO_MAX_SIZE`."""
+    fits = int(np.sqrt(CACHE_BYTES / (3 * max(count, 1)))) // 4 * 4
+    return max(AUTO_MAX_SIZE, min(COLOUR_MAX_SIZE, fits))
+
+
+def working_size(heights_widths: Iterable[tuple[int, int]], colour: bool = False) -> int:
     """Square working resolution for images of the given ``(height, width)`` sizes.
 
-    The median ``m`` of ``min(h, w)``, rounded down to a multiple of 4, within ``[16,
-    AUTO_MAX_SIZE]``: never more than the images' own size (upsampling adds no information and
+    The median ``m`` of ``min(h, w)``, rounded down to a multiple of 4, within ``[16, cap]``, the
+    cap being :data:`AUTO_MAX_SIZE` for grayscale images and :func:`colour_max_size` for
+    ``colour`` ones: never more than the images' own size (upsampling adds no information and
     costs time: 40 px made 64 px is (64/40)^2 = 2.6x the pixels), except that tiny images are brought up
-    to 16 px, the least the small CNN works on (e.g. 28 stays 28, 40 stays 40, 50 -> 48, 300 -> 96).
+    to 16 px, the least the small CNN works on (e.g. 28 stays 28, 40 stays 40, 50 -> 48, 300 -> 96,
+    or 224 in colour).
     """
     sides = [min(int(h), int(w)) for h, w in heights_widths]
     if not sides:
@@ -43,10 +54,8 @@ def working_size(heights_widths: Iterable[tuple[int, int]]) -> int:
     if min(sides) < 1:
         raise ValueError("image sizes must be positive")
     median = int(np.median(sides))
-    return max(16, min(AUTO_MAX_SIZE, median // 4 * 4))
-
-
-
+    cap = colour_max_size(len(sides)) if colour else AUTO_MAX_SIZE
+    return max(16, min(cap, median // 4 * 4))
 
 
 def load_folder(folder: Path, image_size: int | None = None,
@@ -68,7 +77,7 @@ def load_folder(folder: Path, image_size: int | None = None,
         raise SourceError(f"{root} is not a folder")
     root = root.resolve()
     files, skipped = _scan_folder(root)
-    records = _read_images(root, files, image_size, progress)
+    records = _read_images(root, files, image_size, colour_max_size(len(files)), progress)
     loaded: list[tuple] = []
     first_with: dict[str, str] = {}  # digest of the pixels -> id of the first copy
     for rel, record in zip(files, records):
@@ -85,7 +94,8 @@ def load_folder(folder: Path, image_size: int | None = None,
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         detail = f" ({len(skipped)} files skipped: {reasons})" if skipped else ""
         raise SourceError(f"no readable images in {_display(str(root))}{detail}")
-    size = image_size or working_size([original for _, _, original in loaded])
+    colour = any(pixels.ndim == 3 for _, pixels, _ in loaded)
+    size = image_size or working_size([original for _, _, original in loaded], colour)
     images = _stack_images([pixels for _, pixels, _ in loaded], size)
     ids = [_display(rel) for rel, _, _ in loaded]
     labels, class_names = _folder_labels(ids)
@@ -145,7 +155,7 @@ def _inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
-def _read_images(root: Path, files: list[str], image_size: int | None,
+def _read_images(root: Path, files: list[str], image_size: int | None, colour_cap: int,
                  progress: Progress | None) -> list:
     """Decode ``files`` in parallel, in order; each result is :func:`_read_image`'s."""
     total = len(files)
@@ -156,20 +166,22 @@ def _read_images(root: Path, files: list[str], image_size: int | None,
         # a file over MAX_IMAGE_PIXELS is skipped with a reason by _read_image: no warning too
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         for done, result in enumerate(pool.map(
-                lambda rel: _read_image(root / rel, image_size), files), start=1):
+                lambda rel: _read_image(root / rel, image_size, colour_cap), files), start=1):
             results.append(result)
             if progress and (done % PROGRESS_EVERY == 0 or done == total):
                 progress(done, total)
     return results
 
 
-def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[int, int], bytes] | str:
+def _read_image(path: Path, image_size: int | None,
+                colour_cap: int = COLOUR_MAX_SIZE) -> tuple[np.ndarray, tuple[int, int], bytes] | str:
     """One file as a square ``(s, s)`` L or ``(s, s, 3)`` RGB array, its original ``(h, w)`` and
     a digest of all its decoded pixels (equal digests: exact duplicates).
 
-    ``s`` is ``image_size``, else ``min(h, w)`` capped at :data:`AUTO_MAX_SIZE` (the final size
-    is chosen once all sizes are known). Returns the reason as a string if the file is unreadable
-    or has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding).
+    ``s`` is ``image_size``, else ``min(h, w)`` capped at :data:`AUTO_MAX_SIZE` for a grayscale
+    image, ``colour_cap`` for a colour one (the final size is chosen once all sizes are known).
+    Returns the reason as a string if the file is unreadable or has more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding).
     """
     try:
         with open_image(path) as image:
@@ -177,7 +189,8 @@ def _read_image(path: Path, image_size: int | None) -> tuple[np.ndarray, tuple[i
             limit = Image.MAX_IMAGE_PIXELS
             if limit and width * height > limit:
                 return f"image too large: {width}x{height} pixels, more than the limit of {limit}"
-            side = image_size or min(width, height, AUTO_MAX_SIZE)
+            cap = AUTO_MAX_SIZE if image.mode in _GRAY_MODES else colour_cap
+            side = image_size or min(width, height, cap)
             image.draft(image.mode, (side, side))  # JPEG: decode at a reduced scale, still >= side
             image.load()
             upright = ImageOps.exif_transpose(image)
