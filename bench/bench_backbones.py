@@ -19,7 +19,7 @@ import torchvision
 from scan_core.config import AugmentConfig
 from scan_core.costs import PRETRAINED_COSTS
 from scan_core.method.augment import strong_view
-from scan_core.method.backbones import PRETRAINED_BACKBONES, Pretrained
+from scan_core.pretrained import PRETRAINED_BACKBONES, Pretrained
 
 BATCH = 32
 

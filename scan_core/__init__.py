@@ -3,8 +3,9 @@ ECCV 2020, "Learning to Classify Images without Labels"), and what the app needs
 
 Layers, each importing only those above it in this list:
 
-- :mod:`scan_core.config`, :mod:`scan_core.presets`, :mod:`scan_core.costs` - settings as plain data
-  (no torch), and each stage's rough cost (ETA, progress, time budget).
+- :mod:`scan_core.config`, :mod:`scan_core.presets`, :mod:`scan_core.costs`, :mod:`scan_core.pretrained` -
+  settings as plain data (no torch), each stage's rough cost (ETA, progress, time budget), and the
+  registry of pretrained backbones with where their weights are.
 - :mod:`scan_core.data` - artifacts on disk, the :class:`ImageSet`, image sources, a run
   directory's stage table and status.
 - :mod:`scan_core.method` - the method on arrays and configs, one module per stage (see its

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(f"--{stage}-epochs", type=int, default=None, metavar="E",
                            help=f"epochs of the {stage} stage (default: the preset's)")
     train.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                       help="seconds the auto preset plans the run for (default 900 on a 2-core CPU)")
+                       help="seconds the auto preset plans the run for (default 300 on a 2-core CPU)")
     train.add_argument("--no-umap", action="store_true", help="skip the 2-D projection stage")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate = commands.add_parser("evaluate", help="print a run's metrics table")

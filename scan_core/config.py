@@ -29,7 +29,7 @@ ScanMode = Literal["frozen", "finetune"]                   # heads on cached fea
 
 DEVICES: tuple[str, ...] = get_args(Device)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
-PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.method.backbones.PRETRAINED_BACKBONES, in order
+PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.pretrained.PRETRAINED_BACKBONES, in order
 AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
 RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}

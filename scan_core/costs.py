@@ -6,6 +6,7 @@ scales these by the speed it measures on the machine it runs on.
 from __future__ import annotations
 
 from .config import RunConfig
+from .pretrained import pretrained_spec
 
 #: Each stage's (fixed seconds, seconds per image, seconds per image and epoch of its training).
 #: The UMAP stages' fixed part is importing umap and numba compiling it in a fresh process; the
@@ -19,7 +20,7 @@ STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifo
 BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0,
                   "efficientnet-lite0-imagenet": 8.0}
 #: Seconds per image of one pass of a frozen pretrained backbone at its own input size
-#: (:data:`~scan_core.method.backbones.PRETRAINED_BACKBONES`; ``python bench/bench_backbones.py``):
+#: (:data:`~scan_core.pretrained.PRETRAINED_BACKBONES`; ``python bench/bench_backbones.py``):
 #: the pretext's pass and each feature bank's; the cost grows with the square of the side.
 PRETRAINED_COSTS = {"dinov2-vitb14": 0.32, "dinov2-vits14": 0.12, "clip-vitb16": 0.26, "vit-b16-imagenet": 0.30,
                     "resnet50-imagenet": 0.10, "efficientnet-lite2-imagenet": 0.09,
@@ -39,7 +40,6 @@ def simclr_epoch_cost(backbone: str, width: int, side: int) -> float:
 
 def pretrained_pass_seconds(backbone: str, num_images: int, size: int) -> float:
     """Rough seconds of one pass of the frozen ``backbone`` over ``num_images`` images at ``size`` px."""
-    from .method.backbones import pretrained_spec
     own = pretrained_spec(backbone).input_size
     return PRETRAINED_COSTS[backbone] * (size / own) ** 2 * num_images
 

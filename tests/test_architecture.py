@@ -17,7 +17,7 @@ PACKAGE = ROOT / "scan_core"
 #: Each layer of the library and the layers it may import (besides itself and the settings).
 LAYERS = {"data": set(), "method": {"data"}, "engine": {"data", "method"}, "explore": {"data", "method"}}
 #: The settings, importable from every layer (``scan_core.__`` for ``__version__`` and ``__file__``).
-SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.costs", "scan_core.__")
+SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.costs", "scan_core.pretrained", "scan_core.__")
 #: What the explore layer may use of the method: plain numpy geometry and scores (k-means, a graph spectrum), no training.
 EXPLORE_USES = {"scan_core.method.cosine", "scan_core.method.metrics", "scan_core.method.num_clusters",
                 "scan_core.method.graph", "scan_core.method.confidence"}

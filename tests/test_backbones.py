@@ -62,14 +62,14 @@ def test_efficientnet_lite0_tells_how_to_get_it_when_its_package_is_missing(monk
 
 def test_the_registry_is_the_configs_list_of_pretrained_backbones_strongest_first():
     from scan_core.config import PRETRAINED
-    from scan_core.method.backbones import PRETRAINED_BACKBONES
+    from scan_core.pretrained import PRETRAINED_BACKBONES
     assert tuple(spec.name for spec in PRETRAINED_BACKBONES) == PRETRAINED
     assert PRETRAINED[0] == "dinov2-vitb14"
     assert PRETRAINED.index("efficientnet-lite0-imagenet") > PRETRAINED.index("dinov2-vits14")
 
 
 def test_a_timm_backbone_loads_a_local_checkpoint_at_its_own_size(tmp_path, monkeypatch, dinov2_weights):
-    from scan_core.method.backbones import local_weights, pretrained_spec
+    from scan_core.pretrained import local_weights, pretrained_spec
     monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(tmp_path / "elsewhere"))
     assert local_weights(pretrained_spec("dinov2-vits14")) is None
     monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(dinov2_weights.parent))

@@ -4,8 +4,8 @@ import pytest
 from scan_core import costs
 from scan_core.config import RunConfig
 from scan_core.costs import fit_epochs, stage_seconds
-from scan_core.method.backbones import pretrained_spec
 from scan_core.presets import make_config, pretrained_plan
+from scan_core.pretrained import pretrained_spec
 
 
 @pytest.fixture
@@ -55,7 +55,8 @@ def test_a_frozen_pretrained_backbone_costs_one_pass_and_one_per_feature_bank(li
     (40_000, 96, (128, 0)),    # 440 s a pass: one fits in 0.7 x 900 s, a second does not
     (80_000, 96, (96, 0)),     # 880 s at 128 px is too much; 495 s at 96 px fits
     (200_000, 96, (64, 0)),    # 550 s at 64 px
-    (5_000, 224, (224, 2)),    # 168 s a pass at 224 px (11 ms x (224/128)^2): three passes fit in 630 s
+    (5_000, 224, (160, 4)),    # 168 s a pass at 224 px (11 ms x (224/128)^2): 2 banks; 86 s at 160 px: all 4
+    (1_000, 224, (224, 4)),    # 34 s a pass at 224 px: all 4 banks
     (5_000, 32, (128, 4)),     # small images run at 128 px, never more
 ])
 def test_auto_sizes_a_frozen_backbone_to_the_budget(images, side, plan, lite0_11ms):
@@ -65,7 +66,7 @@ def test_auto_sizes_a_frozen_backbone_to_the_budget(images, side, plan, lite0_11
 def test_auto_gives_colour_images_a_frozen_pretrained_backbone_and_honours_another_backbone(lite0_11ms):
     colour = make_config("/some/folder", 4, 600, 64, 3)
     assert (colour.backbone, colour.pretext.epochs, colour.pretrained_size, colour.feature_views,
-            colour.time_budget) == ("efficientnet-lite0-imagenet", 0, 128, 4, 900.0)
+            colour.time_budget) == ("efficientnet-lite0-imagenet", 0, 128, 4, 300.0)
     own = make_config("/some/folder", 4, 600, 64, 3, backbone="small-cnn")  # the user's choice: SimCLR trains it
     assert own.backbone == "small-cnn" and own.pretext.epochs > 0
     short = make_config("/some/folder", 4, 40_000, 64, 3, time_budget=400.0)

