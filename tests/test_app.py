@@ -383,12 +383,16 @@ def test_the_map_shows_as_density_or_as_thumbnails_that_follow_the_zoom(home, mo
     y0, y1 = np.quantile(projection[:, 1], [0.4, 0.6])
     at.session_state["embedding_selection"] = {"view": [float(x0), float(x1), float(y0), float(y1)]}  # a zoom in
     at.run()
-    zoomed = plotly_specs(at)[0]["layout"]["images"]
+    layout = plotly_specs(at)[0]["layout"]
+    zoomed = layout["images"]
     assert not at.exception and all(x0 <= i["x"] <= x1 and y0 <= i["y"] <= y1 for i in zoomed)
     assert len(zoomed) == len(brute_force_places(projection, np.array([x0, y0]), np.array([x1, y1]), 12))
+    # redrawn where the user left it (the browser draws a changed figure anew, at its own ranges)
+    assert np.allclose(layout["xaxis"]["range"], [x0, x1]) and np.allclose(layout["yaxis"]["range"], [y0, y1])
     at.session_state["embedding_selection"] = {"view": []}  # zoomed back out: the whole map again
     at.run()
-    assert len(plotly_specs(at)[0]["layout"]["images"]) == len(everywhere)
+    layout = plotly_specs(at)[0]["layout"]
+    assert len(layout["images"]) == len(everywhere) and "range" not in layout["xaxis"]
 
 
 def test_a_map_selection_fills_the_gallery_and_the_curate_page_for_its_run_only(home, monkeypatch):

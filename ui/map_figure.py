@@ -193,6 +193,8 @@ def _map_figure(run: tuple, curated_digest: str, view_key: tuple, _results: RunR
             figure.add_layout_image(source=data_uri(thumbnails[index], THUMBNAIL_PX), x=x, y=y, sizex=width,
                                     sizey=height, xref="x", yref="y", xanchor="center", yanchor="middle",
                                     layer="above")
+        if view.zoom is not None:  # redrawn as the user left it: the chart is drawn anew when its figure changes
+            figure.update_layout(xaxis_range=list(view.zoom[:2]), yaxis_range=list(view.zoom[2:]))
     found = None if view.found is None else [view.found]
     for name, index, style in (("kept selection", view.selection, {"color": "rgba(0,0,0,0)", "size": size + 4,
                                 "line": {"color": "#262730", "width": 1.5}}),
