@@ -29,6 +29,9 @@ ScanMode = Literal["frozen", "finetune"]                   # heads on cached fea
 
 DEVICES: tuple[str, ...] = get_args(Device)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
+#: Up to this many images neighbours are mined exactly; above it, on an HNSW graph
+#: (:mod:`scan_core.method.neighbors`; on 2 cores HNSW is the faster from about 50,000 points).
+EXACT_SEARCH_LIMIT = 50_000
 PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.pretrained.PRETRAINED_BACKBONES, in order
 AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
@@ -218,6 +221,7 @@ class RunConfig:
     hog_dim: int = 128                 # PCA components of the HOG (head_input or neighbor_space "hog")
     manifold_dims: int = 0             # > 0: heads learn on a UMAP embedding of the features this wide
     num_neighbors: int = 20
+    exact_search_limit: int = EXACT_SEARCH_LIMIT  # the most images mined exactly; above it, HNSW
     scan: ScanConfig = field(default_factory=ScanConfig)
     scan_mode: ScanMode = "frozen"
     feature_views: int = 4             # augmented feature banks for frozen heads
@@ -237,6 +241,8 @@ class RunConfig:
             raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
         if self.num_neighbors < 1:
             raise ValueError(f"num_neighbors must be >= 1, got {self.num_neighbors}")
+        if self.exact_search_limit < 0:
+            raise ValueError(f"exact_search_limit must be >= 0 (0: always approximate), got {self.exact_search_limit}")
         if self.feature_views < 0:
             raise ValueError(f"feature_views must be >= 0, got {self.feature_views}")
         if self.manifold_dims < 0 or self.manifold_dims == 1:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
+from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity, search_recall
 
 
 def brute_force_topk(features, k):
@@ -114,3 +114,47 @@ def test_fuse_matches_a_reciprocal_rank_scorer_written_row_by_row():
                 score[int(candidate)] = score.get(int(candidate), 0.0) + 1.0 / (10.0 + rank)
         best = sorted(score, key=lambda c: (-score[c], c))[:7]  # ties: the smaller image index
         assert fused[r].tolist() == best, r
+
+
+def clustered_points(n, dim, centres, spread=3.0, seed=0):
+    """Gaussian blobs around random centres (uniform data makes every approximate index look bad)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dim)) * spread
+    return (means[rng.integers(0, centres, n)] + rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def brute_force_recall(features, found):
+    """Share of the exact k nearest (cosine, numpy) that ``found`` holds, over every row."""
+    exact, _ = brute_force_topk(features.astype(np.float64), found.shape[1])
+    return np.mean([len(set(a) & set(b)) for a, b in zip(exact, found)]) / found.shape[1]
+
+
+def test_the_approximate_search_finds_nearly_all_exact_neighbours_and_says_how_many():
+    points = clustered_points(6000, 128, 10, spread=0.3)  # overlapping blobs: HNSW misses about 1%
+    approximate = mine_neighbors(points, 20, exact_limit=0)  # HNSW at any size
+    exact = mine_neighbors(points, 20)
+    truth = brute_force_recall(points, approximate)
+    assert 0.95 <= truth < 1.0 and not np.array_equal(approximate, exact)
+    assert not (approximate == np.arange(len(points))[:, None]).any()
+    assert search_recall(points, approximate, queries=len(points)) == pytest.approx(truth, abs=1e-9)
+    sampled = search_recall(points, approximate, queries=500, seed=1)
+    assert abs(sampled - truth) < 0.01  # 500 sampled queries: within about two standard errors
+    assert search_recall(points, exact, queries=len(points)) == pytest.approx(brute_force_recall(points, exact))
+
+
+def test_recall_of_a_list_missing_half_the_neighbours_is_one_half():
+    points = clustered_points(600, 8, 10)
+    exact = mine_neighbors(points, 10)
+    others = np.array([[j for j in range(600) if j != i and j not in set(row)][:5] for i, row in enumerate(exact)])
+    halved = np.concatenate([exact[:, :5], others], 1)
+    assert search_recall(points, halved, queries=600) == pytest.approx(0.5)
+
+
+def test_recall_and_the_search_refuse_bad_arguments():
+    points = clustered_points(100, 4, 3)
+    with pytest.raises(ValueError, match="exact_limit"):
+        mine_neighbors(points, 5, exact_limit=-1)
+    with pytest.raises(ValueError, match="neighbors must be"):
+        search_recall(points, np.zeros((50, 5), dtype=np.int64))
+    with pytest.raises(ValueError, match="queries"):
+        search_recall(points, mine_neighbors(points, 5), queries=0)

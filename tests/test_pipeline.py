@@ -99,6 +99,15 @@ def test_digits_run_writes_every_artifact(digits_run, digits):
     assert steps and steps[-1]["step"] == steps[-1]["total"] and steps[-1]["loss"] is not None
 
 
+def test_a_run_mined_on_the_approximate_index_records_its_recall_and_clusters_as_well(digits_run, tmp_path):
+    _, exact = digits_run
+    assert exact["neighbors"]["search"] == "exact" and exact["neighbors"]["recall"] > 0.999  # ties aside
+    metrics = train_run(tmp_path / "hnsw", "digits", preset="digits", show_bar=False, umap=False, exact_search_limit=0)
+    assert metrics["neighbors"]["search"] == "hnsw" and 0.95 <= metrics["neighbors"]["recall"] <= 1.0
+    assert json.loads((tmp_path / "hnsw" / "config.json").read_text())["exact_search_limit"] == 0
+    assert metrics[metrics["final"]["stage"]]["acc"] > exact[exact["final"]["stage"]]["acc"] - 0.02  # 0.953 exact
+
+
 def test_rerun_of_finished_run_redoes_nothing(digits_run):
     run_dir, metrics = digits_run
     before = (run_dir / "scan_probs.npy").stat().st_mtime_ns

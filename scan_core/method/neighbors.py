@@ -1,8 +1,11 @@
 """Mining stage: nearest neighbours of every image in feature space (SCAN, step 2).
 
-Cosine similarity = inner product of L2-normalised features, searched exactly with faiss
-(``IndexFlatIP``). Neighbour lists from several feature spaces can be fused by reciprocal-rank
-fusion, which keeps the neighbours that the spaces agree on at the top.
+Cosine similarity = inner product of L2-normalised features, searched with faiss: exactly
+(``IndexFlatIP``, whose cost grows with N²) up to :data:`~scan_core.config.EXACT_SEARCH_LIMIT` images, above it on a graph
+index (HNSW, Malkov & Yashunin 2018: ``IndexHNSWFlat``, no training, about N log N), whose recall
+against exact search :func:`search_recall` measures on sampled queries (``python
+bench/bench_scale.py`` times both). Neighbour lists from several feature spaces can be fused by
+reciprocal-rank fusion, which keeps the neighbours that the spaces agree on at the top.
 """
 from __future__ import annotations
 
@@ -10,15 +13,23 @@ import faiss
 import numpy as np
 from scipy import sparse
 
+from ..config import EXACT_SEARCH_LIMIT
 from .cosine import l2_normalize
 
+HNSW_LINKS = 32                  # M: graph links per point (about 4 D + 8 M bytes a point)
+HNSW_SEARCH = 128                # efSearch: candidates kept while searching (at least k + 1)
+RECALL_QUERIES = 1_000           # sampled queries :func:`search_recall` checks against exact search
 
-def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192) -> np.ndarray:
-    """Indices ``(N, k)`` of each row's ``k`` most cosine-similar other rows, most similar first.
+
+def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
+                   exact_limit: int = EXACT_SEARCH_LIMIT) -> np.ndarray:
+    """Indices ``(N, k)`` of each row's ``k`` most cosine-similar other rows, most similar first:
+    exact up to ``exact_limit`` rows, else approximate (HNSW; :func:`search_recall` says how close).
 
     Args:
         features: ``(N, D)`` float features (normalised here, not in place).
         k: neighbours per image, ``1 <= k < N``.
+        exact_limit: the most rows searched exactly (0: always approximate).
     """
     features = np.asarray(features)
     if features.ndim != 2:
@@ -26,14 +37,43 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192) ->
     n = len(features)
     if not 1 <= k < n:
         raise ValueError(f"k must satisfy 1 <= k < N = {n}, got {k}")
-    normalised = l2_normalize(features)
-    index = faiss.IndexFlatIP(normalised.shape[1])
+    if exact_limit < 0:
+        raise ValueError(f"exact_limit must be >= 0, got {exact_limit}")
+    normalised = np.ascontiguousarray(l2_normalize(features), dtype=np.float32)
+    index: faiss.Index
+    if n <= exact_limit:
+        index = faiss.IndexFlatIP(normalised.shape[1])
+    else:
+        graph = faiss.IndexHNSWFlat(normalised.shape[1], HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efSearch = max(HNSW_SEARCH, k + 1)
+        index = graph
     index.add(normalised)
     result = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, batch_size):
         _, found = index.search(normalised[start:start + batch_size], k + 1)
         result[start:start + batch_size] = _drop_self(found, np.arange(start, start + len(found)), k)
     return result
+
+
+def search_recall(features: np.ndarray, neighbors: np.ndarray, queries: int = RECALL_QUERIES,
+                  seed: int = 0) -> float:
+    """Recall@k of mined ``neighbors`` ``(N, k)``: the share of the exact ``k`` most cosine-similar
+    other rows that they hold, over ``queries`` rows sampled at random (all rows when fewer), each
+    searched exactly against all ``features`` ``(N, D)``. 1.0 for an exact search, up to ties."""
+    features = np.asarray(features)
+    if neighbors.ndim != 2 or len(neighbors) != len(features):
+        raise ValueError(f"neighbors must be (N, k) for N = {len(features)} features, got shape {neighbors.shape}")
+    if queries < 1:
+        raise ValueError(f"queries must be >= 1, got {queries}")
+    n, k = neighbors.shape
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(queries, n), replace=False))
+    normalised = np.ascontiguousarray(l2_normalize(features), dtype=np.float32)
+    index = faiss.IndexFlatIP(normalised.shape[1])
+    index.add(normalised)
+    _, found = index.search(normalised[rows], k + 1)
+    exact = _drop_self(found, rows, k)
+    hits = [len(np.intersect1d(exact[i], neighbors[row])) for i, row in enumerate(rows)]
+    return float(np.sum(hits) / exact.size)
 
 
 def _drop_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...data.artifacts import CorruptArtifact, load_array, save_array
 from ...method.hog import HOGPCA
-from ...method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity
+from ...method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity, search_recall
 from ...method.pretext import PixelPCA, embed
 from ...method.whitening import WhitenedPCA
 from ..context import RunContext
@@ -26,13 +26,18 @@ def run(ctx: RunContext) -> None:
         spaces.append(ctx.manifold)
     if c.neighbor_space == "hog":
         spaces.append(components(ctx, HOGPCA, c.hog_dim))
-    lists = [mine_neighbors(space, c.num_neighbors) for space in spaces]
+    lists = [mine_neighbors(space, c.num_neighbors, exact_limit=c.exact_search_limit) for space in spaces]
     ctx.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
     save_array(ctx.dir / "neighbors.npy", ctx.neighbors)
     if c.neighbor_space != "features":  # "fused" mined the features first: their list is lists[0]
-        own = lists[0] if c.neighbor_space == "fused" else mine_neighbors(ctx.features, c.num_neighbors)
+        own = (lists[0] if c.neighbor_space == "fused"
+               else mine_neighbors(ctx.features, c.num_neighbors, exact_limit=c.exact_search_limit))
         save_array(ctx.dir / "feature_neighbors.npy", own)
-    values: dict[str, object] = {"space": c.neighbor_space, "k": c.num_neighbors}
+    values: dict[str, object] = {
+        "space": c.neighbor_space, "k": c.num_neighbors,
+        "search": "exact" if len(ctx.images) <= c.exact_search_limit else "hnsw",
+        # recall@k of each mined space against exact search on sampled queries (1.0 when exact, up to ties)
+        "recall": min(search_recall(space, found, seed=c.seed) for space, found in zip(spaces, lists))}
     if ctx.images.has_labels:
         values["purity"] = neighbor_purity(ctx.neighbors, ctx.images.labels)
     ctx.record("neighbors", values)
