@@ -32,6 +32,9 @@ BACKBONES: tuple[str, ...] = get_args(Backbone)
 #: Up to this many images neighbours are mined exactly; above it, on an HNSW graph
 #: (:mod:`scan_core.method.neighbors`; on 2 cores HNSW is the faster from about 50,000 points).
 EXACT_SEARCH_LIMIT = 50_000
+#: Past this many images the UMAP manifold and the 2-D map are fitted on a random sample of this
+#: many and the rest placed by UMAP's transform (:mod:`scan_core.method.manifold`).
+MAP_SAMPLE = 100_000
 PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.pretrained.PRETRAINED_BACKBONES, in order
 AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
@@ -228,6 +231,7 @@ class RunConfig:
     selflabel: SelfLabelConfig = field(default_factory=SelfLabelConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     umap: bool = True
+    map_sample: int = MAP_SAMPLE       # the most images UMAP (manifold, map) is fitted on; the rest are placed
     suggest_clusters: bool = False     # K suggested from the mined neighbours (--clusters auto)
     time_budget: float = 0.0           # seconds the whole run should take (0: none): SimCLR's epochs are
     #                                    cut to what is left of it, from its measured step time
@@ -241,6 +245,8 @@ class RunConfig:
             raise ValueError(f"--clusters must be at least 2, got {self.num_clusters}")
         if self.num_neighbors < 1:
             raise ValueError(f"num_neighbors must be >= 1, got {self.num_neighbors}")
+        if self.map_sample < 10:
+            raise ValueError(f"map_sample must be at least 10 images, got {self.map_sample}")
         if self.exact_search_limit < 0:
             raise ValueError(f"exact_search_limit must be >= 0 (0: always approximate), got {self.exact_search_limit}")
         if self.feature_views < 0:

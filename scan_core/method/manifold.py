@@ -10,16 +10,24 @@ embedding reach 0.95 ACC against 0.86 on the pixels.
 New points (images a run did not train on, or augmented views of its own) are placed without
 refitting: at the similarity-weighted mean embedding of their nearest training images in the base
 space (:func:`extend_manifold`, the starting point of UMAP's own ``transform``).
+
+Past ``sample`` images (``map_sample`` in ``config.json``) UMAP is fitted on a random sample of
+that many and places the rest with its own ``transform``, :data:`PLACE_CHUNK` at a time, so that
+memory stays bounded (its author designed ``transform`` for about 100k fitted points; umap-learn
+runs out of memory fitting 1.6M points: ``SCALE_REFERENCE``). The 2-D map
+(:mod:`scan_core.method.projection`) is made the same way.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..config import MAP_SAMPLE
 from ..costs import stage_cost
 
 N_NEIGHBORS = 30           # UMAP's neighbourhood for clustering
 EXTEND_NEIGHBORS = 10      # training images a new point's embedding is averaged from
 SAME_POINT = 1 - 1e-6      # cosine similarity at which a new point is a training point: its own coordinates
+PLACE_CHUNK = 50_000       # points UMAP's transform places at a time past the sample
 
 
 def manifold_seconds(num_images: int) -> float:
@@ -29,17 +37,35 @@ def manifold_seconds(num_images: int) -> float:
     return stage_cost("manifold", num_images)
 
 
-def fit_manifold(features: np.ndarray, dims: int = 10, seed: int = 0) -> np.ndarray:
-    """UMAP of ``features`` ``(N, D)`` -> float32 ``(N, dims)`` (Euclidean, min_dist 0)."""
+def fit_manifold(features: np.ndarray, dims: int = 10, seed: int = 0, sample: int = MAP_SAMPLE) -> np.ndarray:
+    """UMAP of ``features`` ``(N, D)`` -> float32 ``(N, dims)`` (Euclidean, min_dist 0), fitted on
+    ``sample`` of them at most (the rest placed by :func:`umap_embedding`)."""
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or len(features) < 4:
         raise ValueError(f"a manifold needs features (N, D) with N >= 4, got shape {features.shape}")
     if not 2 <= dims < len(features):
         raise ValueError(f"manifold dims must lie in [2, N), got {dims}")
+    return umap_embedding(features, sample, seed, n_components=dims, n_neighbors=N_NEIGHBORS, min_dist=0.0)
+
+
+def umap_embedding(features: np.ndarray, sample: int, seed: int, **settings) -> np.ndarray:
+    """UMAP(``**settings``) of ``features`` ``(N, D)`` -> float32 ``(N, n_components)``: fitted on
+    all of them up to ``sample`` rows, else on ``sample`` rows drawn at random (``seed``), the
+    others placed by ``transform`` in chunks of :data:`PLACE_CHUNK`."""
+    if sample < 10:
+        raise ValueError(f"the map sample (map_sample) must be at least 10 images, got {sample}")
     import umap
-    reducer = umap.UMAP(n_components=dims, n_neighbors=min(N_NEIGHBORS, len(features) - 1), min_dist=0.0,
-                        random_state=seed)
-    return reducer.fit_transform(features).astype(np.float32)
+    n = len(features)
+    fitted = np.arange(n) if n <= sample else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+    settings["n_neighbors"] = min(settings.get("n_neighbors", 15), len(fitted) - 1)
+    reducer = umap.UMAP(random_state=seed, **settings)
+    embedding = np.empty((n, settings["n_components"]), dtype=np.float32)
+    embedding[fitted] = reducer.fit_transform(features[fitted])
+    rest = np.setdiff1d(np.arange(n), fitted)
+    for start in range(0, len(rest), PLACE_CHUNK):
+        chunk = rest[start:start + PLACE_CHUNK]
+        embedding[chunk] = reducer.transform(features[chunk])
+    return embedding
 
 
 def extend_manifold(base: np.ndarray, embedding: np.ndarray, new: np.ndarray,

@@ -12,10 +12,11 @@ from ..context import RunContext
 def run(ctx: RunContext) -> None:
     c = ctx.config
     with ctx.progress.timed(manifold_seconds(len(ctx.features))):
-        ctx.manifold = fit_manifold(ctx.features, c.manifold_dims, c.seed)
+        ctx.manifold = fit_manifold(ctx.features, c.manifold_dims, c.seed, c.map_sample)
     save_array(ctx.dir / "manifold.npy", ctx.manifold)
     ctx.record("manifold", {**(score(ctx) if c.num_clusters else {}), "method": "k-means on the UMAP manifold",
-                            "dims": c.manifold_dims})
+                            "dims": c.manifold_dims,
+                            "fitted_on": min(len(ctx.features), c.map_sample)})
 
 
 def score(ctx: RunContext) -> dict:

@@ -11,9 +11,9 @@ from ..context import RunContext
 def run(ctx: RunContext) -> None:
     with ctx.progress.timed(umap_seconds(len(ctx.features))):
         from ...method.projection import umap_2d  # umap/numba import is slow: only when this stage runs
-        projection = umap_2d(ctx.head_features, seed=ctx.config.seed)
+        projection = umap_2d(ctx.head_features, seed=ctx.config.seed, sample=ctx.config.map_sample)
     save_array(ctx.dir / "projection.npy", projection)
-    ctx.record("projection", {})
+    ctx.record("projection", {"fitted_on": min(len(projection), ctx.config.map_sample)})
 
 
 def load(ctx: RunContext) -> None:
