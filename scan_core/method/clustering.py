@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ..config import ScanConfig
 from ..data.artifacts import Checkpoint
 from .batches import Batches
+from .distributed import data_parallel, gather, is_main, local_rows, per_rank, seeded
 
 PROB_FLOOR = 1e-8
 AGREEMENT_MARGIN = 0.05  # candidates this close to the highest mean ARI may be kept, by held-out loss
@@ -228,8 +229,9 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     k = neighbors.shape[1]
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batches = Batches(len(train_index), config.batch_size, config.epochs)
+    batches = Batches(len(train_index), per_rank(min(config.batch_size, len(train_index))), config.epochs)
     model.train()
+    parallel = data_parallel(model)
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
     saved: list[dict] = (checkpoint.extra or []) if checkpoint and first_epoch else []
     snapshots = [Snapshot(**snapshot) for snapshot in saved]
@@ -241,14 +243,16 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
                                  config.entropy_weight)
             snapshots.append(Snapshot(epochs, {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
                                       torch.as_tensor(losses), torch.as_tensor(predict(model, eval_inputs, n).argmax(2))))
-        if checkpoint:
+        if checkpoint and is_main():
             checkpoint.save(epochs, model, optimizer, rng, extra=[vars(snapshot) for snapshot in snapshots])
 
     for step, anchors in batches(train_index, rng, first_epoch, end_of_epoch):
         choice = rng.integers(0, k + 1, len(anchors))  # 0 = the anchor itself
         partners = np.where(choice == 0, anchors, neighbors[anchors, np.maximum(choice - 1, 0)])
         partners = np.where(held_out[partners], anchors, partners)
-        logits = model(inputs(np.concatenate([anchors, partners])))
+        with seeded(seed, step, next(model.parameters()).device):  # the global batch's inputs
+            batch = inputs(np.concatenate([anchors, partners]))
+        logits = gather(parallel(batch[local_rows(len(batch))]), dim=1)  # this rank's rows, then every rank's
         anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]
         loss = sum((scan_loss(a, p, config.entropy_weight)[0] for a, p in zip(anchor_logits, partner_logits)),
                    torch.zeros((), device=logits.device))

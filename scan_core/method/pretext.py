@@ -19,6 +19,7 @@ from ..data.artifacts import Checkpoint
 from .augment import simclr_view, to_tensor
 from .backbones import feature_dim
 from .batches import Batches
+from .distributed import data_parallel, gather, is_main, local_rows, per_rank, seeded
 from .whitening import WhitenedPCA
 
 
@@ -74,7 +75,8 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
                  seed: int = 0, checkpoint: Checkpoint | None = None,
                  plan: Callable[[float, int], int] | None = None) -> SimCLRModel:
     """Train ``model`` on uint8 ``images`` ``(N, H, W, C)`` with NT-Xent (SimCLR, Chen et al.,
-    ICML 2020) for ``config.epochs``.
+    ICML 2020) for ``config.epochs``; under ``torch.distributed`` every rank embeds its share of
+    each global batch and the loss takes its negatives from all of them (:mod:`.distributed`).
 
     With a ``checkpoint``, training continues after its last saved epoch and every finished epoch
     is saved to it. With ``plan``, on a fresh start: after :data:`PROBE_STEPS` timed steps,
@@ -82,7 +84,7 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
     ``config.epochs``; the cosine schedule is stretched over those).
     """
     n = len(images)
-    batches = Batches(n, min(config.batch_size, n - n % 2 if n % 2 else n), config.epochs)  # NT-Xent pairs: even
+    batches = Batches(n, per_rank(min(config.batch_size, n - n % 2 if n % 2 else n)), config.epochs)  # even
     steps_per_epoch, epochs = batches.steps_per_epoch, config.epochs
     lr = config.lr * batches.batch / 256
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=config.weight_decay)
@@ -91,15 +93,19 @@ def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, 
     first_epoch = checkpoint.resume(model, optimizer, generator) if checkpoint else 0
     if first_epoch or batches.total_steps <= PROBE_STEPS + 1:
         plan = None  # resumed: the plan was made; or too short to be worth one
-    save = (lambda done: checkpoint.save(done, model, optimizer, generator)) if checkpoint else None
+    save = (lambda done: checkpoint.save(done, model, optimizer, generator)) if checkpoint and is_main() else None
+    parallel = data_parallel(model)
     timed_from = None
     for step, index in batches(np.arange(n), generator, first_epoch, save):
         if step > steps_per_epoch * epochs:
             break  # the plan cut the training short (its last epoch is saved)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step - 1, steps_per_epoch * epochs, lr, int(config.warmup_epochs * steps_per_epoch))
-        x = to_tensor(images[np.sort(index)], device)
-        loss = nt_xent_loss(model(simclr_view(x, augment)), model(simclr_view(x, augment)), config.temperature)
+        x = to_tensor(images[np.sort(index)], device)  # the global batch; this rank embeds its rows of it
+        with seeded(seed, step, device):
+            view_a, view_b = simclr_view(x, augment), simclr_view(x, augment)
+        mine = local_rows(len(x))
+        loss = nt_xent_loss(gather(parallel(view_a[mine])), gather(parallel(view_b[mine])), config.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

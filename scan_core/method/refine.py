@@ -40,6 +40,7 @@ from scipy import sparse
 from ..config import RefineConfig
 from ..data.artifacts import Checkpoint
 from .batches import Batches
+from .distributed import data_parallel, gather, is_main, local_rows, per_rank, seeded
 from .neighbors import neighbor_agreement
 
 SPREAD_STEPS = 30          # iterations of the spreading (alpha^30 < 0.05 for alpha 0.9)
@@ -138,13 +139,16 @@ def train_refine(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
         raise ValueError(f"refine epochs must be at least 1, got {config.epochs}")
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batches = Batches(len(targets), config.batch_size, config.epochs)
+    batches = Batches(len(targets), per_rank(min(config.batch_size, len(targets))), config.epochs)
     soft = torch.as_tensor(targets)
     model.train()
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
-    save = (lambda epochs: checkpoint.save(epochs, model, optimizer, rng)) if checkpoint else None
+    save = (lambda epochs: checkpoint.save(epochs, model, optimizer, rng)) if checkpoint and is_main() else None
+    parallel, device = data_parallel(model), next(model.parameters()).device
     for step, index in batches(np.arange(len(targets)), rng, first_epoch, save):
-        logits = model(inputs(index))[0]
+        with seeded(seed, step, device):
+            batch = inputs(index)
+        logits = gather(parallel(batch[local_rows(len(batch))]), dim=1)[0]  # every rank's rows
         loss = -(soft[index].to(logits.device) * F.log_softmax(logits, 1)).sum(1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

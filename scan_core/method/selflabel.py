@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..config import SelfLabelConfig
 from ..data.artifacts import Checkpoint
 from .batches import Batches
+from .distributed import data_parallel, gather, is_main, local_rows, per_rank, seeded
 
 
 def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99,
@@ -59,20 +60,24 @@ def train_selflabel(model: nn.Module, weak_inputs: Callable[[np.ndarray], torch.
     """
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batches = Batches(n, config.batch_size, config.epochs)
+    batches = Batches(n, per_rank(min(config.batch_size, n)), config.epochs)
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
     skipped = int(checkpoint.extra or 0) if first_epoch else 0
+    parallel, device = data_parallel(model), next(model.parameters()).device
 
     def end_of_epoch(epochs: int) -> None:
-        if checkpoint:
+        if checkpoint and is_main():
             checkpoint.save(epochs, model, optimizer, rng, extra=skipped)
 
     for step, index in batches(np.arange(n), rng, first_epoch, end_of_epoch):
+        mine = local_rows(len(index))  # this rank's rows of the global batch; the loss sees all of them
         model.eval()  # targets from the un-augmented view, batch-norm in inference mode
         with torch.no_grad():
-            weak_logits = model(weak_inputs(index))
+            weak_logits = gather(model(weak_inputs(index[mine])))
         model.train()
-        loss = selflabel_loss(weak_logits, model(strong_inputs(index)), config.threshold)
+        with seeded(seed, step, device):
+            strong = strong_inputs(index)
+        loss = selflabel_loss(weak_logits, gather(parallel(strong[mine])), config.threshold)
         if loss is None:
             skipped += 1
             continue

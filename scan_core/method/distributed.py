@@ -1,0 +1,128 @@
+"""Data parallelism for the training loops (``torch.distributed``, DistributedDataParallel): which
+rows of a global batch this process trains on, and the gathers that make the objective the one a
+single process computes at the same global batch.
+
+Every rank draws the same global batch (the same generator, the same permutation), makes its inputs
+with augmentations seeded by the step (:func:`seeded`), runs the network on its own contiguous share
+of the rows (:func:`local_rows`) and gathers the outputs of every rank with their gradients
+(:func:`gather`, ``torch.distributed.nn.functional.all_gather``). Each rank then computes the loss of
+the whole global batch: NT-Xent takes its negatives from every rank and SCAN's entropy term sees the
+global mean. The gather's backward sums each rank's share of the gradient over the ranks' copies of
+the loss, and DDP averages the parameters' gradients over the ranks, so every step's gradient is the
+single process's (the bug lightly fixed in lightly#1531 was a gather that did not sum). BatchNorm
+takes its statistics over the global batch too (:class:`GlobalBatchNorm`: torch's ``SyncBatchNorm``
+runs on GPUs only, and the CPU ranks of a laptop or a CI machine need the same objective).
+
+Without an initialised process group everything here is the identity: one process, all rows.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+STEP_SEED = 1_000_003  # a step's augmentation seed: seed * STEP_SEED + step
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process: ``(0, 1)`` without a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    """Whether this process writes (rank 0, or the only process)."""
+    return world()[0] == 0
+
+
+def per_rank(batch_size: int) -> int:
+    """``batch_size`` rounded down to a multiple of the world size (at least the world size)."""
+    size = world()[1]
+    return max(size, batch_size - batch_size % size)
+
+
+def local_rows(rows: int) -> slice:
+    """This rank's contiguous share of a global batch of ``rows`` rows (all of them alone)."""
+    rank, size = world()
+    if rows % size:
+        raise ValueError(f"a global batch of {rows} rows does not split evenly over {size} ranks")
+    share = rows // size
+    return slice(rank * share, (rank + 1) * share)
+
+
+def gather(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Every rank's ``x`` concatenated along ``dim`` in rank order (the global batch when ``x`` is
+    this rank's :func:`local_rows`), gradients flowing back to each rank's own part."""
+    if world()[1] == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(x.contiguous()), dim)
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch: each rank's per-channel
+    sums and sums of squares added over the ranks by an all-reduce that carries gradients; alone,
+    or in eval mode, plain BatchNorm. Works on any device (gloo on CPU, NCCL on GPU)."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"GlobalBatchNorm expects (B, C, ...) inputs, got shape {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or world()[1] == 1:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+        channels, dims = x.shape[1], [0, *range(2, x.dim())]
+        count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
+        sums = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        total = sums[-1]
+        mean = sums[:channels] / total
+        var = (sums[channels:2 * channels] / total - mean * mean).clamp_min(0)
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                momentum = 0.1 if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * total / (total - 1).clamp_min(1), momentum)
+                self.num_batches_tracked += 1
+        shape = (1, channels) + (1,) * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+
+def global_batch_norm(model: nn.Module) -> nn.Module:
+    """``model`` with every BatchNorm layer a :class:`GlobalBatchNorm` that shares its parameters
+    and running statistics (in place; the state dict keeps its keys)."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
+            synced = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                     child.track_running_stats)
+            synced._parameters, synced._buffers = child._parameters, child._buffers
+            synced.train(child.training)
+            setattr(model, name, synced)
+        else:
+            global_batch_norm(child)
+    return model
+
+
+def data_parallel(model: nn.Module) -> nn.Module:
+    """``model`` for a training step: itself alone, else wrapped in DistributedDataParallel with its
+    BatchNorm layers on the global batch (:func:`global_batch_norm`), sharing its parameters."""
+    if world()[1] == 1:
+        return model
+    device = next(model.parameters()).device
+    return nn.parallel.DistributedDataParallel(global_batch_norm(model),
+                                               device_ids=[device.index] if device.type == "cuda" else None)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, step: int, device: torch.device | str) -> Iterator[None]:
+    """Torch's random draws inside seeded by ``(seed, step)``, the same on every rank, and torch's
+    own generator state left as it was."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed * STEP_SEED + step)
+        yield
