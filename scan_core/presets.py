@@ -164,7 +164,7 @@ def colour_backbone(num_images: int, image_side: int, time_budget: float,
     if slower:
         why += f"; too slow for that budget: {', '.join(slower)}"
     if absent:
-        why += f"; stronger ones not on this machine: {', '.join(absent)} (README, Backbones)"
+        why += f"; stronger ones not on this machine: {', '.join(absent)} (README, Pretrained backbones)"
     return chosen.name, why
 
 

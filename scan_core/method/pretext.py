@@ -66,6 +66,9 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+#: Images per batch of a pass that only embeds: in larger batches a CNN's activations leave a CPU's
+#: caches and a frozen pass takes about twice as long (bench/RESULTS.md, "Pretrained backbones").
+EMBED_BATCH = 64
 #: Steps timed (after the first, which warms up) before ``plan`` decides how many epochs to train.
 PROBE_STEPS = 8
 
@@ -149,7 +152,7 @@ class Encoder(nn.Module):
 
 @torch.no_grad()
 def embed(network: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, device: str | torch.device,
-          batch_size: int = 1024,
+          batch_size: int = EMBED_BATCH,
           view: Callable[[torch.Tensor], torch.Tensor] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Run ``network`` in eval mode over uint8 ``images`` ``(N, H, W, C)`` -> float32 ``(N, D)``.

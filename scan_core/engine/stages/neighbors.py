@@ -56,4 +56,4 @@ def components(ctx: RunContext, kind: type[WhitenedPCA], dim: int) -> np.ndarray
     pca = next((p for p in ctx.encoder.parts if isinstance(p, kind)), None)
     if pca is None:
         pca = kind.fit(ctx.images.images, dim, ctx.config.seed, ctx.device)
-    return embed(pca.project, ctx.images.images, ctx.device)
+    return embed(pca.project, ctx.images.images, ctx.device, batch_size=1024)

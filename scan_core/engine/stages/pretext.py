@@ -12,7 +12,7 @@ from ...costs import fit_epochs, stage_seconds
 from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch, save_array, save_json, save_torch
 from ...data.rundir import planned_stages
 from ...method.cosine import spherical_kmeans
-from ...method.pretext import SimCLRModel, embed, train_simclr
+from ...method.pretext import EMBED_BATCH, SimCLRModel, embed, train_simclr
 from ..context import RunContext
 from ..models import build_encoder
 
@@ -33,7 +33,7 @@ def run(ctx: RunContext) -> None:
         plan = planned or _read_plan(ctx)
     ctx.encoder = encoder.eval()
     frozen = c.uses_backbone and not c.pretext.epochs  # a pretrained network: its pass is the stage
-    ctx.features = embed(encoder, ctx.images.images, ctx.device, batch_size=256 if frozen else 1024,
+    ctx.features = embed(encoder, ctx.images.images, ctx.device, batch_size=EMBED_BATCH if frozen else 1024,
                          on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None)
     save_torch(ctx.dir / "pretext.pt", encoder.state_dict())
     save_array(ctx.dir / "features.npy", ctx.features)
