@@ -17,7 +17,7 @@ from ..config import EXACT_SEARCH_LIMIT
 from .cosine import l2_normalize
 
 HNSW_LINKS = 32                  # M: graph links per point (about 4 D + 8 M bytes a point)
-HNSW_SEARCH = 128                # efSearch: candidates kept while searching (at least k + 1)
+HNSW_SEARCH = 256                # efSearch: candidates kept while searching (at least k + 1)
 RECALL_QUERIES = 1_000           # sampled queries :func:`search_recall` checks against exact search
 
 
