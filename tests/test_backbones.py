@@ -1,4 +1,7 @@
 """Backbones: shapes, and ImageNet weights read only from a local file with weights_only=True."""
+import os
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -118,3 +121,21 @@ def test_auto_takes_the_strongest_backbone_present_that_fits_and_says_why(dinov2
     assert big.backbone == "efficientnet-lite0-imagenet" and "too slow for that budget: dinov2-vits14" in big.note
     named = make_config("/some/folder", 4, 600, 64, 3, backbone="efficientnet-lite0-imagenet")
     assert named.backbone == "efficientnet-lite0-imagenet" and named.note == ""
+
+
+def test_the_registry_names_torchvisions_own_checkpoint_files():
+    # scan_core.pretrained keeps the file names as data (it imports no torchvision); they must be
+    # the last part of the URLs torchvision downloads from
+    from scan_core.pretrained import TORCHVISION_FILES
+    weights = {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+               "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
+               "vit_b_16": torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1}
+    assert {arch: os.path.basename(w.url) for arch, w in weights.items()} == TORCHVISION_FILES
+
+
+def test_the_hub_folder_is_found_where_torch_finds_it(monkeypatch, tmp_path):
+    from scan_core.pretrained import torch_hub_dir
+    assert torch_hub_dir() == Path(torch.hub.get_dir())  # TORCH_HOME, set by conftest
+    monkeypatch.delenv("TORCH_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert torch_hub_dir() == Path(torch.hub.get_dir()) == tmp_path / "torch" / "hub"

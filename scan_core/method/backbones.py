@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ..config import BACKBONES
-from ..pretrained import TORCHVISION_FILES, WEIGHTS_ENV, Pretrained, local_weights, pretrained_spec
+from ..pretrained import TORCHVISION_FILES, WEIGHTS_ENV, Pretrained, local_weights, pretrained_spec, torch_hub_dir
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -201,7 +201,7 @@ def imagenet_weights_path(arch: str) -> Path:
     (``$SCAN_EXPLORER_WEIGHTS/<file>`` when set, else the torch hub cache)."""
     filename = TORCHVISION_FILES[arch]
     custom = os.environ.get(WEIGHTS_ENV)
-    return Path(custom) / filename if custom else Path(torch.hub.get_dir()) / "checkpoints" / filename
+    return Path(custom) / filename if custom else torch_hub_dir() / "checkpoints" / filename
 
 
 def imagenet_torchvision(arch: str, in_channels: int, download: bool = True, input_size: int | None = None) -> TorchvisionNet:

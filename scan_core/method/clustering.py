@@ -231,7 +231,7 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batches = Batches(len(train_index), per_rank(min(config.batch_size, len(train_index))), config.epochs)
     model.train()
-    parallel = data_parallel(model)
+    parallel, device = data_parallel(model), next(model.parameters()).device
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
     saved: list[dict] = (checkpoint.extra or []) if checkpoint and first_epoch else []
     snapshots = [Snapshot(**snapshot) for snapshot in saved]
@@ -250,7 +250,7 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
         choice = rng.integers(0, k + 1, len(anchors))  # 0 = the anchor itself
         partners = np.where(choice == 0, anchors, neighbors[anchors, np.maximum(choice - 1, 0)])
         partners = np.where(held_out[partners], anchors, partners)
-        with seeded(seed, step, next(model.parameters()).device):  # the global batch's inputs
+        with seeded(seed, step, device):  # the global batch's inputs
             batch = inputs(np.concatenate([anchors, partners]))
         logits = gather(parallel(batch[local_rows(len(batch))]), dim=1)  # this rank's rows, then every rank's
         anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]

@@ -21,6 +21,11 @@ HNSW_SEARCH = 256                # efSearch: candidates kept while searching (at
 RECALL_QUERIES = 1_000           # sampled queries :func:`search_recall` checks against exact search
 
 
+def search_kind(n: int, exact_limit: int = EXACT_SEARCH_LIMIT) -> str:
+    """How :func:`mine_neighbors` searches ``n`` rows: ``"exact"`` up to ``exact_limit``, else ``"hnsw"``."""
+    return "exact" if n <= exact_limit else "hnsw"
+
+
 def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
                    exact_limit: int = EXACT_SEARCH_LIMIT) -> np.ndarray:
     """Indices ``(N, k)`` of each row's ``k`` most cosine-similar other rows, most similar first:
@@ -41,7 +46,7 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
         raise ValueError(f"exact_limit must be >= 0, got {exact_limit}")
     normalised = np.ascontiguousarray(l2_normalize(features), dtype=np.float32)
     index: faiss.Index
-    if n <= exact_limit:
+    if search_kind(n, exact_limit) == "exact":
         index = faiss.IndexFlatIP(normalised.shape[1])
     else:
         graph = faiss.IndexHNSWFlat(normalised.shape[1], HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...data.artifacts import CorruptArtifact, load_array, save_array
 from ...method.hog import HOGPCA
-from ...method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity, search_recall
+from ...method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity, search_kind, search_recall
 from ...method.pretext import PixelPCA, embed
 from ...method.whitening import WhitenedPCA
 from ..context import RunContext
@@ -35,7 +35,7 @@ def run(ctx: RunContext) -> None:
         save_array(ctx.dir / "feature_neighbors.npy", own)
     values: dict[str, object] = {
         "space": c.neighbor_space, "k": c.num_neighbors,
-        "search": "exact" if len(ctx.images) <= c.exact_search_limit else "hnsw",
+        "search": search_kind(len(ctx.images), c.exact_search_limit),
         # recall@k of each mined space against exact search on sampled queries (1.0 when exact, up to ties)
         "recall": min(search_recall(space, found, seed=c.seed) for space, found in zip(spaces, lists))}
     if ctx.images.has_labels:
