@@ -160,7 +160,7 @@ def start_form(ws: Workspace, spec: str, images: ImageSet, runs: list[dict]) -> 
     """K, preset, backbone, seed, time budget and name of a new run, its expected duration, and Start
     (``runs``: the workspace's, for a suggestion from an earlier run)."""
     default_k = images.num_classes if images.has_labels else min(10, len(images) - 1)
-    cols = st.columns(5)
+    cols = st.columns(6)
     suggest = cols[0].toggle("Suggest K", value=images.num_classes < 2, key=start_key(spec, "suggest"),
                              help="K is chosen during the run, from the mined neighbours (stability of k-means "
                                   "on random halves and the eigengap of the neighbour graph); the Clusters page "
@@ -185,6 +185,11 @@ def start_form(ws: Workspace, spec: str, images: ImageSet, runs: list[dict]) -> 
                                   help="auto plans the run for this long on this machine: the pretrained "
                                        "backbone's image size and feature banks, SimCLR's epochs (cut at run "
                                        "time from the measured step time)")
+    cols[5].number_input("Processes", min_value=1, max_value=max(64, jobs.default_processes()),
+                         value=jobs.default_processes(), key=start_key(spec, "processes"),
+                         help="Training processes on this machine (torchrun ranks): each trains its share of "
+                              "every batch and embeds its share of the images. One per GPU when there are "
+                              "several (the default then); on a CPU, more than one only splits its cores.")
     suggest_from_earlier_run(ws, spec, runs)
     st.text_input("Run name", placeholder=default_run_name(spec, AUTO if suggest else int(clusters)), key=start_key(spec, "name"),
                   help="Left empty: the name shown in grey.")
@@ -254,17 +259,18 @@ def start_clicked(ws: Workspace, spec: str) -> None:
     backbone, preset = value("backbone"), value("preset")
     launch(ws, spec, clusters, value("name").strip() or default_run_name(spec, clusters), preset,
            None if backbone == PRESET_BACKBONE else backbone, int(value("seed")), origin="form",
-           time_budget=60.0 * value("budget") if preset == "auto" else None)
+           time_budget=60.0 * value("budget") if preset == "auto" else None, processes=int(value("processes")))
 
 
 def launch(ws: Workspace, spec: str, clusters: int | str, name: str, preset: str = "auto",
-           backbone: str | None = None, seed: int = 0, origin: str = "form", time_budget: float | None = None) -> None:
+           backbone: str | None = None, seed: int = 0, origin: str = "form", time_budget: float | None = None,
+           processes: int = 1) -> None:
     """A start button's callback: launch the job and show its run on every page. A refusal is
     kept for :func:`show_refusal` to draw beside the button ``origin`` names."""
-    request = (spec, clusters, name, preset, backbone, seed, time_budget)
+    request = (spec, clusters, name, preset, backbone, seed, time_budget, processes)
     try:
         run_dir = jobs.start(ws, spec, clusters, name=name, preset=preset, backbone=backbone, seed=seed,
-                             time_budget=time_budget)
+                             time_budget=time_budget, processes=processes)
     except jobs.JobBusy as error:
         earlier = st.session_state.get(LAST_LAUNCH)
         active = jobs.active_run(ws)
@@ -303,6 +309,9 @@ def progress_card(ws: Workspace, run_dir: Path) -> None:
     working = state["state"] in WORKING
     st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
     config = jobs.run_config(run_dir)
+    if (config.get("world_size") or 1) > 1:
+        st.caption(f":material/lan: {config['world_size']} processes train this run together (torchrun); "
+                   "rank 0 writes its files.")
     stages = [stage.name for stage in planned_stages(config, run_dir)] if config else list(STAGE_NAMES)
     cols = st.columns(len(stages))
     for col, stage in zip(cols, stages):

@@ -2,6 +2,9 @@
 (the K a run's neighbours suggest, with the evidence), ``review DIR [--top N]`` (the review queue,
 as the app's Review page) and ``refine DIR [--epochs E]`` (train again from the curation's labels).
 
+``train`` and ``refine`` run the same under ``torchrun`` (``torchrun --standalone --nproc-per-node N
+-m scan_core train ...``: :mod:`scan_core.engine.ranks`); rank 0 prints.
+
 ``train`` exits with 0 when the run finished, 2 when the request is refused before anything
 starts (bad dataset, parameter or ``--out``: the message says which), 1 when a file cannot be
 written (disk full ...), 130 on Ctrl-C (SIGINT) and 143 on SIGTERM; the last three leave a
@@ -10,6 +13,7 @@ resumable run (``status.json``: failed, interrupted, cancelled).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -131,8 +135,9 @@ def train(args: argparse.Namespace) -> int:
         if getattr(args, f"{stage}_epochs") is not None:
             overrides[stage] = {"epochs": getattr(args, f"{stage}_epochs")}
     code = training(lambda: train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet,
-                                      **overrides), f"run the same command again (--out {args.out}) to resume")
-    if code == 0:
+                                      **overrides), f"run the same command again (--out {args.out}) to resume",
+                    args.device)
+    if code == 0 and rank_zero():
         skipped = load_json(args.out / "report.json")["skipped"]
         if skipped:
             print(f"skipped {skipped} files, see {args.out / 'report.json'}")
@@ -144,25 +149,32 @@ def train(args: argparse.Namespace) -> int:
 
 def refine(args: argparse.Namespace) -> int:
     """``refine RUN [--epochs E]``: train the run's result again with the curation's image labels."""
+    from .engine.ranks import on_rank_zero
     from .engine.run import train_run
     from .explore.refine import request_refine
-    try:
-        labels = request_refine(args.run_dir, args.epochs)
-    except (*USER_ERRORS, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    left_out = "; ".join(f"{count} {reason}" for reason, count in labels.left_out.items())
-    print(f"refining with {len(labels.images):,} image labels" + (f" (left out: {left_out})" if left_out else ""))
-    return training(lambda: train_run(args.run_dir, show_bar=not args.quiet),
-                    f"run the same command again ({args.run_dir}) to resume")
+
+    def refined() -> RunMetrics:
+        labels = on_rank_zero(lambda: request_refine(args.run_dir, args.epochs))
+        if labels is not None:
+            left_out = "; ".join(f"{count} {reason}" for reason, count in labels.left_out.items())
+            print(f"refining with {len(labels.images):,} image labels" + (f" (left out: {left_out})" if left_out else ""))
+        return train_run(args.run_dir, show_bar=not args.quiet)
+
+    return training(refined, f"run the same command again ({args.run_dir}) to resume")
 
 
-def training(run: Callable[[], RunMetrics], resume: str) -> int:
-    """Call ``run`` (a training) with SIGTERM cancelling it; print its metrics, or why it stopped
-    and ``resume``; return the exit code."""
+def rank_zero() -> bool:
+    """Whether this process prints a run's results: the only one, or rank 0 of those torchrun starts."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def training(run: Callable[[], RunMetrics], resume: str, device: str = "auto") -> int:
+    """Call ``run`` (a training, under torchrun one rank of it: :mod:`scan_core.engine.ranks`) with
+    SIGTERM cancelling it; print its metrics, or why it stopped and ``resume``; return the exit code."""
     from .engine.cancel import Cancelled, sigterm_cancels
+    from .engine.ranks import process_group
     try:
-        with sigterm_cancels():
+        with process_group(device), sigterm_cancels():
             metrics = run()
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
@@ -176,7 +188,8 @@ def training(run: Callable[[], RunMetrics], resume: str) -> int:
     except Cancelled:
         print(f"cancelled: {resume}", file=sys.stderr)
         return 143
-    print(metrics_table(metrics))
+    if rank_zero():
+        print(metrics_table(metrics))
     return 0
 
 

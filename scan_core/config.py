@@ -277,7 +277,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunConfig:
-        """The config in ``run_dir/config.json``, without the versions it also records and the keys
+        """The config in ``run_dir/config.json``, without the versions and world size it also records and the keys
         older runs wrote (:data:`RETIRED_KEYS`); ValueError naming the file when it is not JSON."""
         path = Path(run_dir) / "config.json"
         try:
@@ -285,6 +285,7 @@ class RunConfig:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: invalid JSON ({error})") from error
         stored.pop("versions", None)
+        stored.pop("world_size", None)
         for section, keys in RETIRED_KEYS.items():
             for key in keys:
                 stored.get(section, {}).pop(key, None)

@@ -455,3 +455,21 @@ def test_runs_are_compared_renamed_and_deleted(own_home, monkeypatch):
         with pytest.raises(ValueError, match="digits is training"):  # a run that trains may not
             jobs.delete_run(ws, ws.runs / "digits")
     save_json(ws.runs / "digits" / "status.json", finished)
+
+
+def test_a_run_of_two_processes_starts_from_the_form_and_says_so(own_home, monkeypatch, wait_for):
+    ws = Workspace.create(own_home)
+    at = app(own_home, monkeypatch)
+    assert at.number_input(key="start_processes:digits").value == jobs.default_processes() == 1  # no GPU here
+    at.selectbox(key="start_preset:digits").set_value("tiny")
+    at.number_input(key="start_processes:digits").set_value(2)
+    at.text_input(key="start_name:digits").set_value("two")
+    button(at, "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert load_json(ws.runs / "two" / "job.json")["processes"] == 2
+    wait_for(lambda: jobs.job_state(ws, ws.runs / "two")["state"] not in ("starting", "running"), timeout=300)
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=60)
+    assert jobs.job_state(ws, ws.runs / "two")["state"] == "finished", (ws.runs / "two" / "train.log").read_text()[-2000:]
+    assert load_json(ws.runs / "two" / "config.json")["world_size"] == 2
+    at.run()
+    assert any("2 processes train this run together" in c.value for c in at.caption)

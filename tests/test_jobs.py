@@ -134,6 +134,32 @@ def test_cancel_then_resume(ws, wait_for):
     wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished", timeout=300)
 
 
+def test_cancel_stops_every_rank_of_a_two_process_job(ws, wait_for):
+    from scan_core.data.rundir import process_alive
+    run_dir = jobs.start(ws, "digits", 10, name="two-cancel", preset="digits", processes=2)
+    peers = wait_for(lambda: stage_running(run_dir, "scan") and load_json(run_dir / "status.json")["ranks"],
+                     timeout=300, every=0.05)
+    assert jobs.cancel(ws, run_dir)
+    wait_for(lambda: jobs.active_run(ws) is None, timeout=90)  # the launcher ends once every rank has
+    state = jobs.job_state(ws, run_dir)
+    assert state["state"] == "cancelled" and state["error"] == "cancelled by user"
+    assert not any(process_alive(peer["pid"], peer["pid_start"]) for peer in peers)
+    assert jobs.resumable(run_dir, state["state"])
+
+
+def test_the_gpus_a_job_may_use_are_the_drivers_narrowed_by_cuda_visible_devices(ws, monkeypatch):
+    monkeypatch.setattr(jobs.os, "listdir", lambda path: ["0000:01:00.0", "0000:02:00.0", "0000:03:00.0"]
+                        if path == "/proc/driver/nvidia/gpus" else [])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert jobs.gpu_count() == 3 and jobs.default_processes() == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    assert jobs.gpu_count() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert jobs.gpu_count() == 0 and jobs.default_processes() == 1
+    with pytest.raises(ValueError, match="processes must be a whole number of at least 1"):
+        jobs.start(ws, "digits", processes=0)
+
+
 def test_a_killed_job_shows_as_interrupted_and_releases_the_lock(ws, wait_for):
     run_dir = jobs.start(ws, "digits", 10, name="killed", preset="digits")
     wait_for(lambda: stage_running(run_dir, "scan"), every=0.05)

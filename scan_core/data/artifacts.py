@@ -8,6 +8,9 @@ that names the target. Arrays are saved as ``.npy`` and always read back with
 ``allow_pickle=False``, torch files with ``weights_only=True``; a truncated or corrupt file raises
 :class:`CorruptArtifact` instead of being trusted. torch is imported by the functions that need it,
 so reading a run's arrays and JSON (the app) does not load it.
+
+In a distributed run only rank 0 writes: on the other ranks :func:`set_writes` turns every write
+here (and the run's events, :mod:`scan_core.engine.progress`) into nothing.
 """
 from __future__ import annotations
 
@@ -30,7 +33,23 @@ class CorruptArtifact(RuntimeError):
     """An artifact exists but cannot be read back (truncated, wrong format)."""
 
 
+_writing = [True]
+
+
+def set_writes(on: bool) -> None:
+    """Whether this process writes run files (off on every rank of a distributed run but rank 0,
+    :mod:`scan_core.engine.ranks`)."""
+    _writing[0] = bool(on)
+
+
+def writes() -> bool:
+    """Whether this process writes run files (:func:`set_writes`)."""
+    return _writing[0]
+
+
 def _atomic_write(path: Path, write) -> None:
+    if not _writing[0]:
+        return
     path, tmp = Path(path), None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +184,8 @@ class Checkpoint:
 
     def clear(self) -> None:
         """Delete the checkpoint, and the half-written copy a kill during :meth:`save` left beside it."""
+        if not writes():
+            return
         self.path.unlink(missing_ok=True)
         for unfinished in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             unfinished.unlink(missing_ok=True)

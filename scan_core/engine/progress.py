@@ -20,6 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..data.artifacts import writes
+
 
 class Progress:
     """Writes stage/step events for one run directory and draws a tqdm bar on a terminal."""
@@ -40,7 +42,10 @@ class Progress:
         self._last_write = 0.0
 
     def emit(self, kind: str, **fields) -> None:
-        """Append one event line (flushed and fsynced so a reader sees whole lines)."""
+        """Append one event line (flushed and fsynced so a reader sees whole lines); nothing on a
+        rank that does not write (:func:`~scan_core.data.artifacts.set_writes`)."""
+        if not writes():
+            return
         event = {"time": round(time.time(), 3), "kind": kind, "stage": self.stage, **fields}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as handle:

@@ -9,13 +9,20 @@ epoch (``checkpoints/<stage>.pt``, deleted when the stage completes), so that a 
 continues within the stage from its last finished epoch; an event ``resumed`` with ``epoch`` says
 so. Whatever stops a run is recorded in ``status.json``; :func:`~scan_core.data.rundir.read_status`
 reads it.
+
+Under ``torchrun`` every rank executes the run (:mod:`scan_core.engine.ranks`): the training stages
+on all of them, the others on rank 0 while the rest wait and then load its artifacts. ``config.json``
+records the ``world_size`` of the latest attempt, ``status.json`` its ``ranks``; a run resumes with
+any number of ranks.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -26,7 +33,9 @@ from ..data.images import ImageSet
 from ..data.run_metrics import RunMetrics
 from ..data.rundir import STAGE_NAMES, Stage, planned_stages, process_start, stored_status
 from ..data.sources import load_source
+from ..method.distributed import alone, world
 from ..presets import check_preset, plan_config
+from . import ranks
 from .cancel import Cancelled
 from .context import RunContext
 from .device import resolve_device, versions
@@ -58,10 +67,14 @@ class Run:
         """``images``: the source, when already loaded (the images stage saves it, else loads it)."""
         self.dir = Path(run_dir)
         self.config = config
-        self.threads = ThreadGovernor()
+        self.rank, self.world_size = world()
+        self.peers = ranks.peers()
+        self.threads = ThreadGovernor(cores=ranks.local_cores())
         self.context = RunContext(self.dir, config, resolve_device(config.device),
-                                  Progress(self.dir, show_bar=show_bar, on_step=self.threads.adjust), source=images)
-        self._process = {"pid": os.getpid(), "pid_start": process_start(os.getpid())}
+                                  Progress(self.dir, show_bar=show_bar and self.rank == 0, on_step=self.threads.adjust),
+                                  source=images)
+        self._process = {"pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                         "ranks": ranks.records(self.peers) if self.world_size > 1 else None}
 
     def _set_status(self, **fields) -> None:
         status = {**stored_status(self.dir), **fields, **self._process, "updated": time.time()}
@@ -87,12 +100,14 @@ class Run:
         Whatever stops it is recorded in ``status.json`` (``cancelled`` for :class:`Cancelled`,
         ``interrupted`` for KeyboardInterrupt, else ``failed``) and raised again.
         """
-        save_json(self.dir / "config.json", {**self.config.to_dict(), "versions": versions()})
+        save_json(self.dir / "config.json", {**self.config.to_dict(), "versions": versions(),
+                                             "world_size": self.world_size})
         completed = self._completed()
         self._set_status(state="running", stage=None, completed=completed, error=None, started=time.time())
         stages = [stage for stage in planned_stages(self.config.to_dict(), self.dir) if stage.name not in completed]
         for stage in stages[1:]:  # their inputs are about to be recomputed: saved epochs are stale
             self.context.checkpoint(stage.name).clear()
+        ranks.barrier()  # every rank has read what it resumes from before rank 0 writes again
         progress = self.context.progress
         try:
             for stage in stages:
@@ -101,13 +116,16 @@ class Run:
                 progress.start(stage.name)
                 torch.manual_seed(self.config.seed + STAGE_NAMES.index(stage.name))
                 self.context.started = time.time()
-                implementation(stage).run(self.context)
+                self._run_stage(stage)
                 self.context.checkpoint(stage.name).clear()
                 progress.end()
                 completed.append(stage.name)
                 self._set_status(completed=completed)
+                ranks.barrier()  # what rank 0 wrote is on disk before any rank reads it
+                if self.rank:  # the other ranks go on from rank 0's results
+                    implementation(stage).load(self.context)
         except BaseException as error:
-            outcome, message = _outcome(error)
+            outcome, message = _outcome(error, ranks.stopped(self.peers), self.world_size)
             progress.close_bar()
             progress.emit("error", state=outcome, error=message)
             self._set_status(state=outcome, error=message)
@@ -115,9 +133,20 @@ class Run:
         self._set_status(state="finished", stage=None)
         return self.context.metrics()
 
+    def _run_stage(self, stage: Stage) -> None:
+        """Run ``stage`` on every rank when it trains, else on rank 0 alone while the others wait."""
+        if stage.trains or self.rank == 0:
+            with contextlib.nullcontext() if stage.trains else alone():
+                implementation(stage).run(self.context)
 
-def _outcome(error: BaseException) -> tuple[str, str]:
-    """The state a run ends in when ``error`` stops it, and the message recorded with it."""
+
+def _outcome(error: BaseException, stopped: Sequence[ranks.Peer] = (), world_size: int = 1) -> tuple[str, str]:
+    """The state a run ends in when ``error`` stops it, and the message recorded with it; a rank
+    that is gone (``stopped``) is what failed, unless the user interrupted the run."""
+    if stopped and not isinstance(error, KeyboardInterrupt):
+        gone = ", ".join(peer.describe(world_size) for peer in stopped)
+        return "failed", (f"{gone} stopped (killed or crashed: its log says why); the run is resumable, "
+                          f"with any number of processes; here: {type(error).__name__}: {error}")
     if isinstance(error, Cancelled):
         return "cancelled", "cancelled by user"
     if isinstance(error, KeyboardInterrupt):
@@ -135,6 +164,18 @@ def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str
     raises ValueError before anything is written into ``run_dir``.
     """
     run_dir = Path(run_dir)
+    planned = ranks.on_rank_zero(lambda: _planned(run_dir, dataset, num_clusters, preset, overrides))
+    config, images = planned or (None, None)
+    config = ranks.share(config)  # under torchrun, rank 0's plan is every rank's
+    run = Run(run_dir, config, show_bar=show_bar, images=images)
+    del images  # the images stage saves them and goes on with the memory-mapped copy
+    return run.execute()
+
+
+def _planned(run_dir: Path, dataset: str | None, num_clusters: int | str | None, preset: str,
+             overrides: dict) -> tuple[RunConfig, ImageSet | None]:
+    """The config of the run in ``run_dir`` (stored, or planned for ``dataset``) and the images a new
+    run loaded to plan it; ``run_dir`` checked writable (:func:`train_run`)."""
     images = None
     if (run_dir / "config.json").exists():
         config = RunConfig.load(run_dir)
@@ -148,6 +189,4 @@ def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str
         images = load_source(dataset, image_size=overrides.get("image_size"))
         config = plan_config(images, dataset, num_clusters, preset, **overrides)
     check_writable(run_dir)
-    run = Run(run_dir, config, show_bar=show_bar, images=images)
-    del images  # the images stage saves them and goes on with the memory-mapped copy
-    return run.execute()
+    return config, images

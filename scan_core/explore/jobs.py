@@ -1,4 +1,6 @@
-"""Training jobs for the app: one ``python -m scan_core train`` process at a time per workspace.
+"""Training jobs for the app: one ``python -m scan_core train`` job at a time per workspace, of one
+process or of several that ``torchrun`` starts (:mod:`scan_core.engine.ranks`; Cancel stops the
+launcher's whole process group, every rank with it).
 
 A job is a separate OS process in its own session, so it survives reruns of the Streamlit script,
 a closed tab and a restart of the server; it talks to the app only through its run directory
@@ -44,11 +46,31 @@ class JobBusy(RuntimeError):
     """A training is already running in this workspace."""
 
 
+def gpu_count() -> int:
+    """The NVIDIA GPUs this process may use (the driver's list in ``/proc``, narrowed by
+    ``CUDA_VISIBLE_DEVICES``), without loading CUDA."""
+    try:
+        present = len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return present
+    return min(present, len([device for device in visible.split(",") if device.strip() not in ("", "-1")]))
+
+
+def default_processes() -> int:
+    """How many processes a job trains with unless told: one per GPU when there are several, else one."""
+    return max(1, gpu_count())
+
+
 def start(workspace: Workspace, dataset: str, clusters: int | str | None = None, name: str | None = None,
           preset: str = "auto", backbone: str | None = None, seed: int = 0,
-          time_budget: float | None = None) -> Path:
+          time_budget: float | None = None, processes: int = 1) -> Path:
     """Launch a new training run in the background; return its run directory. ``time_budget``:
-    seconds the run is planned for (``--time-budget``; None: the preset's).
+    seconds the run is planned for (``--time-budget``; None: the preset's); ``processes``: ranks
+    that train it together (torchrun on this machine; 1: a plain process). Its resumes and refines
+    use as many.
 
     Raises :class:`JobBusy` when another training holds the workspace, ValueError for a folder
     outside the data roots or a bad K (the job itself validates everything else and reports it
@@ -56,6 +78,8 @@ def start(workspace: Workspace, dataset: str, clusters: int | str | None = None,
     """
     if clusters is not None and clusters != AUTO and (not isinstance(clusters, int) or clusters < 2):
         raise ValueError(f"the number of clusters must be at least 2 or {AUTO!r}, got {clusters}")
+    if not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"the number of processes must be a whole number of at least 1, got {processes!r}")
     spec = dataset_spec(workspace, dataset)
     args = ["--dataset", spec, "--preset", preset, "--seed", str(int(seed))]
     if clusters is not None:
@@ -70,7 +94,7 @@ def start(workspace: Workspace, dataset: str, clusters: int | str | None = None,
         run_dir = workspace.new_run_dir(name or f"{Path(spec).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         save_json(run_dir / "job.json", {"dataset": spec, "clusters": clusters, "preset": preset,
                                          "backbone": backbone, "seed": seed, "time_budget": time_budget,
-                                         "created": time.time()})
+                                         "processes": processes, "created": time.time()})
         _launch(workspace, lock, run_dir, args)
     return run_dir
 
@@ -150,12 +174,15 @@ def undo_refine(workspace: Workspace, run_dir: Path) -> str:
 
 
 def cancel(workspace: Workspace, run_dir: Path) -> bool:
-    """Ask the run's training process to stop (SIGTERM: it records ``cancelled``); False when it
-    is not running."""
+    """Ask the run's training processes to stop (SIGTERM to the job's process group: it records
+    ``cancelled``); False when it is not running. The request is noted in ``job.json``, so that a run
+    of several ranks reads as cancelled even when rank 0 saw another rank stop first."""
     run_dir = workspace.own_run(run_dir)
     if active_run(workspace) != run_dir:
         return False
-    pid = read_json(run_dir / "job.json").get("pid")
+    job = read_json(run_dir / "job.json")
+    pid = job.get("pid")
+    save_json(run_dir / "job.json", {**job, "cancelled": time.time()})
     try:
         os.killpg(int(pid), signal.SIGTERM)
     except (ProcessLookupError, TypeError, ValueError):
@@ -190,6 +217,9 @@ def job_state(workspace: Workspace, run_dir: Path) -> dict:
     user cancelled it while it was loading its images)."""
     run_dir = Path(run_dir)
     status = read_status(run_dir)
+    job = read_json(run_dir / "job.json")
+    if status["state"] == "failed" and (job.get("cancelled") or 0) >= (job.get("launched") or float("inf")):
+        return {**status, "state": "cancelled", "error": CANCELLED}  # a rank stopped by the cancel itself
     if _written_since_launch(run_dir, status):
         return status
     if active_run(workspace) == run_dir.resolve():
@@ -280,7 +310,11 @@ class _training_lock:
 def _launch(workspace: Workspace, lock: int, run_dir: Path, args: list[str]) -> None:
     """Start the training process; ``launched`` is taken before it starts, so that every status
     it writes is newer (:func:`job_state`). It extracts and downloads into the workspace's data_dir."""
-    command = [sys.executable, "-m", "scan_core", "train", *args, "--out", str(run_dir), "--quiet"]
+    processes = int(read_json(run_dir / "job.json").get("processes") or 1)
+    launcher = [sys.executable, "-m", "scan_core"] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+        "-m", "scan_core"]
+    command = [*launcher, "train", *args, "--out", str(run_dir), "--quiet"]
     save_json(workspace.home / HOLDER_NAME, {"run_dir": str(run_dir.resolve())})
     launched = time.time()
     with open(run_dir / "train.log", "ab") as log:

@@ -13,25 +13,49 @@ single process's (the bug lightly fixed in lightly#1531 was a gather that did no
 takes its statistics over the global batch too (:class:`GlobalBatchNorm`: torch's ``SyncBatchNorm``
 runs on GPUs only, and the CPU ranks of a laptop or a CI machine need the same objective).
 
+Passes that only embed (:func:`shard` and :func:`gather_rows`) split their rows across the ranks
+and gather the results on every rank. Inside :func:`alone` (a stage rank 0 runs by itself while the
+others wait) every helper here behaves as in one process.
+
 Without an initialised process group everything here is the identity: one process, all rows.
 """
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
+from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+# torch 2.14 calls the collectives that carry gradients deprecated, pointing to a private module:
+# they stay until a public replacement exists, without a warning per rank and call site.
+warnings.filterwarnings("ignore", r"torch\.distributed\.nn\.functional\.all_(gather|reduce) is deprecated",
+                        FutureWarning)
+Module = TypeVar("Module", bound=nn.Module)
 STEP_SEED = 1_000_003  # a step's augmentation seed: seed * STEP_SEED + step
+_alone = [0]  # depth of :func:`alone` blocks
 
 
 def world() -> tuple[int, int]:
-    """``(rank, world size)`` of this process: ``(0, 1)`` without a process group."""
-    if dist.is_available() and dist.is_initialized():
+    """``(rank, world size)`` of this process: ``(0, 1)`` without a process group or inside :func:`alone`."""
+    if dist.is_available() and dist.is_initialized() and not _alone[0]:
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Within the block this process computes as if it were the only one (no collective is called):
+    for the stages rank 0 runs by itself while the other ranks wait."""
+    _alone[0] += 1
+    try:
+        yield
+    finally:
+        _alone[0] -= 1
 
 
 def is_main() -> bool:
@@ -52,6 +76,38 @@ def local_rows(rows: int) -> slice:
         raise ValueError(f"a global batch of {rows} rows does not split evenly over {size} ranks")
     share = rows // size
     return slice(rank * share, (rank + 1) * share)
+
+
+def shard(rows: int) -> slice:
+    """This rank's contiguous share of ``rows`` rows of a pass that only embeds (the first ranks
+    take one more when they do not split evenly); all of them alone."""
+    rank, size = world()
+    bounds = np.linspace(0, rows, size + 1).round().astype(int)
+    return slice(int(bounds[rank]), int(bounds[rank + 1]))
+
+
+def gather_rows(local: np.ndarray, rows: int) -> np.ndarray:
+    """Every rank's :func:`shard` of a ``(rows, ...)`` result concatenated in rank order, on every
+    rank (``local`` itself alone). The shares go over the CPU group (gloo), padded to one size."""
+    rank, size = world()
+    if size == 1:
+        return local
+    bounds = np.linspace(0, rows, size + 1).round().astype(int)
+    longest = int(np.diff(bounds).max())
+    padded = torch.zeros((longest, *local.shape[1:]), dtype=torch.from_numpy(local[:0]).dtype)
+    padded[:len(local)] = torch.from_numpy(np.ascontiguousarray(local))
+    parts = [torch.empty_like(padded) for _ in range(size)]
+    dist.all_gather(parts, padded)
+    return np.concatenate([part[:end - start].numpy() for part, start, end in zip(parts, bounds[:-1], bounds[1:])])
+
+
+def broadcast_state(module: Module) -> Module:
+    """``module`` with rank 0's parameters and buffers on every rank (in place): for what is fitted
+    rather than trained (a PCA), so that every rank embeds with the same one."""
+    if world()[1] > 1:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+    return module
 
 
 def gather(x: torch.Tensor, dim: int = 0) -> torch.Tensor:

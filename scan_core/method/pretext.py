@@ -19,7 +19,7 @@ from ..data.artifacts import Checkpoint
 from .augment import simclr_view, to_tensor
 from .backbones import feature_dim
 from .batches import Batches
-from .distributed import data_parallel, gather, is_main, local_rows, per_rank, seeded
+from .distributed import data_parallel, gather, gather_rows, is_main, local_rows, per_rank, seeded, shard
 from .whitening import WhitenedPCA
 
 
@@ -158,18 +158,23 @@ def embed(network: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, d
     """Run ``network`` in eval mode over uint8 ``images`` ``(N, H, W, C)`` -> float32 ``(N, D)``.
 
     ``view`` optionally transforms each batch first (e.g. a strong augmentation); ``on_batch(done,
-    N)`` is called after each batch (progress).
+    N)`` is called after each batch (progress, ``done`` counted over every rank). In a distributed run
+    each rank embeds its :func:`~scan_core.method.distributed.shard` and every rank gets all rows.
     """
     module = network if isinstance(network, nn.Module) else None  # a plain function is fine too
     was_training = module.training if module else False
     if module:
         module.eval()
+    rows = shard(len(images))
+    share = rows.stop - rows.start
     outputs = []
-    for start in range(0, len(images), batch_size):
-        x = to_tensor(images[start:start + batch_size], device)
+    for start in range(rows.start, rows.stop, batch_size):
+        x = to_tensor(images[start:min(start + batch_size, rows.stop)], device)
         outputs.append(network(view(x) if view else x).float().cpu())
         if on_batch is not None:
-            on_batch(min(start + batch_size, len(images)), len(images))
+            done = min(start + batch_size, rows.stop) - rows.start
+            on_batch(min(len(images), round(done * len(images) / share)), len(images))
     if module:
         module.train(was_training)
-    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)
+    local = torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)
+    return gather_rows(local, len(images))

@@ -12,7 +12,9 @@ from ...costs import fit_epochs, stage_seconds
 from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch, save_array, save_json, save_torch
 from ...data.rundir import planned_stages
 from ...method.cosine import spherical_kmeans
+from ...method.distributed import broadcast_state, is_main
 from ...method.pretext import EMBED_BATCH, SimCLRModel, embed, train_simclr
+from .. import ranks
 from ..context import RunContext
 from ..models import build_encoder
 
@@ -21,7 +23,7 @@ PLAN = "pretext_plan.json"   # the epochs a time budget allowed, kept for a resu
 
 def run(ctx: RunContext) -> None:
     c = ctx.config
-    encoder = build_encoder(c, ctx.images, ctx.device, fit=True)
+    encoder = broadcast_state(build_encoder(c, ctx.images, ctx.device, fit=is_main()))  # one fit, every rank
     plan = None
     if c.uses_backbone and c.pretext.epochs:
         model = SimCLRModel(encoder.parts[0]).to(ctx.device).to(memory_format=torch.channels_last)
@@ -29,7 +31,7 @@ def run(ctx: RunContext) -> None:
         pretext = replace(c.pretext, epochs=planned["epochs"]) if planned else c.pretext
         train_simclr(model, ctx.images.images, pretext, c.augment, ctx.device, ctx.progress.step,
                      seed=c.seed, checkpoint=ctx.checkpoint("pretext"),
-                     plan=None if planned or not c.time_budget else lambda s, n: plan_epochs(ctx, s, n))
+                     plan=None if planned or not c.time_budget else lambda s, n: ranks.share(plan_epochs(ctx, s, n)))
         plan = planned or _read_plan(ctx)
     ctx.encoder = encoder.eval()
     frozen = c.uses_backbone and not c.pretext.epochs  # a pretrained network: its pass is the stage
