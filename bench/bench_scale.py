@@ -1,6 +1,8 @@
-"""How the engine scales: neighbour mining on many points, exact against approximate.
+"""How the engine scales: neighbour mining on many points, exact against approximate; one process
+against several torchrun ranks.
 
     python bench/bench_scale.py index [--points 1000000] [--dim 128] [--k 20] [--queries 1000]
+    python bench/bench_scale.py ranks [--datasets digits] [--ranks 1 2] [--seeds 3]
 
 ``index``: clustered synthetic points (Gaussian blobs around 1,000 random centres, L2-normalised;
 uniform points make every approximate index look bad), every point's ``k`` nearest others mined
@@ -9,16 +11,25 @@ limit), and recall@k against exact search on ``--queries`` sampled queries
 (:func:`~scan_core.method.neighbors.search_recall`). Exact self-search of all points is timed on
 those queries and scaled to N (it grows with N², about 50 minutes at 1M on 2 cores), unless
 ``--exact`` runs it whole. Prints one table row per size.
+
+``ranks``: the ``train`` command as a user types it (the dataset's default preset), in one process
+and under ``torchrun --standalone --nproc-per-node R`` with gloo ranks, for each seed: the result's
+ACC and the wall time (startup included), mean ± std over the seeds, one row per dataset and R.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
 
+from scan_core.data.artifacts import load_json
 from scan_core.method.cosine import l2_normalize
 from scan_core.method.neighbors import mine_neighbors, search_recall
 
@@ -43,15 +54,8 @@ def exact_seconds(points: np.ndarray, k: int, queries: int) -> float:
     return (time.perf_counter() - start) * len(points) / queries
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["index"])
-    parser.add_argument("--points", type=int, nargs="+", default=[1_000_000])
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--exact", action="store_true", help="time the whole exact search instead of scaling it")
-    args = parser.parse_args()
+def index(args: argparse.Namespace) -> None:
+    """The ``index`` table (module docstring)."""
     print(f"{os.cpu_count()} cores, faiss {faiss.__version__}, {args.dim}-d, k = {args.k}")
     print("| points | approximate: build + search, s | recall@k (sampled) | exact self-search, s | fraction |")
     print("|---|---|---|---|---|")
@@ -68,6 +72,47 @@ def main() -> None:
         else:
             exact, how = exact_seconds(points, args.k, args.queries), " (scaled)"
         print(f"| {n:,} | {approximate:.1f} | {recall:.3f} | {exact:.0f}{how} | {approximate / exact:.2f} |", flush=True)
+
+
+def trained(dataset: str, ranks: int, seed: int, out: Path) -> tuple[float, float]:
+    """``(ACC of the result, wall seconds)`` of one ``train`` on ``ranks`` processes."""
+    launcher = [sys.executable, "-m", "scan_core"] if ranks == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", "-m", "scan_core"]
+    start = time.perf_counter()
+    subprocess.run([*launcher, "train", "--dataset", dataset, "--out", str(out), "--seed", str(seed), "--quiet"],
+                   check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    metrics = load_json(out / "metrics.json")
+    return metrics[metrics["final"]["stage"]]["acc"], seconds
+
+
+def ranks(args: argparse.Namespace) -> None:
+    """The ``ranks`` table (module docstring)."""
+    print(f"{os.cpu_count()} cores; {args.seeds} seeds; the default preset of each dataset")
+    print("| dataset | processes | ACC | wall time, s |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as scratch:
+        for dataset in args.datasets:
+            for count in args.ranks:
+                runs = np.array([trained(dataset, count, seed, Path(scratch) / f"{Path(dataset).name}-{count}-{seed}")
+                                 for seed in range(args.seeds)])
+                print(f"| {dataset} | {count} | {runs[:, 0].mean():.3f} ± {runs[:, 0].std():.3f} "
+                      f"| {runs[:, 1].mean():.0f} ± {runs[:, 1].std():.0f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["index", "ranks"])
+    parser.add_argument("--points", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--exact", action="store_true", help="time the whole exact search instead of scaling it")
+    parser.add_argument("--datasets", nargs="+", default=["digits"])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    {"index": index, "ranks": ranks}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def test_label_studio_tasks_of_bundled_images_find_them_in_the_written_image_fol
     at.checkbox(key="imagefolder_outliers").check()
     button(at, "Write ImageFolder").click().run()
     folder = written_image_folder(own_home)
-    pixels = np.load(own_home / "runs" / "digits" / "images" / "images.npy")
+    pixels = np.asarray(ImageSet.load(own_home / "runs" / "digits" / "images").images)
     for index in (0, 500, 1796):
         served = folder / unquote(images[index].removeprefix(PREFIX))
         assert np.array_equal(np.asarray(Image.open(served)), pixels[index, ..., 0])

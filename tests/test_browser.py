@@ -421,11 +421,12 @@ def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):
     for the sheet of its neighbourhood on the map, and the thumbnail shown is the hovered image's.
     Then the thumbnails view: images spread over the map, and after a scroll zoom those of the part
     on screen."""
+    from scan_core.data.images import ImageSet
     from scan_core.engine.run import train_run
     from scan_core.explore.workspace import Workspace
     ws = Workspace.create(tmp_path / "home")
     train_run(ws.runs / "digits", "digits", 10, preset="digits", show_bar=False)
-    thumbnails = np.load(ws.runs / "digits" / "images" / "images.npy")
+    thumbnails = np.asarray(ImageSet.load(ws.runs / "digits" / "images").images)
     with streamlit_server(ws.home, SCAN_EXPLORER_HOVER_SHEET_PIXELS="0") as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/embedding?run=digits")

@@ -11,6 +11,7 @@ import torch
 from scan_core.cli import main
 from scan_core.config import AugmentConfig
 from scan_core.data.artifacts import load_torch, save_array
+from scan_core.data.images import ImageSet
 from scan_core.data.rundir import STAGE_NAMES
 from scan_core.engine.context import RunContext
 from scan_core.engine.models import cluster_model
@@ -321,7 +322,7 @@ def test_auto_groups_grayscale_shapes_by_shape_where_pixels_cannot(tmp_path):
             shape_image(kind, rng).save(tmp_path / "shapes" / kind / f"{i}.png")
     metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False)
     labels = np.load(tmp_path / "run" / "images" / "labels.npy")
-    pixels = np.load(tmp_path / "run" / "images" / "images.npy").reshape(len(labels), -1).astype(np.float32)
+    pixels = np.asarray(ImageSet.load(tmp_path / "run" / "images").images).reshape(len(labels), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
     assert baseline < 0.4 and metrics["scan"]["acc"] > 0.75, (metrics["scan"]["acc"], baseline)  # 0.82, 0.29
 
@@ -344,7 +345,7 @@ def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path,
     assert f"note: {config['note']}" in capsys.readouterr().out.splitlines()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     labels = np.load(tmp_path / "run" / "images" / "labels.npy")
-    pixels = np.load(tmp_path / "run" / "images" / "images.npy").reshape(len(labels), -1).astype(np.float32)
+    pixels = np.asarray(ImageSet.load(tmp_path / "run" / "images").images).reshape(len(labels), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
     assert baseline < 0.4 and metrics["scan"]["acc"] > 0.85, (metrics["scan"]["acc"], baseline)  # 0.925
 

@@ -4,7 +4,9 @@ An :class:`ImageSet` holds ``N`` images as a uint8 array of shape ``(N, H, W, C)
 grayscale, 3 for colour), a stable string id per image, its source path (empty for bundled data),
 optional integer labels with class names, and the list of files that were skipped with the reason.
 It is cached in a directory as plain ``.npy`` files plus ``imageset.json`` so that a job or the
-app reloads it memory-mapped in well under a second.
+app reloads it memory-mapped in well under a second; the images themselves in shards
+(:mod:`scan_core.data.shards`), each at most a setting's bytes, read back as one
+:class:`~scan_core.data.shards.ShardedArray` (a cache written before shards holds one ``images.npy``).
 """
 from __future__ import annotations
 
@@ -14,16 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import load_array, load_json, save_array, save_json
+from .shards import Rows, ShardedArray, ShardWriter
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 1: one images.npy; 2: shards listed in imageset.json
 
 
 @dataclass
 class ImageSet:
-    """Images ``(N, H, W, C)`` uint8 with ids, paths and optional labels."""
+    """Images ``(N, H, W, C)`` uint8 (an array, or shards) with ids, paths and optional labels."""
 
     name: str
-    images: np.ndarray
+    images: np.ndarray | ShardedArray
     ids: np.ndarray
     paths: np.ndarray
     labels: np.ndarray | None = None
@@ -76,30 +79,44 @@ class ImageSet:
         }
 
     def save(self, directory: Path) -> None:
-        """Write the set into ``directory`` (atomic files, no pickle)."""
+        """Write the set into ``directory`` (atomic files, no pickle); images a source already wrote
+        there in shards (``load_source(..., cache=directory)``) are kept as they are."""
         directory = Path(directory)
-        save_array(directory / "images.npy", self.images)
+        images = self.images
+        if isinstance(images, ShardedArray) and images.directory == directory.resolve():
+            shards = list(images.names)
+        else:
+            writer = ShardWriter(directory, "images", images.shape[1:], np.uint8)
+            for start in range(0, len(images), writer.rows):
+                writer.append(images[start:start + writer.rows])
+            shards = writer.close()
         save_array(directory / "ids.npy", self.ids.astype(str))
         save_array(directory / "paths.npy", self.paths.astype(str))
         if self.labels is not None:
             save_array(directory / "labels.npy", self.labels.astype(np.int64))
         save_json(directory / "imageset.json", {
             "format": CACHE_FORMAT, "name": self.name, "class_names": self.class_names,
-            "labelled": self.has_labels, "skipped": self.skipped, "count": len(self)})
+            "labelled": self.has_labels, "skipped": self.skipped, "count": len(self), "shards": shards,
+            "shape": list(images.shape)})
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> ImageSet:
-        """Read a set written by :meth:`save`; images are memory-mapped when ``mmap``."""
+        """Read a set written by :meth:`save`; images are memory-mapped when ``mmap``, else read whole."""
         directory = Path(directory)
         meta = load_json(directory / "imageset.json")
+        if "shards" in meta:
+            images: np.ndarray | ShardedArray = ShardedArray.load(directory, meta["shards"])
+            images = images if mmap else np.asarray(images)
+        else:
+            images = load_array(directory / "images.npy", mmap=mmap)
         return cls(
-            name=meta["name"], images=load_array(directory / "images.npy", mmap=mmap),
+            name=meta["name"], images=images,
             ids=load_array(directory / "ids.npy"), paths=load_array(directory / "paths.npy"),
             labels=load_array(directory / "labels.npy") if meta["labelled"] else None,
             class_names=list(meta["class_names"]), skipped=list(meta["skipped"]))
 
 
-def resize_square(images: np.ndarray, size: int | None, chunk: int = 4096) -> np.ndarray:
+def resize_square(images: Rows, size: int | None, chunk: int = 4096) -> Rows:
     """Resize square uint8 ``(N, S, S, C)`` to ``(N, size, size, C)`` (bilinear, antialiased), in
     chunks of ``chunk`` images so that memory stays bounded; ``size`` None or S: returned as is."""
     if size is None or images.shape[1:3] == (size, size):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -175,18 +176,25 @@ def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str
 def _planned(run_dir: Path, dataset: str | None, num_clusters: int | str | None, preset: str,
              overrides: dict) -> tuple[RunConfig, ImageSet | None]:
     """The config of the run in ``run_dir`` (stored, or planned for ``dataset``) and the images a new
-    run loaded to plan it; ``run_dir`` checked writable (:func:`train_run`)."""
-    images = None
+    run loaded to plan it, a folder's written into the run's image shards as they were decoded;
+    ``run_dir`` checked writable first. A refused new run leaves nothing behind (:func:`train_run`)."""
     if (run_dir / "config.json").exists():
         config = RunConfig.load(run_dir)
         if dataset is not None and dataset != config.dataset:
             raise ValueError(f"{run_dir} holds a run on {config.dataset!r}, not {dataset!r}; "
                              "use another --out directory")
-    else:
-        if dataset is None:
-            raise ValueError(f"{run_dir} holds no run; give a dataset to start one")
-        check_preset(preset)
-        images = load_source(dataset, image_size=overrides.get("image_size"))
-        config = plan_config(images, dataset, num_clusters, preset, **overrides)
+        check_writable(run_dir)
+        return config, None
+    if dataset is None:
+        raise ValueError(f"{run_dir} holds no run; give a dataset to start one")
+    check_preset(preset)
+    cache = run_dir / "images"
+    made = next((path for path in (run_dir, cache) if not path.exists()), None)  # the folder this call makes
     check_writable(run_dir)
-    return config, images
+    try:  # a folder's images go into the run's shards as they are decoded
+        images = load_source(dataset, image_size=overrides.get("image_size"), cache=cache)
+        return plan_config(images, dataset, num_clusters, preset, **overrides), images
+    except BaseException:  # refused: what this call made is removed, nothing else
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise

@@ -16,6 +16,7 @@ from ..data.artifacts import CorruptArtifact, load_array, load_json, save_array
 from ..data.images import ImageSet, resize_square
 from ..data.run_metrics import RunMetrics
 from ..data.rundir import CLUSTER_STAGES, final_stage
+from ..data.shards import Rows
 from ..method.confidence import tempered
 from ..method.cosine import l2_normalize
 from ..method.metrics import contingency, evaluate, hungarian_mapping, majority_mapping
@@ -111,7 +112,7 @@ class RunResults:
         return np.asarray(self.class_names, dtype=object)[self.images.labels]
 
     # ---- images ------------------------------------------------------------------------------
-    def thumbnails(self) -> np.ndarray:
+    def thumbnails(self) -> Rows:
         """Gallery images ``(N, T, T, C)`` uint8: the working images when they are small, else a
         ``THUMBNAIL_SIZE`` copy made once and kept as ``thumbnails.npy``."""
         images = self.images.images
@@ -124,7 +125,7 @@ class RunResults:
                 return thumbs
         except (FileNotFoundError, CorruptArtifact):
             pass
-        save_array(path, resize_square(images, THUMBNAIL_SIZE, chunk=2048))
+        save_array(path, np.asarray(resize_square(images, THUMBNAIL_SIZE, chunk=2048)))
         return load_array(path, mmap=True)
 
     def find_image(self, text: str) -> int | None:

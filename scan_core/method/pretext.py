@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..config import AugmentConfig, PretextConfig
 from ..data.artifacts import Checkpoint
+from ..data.shards import Rows
 from .augment import simclr_view, to_tensor
 from .backbones import feature_dim
 from .batches import Batches
@@ -73,7 +74,7 @@ EMBED_BATCH = 64
 PROBE_STEPS = 8
 
 
-def train_simclr(model: SimCLRModel, images: np.ndarray, config: PretextConfig, augment: AugmentConfig,
+def train_simclr(model: SimCLRModel, images: Rows, config: PretextConfig, augment: AugmentConfig,
                  device: torch.device, on_step: Callable[[int, int, float], None] | None = None,
                  seed: int = 0, checkpoint: Checkpoint | None = None,
                  plan: Callable[[float, int], int] | None = None) -> SimCLRModel:
@@ -151,7 +152,7 @@ class Encoder(nn.Module):
 
 
 @torch.no_grad()
-def embed(network: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, device: str | torch.device,
+def embed(network: Callable[[torch.Tensor], torch.Tensor], images: Rows, device: str | torch.device,
           batch_size: int = EMBED_BATCH,
           view: Callable[[torch.Tensor], torch.Tensor] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.shards import Rows
 from .augment import to_tensor
 
 
@@ -33,7 +34,7 @@ class WhitenedPCA(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def empty(cls, images: np.ndarray, dim: int) -> WhitenedPCA:
+    def empty(cls, images: Rows, dim: int) -> WhitenedPCA:
         """An unfitted module shaped for uint8 ``images`` ``(N, H, W, C)``, to load a saved state into:
         at most ``dim`` components, the description's length and the fitted images less one."""
         if len(images) < 2:
@@ -42,7 +43,7 @@ class WhitenedPCA(nn.Module):
         return cls(size, min(dim, size, min(len(images), cls.FIT_IMAGES) - 1))
 
     @classmethod
-    def fit(cls, images: np.ndarray, dim: int, seed: int = 0, device: str | torch.device = "cpu",
+    def fit(cls, images: Rows, dim: int, seed: int = 0, device: str | torch.device = "cpu",
             batch_size: int = 4096) -> WhitenedPCA:
         """Fit on uint8 ``images`` ``(N, H, W, C)`` (a random :data:`FIT_IMAGES` of them at most)."""
         from sklearn.decomposition import PCA

@@ -50,12 +50,13 @@ __all__ = ["BUILTIN", "FASHION_CLASSES", "IMAGE_EXTENSIONS", "SPLITS", "ZIP_MAX_
 
 
 def load_source(spec: str, data_dir: Path | None = None, image_size: int | None = None,
-                progress: Progress | None = None) -> ImageSet:
+                progress: Progress | None = None, cache: Path | None = None) -> ImageSet:
     """Load the images a ``spec`` names (built-in[:split], folder or .zip) as one ImageSet.
 
     ``image_size`` forces square ``image_size`` x ``image_size`` images (default: the source's
     native size, or :func:`working_size` for folders); ``progress(done, total)`` is called while
-    reading folders. Raises :class:`SourceError` when the source cannot be loaded.
+    reading folders; with ``cache``, a folder's or zip's images are written there in shards as they
+    are decoded (:func:`load_folder`). Raises :class:`SourceError` when the source cannot be loaded.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"spec must be a non-empty string, got {spec!r}")
@@ -77,9 +78,9 @@ def load_source(spec: str, data_dir: Path | None = None, image_size: int | None 
         return load_stl10(split, data_dir, image_size)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return load_folder(path, image_size, progress)
+        return load_folder(path, image_size, progress, cache)
     if path.is_file() and path.suffix.lower() == ".zip":
-        return load_zip(path, data_dir, image_size, progress)
+        return load_zip(path, data_dir, image_size, progress, cache)
     if path.exists():
         raise SourceError(f"{path} is neither a folder nor a .zip file")
     raise SourceError(f"{spec!r} is not a built-in dataset ({', '.join(BUILTIN)}) "

@@ -3,21 +3,30 @@ first-level subfolders become class labels when every image lies in one. Unreada
 exact duplicates are skipped with the reason (see :mod:`scan_core.data.sources`). Vector clip art
 (SVG) is rendered by resvg (the ``resvg-py`` package) with its shorter side at :data:`SVG_SIDE`
 pixels, on white like any transparent image.
+
+Reading is two passes over the files: their headers (size and mode, nothing decoded) give the working
+size, then every file is decoded straight to it, in worker processes for a large folder
+(:data:`PROCESS_FILES`), threads for a small one. Given a ``cache`` folder, the images go into
+memory-mapped shards there as they are decoded (:mod:`scan_core.data.shards`), so that reading a
+folder larger than memory holds one shard at a time.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import os
 import warnings
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..images import ImageSet
+from ..shards import ShardedArray, ShardWriter
 from .common import Progress, SourceError, check_image_size
 
 VECTOR_EXTENSIONS = frozenset({".svg", ".svgz"})
@@ -27,7 +36,9 @@ AUTO_MAX_SIZE = 96          # largest side working_size() picks for grayscale im
 COLOUR_MAX_SIZE = 224       # and for colour ones: the side a pretrained backbone sees (bench/RESULTS.md)
 CACHE_BYTES = 2 * 1024 ** 3  # colour images are kept smaller when more would not fit in this
 PROGRESS_EVERY = 100
-READ_WORKERS = max(1, min(4, os.cpu_count() or 1))
+READ_WORKERS = max(1, min(4, os.cpu_count() or 1))  # threads of a small folder
+PROCESS_FILES = 2000  # from this many files on, worker processes decode (one per core)
+WINDOW = 1024  # files handed to the workers at a time: what is in flight stays bounded
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 
 
@@ -59,7 +70,7 @@ def working_size(heights_widths: Iterable[tuple[int, int]], colour: bool = False
 
 
 def load_folder(folder: Path, image_size: int | None = None,
-                progress: Progress | None = None) -> ImageSet:
+                progress: Progress | None = None, cache: Path | None = None) -> ImageSet:
     """Every readable image under ``folder`` as ``(N, S, S, C)`` uint8.
 
     Files are walked recursively in sorted order (hidden files/folders ignored), EXIF-rotated,
@@ -67,7 +78,8 @@ def load_folder(folder: Path, image_size: int | None = None,
     :func:`working_size` of the images. ``C`` is 1 when every image has a grayscale mode, else 3
     (alpha composited on white). Labels are the first-level subfolders when every image lies in
     one. Unreadable files and exact duplicates are skipped and listed in ``skipped`` (see the
-    module docstring).
+    module docstring). With ``cache``, the images are written there in shards as they are decoded
+    and returned memory-mapped (a :class:`~scan_core.data.shards.ShardedArray`).
     """
     image_size = check_image_size(image_size)
     root = Path(folder).expanduser()
@@ -77,31 +89,85 @@ def load_folder(folder: Path, image_size: int | None = None,
         raise SourceError(f"{root} is not a folder")
     root = root.resolve()
     files, skipped = _scan_folder(root)
-    records = _read_images(root, files, image_size, colour_max_size(len(files)), progress)
-    loaded: list[tuple] = []
-    first_with: dict[str, str] = {}  # digest of the pixels -> id of the first copy
-    for rel, record in zip(files, records):
-        if isinstance(record, str):
-            skipped.append(_skip(rel, record))
-            continue
-        pixels, original, digest = record
-        if digest in first_with:
-            skipped.append(_skip(rel, f"duplicate of {first_with[digest]}"))
-        else:
-            first_with[digest] = _display(rel)
-            loaded.append((rel, pixels, original))
-    if not loaded:
+    # a file over MAX_IMAGE_PIXELS is skipped with a reason by _read_header: no warning too
+    with warnings.catch_warnings(), _executor(len(files)) as pool:
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        headers = dict(zip(files, _in_order(pool, partial(_read_header, root), files)))
+        readable = [rel for rel in files if not isinstance(headers[rel], str)]
+        skipped += [_skip(rel, headers[rel]) for rel in files if isinstance(headers[rel], str)]
+        if readable:
+            colour = any(headers[rel][1] for rel in readable)
+            size = image_size or working_size([headers[rel][0] for rel in readable], colour)
+            shape = (size, size, 3 if colour else 1)
+            decoded = _in_order(pool, partial(_read_image, root, size=size, channels=shape[2]), readable, progress)
+            ids, sink = _kept(readable, decoded, skipped, shape, cache)
+    if not readable or not ids:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         detail = f" ({len(skipped)} files skipped: {reasons})" if skipped else ""
         raise SourceError(f"no readable images in {_display(str(root))}{detail}")
-    colour = any(pixels.ndim == 3 for _, pixels, _ in loaded)
-    size = image_size or working_size([original for _, _, original in loaded], colour)
-    images = _stack_images([pixels for _, pixels, _ in loaded], size)
-    ids = [_display(rel) for rel, _, _ in loaded]
     labels, class_names = _folder_labels(ids)
-    return ImageSet(name=_display(root.name), images=images, ids=np.asarray(ids),
-                    paths=np.asarray([_display(str(root / rel)) for rel, _, _ in loaded]),
+    return ImageSet(name=_display(root.name), images=sink, ids=np.asarray(ids),
+                    paths=np.asarray([_display(str(root / rel)) for rel in _undisplayed(ids, readable)]),
                     labels=labels, class_names=class_names, skipped=skipped)
+
+
+def _kept(files: list[str], decoded: Iterator, skipped: list[dict], shape: tuple[int, int, int],
+          cache: Path | None) -> tuple[list[str], np.ndarray | ShardedArray]:
+    """The ids of the images kept (each decoded file but the unreadable ones and the copies of an
+    earlier one, which go to ``skipped``) and their pixels ``(N, *shape)``: an array, or shards
+    written into ``cache``."""
+    writer = ShardWriter(cache, "images", shape, np.uint8) if cache is not None else None
+    pixels: list[np.ndarray] = []
+    ids: list[str] = []
+    first_with: dict[bytes, str] = {}  # digest of the pixels -> id of the first copy
+    for rel, record in zip(files, decoded):
+        if isinstance(record, str):
+            skipped.append(_skip(rel, record))
+            continue
+        image, digest = record
+        if digest in first_with:
+            skipped.append(_skip(rel, f"duplicate of {first_with[digest]}"))
+            continue
+        first_with[digest] = _display(rel)
+        ids.append(_display(rel))
+        if writer is not None:
+            writer.append(image[None])
+        else:
+            pixels.append(image)
+    if writer is not None:
+        names = writer.close()
+        return ids, ShardedArray.load(cache, names) if names else np.zeros((0, *shape), np.uint8)
+    return ids, np.stack(pixels) if pixels else np.zeros((0, *shape), np.uint8)
+
+
+def _undisplayed(ids: list[str], files: list[str]) -> list[str]:
+    """The relative paths (as on disk) of the kept ``ids``, in their order."""
+    on_disk = {_display(rel): rel for rel in files}
+    return [on_disk[name] for name in ids]
+
+
+def _executor(files: int) -> Executor:
+    """Worker processes for a large folder (a fresh interpreter each: the caller may hold threads),
+    threads for a small one."""
+    if files >= PROCESS_FILES and (os.cpu_count() or 1) > 1:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        return ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context(method),
+                                   initializer=warnings.simplefilter, initargs=("ignore", Image.DecompressionBombWarning))
+    return ThreadPoolExecutor(READ_WORKERS)
+
+
+def _in_order(pool: Executor, read: Callable, files: list[str], progress: Progress | None = None) -> Iterator:
+    """``read(rel)`` of every file, in order, :data:`WINDOW` files at a time; ``progress(done, total)``."""
+    total = len(files)
+    if progress:
+        progress(0, total)
+    chunk = max(1, min(64, WINDOW // (4 * (os.cpu_count() or 1))))
+    for start in range(0, total, WINDOW):
+        window = files[start:start + WINDOW]
+        for done, result in enumerate(pool.map(read, window, chunksize=chunk), start=start + 1):
+            if progress and (done % PROGRESS_EVERY == 0 or done == total):
+                progress(done, total)
+            yield result
 
 
 def _scan_folder(root: Path) -> tuple[list[str], list[dict]]:
@@ -155,47 +221,47 @@ def _inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
-def _read_images(root: Path, files: list[str], image_size: int | None, colour_cap: int,
-                 progress: Progress | None) -> list:
-    """Decode ``files`` in parallel, in order; each result is :func:`_read_image`'s."""
-    total = len(files)
-    if progress:
-        progress(0, total)
-    results = []
-    with ThreadPoolExecutor(READ_WORKERS) as pool, warnings.catch_warnings():
-        # a file over MAX_IMAGE_PIXELS is skipped with a reason by _read_image: no warning too
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        for done, result in enumerate(pool.map(
-                lambda rel: _read_image(root / rel, image_size, colour_cap), files), start=1):
-            results.append(result)
-            if progress and (done % PROGRESS_EVERY == 0 or done == total):
-                progress(done, total)
-    return results
-
-
-def _read_image(path: Path, image_size: int | None,
-                colour_cap: int = COLOUR_MAX_SIZE) -> tuple[np.ndarray, tuple[int, int], bytes] | str:
-    """One file as a square ``(s, s)`` L or ``(s, s, 3)`` RGB array, its original ``(h, w)`` and
-    a digest of all its decoded pixels (equal digests: exact duplicates).
-
-    ``s`` is ``image_size``, else ``min(h, w)`` capped at :data:`AUTO_MAX_SIZE` for a grayscale
-    image, ``colour_cap`` for a colour one (the final size is chosen once all sizes are known).
-    Returns the reason as a string if the file is unreadable or has more pixels than
-    ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding).
-    """
+def _read_header(root: Path, rel: str) -> tuple[tuple[int, int], bool] | str:
+    """``((height, width), colour)`` of a file from its header, nothing decoded (an SVG: the size it
+    is rendered at, :data:`SVG_SIDE` a side, in colour), or why it cannot be read."""
+    path = root / rel
+    if path.suffix.lower() in VECTOR_EXTENSIONS:
+        return (SVG_SIDE, SVG_SIDE), True
     try:
-        with open_image(path) as image:
+        with Image.open(path) as image:
+            width, height = image.size
+            gray = image.mode in _GRAY_MODES or image.mode.startswith("I;16")
+    except UnidentifiedImageError:
+        return "not a readable image file"
+    except Image.DecompressionBombError as error:
+        return f"image too large: {error}"
+    except Exception as error:
+        return f"unreadable image: {error or type(error).__name__}"
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        return f"image too large: {width}x{height} pixels, more than the limit of {limit}"
+    return (height, width), not gray
+
+
+def _read_image(root: Path, rel: str, size: int, channels: int) -> tuple[np.ndarray, bytes] | str:
+    """One file as a square ``(size, size, channels)`` uint8 array and a digest of all its decoded
+    pixels (equal digests: exact duplicates); a grayscale image among colour ones is repeated over
+    the three channels. Returns the reason as a string if the file is unreadable or has more
+    pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding)."""
+    try:
+        with open_image(root / rel) as image:
             width, height = image.size
             limit = Image.MAX_IMAGE_PIXELS
             if limit and width * height > limit:
                 return f"image too large: {width}x{height} pixels, more than the limit of {limit}"
-            cap = AUTO_MAX_SIZE if image.mode in _GRAY_MODES else colour_cap
-            side = image_size or min(width, height, cap)
-            image.draft(image.mode, (side, side))  # JPEG: decode at a reduced scale, still >= side
+            image.draft(image.mode, (size, size))  # JPEG: decode at a reduced scale, still >= size
             image.load()
             upright = ImageOps.exif_transpose(image)
-            pixels = np.asarray(_square(_canonical(upright), side))
-            return pixels, (height, width), _pixel_digest(upright)
+            pixels = np.asarray(_square(_canonical(upright), size))
+            pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+            if pixels.shape[2] != channels:
+                pixels = np.repeat(pixels, channels, axis=2)
+            return pixels, _pixel_digest(upright)
     except UnidentifiedImageError:
         return "not a readable image file"
     except Image.DecompressionBombError as error:
@@ -267,17 +333,6 @@ def _square(image: Image.Image, side: int) -> Image.Image:
     resample = Image.Resampling.LANCZOS if side < short else Image.Resampling.BICUBIC
     return image.resize((side, side), resample, box=(left, top, left + short, top + short),
                         reducing_gap=3.0 if side < short else None)
-
-
-def _stack_images(pixels: list[np.ndarray], size: int) -> np.ndarray:
-    """Stack square L / RGB arrays into ``(N, size, size, C)``, C=3 if any image is RGB."""
-    channels = 3 if any(p.ndim == 3 for p in pixels) else 1
-    out = np.empty((len(pixels), size, size, channels), dtype=np.uint8)
-    for i, array in enumerate(pixels):
-        if array.shape[0] != size:
-            array = np.asarray(_square(Image.fromarray(array), size))
-        out[i] = array[..., None] if array.ndim == 2 else array
-    return out
 
 
 def _folder_labels(ids: list[str]) -> tuple[np.ndarray | None, list[str]]:

@@ -21,7 +21,7 @@ _ZIP_META = ".scan_zip.json"                # written last into a finished extra
 
 
 def load_zip(path: Path, data_dir: Path | None = None, image_size: int | None = None,
-             progress: Progress | None = None) -> ImageSet:
+             progress: Progress | None = None, cache: Path | None = None) -> ImageSet:
     """The images of a ``.zip`` archive, loaded like :func:`load_folder`.
 
     The image entries are extracted once into ``data_dir/zips/<key>/`` (key: hash of the zip's
@@ -46,7 +46,7 @@ def load_zip(path: Path, data_dir: Path | None = None, image_size: int | None = 
         raise SourceError(f"cannot read or extract {path}: {error}") from error
     zip_skipped = json.loads((target / _ZIP_META).read_text())["skipped"]
     try:
-        images = load_folder(_zip_root(target), image_size, progress)
+        images = load_folder(_zip_root(target), image_size, progress, cache)
     except SourceError as error:                  # e.g. no readable image: name the zip
         shutil.rmtree(target, ignore_errors=True)  # an extraction nothing can use is not kept
         raise SourceError(f"{path}: {error}") from error
