@@ -55,7 +55,7 @@ def kmeans_assign(train: np.ndarray, test: np.ndarray | None, k: int, seed: int)
 
 
 def pixels(images: ImageSet) -> np.ndarray:
-    return images.images.reshape(len(images), -1).astype(np.float32) / 255
+    return np.asarray(images.images).reshape(len(images), -1).astype(np.float32) / 255
 
 
 def baselines(train: ImageSet, test: ImageSet | None, seed: int) -> dict[str, dict]:

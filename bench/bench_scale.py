@@ -3,6 +3,7 @@ against several torchrun ranks.
 
     python bench/bench_scale.py index [--points 1000000] [--dim 128] [--k 20] [--queries 1000]
     python bench/bench_scale.py ranks [--datasets digits] [--ranks 1 2] [--seeds 3]
+    python bench/bench_scale.py growth [--sizes 7000 70000 700000] [--work DIR]
 
 ``index``: clustered synthetic points (Gaussian blobs around 1,000 random centres, L2-normalised;
 uniform points make every approximate index look bad), every point's ``k`` nearest others mined
@@ -15,11 +16,19 @@ those queries and scaled to N (it grows with N², about 50 minutes at 1M on 2 co
 ``ranks``: the ``train`` command as a user types it (the dataset's default preset), in one process
 and under ``torchrun --standalone --nproc-per-node R`` with gloo ranks, for each seed: the result's
 ACC and the wall time (startup included), mean ± std over the seeds, one row per dataset and R.
+
+``growth``: Fashion-MNIST tiled to each size as a folder of PNGs in label folders (image ``i`` is
+original ``i mod 70,000`` shifted by up to 2 pixels, cropped back to 28 and given Gaussian noise of
+8 grey levels, seeded by ``i``, so that no two are equal), then ``train --dataset FOLDER`` as a user
+types it (``auto``), in a fresh process: seconds per image of every stage and the peak RSS of that
+process and of its decoding workers. One row per size.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,9 +109,60 @@ def ranks(args: argparse.Namespace) -> None:
                       f"| {runs[:, 1].mean():.0f} ± {runs[:, 1].std():.0f} |", flush=True)
 
 
+def tiled_fashion(folder: Path, size: int) -> None:
+    """Write ``size`` perturbed Fashion-MNIST images into ``folder/<class>/<i>.png`` (module docstring)."""
+    from PIL import Image
+
+    from scan_core.data.sources import load_source
+    fashion = load_source("fashion-mnist")
+    for name in fashion.class_names:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    for i in range(size):
+        rng = np.random.default_rng(i)
+        original = fashion.images[i % len(fashion), ..., 0].astype(np.float32)
+        dy, dx = rng.integers(-2, 3, 2)
+        shifted = np.roll(np.pad(original, 2, mode="edge"), (dy, dx), axis=(0, 1))[2:-2, 2:-2]
+        noisy = np.clip(shifted + rng.normal(0, 8, shifted.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(folder / fashion.class_names[fashion.labels[i % len(fashion)]] / f"{i:07d}.png")
+
+
+GROWTH_RUN = """
+import json, resource, sys
+from scan_core.engine.run import train_run
+metrics = train_run(sys.argv[1], sys.argv[2], show_bar=False)
+peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+final = metrics[metrics.final.stage]
+print(json.dumps({"peak_mb": peak / 1024, "acc": final.get("acc")}))
+"""
+
+
+def growth(args: argparse.Namespace) -> None:
+    """The ``growth`` table (module docstring)."""
+    from scan_core.data.rundir import STAGE_NAMES
+    print(f"{os.cpu_count()} cores; train --dataset FOLDER (auto); seconds per image of each stage, in ms")
+    print("| images | wall time, s | ms / image | ms / image, by stage | peak RSS, MB | ACC |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+        for size in args.sizes:
+            folder, run_dir = Path(scratch) / f"fashion-{size}", Path(scratch) / f"run-{size}"
+            tiled_fashion(folder, size)
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", GROWTH_RUN, str(run_dir), str(folder)], check=True,
+                                  capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            metrics = load_json(run_dir / "metrics.json")
+            stages = {name: metrics[name]["seconds"] for name in STAGE_NAMES if name in metrics and "seconds" in metrics[name]}
+            per_image = " ".join(f"{name} {1000 * seconds / size:.2f}" for name, seconds in stages.items())
+            print(f"| {size:,} | {wall:.0f} | {1000 * wall / size:.2f} | {per_image} | {result['peak_mb']:.0f} "
+                  f"| {result['acc']:.3f} |", flush=True)
+            shutil.rmtree(folder)
+            shutil.rmtree(run_dir)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["index", "ranks"])
+    parser.add_argument("what", choices=["index", "ranks", "growth"])
     parser.add_argument("--points", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--k", type=int, default=20)
@@ -111,8 +171,10 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["digits"])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[7_000, 70_000, 700_000])
+    parser.add_argument("--work", type=Path, default=None, help="where the tiled folders and runs go (a temporary folder)")
     args = parser.parse_args()
-    {"index": index, "ranks": ranks}[args.what](args)
+    {"index": index, "ranks": ranks, "growth": growth}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_held_out_digits_score_close_to_the_training_split(split_run):
     root, run_dir, metrics = split_run
     scores = evaluate_on(run_dir, str(root / "test"), device="cpu")
     train = ImageSet.load(run_dir / "images")
-    pixels = train.images.reshape(len(train), -1).astype(np.float32)
+    pixels = np.asarray(train.images).reshape(len(train), -1).astype(np.float32)
     baseline = hungarian_accuracy(spherical_kmeans(pixels, 10, seed=0), train.labels)
     for stage in ("scan", "selflabel"):
         assert set(scores[stage]) >= {"acc", "nmi", "ari"}
