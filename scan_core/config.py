@@ -35,6 +35,9 @@ EXACT_SEARCH_LIMIT = 50_000
 #: Past this many images the UMAP manifold and the 2-D map are fitted on a random sample of this
 #: many and the rest placed by UMAP's transform (:mod:`scan_core.method.manifold`).
 MAP_SAMPLE = 100_000
+#: Feature banks of more than this many bytes in float32 are kept in float16, in memory and on disk
+#: (half the bytes; the heads read them a batch at a time in float32).
+FLOAT16_BYTES = 1024 ** 3
 PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.pretrained.PRETRAINED_BACKBONES, in order
 AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
@@ -228,6 +231,7 @@ class RunConfig:
     scan: ScanConfig = field(default_factory=ScanConfig)
     scan_mode: ScanMode = "frozen"
     feature_views: int = 4             # augmented feature banks for frozen heads
+    float16_above: int = FLOAT16_BYTES  # banks larger than this in float32 are kept in float16 (0: always)
     selflabel: SelfLabelConfig = field(default_factory=SelfLabelConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     umap: bool = True
@@ -251,6 +255,8 @@ class RunConfig:
             raise ValueError(f"exact_search_limit must be >= 0 (0: always approximate), got {self.exact_search_limit}")
         if self.feature_views < 0:
             raise ValueError(f"feature_views must be >= 0, got {self.feature_views}")
+        if self.float16_above < 0:
+            raise ValueError(f"float16_above must be >= 0 bytes (0: always float16), got {self.float16_above}")
         if self.manifold_dims < 0 or self.manifold_dims == 1:
             raise ValueError(f"manifold_dims must be 0 (none) or at least 2, got {self.manifold_dims}")
         if self.neighbor_space == "manifold" and not self.manifold_dims:

@@ -384,3 +384,15 @@ def test_auto_uses_a_stronger_backbone_present_and_records_it(tmp_path, dinov2_w
     assert config["note"].startswith("dinov2-vits14 (DINOv2, self-supervised")
     assert f"note: {config['note']}" in capsys.readouterr().out.splitlines()
     assert np.load(tmp_path / "run" / "features.npy").shape == (40, 384)
+
+
+def test_feature_banks_over_the_size_limit_are_float16_and_train_as_float32_ones(tmp_path):
+    runs = {}
+    for name, limit in (("float32", None), ("float16", 0)):
+        overrides = {} if limit is None else {"float16_above": limit}
+        metrics = train_run(tmp_path / name, "digits", 10, preset="tiny", show_bar=False, **overrides)
+        runs[name] = (np.load(tmp_path / name / "feature_banks.npy"), metrics["scan"]["acc"])
+    (half, half_acc), (full, full_acc) = runs["float16"], runs["float32"]
+    assert half.dtype == np.float16 and full.dtype == np.float32 and half.shape == full.shape
+    assert np.abs(half.astype(np.float32) - full).max() <= 5e-4 * np.abs(full).max()  # float16: 2^-11 relative
+    assert abs(half_acc - full_acc) < 0.02, (half_acc, full_acc)

@@ -79,7 +79,7 @@ def cluster_model(ctx: RunContext, heads: torch.nn.Module, noise: float = 0.0) -
 
     def augmented(index: np.ndarray) -> torch.Tensor:
         if banks is not None:
-            return banks[rng.integers(0, len(banks), len(index)), index]
+            return banks[rng.integers(0, len(banks), len(index)), index].float()
         if noise:
             return clean[index] + scale * torch.randn(len(index), clean.shape[1], generator=noise_source,
                                                       device=ctx.device)
@@ -90,7 +90,8 @@ def cluster_model(ctx: RunContext, heads: torch.nn.Module, noise: float = 0.0) -
 
 def feature_banks(ctx: RunContext) -> torch.Tensor | None:
     """Frozen-encoder features of ``feature_views`` strong views ``(V, N, D)`` (placed on the run's
-    manifold when it has one), cached in ``feature_banks.npy``; None when the config asks for none."""
+    manifold when it has one), cached in ``feature_banks.npy``; float16 when they would take more
+    than ``float16_above`` bytes in float32; None when the config asks for none."""
     c = ctx.config
     if not c.feature_views:
         return None
@@ -108,9 +109,10 @@ def feature_banks(ctx: RunContext) -> torch.Tensor | None:
                      on_batch=lambda done, _: ctx.progress.step(view * n + done, c.feature_views * n, unit="image",
                                                                 part="feature banks"))
 
-    banks = np.stack([bank(view) for view in range(c.feature_views)])
-    if ctx.manifold is not None:
-        banks = np.stack([extend_manifold(ctx.features, ctx.manifold, bank) for bank in banks])
+    shape = (c.feature_views, *ctx.head_features.shape)
+    banks = np.empty(shape, np.float16 if 4 * np.prod(shape, dtype=np.int64) > c.float16_above else np.float32)
+    for view in range(c.feature_views):  # one float32 view at a time
+        banks[view] = bank(view) if ctx.manifold is None else extend_manifold(ctx.features, ctx.manifold, bank(view))
     save_array(path, banks)
     return torch.as_tensor(banks, device=ctx.device)
 
