@@ -1,7 +1,7 @@
 """How the engine scales: neighbour mining on many points, exact against approximate; one process
 against several torchrun ranks.
 
-    python bench/bench_scale.py index [--points 1000000] [--dim 128] [--k 20] [--queries 1000]
+    python bench/bench_scale.py index [--points 1000000] [--dim 128] [--k 20] [--queries 1000] [--links 32]
     python bench/bench_scale.py ranks [--datasets digits] [--ranks 1 2] [--seeds 3]
     python bench/bench_scale.py growth [--sizes 7000 70000 700000] [--work DIR]
 
@@ -40,7 +40,7 @@ import numpy as np
 
 from scan_core.data.artifacts import load_json
 from scan_core.method.cosine import l2_normalize
-from scan_core.method.neighbors import mine_neighbors, search_recall
+from scan_core.method.neighbors import HNSW_LINKS, mine_neighbors, search_recall
 
 
 def clustered(points: int, dim: int, centres: int = 1000, seed: int = 0) -> np.ndarray:
@@ -65,13 +65,13 @@ def exact_seconds(points: np.ndarray, k: int, queries: int) -> float:
 
 def index(args: argparse.Namespace) -> None:
     """The ``index`` table (module docstring)."""
-    print(f"{os.cpu_count()} cores, faiss {faiss.__version__}, {args.dim}-d, k = {args.k}")
+    print(f"{os.cpu_count()} cores, faiss {faiss.__version__}, {args.dim}-d, k = {args.k}, HNSW M = {args.links}")
     print("| points | approximate: build + search, s | recall@k (sampled) | exact self-search, s | fraction |")
     print("|---|---|---|---|---|")
     for n in args.points:
         points = clustered(n, args.dim)
         start = time.perf_counter()
-        found = mine_neighbors(points, args.k, exact_limit=0)
+        found = mine_neighbors(points, args.k, exact_limit=0, links=args.links)
         approximate = time.perf_counter() - start
         recall = search_recall(points, found, queries=args.queries)
         if args.exact:
@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--links", type=int, default=HNSW_LINKS, help="HNSW's M (links a point)")
     parser.add_argument("--exact", action="store_true", help="time the whole exact search instead of scaling it")
     parser.add_argument("--datasets", nargs="+", default=["digits"])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
