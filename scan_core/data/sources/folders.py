@@ -231,16 +231,9 @@ def _read_header(root: Path, rel: str) -> tuple[tuple[int, int], bool] | str:
         with Image.open(path) as image:
             width, height = image.size
             gray = image.mode in _GRAY_MODES or image.mode.startswith("I;16")
-    except UnidentifiedImageError:
-        return "not a readable image file"
-    except Image.DecompressionBombError as error:
-        return f"image too large: {error}"
     except Exception as error:
-        return f"unreadable image: {error or type(error).__name__}"
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and width * height > limit:
-        return f"image too large: {width}x{height} pixels, more than the limit of {limit}"
-    return (height, width), not gray
+        return _why_unreadable(error)
+    return _too_large(width, height) or ((height, width), not gray)
 
 
 def _read_image(root: Path, rel: str, size: int, channels: int) -> tuple[np.ndarray, bytes] | str:
@@ -250,10 +243,9 @@ def _read_image(root: Path, rel: str, size: int, channels: int) -> tuple[np.ndar
     pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding)."""
     try:
         with open_image(root / rel) as image:
-            width, height = image.size
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and width * height > limit:
-                return f"image too large: {width}x{height} pixels, more than the limit of {limit}"
+            too_large = _too_large(*image.size)
+            if too_large:
+                return too_large
             image.draft(image.mode, (size, size))  # JPEG: decode at a reduced scale, still >= size
             image.load()
             upright = ImageOps.exif_transpose(image)
@@ -262,12 +254,25 @@ def _read_image(root: Path, rel: str, size: int, channels: int) -> tuple[np.ndar
             if pixels.shape[2] != channels:
                 pixels = np.repeat(pixels, channels, axis=2)
             return pixels, _pixel_digest(upright)
-    except UnidentifiedImageError:
-        return "not a readable image file"
-    except Image.DecompressionBombError as error:
-        return f"image too large: {error}"
     except Exception as error:
-        return f"unreadable image: {error or type(error).__name__}"
+        return _why_unreadable(error)
+
+
+def _too_large(width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` is skipped undecoded: more pixels than Pillow's limit."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        return f"image too large: {width}x{height} pixels, more than the limit of {limit}"
+    return None
+
+
+def _why_unreadable(error: Exception) -> str:
+    """The reason a file is skipped when opening or decoding it raised ``error``."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not a readable image file"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"image too large: {error}"
+    return f"unreadable image: {error or type(error).__name__}"
 
 
 def open_image(path: Path) -> Image.Image:
