@@ -111,3 +111,30 @@ def test_a_killed_rank_is_named_and_the_run_resumes_in_one_process(tmp_path, wai
     assert load_json(run_dir / "config.json")["world_size"] == 1
     assert read_status(run_dir)["state"] == "finished"
     assert load_json(run_dir / "metrics.json")["scan"]["snapshot_epochs"][-1] == 40
+
+
+def test_a_request_rank_0_refuses_ends_every_rank_with_its_message(tmp_path):
+    job = torchrun(*TINY, "--clusters", "1", "--out", str(tmp_path / "run"))
+    _, err = job.communicate(timeout=300)
+    text = err.decode()
+    assert job.returncode != 0
+    assert "error: the number of clusters K must be at least 2, got 1" in text  # rank 0
+    assert "error: rank 0 stopped: the number of clusters K must be at least 2, got 1" in text  # rank 1
+    assert "scan_core/engine" not in text and "scan_core/cli.py" not in text  # no traceback of the ranks' own
+    assert not (tmp_path / "run").exists()  # (torchrun's own report of the failed ranks follows their messages)
+
+
+def test_two_launchers_meet_at_a_c10d_rendezvous_as_two_nodes(tmp_path):
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "nodes",
+                               "-m", "scan_core", "train", *TINY, "--scan-epochs", "4", "--out", str(tmp_path / "run")],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for node in nodes:
+        _, err = node.communicate(timeout=600)
+        assert node.returncode == 0, err.decode()[-3000:]
+    assert load_json(tmp_path / "run" / "config.json")["world_size"] == 2
+    assert read_status(tmp_path / "run")["state"] == "finished"
