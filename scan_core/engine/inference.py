@@ -68,7 +68,8 @@ def apply_run(run_dir: Path, images: ImageSet, device: str = "auto") -> Applied:
     features = embed(encoder, images.images, torch_device)
     head_input = features
     if config.manifold_dims:
-        head_input = extend_manifold(load_array(run_dir / "features.npy"), load_array(run_dir / "manifold.npy"), features)
+        head_input = extend_manifold(load_array(run_dir / "features.npy"), load_array(run_dir / "manifold.npy"), features,
+                                     exact_limit=config.exact_search_limit)
     probs = {}
     for stage in stages:
         saved = load_torch(run_dir / f"{stage}.pt", torch_device)

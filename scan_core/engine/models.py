@@ -112,7 +112,8 @@ def feature_banks(ctx: RunContext) -> torch.Tensor | None:
     shape = (c.feature_views, *ctx.head_features.shape)
     banks = np.empty(shape, np.float16 if 4 * np.prod(shape, dtype=np.int64) > c.float16_above else np.float32)
     for view in range(c.feature_views):  # one float32 view at a time
-        banks[view] = bank(view) if ctx.manifold is None else extend_manifold(ctx.features, ctx.manifold, bank(view))
+        banks[view] = (bank(view) if ctx.manifold is None else
+                       extend_manifold(ctx.features, ctx.manifold, bank(view), exact_limit=c.exact_search_limit))
     save_array(path, banks)
     return torch.as_tensor(banks, device=ctx.device)
 

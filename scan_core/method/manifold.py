@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import MAP_SAMPLE
+from ..config import EXACT_SEARCH_LIMIT, MAP_SAMPLE
 from ..costs import stage_cost
 
 N_NEIGHBORS = 30           # UMAP's neighbourhood for clustering
@@ -69,26 +69,28 @@ def umap_embedding(features: np.ndarray, sample: int, seed: int, **settings) -> 
 
 
 def extend_manifold(base: np.ndarray, embedding: np.ndarray, new: np.ndarray,
-                    k: int = EXTEND_NEIGHBORS) -> np.ndarray:
+                    k: int = EXTEND_NEIGHBORS, exact_limit: int = EXACT_SEARCH_LIMIT) -> np.ndarray:
     """Embed ``new`` ``(M, D)`` base-space points beside a fitted manifold: ``base`` ``(N, D)`` the
     training points, ``embedding`` ``(N, d)`` their manifold coordinates -> ``(M, d)`` float32, each
     the mean of its ``k`` most cosine-similar training points' coordinates, weighted by similarity
-    (a training point itself keeps its own coordinates)."""
-    import faiss
-
-    from .cosine import l2_normalize
+    (a training point itself keeps its own coordinates). Those are found as the miner finds
+    neighbours: exactly up to ``exact_limit`` training points, else on an HNSW graph
+    (:func:`~scan_core.method.neighbors.nearest`)."""
+    from .neighbors import nearest
     base, new, embedding = np.asarray(base), np.asarray(new), np.asarray(embedding, dtype=np.float32)
     if base.ndim != 2 or new.ndim != 2 or base.shape[1] != new.shape[1] or len(base) != len(embedding):
         raise ValueError(f"base {base.shape}, new {new.shape} and embedding {embedding.shape} do not fit")
     k = min(k, len(base))
-    index = faiss.IndexFlatIP(base.shape[1])
-    index.add(l2_normalize(base))
-    similarity, found = index.search(l2_normalize(new), k)
-    weights = np.maximum(similarity, 1e-6)
-    weights /= weights.sum(1, keepdims=True)
-    placed = np.einsum("mk,mkd->md", weights, embedding[found]).astype(np.float32)
-    same = similarity[:, 0] >= SAME_POINT
-    placed[same] = embedding[found[same, 0]]
+    placed = np.empty((len(new), embedding.shape[1]), dtype=np.float32)
+    start = 0
+    for similarity, found in nearest(base, new, k, exact_limit=exact_limit):
+        weights = np.maximum(similarity, 1e-6)
+        weights /= weights.sum(1, keepdims=True)
+        rows = slice(start, start + len(found))
+        placed[rows] = np.einsum("mk,mkd->md", weights, embedding[found])
+        same = similarity[:, 0] >= SAME_POINT
+        placed[rows][same] = embedding[found[same, 0]]
+        start += len(found)
     return placed
 
 

@@ -9,6 +9,8 @@ reciprocal-rank fusion, which keeps the neighbours that the spaces agree on at t
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import faiss
 import numpy as np
 from scipy import sparse
@@ -45,22 +47,35 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
         raise ValueError(f"k must satisfy 1 <= k < N = {n}, got {k}")
     if exact_limit < 0:
         raise ValueError(f"exact_limit must be >= 0, got {exact_limit}")
+    result = np.empty((n, k), dtype=np.int64)
+    start = 0
+    for _, found in nearest(features, None, k + 1, batch_size, exact_limit, links):
+        result[start:start + len(found)] = _drop_self(found, np.arange(start, start + len(found)), k)
+        start += len(found)
+    return result
+
+
+def nearest(base: np.ndarray, queries: np.ndarray | None, k: int, batch_size: int = 8192,
+            exact_limit: int = EXACT_SEARCH_LIMIT, links: int = HNSW_LINKS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The ``k`` most cosine-similar ``base`` rows ``(N, D)`` of each query ``(M, D)`` (``None``: the
+    base rows themselves), ``batch_size`` queries at a time: ``(similarities, indices)``, each
+    ``(B, k)``, most similar first. Exact up to ``exact_limit`` base rows, else on an HNSW graph of
+    ``links`` links a point (:func:`search_kind`)."""
     if links < 2:
         raise ValueError(f"links must be >= 2, got {links}")
-    normalised = np.ascontiguousarray(l2_normalize(features), dtype=np.float32)
+    normalised = np.ascontiguousarray(l2_normalize(np.asarray(base)), dtype=np.float32)
     index: faiss.Index
-    if search_kind(n, exact_limit) == "exact":
+    if search_kind(len(normalised), exact_limit) == "exact":
         index = faiss.IndexFlatIP(normalised.shape[1])
     else:
         graph = faiss.IndexHNSWFlat(normalised.shape[1], links, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efSearch = max(HNSW_SEARCH, k + 1)
+        graph.hnsw.efSearch = max(HNSW_SEARCH, k)
         index = graph
     index.add(normalised)
-    result = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, batch_size):
-        _, found = index.search(normalised[start:start + batch_size], k + 1)
-        result[start:start + batch_size] = _drop_self(found, np.arange(start, start + len(found)), k)
-    return result
+    asked = normalised if queries is None else np.asarray(queries)
+    for start in range(0, len(asked), batch_size):
+        batch = asked[start:start + batch_size]
+        yield index.search(batch if queries is None else np.ascontiguousarray(l2_normalize(batch), np.float32), k)
 
 
 def search_recall(features: np.ndarray, neighbors: np.ndarray, queries: int = RECALL_QUERIES,
