@@ -39,6 +39,7 @@ import faiss
 import numpy as np
 
 from scan_core.data.artifacts import load_json
+from scan_core.explore.jobs import launcher
 from scan_core.method.cosine import l2_normalize
 from scan_core.method.neighbors import HNSW_LINKS, mine_neighbors, search_recall
 
@@ -85,10 +86,8 @@ def index(args: argparse.Namespace) -> None:
 
 def trained(dataset: str, ranks: int, seed: int, out: Path) -> tuple[float, float]:
     """``(ACC of the result, wall seconds)`` of one ``train`` on ``ranks`` processes."""
-    launcher = [sys.executable, "-m", "scan_core"] if ranks == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", "-m", "scan_core"]
     start = time.perf_counter()
-    subprocess.run([*launcher, "train", "--dataset", dataset, "--out", str(out), "--seed", str(seed), "--quiet"],
+    subprocess.run([*launcher(ranks), "train", "--dataset", dataset, "--out", str(out), "--seed", str(seed), "--quiet"],
                    check=True, capture_output=True)
     seconds = time.perf_counter() - start
     metrics = load_json(out / "metrics.json")

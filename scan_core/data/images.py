@@ -96,8 +96,7 @@ class ImageSet:
             save_array(directory / "labels.npy", self.labels.astype(np.int64))
         save_json(directory / "imageset.json", {
             "format": CACHE_FORMAT, "name": self.name, "class_names": self.class_names,
-            "labelled": self.has_labels, "skipped": self.skipped, "count": len(self), "shards": shards,
-            "shape": list(images.shape)})
+            "labelled": self.has_labels, "skipped": self.skipped, "count": len(self), "shards": shards})
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> ImageSet:

@@ -220,7 +220,7 @@ def job_state(workspace: Workspace, run_dir: Path) -> dict:
     job = read_json(run_dir / "job.json")
     if status["state"] == "failed" and (job.get("cancelled") or 0) >= (job.get("launched") or float("inf")):
         return {**status, "state": "cancelled", "error": CANCELLED}  # a rank stopped by the cancel itself
-    if _written_since_launch(run_dir, status):
+    if _written_since_launch(job, status):
         return status
     if active_run(workspace) == run_dir.resolve():
         return {**status, "state": "starting", "stage": "images", "error": None}
@@ -230,12 +230,12 @@ def job_state(workspace: Workspace, run_dir: Path) -> dict:
     return {**status, "state": "failed", "error": reason or "the job did not start"}
 
 
-def _written_since_launch(run_dir: Path, status: dict) -> bool:
-    """Whether ``status`` comes from the attempt launched last (any written status of a run that
-    the app never launched, such as one trained on the command line)."""
+def _written_since_launch(job: dict, status: dict) -> bool:
+    """Whether ``status`` comes from the attempt launched last, by the run's ``job.json`` (any
+    written status of a run that the app never launched, such as one trained on the command line)."""
     if status["state"] == "new":
         return False
-    launched = read_json(run_dir / "job.json").get("launched")
+    launched = job.get("launched")
     return launched is None or (status.get("updated") or 0) >= launched
 
 
@@ -307,14 +307,20 @@ class _training_lock:
         os.close(self.descriptor)  # the child, if launched, keeps its own copy of the lock
 
 
+def launcher(processes: int) -> list[str]:
+    """The command that starts ``python -m scan_core`` as ``processes`` ranks on this machine
+    (torchrun, :mod:`scan_core.engine.ranks`), or as one plain process."""
+    if processes == 1:
+        return [sys.executable, "-m", "scan_core"]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+            "-m", "scan_core"]
+
+
 def _launch(workspace: Workspace, lock: int, run_dir: Path, args: list[str]) -> None:
     """Start the training process; ``launched`` is taken before it starts, so that every status
     it writes is newer (:func:`job_state`). It extracts and downloads into the workspace's data_dir."""
     processes = int(read_json(run_dir / "job.json").get("processes") or 1)
-    launcher = [sys.executable, "-m", "scan_core"] if processes == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-        "-m", "scan_core"]
-    command = [*launcher, "train", *args, "--out", str(run_dir), "--quiet"]
+    command = [*launcher(processes), "train", *args, "--out", str(run_dir), "--quiet"]
     save_json(workspace.home / HOLDER_NAME, {"run_dir": str(run_dir.resolve())})
     launched = time.time()
     with open(run_dir / "train.log", "ab") as log:

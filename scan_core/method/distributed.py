@@ -78,21 +78,26 @@ def local_rows(rows: int) -> slice:
     return slice(rank * share, (rank + 1) * share)
 
 
+def _shard_bounds(rows: int, size: int) -> np.ndarray:
+    """Where each of ``size`` ranks' shares of ``rows`` rows starts, and the end ``(size + 1,)``."""
+    return np.linspace(0, rows, size + 1).round().astype(int)
+
+
 def shard(rows: int) -> slice:
-    """This rank's contiguous share of ``rows`` rows of a pass that only embeds (the first ranks
-    take one more when they do not split evenly); all of them alone."""
+    """This rank's contiguous share of ``rows`` rows of a pass that only embeds (shares differ by
+    one row at most when they do not split evenly); all of them alone."""
     rank, size = world()
-    bounds = np.linspace(0, rows, size + 1).round().astype(int)
+    bounds = _shard_bounds(rows, size)
     return slice(int(bounds[rank]), int(bounds[rank + 1]))
 
 
 def gather_rows(local: np.ndarray, rows: int) -> np.ndarray:
     """Every rank's :func:`shard` of a ``(rows, ...)`` result concatenated in rank order, on every
     rank (``local`` itself alone). The shares go over the CPU group (gloo), padded to one size."""
-    rank, size = world()
+    size = world()[1]
     if size == 1:
         return local
-    bounds = np.linspace(0, rows, size + 1).round().astype(int)
+    bounds = _shard_bounds(rows, size)
     longest = int(np.diff(bounds).max())
     padded = torch.zeros((longest, *local.shape[1:]), dtype=torch.from_numpy(local[:0]).dtype)
     padded[:len(local)] = torch.from_numpy(np.ascontiguousarray(local))

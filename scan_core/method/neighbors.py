@@ -90,10 +90,7 @@ def search_recall(features: np.ndarray, neighbors: np.ndarray, queries: int = RE
         raise ValueError(f"queries must be >= 1, got {queries}")
     n, k = neighbors.shape
     rows = np.sort(np.random.default_rng(seed).choice(n, min(queries, n), replace=False))
-    normalised = np.ascontiguousarray(l2_normalize(features), dtype=np.float32)
-    index = faiss.IndexFlatIP(normalised.shape[1])
-    index.add(normalised)
-    _, found = index.search(normalised[rows], k + 1)
+    _, found = next(nearest(features, features[rows], k + 1, batch_size=len(rows), exact_limit=n))
     exact = _drop_self(found, rows, k)
     hits = [len(np.intersect1d(exact[i], neighbors[row])) for i, row in enumerate(rows)]
     return float(np.sum(hits) / exact.size)

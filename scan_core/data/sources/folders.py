@@ -100,25 +100,26 @@ def load_folder(folder: Path, image_size: int | None = None,
             size = image_size or working_size([headers[rel][0] for rel in readable], colour)
             shape = (size, size, 3 if colour else 1)
             decoded = _in_order(pool, partial(_read_image, root, size=size, channels=shape[2]), readable, progress)
-            ids, sink = _kept(readable, decoded, skipped, shape, cache)
-    if not readable or not ids:
+            kept, sink = _kept(readable, decoded, skipped, shape, cache)
+    if not readable or not kept:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         detail = f" ({len(skipped)} files skipped: {reasons})" if skipped else ""
         raise SourceError(f"no readable images in {_display(str(root))}{detail}")
+    ids = [_display(rel) for rel in kept]
     labels, class_names = _folder_labels(ids)
     return ImageSet(name=_display(root.name), images=sink, ids=np.asarray(ids),
-                    paths=np.asarray([_display(str(root / rel)) for rel in _undisplayed(ids, readable)]),
+                    paths=np.asarray([_display(str(root / rel)) for rel in kept]),
                     labels=labels, class_names=class_names, skipped=skipped)
 
 
 def _kept(files: list[str], decoded: Iterator, skipped: list[dict], shape: tuple[int, int, int],
           cache: Path | None) -> tuple[list[str], np.ndarray | ShardedArray]:
-    """The ids of the images kept (each decoded file but the unreadable ones and the copies of an
-    earlier one, which go to ``skipped``) and their pixels ``(N, *shape)``: an array, or shards
+    """The files kept (each decoded one but the unreadable ones and the copies of an earlier one,
+    which go to ``skipped``) and their pixels ``(N, *shape)``: an array, or shards
     written into ``cache``."""
     writer = ShardWriter(cache, "images", shape, np.uint8) if cache is not None else None
     pixels: list[np.ndarray] = []
-    ids: list[str] = []
+    kept: list[str] = []
     first_with: dict[bytes, str] = {}  # digest of the pixels -> id of the first copy
     for rel, record in zip(files, decoded):
         if isinstance(record, str):
@@ -129,21 +130,15 @@ def _kept(files: list[str], decoded: Iterator, skipped: list[dict], shape: tuple
             skipped.append(_skip(rel, f"duplicate of {first_with[digest]}"))
             continue
         first_with[digest] = _display(rel)
-        ids.append(_display(rel))
+        kept.append(rel)
         if writer is not None:
             writer.append(image[None])
         else:
             pixels.append(image)
     if writer is not None:
         names = writer.close()
-        return ids, ShardedArray.load(cache, names) if names else np.zeros((0, *shape), np.uint8)
-    return ids, np.stack(pixels) if pixels else np.zeros((0, *shape), np.uint8)
-
-
-def _undisplayed(ids: list[str], files: list[str]) -> list[str]:
-    """The relative paths (as on disk) of the kept ``ids``, in their order."""
-    on_disk = {_display(rel): rel for rel in files}
-    return [on_disk[name] for name in ids]
+        return kept, ShardedArray.load(cache, names) if names else np.zeros((0, *shape), np.uint8)
+    return kept, np.stack(pixels) if pixels else np.zeros((0, *shape), np.uint8)
 
 
 def _executor(files: int) -> Executor:
