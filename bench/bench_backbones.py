@@ -63,7 +63,7 @@ def main() -> None:
         net = random_network(spec).eval()
         forward = seconds_per_image(net, args.images, spec.input_size)
         view = seconds_per_image(lambda batch: strong_view(batch, augment), args.images, spec.input_size)
-        print(f"| {spec.name} | {spec.input_size} | {forward:.4f} | {PRETRAINED_COSTS[spec.name]:.4f} | {view:.4f} |",
+        print(f"| {spec.name} | {spec.input_size} | {forward:.4f} | {PRETRAINED_COSTS['cpu'][spec.name]:.4f} | {view:.4f} |",
               flush=True)
 
 

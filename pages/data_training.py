@@ -232,7 +232,7 @@ def planned_run(spec: str, images: ImageSet, clusters: int, preset: str, backbon
     ``clusters`` 0: suggested during the run."""
     overrides = {**({"backbone": backbone} if backbone else {}), **({"time_budget": time_budget} if time_budget else {})}
     try:
-        return plan_config(images, spec, clusters or AUTO, preset, **overrides)
+        return plan_config(images, spec, clusters or AUTO, preset, jobs.planning_hardware(), **overrides)
     except ValueError as error:
         st.error(f"Cannot start: {error}.", icon=":material/block:")
         return None

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import AUTO, BACKBONES, DEVICES, REFINE_EPOCHS
+from .config import AUTO, BACKBONES, DEVICES, PRECISIONS, REFINE_EPOCHS
 from .data.artifacts import CorruptArtifact, load_json
 from .data.run_metrics import RunMetrics
 from .data.rundir import CLUSTER_STAGES, TRAINING_STAGES
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default="auto", choices=PRESETS)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", choices=DEVICES)
+    train.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="of the networks' forward passes (auto: bfloat16 or float16 on a GPU, float32 on a CPU)")
     train.add_argument("--backbone", default=None, choices=BACKBONES)
     train.add_argument("--image-size", type=int, default=None, help="working resolution (square)")
     for stage in TRAINING_STAGES:
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace) -> int:
     """``train --dataset D --out RUN ...``: run (or resume) every stage, then print the metrics."""
     from .engine.run import train_run
-    overrides = {"seed": args.seed, "device": args.device}
+    overrides = {"seed": args.seed, "device": args.device, "precision": args.precision}
     if args.backbone:
         overrides["backbone"] = args.backbone
     if args.image_size:

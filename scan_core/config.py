@@ -26,9 +26,12 @@ NETWORK_HEAD_INPUTS: tuple[str, ...] = ("features", "both")  # the head inputs t
 NeighborSpace = Literal["features", "pixels", "fused", "hog", "manifold"]  # fused: rank fusion of features and
 #                                                                     pixels; manifold: the UMAP embedding
 ScanMode = Literal["frozen", "finetune"]                   # heads on cached features, or end to end
+Precision = Literal["auto", "float32", "bfloat16", "float16"]  # of the forward passes (scan_core.method.precision)
+DeviceKind = Literal["cpu", "cuda"]                        # the kinds of device the cost tables know
 
 DEVICES: tuple[str, ...] = get_args(Device)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 #: Up to this many images neighbours are mined exactly; above it, on an HNSW graph
 #: (:mod:`scan_core.method.neighbors`; on 2 cores HNSW is the faster from about 50,000 points).
 EXACT_SEARCH_LIMIT = 50_000
@@ -179,6 +182,27 @@ class SelfLabelConfig:
 
 
 @dataclass(frozen=True)
+class Hardware:
+    """What a run is planned for (:mod:`scan_core.costs`, the ``auto`` preset): the ``kind`` of
+    device it trains on, its ``name``, and its ``speed``: how many times faster than the reference
+    device of that kind (the 2-core CPU of the benchmarks; for CUDA, the GPU of the published
+    figures in :data:`scan_core.costs.PRETRAINED_COSTS`) a ResNet-18 pass ran when measured at the
+    start of the run (1: not measured)."""
+
+    kind: DeviceKind = "cpu"
+    speed: float = 1.0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not self.speed > 0:
+            raise ValueError(f"hardware speed must be positive, got {self.speed}")
+
+
+REFERENCE_CPU = Hardware()  # the 2-core CPU every cost table was measured on
+
+
+@dataclass(frozen=True)
 class RefineConfig:
     """Refining the run's result with the user's image labels (:mod:`scan_core.method.refine`), when
     a request asks for it (``refine_labels.json``, which also names its epochs: ``python -m scan_core
@@ -215,6 +239,8 @@ class RunConfig:
     preset: str = "auto"
     seed: int = 0
     device: Device = "cpu"
+    precision: Precision = "auto"      # auto: bfloat16 (or float16) on a CUDA GPU, float32 on a CPU
+    hardware: Hardware = field(default_factory=Hardware)  # what the run was planned for (auto)
     backbone: Backbone = "small-cnn"
     backbone_width: int = 32
     pretrained_size: int = 128         # the side an ImageNet backbone resizes images to

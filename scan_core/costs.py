@@ -1,17 +1,18 @@
-"""How long each stage takes on the 2-core CPU of the README's benchmarks, as data: the ETA shown
-before and during a run (:mod:`scan_core.explore.jobs`), the progress of the untimed UMAP stages,
-and the time budget the ``auto`` preset plans a run for (:mod:`scan_core.presets`). A running job
-scales these by the speed it measures on the machine it runs on.
+"""How long each stage takes, as data, per kind of device: the ETA shown before and during a run
+(:mod:`scan_core.explore.jobs`), the progress of the untimed UMAP stages, and the time budget the
+``auto`` preset plans a run for (:mod:`scan_core.presets`). The tables hold the reference device of
+each kind; a run's :class:`~scan_core.config.Hardware` says which kind it runs on and how much faster
+than that device it measured itself (a running job also scales the ETA by the speed it sees).
 """
 from __future__ import annotations
 
-from .config import RunConfig
+from .config import REFERENCE_CPU, Hardware, RunConfig
 from .pretrained import pretrained_spec
 
-#: Each stage's (fixed seconds, seconds per image, seconds per image and epoch of its training).
-#: The UMAP stages' fixed part is importing umap and numba compiling it in a fresh process; the
-#: refine's per-image part is choosing how far the labels spread (label spreading, cross-validated).
-#: Every stage of :data:`scan_core.data.rundir.STAGES` has an entry (a test checks).
+#: Each stage's (fixed seconds, seconds per image, seconds per image and epoch of its training) on
+#: the 2-core CPU. The UMAP stages' fixed part is importing umap and numba compiling it in a fresh
+#: process; the refine's per-image part is choosing how far the labels spread (label spreading,
+#: cross-validated). Every stage of :data:`scan_core.data.rundir.STAGES` has an entry (a test checks).
 STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifold": (12.0, 2e-3, 0.0),
                "neighbors": (0.0, 5e-4, 0.0), "suggest": (1.0, 1e-4, 0.0),
                "scan": (0.0, 0.0, 4.5e-5), "selflabel": (0.0, 0.0, 3e-5), "projection": (12.0, 8e-4, 0.0),
@@ -19,12 +20,29 @@ STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifo
 #: How much slower than the 16-wide small CNN on 28 px images a SimCLR epoch is, per backbone.
 BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0,
                   "efficientnet-lite0-imagenet": 8.0}
-#: Seconds per image of one pass of a frozen pretrained backbone at its own input size
-#: (:data:`~scan_core.pretrained.PRETRAINED_BACKBONES`; ``python bench/bench_backbones.py``):
-#: the pretext's pass and each feature bank's; the cost grows with the square of the side.
-PRETRAINED_COSTS = {"dinov2-vitb14": 0.32, "dinov2-vits14": 0.12, "clip-vitb16": 0.26, "vit-b16-imagenet": 0.30,
-                    "resnet50-imagenet": 0.10, "efficientnet-lite2-imagenet": 0.09,
-                    "efficientnet-lite0-imagenet": 0.042, "resnet18-imagenet": 0.026}
+#: How many times faster than on the 2-core CPU the training steps (SimCLR, the heads) run on the
+#: reference device of each kind. CUDA: a CIFAR ResNet-18 step of SimCLR at 32 px (two views,
+#: forward and backward: about two ResNet-18 inference passes at 224 px by their multiply-adds)
+#: against the CPU's measured SimCLR cost; an estimate, as no GPU ran the benchmarks. A run
+#: that trains SimCLR under a budget measures its steps and cuts its epochs to fit anyway.
+TRAINING_SPEEDUP = {"cpu": 1.0, "cuda": 60.0}
+#: The pass whose time a run measures on its device to compare it with the reference device
+#: (:func:`scan_core.engine.device.measured_hardware`): ResNet-18 at 224 px, random weights.
+REFERENCE_PASS = "resnet18-imagenet"
+#: Seconds per image of one pass of a frozen pretrained backbone at its own input size, on the
+#: reference device of each kind: the pretext's pass and each feature bank's; the cost grows with
+#: the square of the side. CPU: ``python bench/bench_backbones.py`` on 2 cores. CUDA: timm's
+#: published inference benchmark (``results/benchmark-infer-amp-nchw-pt291-cu128-4090.csv``: an
+#: RTX 4090, mixed precision, batches of 1,024; a DINOv2 ViT at 224 px has 256 patches where timm's
+#: ViT/16 has 196, so it costs 256/196 of that ViT's time).
+PRETRAINED_COSTS = {
+    "cpu": {"dinov2-vitb14": 0.32, "dinov2-vits14": 0.12, "clip-vitb16": 0.26, "vit-b16-imagenet": 0.30,
+            "resnet50-imagenet": 0.10, "efficientnet-lite2-imagenet": 0.09,
+            "efficientnet-lite0-imagenet": 0.042, "resnet18-imagenet": 0.026},
+    "cuda": {"dinov2-vitb14": 4.4e-4, "dinov2-vits14": 1.6e-4, "clip-vitb16": 3.0e-4, "vit-b16-imagenet": 3.3e-4,
+             "resnet50-imagenet": 2.3e-4, "efficientnet-lite2-imagenet": 1.8e-4,
+             "efficientnet-lite0-imagenet": 9.8e-5, "resnet18-imagenet": 7.3e-5},
+}
 
 
 def stage_cost(stage: str, num_images: int, epochs: float = 0.0) -> float:
@@ -38,30 +56,41 @@ def simclr_epoch_cost(backbone: str, width: int, side: int) -> float:
     return BACKBONE_COSTS.get(backbone, width / 16) * (side / 28) ** 2
 
 
-def pretrained_pass_seconds(backbone: str, num_images: int, size: int) -> float:
-    """Rough seconds of one pass of the frozen ``backbone`` over ``num_images`` images at ``size`` px."""
+def simclr_epoch_seconds(backbone: str, width: int, side: int, num_images: int,
+                         hardware: Hardware = REFERENCE_CPU) -> float:
+    """Rough seconds of one SimCLR epoch of ``backbone`` over ``num_images`` images of ``side`` px on
+    ``hardware``."""
+    per_image_epoch = STAGE_COSTS["pretext"][2] * simclr_epoch_cost(backbone, width, side)
+    return per_image_epoch * num_images / (TRAINING_SPEEDUP[hardware.kind] * hardware.speed)
+
+
+def pretrained_pass_seconds(backbone: str, num_images: int, size: int, hardware: Hardware = REFERENCE_CPU) -> float:
+    """Rough seconds of one pass of the frozen ``backbone`` over ``num_images`` images at ``size`` px
+    on ``hardware``."""
     own = pretrained_spec(backbone).input_size
-    return PRETRAINED_COSTS[backbone] * (size / own) ** 2 * num_images
+    return PRETRAINED_COSTS[hardware.kind][backbone] * (size / own) ** 2 * num_images / hardware.speed
 
 
 def stage_seconds(config: RunConfig, images: int, side: int, stages: list[str]) -> dict[str, float]:
     """Rough seconds of each of ``stages`` for a run with ``config`` on ``images`` images of
-    ``side`` pixels (this machine's speed aside); ValueError for a stage the table lacks."""
+    ``side`` pixels on the hardware it was planned for (this machine's speed aside); ValueError for
+    a stage the table lacks. Only the training and the networks' passes run faster on a GPU."""
     unknown = [stage for stage in stages if stage not in STAGE_COSTS]
     if unknown:
         raise ValueError(f"no cost for the stages {unknown}; known: {sorted(STAGE_COSTS)}")
-    learns, asked = config.uses_backbone, config.pretext.epochs
-    network = simclr_epoch_cost(config.backbone, config.backbone_width, side)
-    epochs = {"pretext": asked * network if learns else 0, "scan": config.scan.epochs,
-              "selflabel": config.selflabel.epochs, "refine": config.refine.epochs}
+    hardware, learns, asked = config.hardware, config.uses_backbone, config.pretext.epochs
+    faster = TRAINING_SPEEDUP[hardware.kind] * hardware.speed
+    epochs = {"scan": config.scan.epochs / faster, "selflabel": config.selflabel.epochs / faster,
+              "refine": config.refine.epochs / faster}
     seconds = {stage: stage_cost(stage, images, epochs.get(stage, 0)) for stage in stages}
-    if config.time_budget and learns and asked and "pretext" in seconds:  # SimCLR cut to what the budget leaves
-        fixed = stage_cost("pretext", images)
-        epoch = (seconds["pretext"] - fixed) / asked
-        left = config.time_budget - sum(value for stage, value in seconds.items() if stage != "pretext")
-        seconds["pretext"] = fixed + epoch * fit_epochs(max(epoch, 1e-9), 1, left, asked)
+    if learns and asked and "pretext" in seconds:
+        epoch = simclr_epoch_seconds(config.backbone, config.backbone_width, side, images, hardware)
+        seconds["pretext"] += epoch * asked
+        if config.time_budget:  # SimCLR cut to what the budget leaves
+            left = config.time_budget - sum(value for stage, value in seconds.items() if stage != "pretext")
+            seconds["pretext"] = stage_cost("pretext", images) + epoch * fit_epochs(max(epoch, 1e-9), 1, left, asked)
     if learns and asked == 0 and "pretext" in seconds:  # a pretrained backbone as it is
-        one_pass = pretrained_pass_seconds(config.backbone, images, config.pretrained_size)
+        one_pass = pretrained_pass_seconds(config.backbone, images, config.pretrained_size, hardware)
         seconds["pretext"] += one_pass
         seconds["scan"] = seconds.get("scan", 0.0) + one_pass * config.feature_views  # its feature banks
     return seconds

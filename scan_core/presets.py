@@ -14,8 +14,8 @@ from dataclasses import asdict, is_dataclass
 
 import numpy as np
 
-from .config import AUTO, PRETRAINED, RunConfig
-from .costs import pretrained_pass_seconds
+from .config import AUTO, PRETRAINED, REFERENCE_CPU, Hardware, RunConfig
+from .costs import pretrained_pass_seconds, simclr_epoch_seconds
 from .pretrained import PRETRAINED_BACKBONES, Pretrained, present_backbones, pretrained_spec
 
 GRAY_SMALL = {"crop_scale": (0.3, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.0, 0.0), "grayscale_p": 0.0,
@@ -33,6 +33,15 @@ UPSCALE_TO = 128                                  # a frozen CNN may see small i
 SCAN_HEADS = {"num_heads": 10, "epochs": 30, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-4, "hidden": 256}
 # grayscale images, no network: heads learn on the UMAP manifold of the HOG's whitened PCA-32 and mine
 # their neighbours there (cleaner clusters than SimCLR on every grayscale set tried: bench/RESULTS.md)
+# SimCLR as SCAN publishes it for CIFAR and STL (CIFAR ResNet-18, batch 512, lr 0.4, tau 0.1, 500 epochs),
+# then heads on its frozen features: for colour images on a device whose budget pays for at least
+# SIMCLR_MIN_EPOCHS over at least SIMCLR_MIN_IMAGES images of at most SIMCLR_MAX_SIDE px
+PUBLISHED_SIMCLR: dict = {"backbone": "resnet18-cifar", "head_input": "features", "neighbor_space": "features",
+                          "pretext": {"epochs": 500, "batch_size": 512, "lr": 0.2, "temperature": 0.1, "weight_decay": 1e-4},
+                          "augment": COLOUR, "scan": SCAN_HEADS, "selflabel": {"epochs": 5}}
+SIMCLR_MIN_EPOCHS = 100    # fewer, and SimCLR's features are still far from the paper's
+SIMCLR_MIN_IMAGES = 10_000  # the paper's sets hold 50,000-105,000; on hundreds, pretrained features win
+SIMCLR_MAX_SIDE = 96        # CIFAR's 32 px and STL's 96 px; a stride-1 ResNet on larger images costs side^2
 HOG_MANIFOLD = {"head_input": "hog", "hog_dim": 32, "manifold_dims": 10, "neighbor_space": "manifold",
                 "feature_views": 0, "augment": {**GRAY_SMALL, "flip": False, "crop_scale": (0.7, 1.0)},
                 "scan": {**SCAN_HEADS, "epochs": 50, "batch_size": 256},
@@ -67,9 +76,9 @@ def check_preset(preset: str) -> str:
 
 
 def auto_settings(num_images: int, image_side: int, channels: int, time_budget: float = TIME_BUDGET,
-                  backbone: str | None = None) -> dict:
+                  backbone: str | None = None, hardware: Hardware = REFERENCE_CPU) -> dict:
     """The ``auto`` preset for images never seen before, from their count, side and channels, planned
-    for ``time_budget`` seconds on a 2-core CPU.
+    for ``time_budget`` seconds on ``hardware`` (by default the 2-core CPU of the benchmarks).
 
     - Colour: a pretrained backbone, frozen (no SimCLR): on generated colour shapes and textures
       its features cluster near 1 where pixels and a short CPU SimCLR stay near chance
@@ -78,6 +87,10 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
       budget (:func:`colour_backbone`), with as many augmented feature banks (up to
       :data:`MAX_BANKS`) as it allows; the ``note`` says which and why. Another pretrained
       ``backbone`` is used the same way.
+    - Colour, where the budget on this hardware pays for SimCLR as published
+      (:data:`PUBLISHED_SIMCLR`, :func:`published_simclr`) and no foundation model (DINOv2, CLIP)
+      is on the machine: SimCLR trained on the images themselves, as the paper does on CIFAR and
+      STL, instead of an ImageNet network's frozen features.
     - Grayscale: :data:`HOG_MANIFOLD`, no network: the heads learn on the UMAP manifold of the
       images' HOG (whitened PCA-32), where the neighbours are mined too. On digits and the generated
       grayscale sets it clustered better than a small CNN trained with SimCLR for the whole budget,
@@ -94,11 +107,15 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
     if channels == 3 and (backbone is None or backbone in PRETRAINED):
         note = ""
         if backbone is None:
-            chosen = colour_backbone(num_images, image_side, time_budget, present_backbones())
+            present = present_backbones()
+            simclr = published_simclr(num_images, image_side, time_budget, hardware, present)
+            if simclr is not None:
+                return {**simclr, "time_budget": time_budget}
+            chosen = colour_backbone(num_images, image_side, time_budget, present, hardware)
             if chosen is None:
                 return {**HOG_MANIFOLD, "time_budget": time_budget, "note": NO_COLOUR_BACKBONE}
             backbone, note = chosen
-        size, views = (pretrained_plan(pretrained_spec(backbone), num_images, image_side, time_budget)
+        size, views = (pretrained_plan(pretrained_spec(backbone), num_images, image_side, time_budget, hardware)
                        or (smallest_side(backbone, image_side), 0))
         return {"backbone": backbone, "pretext": {"epochs": 0}, "pretrained_size": size,
                 "feature_views": views, "augment": COLOUR, "neighbor_space": "features", "scan": SCAN_HEADS,
@@ -127,7 +144,27 @@ def smallest_side(backbone: str, image_side: int) -> int:
     return backbone_sides(pretrained_spec(backbone), image_side)[-1]
 
 
-def pretrained_plan(spec: Pretrained, num_images: int, image_side: int, time_budget: float) -> tuple[int, int] | None:
+def published_simclr(num_images: int, image_side: int, time_budget: float, hardware: Hardware,
+                     present: list[Pretrained]) -> dict | None:
+    """:data:`PUBLISHED_SIMCLR` with the epochs (at most the paper's 500) that fit in
+    :data:`PASS_SHARE` of ``time_budget`` on ``hardware`` and a ``note`` saying why, or None: fewer
+    than :data:`SIMCLR_MIN_EPOCHS` fit, fewer than :data:`SIMCLR_MIN_IMAGES` images, images larger
+    than :data:`SIMCLR_MAX_SIDE`, or a foundation model in ``present`` (its frozen features are
+    stronger: README, Pretrained backbones)."""
+    if num_images < SIMCLR_MIN_IMAGES or image_side > SIMCLR_MAX_SIDE or any(spec.foundation for spec in present):
+        return None
+    epoch = simclr_epoch_seconds(PUBLISHED_SIMCLR["backbone"], 0, image_side, num_images, hardware)
+    epochs = min(PUBLISHED_SIMCLR["pretext"]["epochs"], int(PASS_SHARE * time_budget / max(epoch, 1e-9)))
+    if epochs < SIMCLR_MIN_EPOCHS:
+        return None
+    note = (f"SimCLR as published (CIFAR ResNet-18, {epochs} epochs at batch 512), trained on these {num_images:,} "
+            f"images: the {time_budget:.0f} s budget pays for it on {hardware.name or hardware.kind}, and no "
+            f"foundation model (DINOv2, CLIP) is on this machine")
+    return {**PUBLISHED_SIMCLR, "pretext": {**PUBLISHED_SIMCLR["pretext"], "epochs": epochs}, "note": note}
+
+
+def pretrained_plan(spec: Pretrained, num_images: int, image_side: int, time_budget: float,
+                    hardware: Hardware = REFERENCE_CPU) -> tuple[int, int] | None:
     """``(side, feature banks)`` for the frozen ``spec`` on ``num_images`` images of ``image_side``
     px, whose passes (the clean one and the banks) fit in :data:`PASS_SHARE` of the budget: among
     the sides of :func:`backbone_sides` of at least :data:`UPSCALE_TO`, the most banks (up to
@@ -136,7 +173,7 @@ def pretrained_plan(spec: Pretrained, num_images: int, image_side: int, time_bud
     side whose clean pass fits, with as many banks as fit there; None when not even that."""
     fitting = []
     for size in backbone_sides(spec, image_side):
-        passes = int(PASS_SHARE * time_budget / max(pretrained_pass_seconds(spec.name, num_images, size), 1e-9))
+        passes = int(PASS_SHARE * time_budget / max(pretrained_pass_seconds(spec.name, num_images, size, hardware), 1e-9))
         if passes >= 1:
             fitting.append((size, min(MAX_BANKS, passes - 1)))
     large = [plan for plan in fitting if plan[0] >= UPSCALE_TO]
@@ -145,18 +182,20 @@ def pretrained_plan(spec: Pretrained, num_images: int, image_side: int, time_bud
     return fitting[0] if fitting else None
 
 
-def colour_backbone(num_images: int, image_side: int, time_budget: float,
-                    present: list[Pretrained]) -> tuple[str, str] | None:
+def colour_backbone(num_images: int, image_side: int, time_budget: float, present: list[Pretrained],
+                    hardware: Hardware = REFERENCE_CPU) -> tuple[str, str] | None:
     """``(backbone, why)`` for colour images, or None when ``present`` (the pretrained backbones on
     this machine, strongest first) is empty: the strongest whose clean pass and one feature bank
-    fit the budget (:func:`pretrained_plan`), else the present one with the cheapest pass."""
+    fit the budget on ``hardware`` (:func:`pretrained_plan`), else the present one with the cheapest pass."""
     if not present:
         return None
-    fits = [spec for spec in present if (pretrained_plan(spec, num_images, image_side, time_budget) or (0, 0))[1] >= 1]
+    fits = [spec for spec in present
+            if (pretrained_plan(spec, num_images, image_side, time_budget, hardware) or (0, 0))[1] >= 1]
     chosen = fits[0] if fits else min(present, key=lambda spec: pretrained_pass_seconds(
-        spec.name, num_images, backbone_sides(spec, image_side)[-1]))
+        spec.name, num_images, backbone_sides(spec, image_side)[-1], hardware))
+    device = hardware.name or hardware.kind
     why = (f"{chosen.name} ({chosen.pretraining}): the strongest pretrained backbone on this machine whose passes "
-           f"fit the {time_budget:.0f} s budget for {num_images:,} images" if fits else
+           f"fit the {time_budget:.0f} s budget for {num_images:,} images on {device}" if fits else
            f"{chosen.name} ({chosen.pretraining}): no pretrained backbone on this machine fits the {time_budget:.0f} s "
            f"budget for {num_images:,} images with a feature bank; this one is the fastest")
     slower = [spec.name for spec in present[:present.index(chosen)]]
@@ -169,13 +208,14 @@ def colour_backbone(num_images: int, image_side: int, time_budget: float,
 
 
 def plan_config(images, dataset: str, num_clusters: int | str | None, preset: str = "auto",
-                **overrides) -> RunConfig:
+                hardware: Hardware = REFERENCE_CPU, **overrides) -> RunConfig:
     """Validate the request against the ``images`` (an :class:`~scan_core.data.images.ImageSet`) and
     build the run's config (nothing runs yet): what the job checks, and the app before Start. The
     messages name what to change in words that fit the CLI and the app alike.
 
     ``num_clusters``: K; ``"auto"``: suggested from the mined neighbours during the run (the
-    suggest stage); None: the number of label folders, or ``"auto"`` when there are none."""
+    suggest stage); None: the number of label folders, or ``"auto"`` when there are none.
+    ``hardware``: what the run will train on (:func:`scan_core.engine.device.measured_hardware`)."""
     n = len(images)
     if num_clusters is None:
         num_clusters = images.num_classes if images.num_classes >= 2 else AUTO
@@ -191,7 +231,8 @@ def plan_config(images, dataset: str, num_clusters: int | str | None, preset: st
         raise ValueError(f"the number of clusters K must be at least 2, got {num_clusters}")
     if num_clusters > n:
         raise ValueError(f"{num_clusters} clusters exceed the {n} image{'s' if n != 1 else ''} of {dataset}")
-    config = make_config(dataset, num_clusters, n, images.image_size[0], images.channels, preset, **overrides)
+    config = make_config(dataset, num_clusters, n, images.image_size[0], images.channels, preset, hardware,
+                         **overrides)
     if config.num_neighbors >= n:
         raise ValueError(f"{dataset} has {n} images: too few for {config.num_neighbors} neighbours each; "
                          f"need at least {config.num_neighbors + 1}")
@@ -199,9 +240,10 @@ def plan_config(images, dataset: str, num_clusters: int | str | None, preset: st
 
 
 def make_config(dataset: str, num_clusters: int, num_images: int, image_side: int, channels: int,
-                preset: str = "auto", **overrides) -> RunConfig:
+                preset: str = "auto", hardware: Hardware = REFERENCE_CPU, **overrides) -> RunConfig:
     """The :class:`RunConfig` for ``dataset`` under ``preset`` (``auto``: the built-in dataset's
-    own preset when ``dataset`` names one, else :func:`auto_settings`), ``overrides`` applied last.
+    own preset when ``dataset`` names one, else :func:`auto_settings` for ``hardware``), ``overrides``
+    applied last; the config records the ``hardware``.
 
     An override of a nested config (``pretext``, ``augment``, ``scan``, ``selflabel``) may be a
     dict of some of its fields, e.g. ``scan={"epochs": 3}``: those replace the preset's; a config
@@ -212,9 +254,9 @@ def make_config(dataset: str, num_clusters: int, num_images: int, image_side: in
         name = dataset.split(":")[0] if dataset.split(":")[0] in PRESETS else "auto"
     budget = overrides.get("time_budget") or TIME_BUDGET
     settings = PRESETS[name] if name != "auto" else auto_settings(num_images, image_side, channels, budget,
-                                                                  overrides.get("backbone"))
-    merged = _merged(_merged({"dataset": dataset, "num_clusters": num_clusters, "preset": name}, settings),
-                     overrides)
+                                                                  overrides.get("backbone"), hardware)
+    merged = _merged(_merged({"dataset": dataset, "num_clusters": num_clusters, "preset": name,
+                              "hardware": asdict(hardware)}, settings), overrides)
     return RunConfig.from_dict(merged)
 
 

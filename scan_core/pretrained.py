@@ -41,6 +41,12 @@ class Pretrained:
         return self.library == "timm" or self.arch.startswith("vit")
 
     @property
+    def foundation(self) -> bool:
+        """Whether it is a foundation model (DINOv2, CLIP: learnt from hundreds of millions of images
+        without ImageNet's labels), whose frozen features beat SimCLR trained on a folder."""
+        return self.library == "timm"
+
+    @property
     def weights_file(self) -> str:
         """The file name looked for in ``$SCAN_EXPLORER_WEIGHTS``."""
         if self.library == "torchvision":

@@ -38,3 +38,11 @@ def test_a_digits_run_on_cuda_scores_as_on_the_cpu(tmp_path, digits):
         probs = np.load(tmp_path / device / f"{metrics.final.stage}_probs.npy")
         scores[device] = hungarian_accuracy(probs.argmax(1), digits.labels)
     assert scores["cuda"] > 0.93 and abs(scores["cuda"] - scores["cpu"]) < 0.02
+
+
+def test_a_gpu_measures_its_speed_and_auto_plans_for_it():
+    from scan_core.engine.device import measured_hardware
+    from scan_core.method.precision import device_precision
+    hardware = measured_hardware(torch.device("cuda", 0))
+    assert hardware.kind == "cuda" and hardware.speed > 0 and hardware.name
+    assert device_precision("auto", torch.device("cuda", 0)) in ("bfloat16", "float16")

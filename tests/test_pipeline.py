@@ -376,7 +376,7 @@ def test_auto_uses_a_stronger_backbone_present_and_records_it(tmp_path, dinov2_w
         (tmp_path / "shapes" / kind).mkdir(parents=True)
         for i in range(20):
             shape_image(kind, rng, colour=True).save(tmp_path / "shapes" / kind / f"{i}.png")
-    budget = 2.5 * PRETRAINED_COSTS["dinov2-vits14"] * 40 / 0.7   # room for the clean pass and one bank
+    budget = 2.5 * PRETRAINED_COSTS["cpu"]["dinov2-vits14"] * 40 / 0.7   # room for the clean pass and one bank
     assert main(["train", "--dataset", str(tmp_path / "shapes"), "--out", str(tmp_path / "run"), "--no-umap",
                  "--quiet", "--time-budget", f"{budget:.1f}", "--scan-epochs", "2", "--selflabel-epochs", "1"]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())

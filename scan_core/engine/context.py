@@ -15,6 +15,7 @@ from ..data.images import ImageSet
 from ..data.run_metrics import METRICS_FILE, FinalResult, RunMetrics
 from ..method.confidence import chance_warning, feature_lift, neighbour_temperature
 from ..method.metrics import evaluate
+from ..method.precision import device_precision
 from ..method.pretext import Encoder
 from .progress import Progress
 
@@ -37,6 +38,11 @@ class RunContext:
     neighbors: np.ndarray | None = None   # (N, k) mined neighbour indices
     probs: np.ndarray | None = None       # (N, K) the latest cluster stage's assignment
     started: float = 0.0
+
+    @property
+    def precision(self) -> str:
+        """The forward passes' precision on this run's device (:mod:`scan_core.method.precision`)."""
+        return device_precision(self.config.precision, self.device)
 
     @property
     def head_features(self) -> np.ndarray:

@@ -22,6 +22,7 @@ from ..data.rundir import CLUSTER_STAGES, read_status
 from ..data.sources import load_source
 from ..method.manifold import extend_manifold
 from ..method.metrics import evaluate
+from ..method.precision import device_precision
 from ..method.pretext import embed
 from .device import resolve_device
 from .models import build_encoder, kept_head
@@ -65,7 +66,8 @@ def apply_run(run_dir: Path, images: ImageSet, device: str = "auto") -> Applied:
     encoder = build_encoder(config, own, torch_device)  # shaped by the run's images, as trained
     pretext_state = load_torch(run_dir / "pretext.pt", torch_device)
     encoder.load_state_dict(pretext_state)
-    features = embed(encoder, images.images, torch_device)
+    precision = device_precision(config.precision, torch_device)
+    features = embed(encoder, images.images, torch_device, precision=precision)
     head_input = features
     if config.manifold_dims:
         head_input = extend_manifold(load_array(run_dir / "features.npy"), load_array(run_dir / "manifold.npy"), features,
@@ -74,7 +76,8 @@ def apply_run(run_dir: Path, images: ImageSet, device: str = "auto") -> Applied:
     for stage in stages:
         saved = load_torch(run_dir / f"{stage}.pt", torch_device)
         encoder.load_state_dict(saved.get("encoder", pretext_state))  # fine-tuned encoder, if any
-        stage_features = head_input if "encoder" not in saved else embed(encoder, images.images, torch_device)
+        stage_features = (head_input if "encoder" not in saved else
+                          embed(encoder, images.images, torch_device, precision=precision))
         head = kept_head(saved, stage_features.shape[1], config).to(torch_device).eval()
         logits = head(torch.as_tensor(stage_features, device=torch_device))[0]
         probs[stage] = F.softmax(logits, dim=1).cpu().numpy().astype(np.float32)

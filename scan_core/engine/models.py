@@ -107,7 +107,7 @@ def feature_banks(ctx: RunContext) -> torch.Tensor | None:
     def bank(view: int) -> np.ndarray:
         return embed(ctx.encoder, ctx.images.images, ctx.device, view=lambda x: strong_view(x, c.augment),
                      on_batch=lambda done, _: ctx.progress.step(view * n + done, c.feature_views * n, unit="image",
-                                                                part="feature banks"))
+                                                                part="feature banks"), precision=ctx.precision)
 
     shape = (c.feature_views, *ctx.head_features.shape)
     banks = np.empty(shape, np.float16 if 4 * np.prod(shape, dtype=np.int64) > c.float16_above else np.float32)

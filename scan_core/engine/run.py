@@ -39,7 +39,7 @@ from ..presets import check_preset, plan_config
 from . import ranks
 from .cancel import Cancelled
 from .context import RunContext
-from .device import resolve_device, versions
+from .device import measured_hardware, resolve_device, versions
 from .progress import Progress
 from .threads import ThreadGovernor
 
@@ -193,7 +193,8 @@ def _planned(run_dir: Path, dataset: str | None, num_clusters: int | str | None,
     check_writable(run_dir)
     try:  # a folder's images go into the run's shards as they are decoded
         images = load_source(dataset, image_size=overrides.get("image_size"), cache=cache)
-        return plan_config(images, dataset, num_clusters, preset, **overrides), images
+        hardware = measured_hardware(resolve_device(overrides.get("device", "cpu")))
+        return plan_config(images, dataset, num_clusters, preset, hardware, **overrides), images
     except BaseException:  # refused: what this call made is removed, nothing else
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)

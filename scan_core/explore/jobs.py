@@ -27,7 +27,7 @@ from pathlib import Path
 
 import scan_core
 
-from ..config import AUTO, REFINE_EPOCHS
+from ..config import AUTO, REFERENCE_CPU, REFINE_EPOCHS, Hardware
 from ..data.artifacts import CorruptArtifact, load_json, read_json, save_json
 from ..data.run_metrics import RunMetrics
 from ..data.rundir import CLUSTER_STAGES, final_stage, read_status
@@ -57,6 +57,13 @@ def gpu_count() -> int:
     if visible is None:
         return present
     return min(present, len([device for device in visible.split(",") if device.strip() not in ("", "-1")]))
+
+
+def planning_hardware() -> Hardware:
+    """What the app plans a run for before Start: the reference GPU when this machine has one (the
+    job then measures its own and plans again: :func:`scan_core.engine.device.measured_hardware`),
+    else the reference CPU."""
+    return Hardware("cuda") if gpu_count() else REFERENCE_CPU
 
 
 def default_processes() -> int:

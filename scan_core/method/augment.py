@@ -28,7 +28,10 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 def to_tensor(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 images ``(B, H, W, C)`` -> float ``(B, C, H, W)`` in [0, 1] on ``device``."""
-    batch = torch.tensor(np.asarray(images)).to(device, non_blocking=True)  # copies a read-only memmap
+    batch = torch.tensor(np.asarray(images))  # copies a read-only memmap
+    if torch.device(device).type == "cuda":
+        batch = batch.pin_memory()  # page-locked: the copy to the GPU goes on beside its computation
+    batch = batch.to(device, non_blocking=True)
     if batch.ndim != 4:
         raise ValueError(f"expected images of shape (B, H, W, C), got {tuple(batch.shape)}")
     return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)

@@ -29,6 +29,7 @@ from ..config import ScanConfig
 from ..data.artifacts import Checkpoint
 from .batches import Batches
 from .distributed import data_parallel, gather, is_main, local_rows, per_rank, seeded
+from .precision import Amp
 
 PROB_FLOOR = 1e-8
 AGREEMENT_MARGIN = 0.05  # candidates this close to the highest mean ARI may be kept, by held-out loss
@@ -210,7 +211,7 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
                eval_inputs: Callable[[np.ndarray], torch.Tensor], neighbors: np.ndarray,
                config: ScanConfig, seed: int = 0,
                on_step: Callable[[int, int, float], None] | None = None,
-               checkpoint: Checkpoint | None = None) -> list[Snapshot]:
+               checkpoint: Checkpoint | None = None, precision: str = "float32") -> list[Snapshot]:
     """Train all heads of ``model`` with the SCAN loss; return a :class:`Snapshot` of them at each
     of :func:`snapshot_epochs` (``config.snapshots``), scored on held-out anchors and their first
     ``config.val_neighbors`` neighbours.
@@ -222,6 +223,7 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
         neighbors: ``(N, k)`` mined neighbour indices; each anchor is paired with a uniformly drawn
             one of its ``k`` neighbours or itself (itself too when that neighbour is held out).
         checkpoint: where to continue from and to save every finished epoch to, if given.
+        precision: of the forward passes (:mod:`.precision`); the losses are float32.
     """
     n = len(neighbors)
     train_index, val_index = split_validation(n, config.val_fraction, seed)
@@ -232,6 +234,7 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     batches = Batches(len(train_index), per_rank(min(config.batch_size, len(train_index))), config.epochs)
     model.train()
     parallel, device = data_parallel(model), next(model.parameters()).device
+    amp = Amp(precision, device)
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
     saved: list[dict] = (checkpoint.extra or []) if checkpoint and first_epoch else []
     snapshots = [Snapshot(**snapshot) for snapshot in saved]
@@ -252,13 +255,13 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
         partners = np.where(held_out[partners], anchors, partners)
         with seeded(seed, step, device):  # the global batch's inputs
             batch = inputs(np.concatenate([anchors, partners]))
-        logits = gather(parallel(batch[local_rows(len(batch))]), dim=1)  # this rank's rows, then every rank's
+        with amp.autocast():
+            mine = parallel(batch[local_rows(len(batch))])
+        logits = gather(mine.float(), dim=1)  # this rank's rows, then every rank's
         anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]
         loss = sum((scan_loss(a, p, config.entropy_weight)[0] for a, p in zip(anchor_logits, partner_logits)),
                    torch.zeros((), device=logits.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        amp.step(loss, optimizer)
         if on_step:
             on_step(step, batches.total_steps, loss.item() / len(anchor_logits))
     return snapshots

@@ -19,8 +19,9 @@ from ..data.artifacts import Checkpoint
 from ..data.shards import Rows
 from .augment import simclr_view, to_tensor
 from .backbones import feature_dim
-from .batches import Batches
+from .batches import Batches, prefetched
 from .distributed import data_parallel, gather, gather_rows, is_main, local_rows, per_rank, seeded, shard
+from .precision import Amp
 from .whitening import WhitenedPCA
 
 
@@ -77,7 +78,7 @@ PROBE_STEPS = 8
 def train_simclr(model: SimCLRModel, images: Rows, config: PretextConfig, augment: AugmentConfig,
                  device: torch.device, on_step: Callable[[int, int, float], None] | None = None,
                  seed: int = 0, checkpoint: Checkpoint | None = None,
-                 plan: Callable[[float, int], int] | None = None) -> SimCLRModel:
+                 plan: Callable[[float, int], int] | None = None, precision: str = "float32") -> SimCLRModel:
     """Train ``model`` on uint8 ``images`` ``(N, H, W, C)`` with NT-Xent (SimCLR, Chen et al.,
     ICML 2020) for ``config.epochs``; under ``torch.distributed`` every rank embeds its share of
     each global batch and the loss takes its negatives from all of them (:mod:`.distributed`).
@@ -85,7 +86,8 @@ def train_simclr(model: SimCLRModel, images: Rows, config: PretextConfig, augmen
     With a ``checkpoint``, training continues after its last saved epoch and every finished epoch
     is saved to it. With ``plan``, on a fresh start: after :data:`PROBE_STEPS` timed steps,
     ``plan(seconds_per_step, steps_per_epoch)`` returns the epochs to train (at most
-    ``config.epochs``; the cosine schedule is stretched over those).
+    ``config.epochs``; the cosine schedule is stretched over those). ``precision``: of the forward
+    passes (:mod:`.precision`); the next batch is read while a step trains (:meth:`Batches.loaded`).
     """
     n = len(images)
     batches = Batches(n, per_rank(min(config.batch_size, n - n % 2 if n % 2 else n)), config.epochs)  # even
@@ -98,21 +100,22 @@ def train_simclr(model: SimCLRModel, images: Rows, config: PretextConfig, augmen
     if first_epoch or batches.total_steps <= PROBE_STEPS + 1:
         plan = None  # resumed: the plan was made; or too short to be worth one
     save = (lambda done: checkpoint.save(done, model, optimizer, generator)) if checkpoint and is_main() else None
-    parallel = data_parallel(model)
+    parallel, amp = data_parallel(model), Amp(precision, device)
     timed_from = None
-    for step, index in batches(np.arange(n), generator, first_epoch, save):
+    # the global batch, read while the step before trains; this rank embeds its rows of it
+    for step, _, x in batches.loaded(np.arange(n), generator, lambda rows: to_tensor(images[np.sort(rows)], device),
+                                         first_epoch, save):
         if step > steps_per_epoch * epochs:
             break  # the plan cut the training short (its last epoch is saved)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step - 1, steps_per_epoch * epochs, lr, int(config.warmup_epochs * steps_per_epoch))
-        x = to_tensor(images[np.sort(index)], device)  # the global batch; this rank embeds its rows of it
         with seeded(seed, step, device):
             view_a, view_b = simclr_view(x, augment), simclr_view(x, augment)
         mine = local_rows(len(x))
-        loss = nt_xent_loss(gather(parallel(view_a[mine])), gather(parallel(view_b[mine])), config.temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with amp.autocast():
+            z_a, z_b = parallel(view_a[mine]), parallel(view_b[mine])
+        loss = nt_xent_loss(gather(z_a.float()), gather(z_b.float()), config.temperature)
+        amp.step(loss, optimizer)
         if plan and step == 1:
             timed_from = time.perf_counter()
         elif plan and step == 1 + PROBE_STEPS:
@@ -155,8 +158,9 @@ class Encoder(nn.Module):
 def embed(network: Callable[[torch.Tensor], torch.Tensor], images: Rows, device: str | torch.device,
           batch_size: int = EMBED_BATCH,
           view: Callable[[torch.Tensor], torch.Tensor] | None = None,
-          on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Run ``network`` in eval mode over uint8 ``images`` ``(N, H, W, C)`` -> float32 ``(N, D)``.
+          on_batch: Callable[[int, int], None] | None = None, precision: str = "float32") -> np.ndarray:
+    """Run ``network`` in eval mode over uint8 ``images`` ``(N, H, W, C)`` -> float32 ``(N, D)``,
+    its forward passes in ``precision`` (:mod:`.precision`), each batch read while the one before runs.
 
     ``view`` optionally transforms each batch first (e.g. a strong augmentation); ``on_batch(done,
     N)`` is called after each batch (progress, ``done`` counted over every rank). In a distributed run
@@ -168,10 +172,12 @@ def embed(network: Callable[[torch.Tensor], torch.Tensor], images: Rows, device:
         module.eval()
     rows = shard(len(images))
     share = rows.stop - rows.start
+    amp = Amp(precision, torch.device(device))
     outputs = []
-    for start in range(rows.start, rows.stop, batch_size):
-        x = to_tensor(images[start:min(start + batch_size, rows.stop)], device)
-        outputs.append(network(view(x) if view else x).float().cpu())
+    starts = range(rows.start, rows.stop, batch_size)  # each batch read while the one before is embedded
+    for start, x in prefetched(starts, lambda at: to_tensor(images[at:min(at + batch_size, rows.stop)], device)):
+        with amp.autocast():
+            outputs.append(network(view(x) if view else x).float().cpu())
         if on_batch is not None:
             done = min(start + batch_size, rows.stop) - rows.start
             on_batch(min(len(images), round(done * len(images) / share)), len(images))

@@ -42,6 +42,7 @@ from ..data.artifacts import Checkpoint
 from .batches import Batches
 from .distributed import data_parallel, gather, is_main, local_rows, per_rank, seeded
 from .neighbors import neighbor_agreement
+from .precision import Amp
 
 SPREAD_STEPS = 30          # iterations of the spreading (alpha^30 < 0.05 for alpha 0.9)
 ALPHAS = (0.8, 0.9)
@@ -131,10 +132,10 @@ def refined_probs(head: np.ndarray, spread: np.ndarray, labelled: np.ndarray, ta
 
 def train_refine(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], targets: np.ndarray,
                  config: RefineConfig, seed: int = 0, on_step: Callable[[int, int, float], None] | None = None,
-                 checkpoint: Checkpoint | None = None) -> None:
+                 checkpoint: Checkpoint | None = None, precision: str = "float32") -> None:
     """Train ``model`` (``inputs(index)`` -> logits ``(1, B, K)``) on soft ``targets`` ``(N, K)`` for
     ``config.epochs`` epochs of soft cross-entropy; ``checkpoint``: where to continue from and to save
-    every finished epoch to, if given."""
+    every finished epoch to, if given; ``precision``: of the forward passes (:mod:`.precision`)."""
     if config.epochs < 1:
         raise ValueError(f"refine epochs must be at least 1, got {config.epochs}")
     rng = np.random.default_rng(seed)
@@ -145,13 +146,14 @@ def train_refine(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
     save = (lambda epochs: checkpoint.save(epochs, model, optimizer, rng)) if checkpoint and is_main() else None
     parallel, device = data_parallel(model), next(model.parameters()).device
+    amp = Amp(precision, device)
     for step, index in batches(np.arange(len(targets)), rng, first_epoch, save):
         with seeded(seed, step, device):
             batch = inputs(index)
-        logits = gather(parallel(batch[local_rows(len(batch))]), dim=1)[0]  # every rank's rows
+        with amp.autocast():
+            mine = parallel(batch[local_rows(len(batch))])
+        logits = gather(mine.float(), dim=1)[0]  # every rank's rows
         loss = -(soft[index].to(logits.device) * F.log_softmax(logits, 1)).sum(1).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        amp.step(loss, optimizer)
         if on_step:
             on_step(step, batches.total_steps, loss.item())

@@ -18,6 +18,7 @@ from ..config import SelfLabelConfig
 from ..data.artifacts import Checkpoint
 from .batches import Batches
 from .distributed import data_parallel, gather, is_main, local_rows, per_rank, seeded
+from .precision import Amp
 
 
 def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99,
@@ -52,9 +53,10 @@ def selflabel_loss(weak_logits: torch.Tensor, strong_logits: torch.Tensor, thres
 def train_selflabel(model: nn.Module, weak_inputs: Callable[[np.ndarray], torch.Tensor],
                     strong_inputs: Callable[[np.ndarray], torch.Tensor], n: int, config: SelfLabelConfig,
                     seed: int = 0, on_step: Callable[[int, int, float], None] | None = None,
-                    checkpoint: Checkpoint | None = None) -> int:
+                    checkpoint: Checkpoint | None = None, precision: str = "float32") -> int:
     """Fine-tune ``model`` (inputs -> logits ``(B, K)``) on its own confident predictions; with a
-    ``checkpoint``, continue from its last finished epoch and save every epoch there.
+    ``checkpoint``, continue from its last finished epoch and save every epoch there; the forward
+    passes of the strong views in ``precision`` (:mod:`.precision`), the targets in float32.
 
     Returns the number of batches skipped for having no confident image.
     """
@@ -64,6 +66,7 @@ def train_selflabel(model: nn.Module, weak_inputs: Callable[[np.ndarray], torch.
     first_epoch = checkpoint.resume(model, optimizer, rng) if checkpoint else 0
     skipped = int(checkpoint.extra or 0) if first_epoch else 0
     parallel, device = data_parallel(model), next(model.parameters()).device
+    amp = Amp(precision, device)
 
     def end_of_epoch(epochs: int) -> None:
         if checkpoint and is_main():
@@ -77,13 +80,13 @@ def train_selflabel(model: nn.Module, weak_inputs: Callable[[np.ndarray], torch.
         model.train()
         with seeded(seed, step, device):
             strong = strong_inputs(index)
-        loss = selflabel_loss(weak_logits, gather(parallel(strong[mine])), config.threshold)
+        with amp.autocast():
+            strong_logits = parallel(strong[mine])
+        loss = selflabel_loss(weak_logits, gather(strong_logits.float()), config.threshold)
         if loss is None:
             skipped += 1
             continue
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        amp.step(loss, optimizer)
         if on_step:
             on_step(step, batches.total_steps, loss.item())
     return skipped

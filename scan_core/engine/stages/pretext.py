@@ -31,12 +31,14 @@ def run(ctx: RunContext) -> None:
         pretext = replace(c.pretext, epochs=planned["epochs"]) if planned else c.pretext
         train_simclr(model, ctx.images.images, pretext, c.augment, ctx.device, ctx.progress.step,
                      seed=c.seed, checkpoint=ctx.checkpoint("pretext"),
-                     plan=None if planned or not c.time_budget else lambda s, n: ranks.share(plan_epochs(ctx, s, n)))
+                     plan=None if planned or not c.time_budget else lambda s, n: ranks.share(plan_epochs(ctx, s, n)),
+                     precision=ctx.precision)
         plan = planned or _read_plan(ctx)
     ctx.encoder = encoder.eval()
     frozen = c.uses_backbone and not c.pretext.epochs  # a pretrained network: its pass is the stage
     ctx.features = embed(encoder, ctx.images.images, ctx.device, batch_size=EMBED_BATCH if frozen else 1024,
-                         on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None)
+                         on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None,
+                         precision=ctx.precision)
     save_torch(ctx.dir / "pretext.pt", encoder.state_dict())
     save_array(ctx.dir / "features.npy", ctx.features)
     method = "k-means on pretext features" if c.pretext.epochs else f"k-means on frozen {c.backbone} features"

@@ -37,7 +37,7 @@ def run(ctx: RunContext) -> None:
     head = kept_head(load_torch(ctx.dir / f"{start}.pt", ctx.device), ctx.head_features.shape[1], c)
     model, augmented, clean = cluster_model(ctx, head)
     train_refine(model, augmented, spread, c.refine.asked_by(request), c.seed, ctx.progress.step,
-                 checkpoint=ctx.checkpoint("refine"))
+                 checkpoint=ctx.checkpoint("refine"), precision=ctx.precision)
     head_probs = predict(model, clean, len(ctx.images), 0)
     learnt = float((head_probs[labelled].argmax(1) == targets).mean())
     probs = refined_probs(head_probs, spread, labelled, targets)

@@ -22,7 +22,7 @@ def run(ctx: RunContext) -> None:
     heads = ClusterHeads(ctx.head_features.shape[1], c.num_clusters, c.scan.num_heads, c.scan.hidden)
     model, augmented, clean = cluster_model(ctx, heads)
     snapshots = train_scan(model, augmented, clean, ctx.neighbors, c.scan, c.seed, ctx.progress.step,
-                           checkpoint=ctx.checkpoint("scan"))
+                           checkpoint=ctx.checkpoint("scan"), precision=ctx.precision)
     clusters = np.concatenate([s.clusters.numpy() for s in snapshots])   # (epochs x heads, N)
     losses = np.concatenate([s.losses.numpy() for s in snapshots])
     best, agreement = choose_head(clusters, losses)

@@ -31,7 +31,7 @@ def run(ctx: RunContext) -> None:
     model, augmented, clean = cluster_model(ctx, head, noise=c.selflabel.feature_noise)
     skipped = train_selflabel(_SingleHead(model), weak_inputs=clean, strong_inputs=augmented,
                               n=len(ctx.images), config=c.selflabel, seed=c.seed, on_step=ctx.progress.step,
-                              checkpoint=ctx.checkpoint("selflabel"))
+                              checkpoint=ctx.checkpoint("selflabel"), precision=ctx.precision)
     ctx.probs = predict(model, clean, len(ctx.images), 0)
     save_cluster_stage(ctx, "selflabel", head, ctx.probs)
     confident = float((ctx.probs.max(1) > c.selflabel.threshold).mean())
