@@ -1,8 +1,9 @@
 """Neighbour mining, fusion and purity."""
+import faiss
 import numpy as np
 import pytest
 
-from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity, search_recall
+from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity, search_kind, search_recall
 
 
 def brute_force_topk(features, k):
@@ -158,3 +159,22 @@ def test_recall_and_the_search_refuse_bad_arguments():
         search_recall(points, np.zeros((50, 5), dtype=np.int64))
     with pytest.raises(ValueError, match="queries"):
         search_recall(points, mine_neighbors(points, 5), queries=0)
+
+
+@pytest.mark.parametrize("n, limit, gpus, kind", [
+    (50_000, 50_000, 0, "exact"), (50_001, 50_000, 0, "hnsw"), (1_000_000, 50_000, 0, "hnsw"),
+    (1_000_000, 50_000, 1, "gpu"), (100, 50_000, 2, "gpu"), (10_000_001, 50_000, 1, "hnsw"),
+])
+def test_the_search_is_exact_on_gpus_up_to_their_limit_else_exact_or_hnsw_by_size(n, limit, gpus, kind):
+    assert search_kind(n, limit, gpus) == kind
+
+
+@pytest.mark.skipif(not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0,
+                    reason="faiss has no GPU here (faiss-cpu, or no CUDA device)")
+def test_neighbours_mined_on_gpus_are_the_exact_ones():
+    points = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    expected = np.argsort(-similarity, axis=1)[:, :10]
+    assert (mine_neighbors(points, 10) == expected).mean() > 0.999  # ties aside

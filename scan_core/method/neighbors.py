@@ -4,7 +4,8 @@ Cosine similarity = inner product of L2-normalised features, searched with faiss
 (``IndexFlatIP``, whose cost grows with N²) up to :data:`~scan_core.config.EXACT_SEARCH_LIMIT` images, above it on a graph
 index (HNSW, Malkov & Yashunin 2018: ``IndexHNSWFlat``, no training, about N log N), whose recall
 against exact search :func:`search_recall` measures on sampled queries (``python
-bench/bench_scale.py`` times both). Neighbour lists from several feature spaces can be fused by
+bench/bench_scale.py`` times both). Where faiss has GPUs (the ``faiss-gpu`` package on a CUDA machine),
+every search up to :data:`GPU_EXACT_LIMIT` rows is exact, on the GPUs. Neighbour lists from several feature spaces can be fused by
 reciprocal-rank fusion, which keeps the neighbours that the spaces agree on at the top.
 """
 from __future__ import annotations
@@ -21,10 +22,20 @@ from .cosine import l2_normalize
 HNSW_LINKS = 48                  # M: graph links per point (about 4 D + 8 M bytes a point; 32 missed 0.95 at 1M)
 HNSW_SEARCH = 256                # efSearch: candidates kept while searching (at least k + 1)
 RECALL_QUERIES = 1_000           # sampled queries :func:`search_recall` checks against exact search
+GPU_EXACT_LIMIT = 10_000_000     # rows searched exactly on GPUs (5 GB of 128-d float32 to hold)
 
 
-def search_kind(n: int, exact_limit: int = EXACT_SEARCH_LIMIT) -> str:
-    """How :func:`mine_neighbors` searches ``n`` rows: ``"exact"`` up to ``exact_limit``, else ``"hnsw"``."""
+def faiss_gpus() -> int:
+    """The GPUs faiss can search on: 0 with ``faiss-cpu``."""
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def search_kind(n: int, exact_limit: int = EXACT_SEARCH_LIMIT, gpus: int | None = None) -> str:
+    """How :func:`mine_neighbors` searches ``n`` rows with ``gpus`` GPUs for faiss (None: as many as
+    it has): ``"gpu"`` (exact, on the GPUs) up to :data:`GPU_EXACT_LIMIT` when there are any, else
+    ``"exact"`` up to ``exact_limit``, else ``"hnsw"``."""
+    if (faiss_gpus() if gpus is None else gpus) and n <= GPU_EXACT_LIMIT:
+        return "gpu"
     return "exact" if n <= exact_limit else "hnsw"
 
 
@@ -65,12 +76,15 @@ def nearest(base: np.ndarray, queries: np.ndarray | None, k: int, batch_size: in
         raise ValueError(f"links must be >= 2, got {links}")
     normalised = np.ascontiguousarray(l2_normalize(np.asarray(base)), dtype=np.float32)
     index: faiss.Index
-    if search_kind(len(normalised), exact_limit) == "exact":
-        index = faiss.IndexFlatIP(normalised.shape[1])
-    else:
+    kind = search_kind(len(normalised), exact_limit)
+    if kind == "hnsw":
         graph = faiss.IndexHNSWFlat(normalised.shape[1], links, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efSearch = max(HNSW_SEARCH, k)
         index = graph
+    else:
+        index = faiss.IndexFlatIP(normalised.shape[1])
+        if kind == "gpu":  # the same exact search, on every GPU faiss has (rows sharded over them)
+            index = faiss.index_cpu_to_all_gpus(index)
     index.add(normalised)
     asked = normalised if queries is None else np.asarray(queries)
     for start in range(0, len(asked), batch_size):
