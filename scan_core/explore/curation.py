@@ -7,7 +7,9 @@ cluster, relabelling or moving images, marking outliers, merging, splitting) is 
 ``edits`` table, and the curated state is the replay of every edit not undone, in id order
 (event sourcing). Undo flags the latest edit as undone; nothing is ever deleted.
 
-Edit kinds and their JSON payloads (``images`` are sorted unique indices in ``[0, N)``):
+Edit kinds and their payloads (``images`` are sorted unique indices in ``[0, N)``, stored as int32
+arrays beside the JSON of the rest, so that an edit of a 100,000-image selection is one row and
+replays as one array operation):
 ``name_cluster`` {cluster, name}, ``relabel`` {images, label} (per-image label override),
 ``clear_label`` {images}, ``move`` {images, cluster}, ``accept`` {images, clusters} (the user checked
 that these images belong where they are, one cluster id per image), ``outlier`` {images, outlier}, ``merge`` {source, target},
@@ -24,6 +26,10 @@ A cluster id ``c`` exists when ``0 <= c < num_cluster_ids``, where ``num_cluster
 than the largest id in ``base_clusters`` or named by a live edit; an emptied cluster (merge source)
 still exists. A split's new cluster id is ``num_cluster_ids`` at the time of the edit.
 
+The states of the latest versions are kept in memory, per process (:data:`CACHED_STATES`): an
+edit validates against the state before it and adds itself to it, and only a process that holds
+no state replays the log (``python bench/bench_curation.py`` times both at a million images).
+
 Every write (an edit or an undo) raises the log's ``version`` by one; a :class:`CuratedState` knows
 the version it shows, and :meth:`Curation.state_at` rebuilds the state of any earlier version. So an
 edit made from a page can say which version the user was looking at (``seen=``): when another
@@ -37,7 +43,7 @@ import json
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from hashlib import sha256
@@ -63,7 +69,9 @@ CREATE TABLE IF NOT EXISTS edits (
     payload TEXT NOT NULL,
     undone INTEGER NOT NULL DEFAULT 0,
     made_at INTEGER,
-    undone_at INTEGER
+    undone_at INTEGER,
+    images BLOB,
+    image_clusters BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -71,7 +79,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 #: edit counts as undone before any version a page can have seen.
 _ADD_VERSIONS = ("ALTER TABLE edits ADD COLUMN made_at INTEGER", "ALTER TABLE edits ADD COLUMN undone_at INTEGER",
                  "UPDATE edits SET made_at = id", "UPDATE edits SET undone_at = 0 WHERE undone = 1")
-_ROW = "SELECT id, at, who, kind, payload, undone FROM edits"
+#: Logs written before the image lists were stored as arrays (in the JSON payload, which still replays).
+_ADD_ARRAYS = ("ALTER TABLE edits ADD COLUMN images BLOB", "ALTER TABLE edits ADD COLUMN image_clusters BLOB")
+_ROW = "SELECT id, at, who, kind, payload, undone, images, image_clusters FROM edits"
+_EDIT = "SELECT kind, payload, images, image_clusters FROM edits"
+INDEX_DTYPE = "<i4"  # image indices and clusters in the log: little-endian int32 (N < 2^31)
+CACHED_STATES = 4    # curated states kept in memory per log (the latest and the versions pages saw)
+_states: dict[tuple, dict[int, CuratedState]] = {}  # (log, base) -> version -> state, this process
 
 
 class StaleEdit(ValueError):
@@ -83,34 +97,74 @@ def cluster_label(cluster: int) -> str:
     return f"cluster {cluster}"
 
 
+class Marks(Set):
+    """A set of image indices held as a boolean mask ``(N,)`` (read-only): outliers, reviewed images.
+    It is a :class:`collections.abc.Set` (``in``, ``len``, ``|``, ``==`` a set of ints), and
+    :attr:`indices` gives its members as a sorted array without a Python loop."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = np.asarray(mask, dtype=bool)
+        self.mask.setflags(write=False)
+
+    @classmethod
+    def _from_iterable(cls, iterable):  # what the Set operators build from plain iterables
+        return frozenset(iterable)
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The members, sorted ``(M,)`` int64."""
+        return np.flatnonzero(self.mask)
+
+    def __contains__(self, index: object) -> bool:
+        return bool(isinstance(index, (int, np.integer)) and 0 <= index < len(self.mask) and self.mask[index])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices.tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    def __or__(self, other):
+        if isinstance(other, Marks) and len(other.mask) == len(self.mask):
+            return Marks(self.mask | other.mask)
+        return super().__or__(other)
+
+    __hash__ = Set._hash
+
+
 @dataclass(frozen=True, eq=False)
 class CuratedState:
     """The curated view of ``N`` images.
 
     ``clusters`` ``(N,)`` int (read-only): base assignment with move/merge/split applied;
-    ``names``: cluster id -> name; ``overrides``: image index -> curated label;
-    ``outliers``: image indices flagged as outliers; ``reviewed``: images the user moved or accepted
-    one by one; ``num_cluster_ids``: ids ``0..num_cluster_ids-1`` exist (some may be empty);
-    ``version``: the curation log's version this state shows.
+    ``names``: cluster id -> name; ``label_of`` ``(N,)`` int32: each image's own label, an index
+    into ``label_names`` (-1: none); ``outliers``: images flagged as outliers; ``reviewed``: images
+    the user moved or accepted one by one; ``num_cluster_ids``: ids ``0..num_cluster_ids-1`` exist
+    (some may be empty); ``version``: the curation log's version this state shows.
     """
 
     clusters: np.ndarray
     names: dict[int, str]
-    overrides: dict[int, str]
-    outliers: frozenset[int]
+    label_of: np.ndarray
+    label_names: tuple[str, ...]
+    outliers: Marks
+    reviewed: Marks
     num_cluster_ids: int
     version: int = 0
-    reviewed: frozenset[int] = frozenset()
+
+    @property
+    def overrides(self) -> dict[int, str]:
+        """Image index -> its own label, for the images that have one."""
+        labelled = np.flatnonzero(self.label_of >= 0)
+        return {int(i): self.label_names[self.label_of[i]] for i in labelled}
 
     def labels(self) -> np.ndarray:
-        """Curated label per image ``(N,)`` str: the image's override, else its cluster's name,
+        """Curated label per image ``(N,)`` str: the image's own label, else its cluster's name,
         else :func:`cluster_label` (``"cluster 3"``)."""
-        per_cluster = np.array([self.names.get(c, cluster_label(c)) for c in range(self.num_cluster_ids)],
-                               dtype=object)
-        labels = per_cluster[self.clusters]
-        if self.overrides:
-            labels[np.fromiter(self.overrides.keys(), dtype=np.int64)] = list(self.overrides.values())
-        return labels.astype(str)
+        per_cluster = np.array([self.names.get(c, cluster_label(c)) for c in range(self.num_cluster_ids)] +
+                               list(self.label_names), dtype=str)
+        own = self.label_of >= 0
+        return per_cluster[np.where(own, self.num_cluster_ids + self.label_of, self.clusters)]
 
     def cluster_sizes(self) -> np.ndarray:
         """Images per cluster id ``(num_cluster_ids,)`` int64 (0 for emptied clusters)."""
@@ -122,49 +176,80 @@ class CuratedState:
 
     def digest(self) -> str:
         """A hex digest that is the same for equal states and differs after any edit (a cache key)."""
-        text = json.dumps([sorted(self.names.items()), sorted(self.overrides.items()), sorted(self.outliers),
-                           self.num_cluster_ids, sorted(self.reviewed)])
-        return sha256(np.ascontiguousarray(self.clusters).tobytes() + text.encode()).hexdigest()
+        used = np.unique(self.label_of[self.label_of >= 0])
+        own = np.where(self.label_of >= 0, np.searchsorted(used, self.label_of), -1).astype(np.int32)
+        text = json.dumps([sorted(self.names.items()), [self.label_names[i] for i in used], self.num_cluster_ids])
+        arrays = (np.ascontiguousarray(self.clusters, np.int64), own, self.outliers.mask, self.reviewed.mask)
+        return sha256(b"".join(a.tobytes() for a in arrays) + text.encode()).hexdigest()
 
 
-def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]], version: int = 0) -> CuratedState:
-    """Apply ``[(kind, payload), ...]`` in order to ``base_clusters`` ``(N,)``; the result shows ``version``."""
-    clusters = np.array(base_clusters, dtype=np.int64)
-    names: dict[int, str] = {}
-    overrides: dict[int, str] = {}
-    outliers: set[int] = set()
-    reviewed: set[int] = set()
-    num_ids = int(clusters.max()) + 1 if len(clusters) else 0
-    for kind, payload in edits:
+class _Replay:
+    """The curated state being built: mutable copies of its arrays, one edit applied at a time."""
+
+    def __init__(self, state: CuratedState):
+        self.clusters = np.array(state.clusters, dtype=np.int64)
+        self.names = dict(state.names)
+        self.label_of = np.array(state.label_of, dtype=np.int32)
+        self.label_names = list(state.label_names)
+        self._label_index = {name: i for i, name in enumerate(self.label_names)}
+        self.outliers, self.reviewed = np.array(state.outliers.mask), np.array(state.reviewed.mask)
+        self.num_ids = state.num_cluster_ids
+
+    def apply(self, kind: str, payload: dict) -> None:
+        """Apply one edit (module docstring) to the arrays."""
         images = payload.get("images")
+        if images is not None:
+            images = np.asarray(images, dtype=np.int64)
         if kind == "name_cluster":
-            names[payload["cluster"]] = payload["name"]
-            num_ids = max(num_ids, payload["cluster"] + 1)
+            self.names[payload["cluster"]] = payload["name"]
+            self.num_ids = max(self.num_ids, payload["cluster"] + 1)
         elif kind == "relabel":
-            overrides.update(dict.fromkeys(images, payload["label"]))
+            self.label_of[images] = self._label_index.setdefault(payload["label"], len(self._label_index))
+            if len(self._label_index) > len(self.label_names):
+                self.label_names.append(payload["label"])
         elif kind == "clear_label":
-            for index in images:
-                overrides.pop(index, None)
+            self.label_of[images] = -1
         elif kind == "outlier":
-            (outliers.update if payload["outlier"] else outliers.difference_update)(images)
-        elif kind == "move":
-            clusters[np.asarray(images, dtype=np.int64)] = payload["cluster"]
-            num_ids = max(num_ids, payload["cluster"] + 1)
-            reviewed.update(images)
+            self.outliers[images] = bool(payload["outlier"])
+        elif kind in ("move", "split"):
+            target = payload["cluster" if kind == "move" else "new_cluster"]
+            self.clusters[images] = target
+            self.num_ids = max(self.num_ids, target + 1)
+            if kind == "move":
+                self.reviewed[images] = True
         elif kind == "accept":
-            reviewed.update(images)
+            self.reviewed[images] = True
         elif kind == "merge":
-            clusters[clusters == payload["source"]] = payload["target"]
-            num_ids = max(num_ids, payload["source"] + 1, payload["target"] + 1)
-        elif kind == "split":
-            clusters[np.asarray(images, dtype=np.int64)] = payload["new_cluster"]
-            num_ids = max(num_ids, payload["new_cluster"] + 1)
+            self.clusters[self.clusters == payload["source"]] = payload["target"]
+            self.num_ids = max(self.num_ids, payload["source"] + 1, payload["target"] + 1)
         else:
             raise ValueError(f"unknown edit kind {kind!r} in the curation log")
+
+    def state(self, version: int) -> CuratedState:
+        self.clusters.setflags(write=False)
+        self.label_of.setflags(write=False)
+        return CuratedState(self.clusters, self.names, self.label_of, tuple(self.label_names), Marks(self.outliers),
+                            Marks(self.reviewed), self.num_ids, version)
+
+
+def model_state(base_clusters: np.ndarray) -> CuratedState:
+    """The state before any edit: the model's clusters ``(N,)``, no names, labels or marks."""
+    clusters = np.array(base_clusters, dtype=np.int64)
     clusters.setflags(write=False)
-    return CuratedState(clusters=clusters, names=names, overrides=overrides,
-                        outliers=frozenset(outliers), num_cluster_ids=num_ids, version=version,
-                        reviewed=frozenset(reviewed))
+    n = len(clusters)
+    return CuratedState(clusters, {}, np.full(n, -1, np.int32), (), Marks(np.zeros(n, bool)), Marks(np.zeros(n, bool)),
+                        int(clusters.max()) + 1 if n else 0)
+
+
+def replay(base_clusters: np.ndarray, edits: Sequence[tuple[str, dict]], version: int = 0,
+           start: CuratedState | None = None) -> CuratedState:
+    """Apply ``[(kind, payload), ...]`` in order to ``base_clusters`` ``(N,)`` (or to ``start``, a
+    state of them); the result shows ``version``. Each edit is a few array operations, whatever
+    the number of images it names (bench/bench_curation.py)."""
+    builder = _Replay(start if start is not None else model_state(base_clusters))
+    for kind, payload in edits:
+        builder.apply(kind, payload)
+    return builder.state(version)
 
 
 class Curation:
@@ -186,6 +271,7 @@ class Curation:
         self.path = run_dir / DB_NAME
         self.base = base.astype(np.int64)
         self.base.setflags(write=False)
+        self._states = _states.setdefault((str(self.path.resolve()), sha256(self.base.tobytes()).hexdigest()), {})
         self._init_db(None if image_ids is None else sha256("\0".join(map(str, image_ids)).encode()).hexdigest())
 
     @property
@@ -237,8 +323,12 @@ class Curation:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            if "made_at" not in {row[1] for row in db.execute("PRAGMA table_info(edits)")}:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(edits)")}
+            if "made_at" not in columns:
                 for statement in _ADD_VERSIONS:
+                    db.execute(statement)
+            if "images" not in columns:
+                for statement in _ADD_ARRAYS:
                     db.execute(statement)
             stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if "version" not in stored:
@@ -266,13 +356,25 @@ class Curation:
         return version
 
     def _replay(self, db: sqlite3.Connection, version: int | None = None) -> CuratedState:
-        """The state now, or as it was at ``version``."""
-        if version is None:
-            rows = db.execute("SELECT kind, payload FROM edits WHERE undone = 0 ORDER BY id").fetchall()
-            return replay(self.base, [(k, json.loads(p)) for k, p in rows], self._version(db))
-        rows = db.execute("SELECT kind, payload FROM edits WHERE made_at <= ? AND (undone_at IS NULL OR "
-                          "undone_at > ?) ORDER BY id", (version, version)).fetchall()
-        return replay(self.base, [(k, json.loads(p)) for k, p in rows], version)
+        """The state now, or as it was at ``version``: kept in memory per version (the latest and
+        those pages saw), else replayed from the log; a write adds its edit to the latest."""
+        latest = self._version(db)
+        version = latest if version is None else version
+        if version in self._states:
+            return self._states[version]
+        if version == latest:
+            rows = db.execute(f"{_EDIT} WHERE undone = 0 ORDER BY id").fetchall()
+        else:
+            rows = db.execute(f"{_EDIT} WHERE made_at <= ? AND (undone_at IS NULL OR undone_at > ?) ORDER BY id",
+                              (version, version)).fetchall()
+        return self._keep(replay(self.base, [(kind, _payload(*row)) for kind, *row in rows], version))
+
+    def _keep(self, state: CuratedState) -> CuratedState:
+        """Remember ``state`` (the :data:`CACHED_STATES` latest versions are kept)."""
+        self._states[state.version] = state
+        for old in sorted(self._states)[:-CACHED_STATES]:
+            self._states.pop(old, None)
+        return state
 
     def _check_seen(self, db: sqlite3.Connection, now: CuratedState, seen: int, clusters: Sequence[int],
                     same_members: Sequence[int]) -> None:
@@ -309,9 +411,15 @@ class Curation:
                 self._check_seen(db, now, seen, clusters, same_members)
             if check is not None:
                 check(now, payload)
-            cursor = db.execute("INSERT INTO edits (at, who, kind, payload, made_at) VALUES (?, ?, ?, ?, ?)",
-                                (time.time(), who, kind, json.dumps(payload), self._next_version(db)))
-            return int(cursor.lastrowid), payload
+            arrays = {key: np.asarray(payload[key], dtype=INDEX_DTYPE).tobytes() if key in payload else None
+                      for key in ("images", "clusters")}  # image lists as int32 arrays, the rest as JSON
+            text = json.dumps({key: value for key, value in payload.items() if key not in ("images", "clusters")})
+            version = self._next_version(db)
+            cursor = db.execute("INSERT INTO edits (at, who, kind, payload, made_at, images, image_clusters) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (time.time(), who, kind, text, version, arrays["images"], arrays["clusters"]))
+        self._keep(replay(self.base, [(kind, payload)], version, start=now))  # committed: the new latest
+        return int(cursor.lastrowid), payload
 
     # ---- edits -------------------------------------------------------------------------------
     def name_cluster(self, cluster: int, name: str, who: str = "anonymous", seen: int | None = None) -> int:
@@ -347,8 +455,10 @@ class Curation:
         if wanted.shape != given.shape:
             raise ValueError(f"clusters must be one id or one per image, got {np.shape(clusters)} for {given.shape} images")
         order = self._images(images)
-        where = dict(zip(given.tolist(), (_index(c, "cluster") for c in wanted.tolist())))
-        payload = {"images": order, "clusters": [where[i] for i in order]}
+        for cluster in np.unique(wanted).tolist():  # a few distinct ids, however many images
+            _index(cluster, "cluster")
+        last = len(given) - 1 - np.unique(given[::-1], return_index=True)[1]  # an image given twice: its last
+        payload = {"images": order, "clusters": wanted[last].astype(np.int64)}
 
         def check(state: CuratedState, p: dict) -> None:
             images, clusters = np.asarray(p["images"], dtype=np.int64), np.asarray(p["clusters"])
@@ -445,8 +555,8 @@ class Curation:
                 raise ValueError(f"version {version} is ahead of the curation log (version {self._version(db)})")
             return self._replay(db, version)
 
-    def _images(self, images: Sequence[int] | np.ndarray) -> list[int]:
-        """Validated, sorted, de-duplicated image indices in ``[0, N)``."""
+    def _images(self, images: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Validated, sorted, de-duplicated image indices in ``[0, N)`` ``(M,)`` int64."""
         array = np.asarray(images)
         if array.ndim != 1 or array.size == 0:
             raise ValueError(f"images must be a non-empty 1-D list of indices, got shape {array.shape}")
@@ -455,12 +565,21 @@ class Curation:
         bad = array[(array < 0) | (array >= self.num_images)]
         if len(bad):
             raise ValueError(f"image indices {bad[:10].tolist()} are outside [0, {self.num_images})")
-        return np.unique(array).tolist()
+        return np.unique(array).astype(np.int64)
+
+
+def _payload(text: str, images: bytes | None, clusters: bytes | None) -> dict:
+    """An edit's payload: its JSON, with the image lists stored as arrays put back (``(M,)`` int64)."""
+    payload = json.loads(text)
+    for key, stored in (("images", images), ("clusters", clusters)):
+        if stored is not None:
+            payload[key] = np.frombuffer(stored, dtype=INDEX_DTYPE).astype(np.int64)
+    return payload
 
 
 def _row(row: tuple) -> dict:
-    edit_id, at, who, kind, payload, undone = row
-    return {"id": edit_id, "at": at, "who": who, "kind": kind, "payload": json.loads(payload),
+    edit_id, at, who, kind, payload, undone, images, clusters = row
+    return {"id": edit_id, "at": at, "who": who, "kind": kind, "payload": _payload(payload, images, clusters),
             "undone": bool(undone)}
 
 
