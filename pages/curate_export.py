@@ -149,10 +149,10 @@ def exports(results, state) -> None:
     and JSON are built when their button is clicked (a table always converts)."""
     doubt = (review_queue(results.probs, results.neighbor_lists(), state.clusters).likely_wrong
              if results.neighbors is not None else None)
-    table = export.curated_table(results.images, results.probs, state, likely_wrong=doubt)
-    st.dataframe(table.head(200), hide_index=True, width="stretch", height=240)
+    table = export.CuratedRows(results.images, results.probs, state, likely_wrong=doubt)  # built as it is written
+    st.dataframe(table.rows(0, 200), hide_index=True, width="stretch", height=240)
     st.caption(f"Curated label = the image's own label, else its cluster's name, else “{cluster_label(0)}”. "
-               f"{len(table):,} rows; {int(table['outlier'].sum()):,} outliers, {int(table['reviewed'].sum()):,} "
+               f"{len(table):,} rows; {len(state.outliers):,} outliers, {len(state.reviewed):,} "
                "reviewed. *likely_wrong*: how much the image's neighbours vote against its cluster (0 to 1; the "
                "Review page's order).")
     folder = workspace().home / "exports" / results.dir.name
@@ -167,19 +167,25 @@ def exports(results, state) -> None:
     image_folder_export(results, table, folder / f"{stamp}-imagefolder")
 
 
-def written(table: pd.DataFrame, path, writer) -> bytes:
+def written(table: export.CuratedRows, path, writer) -> bytes:
     """Write ``table`` to ``path`` with ``writer`` (the server keeps a copy) and return the file's bytes."""
     writer(table, path)
     return path.read_bytes()
 
 
-def label_studio_export(results, table: pd.DataFrame, path) -> None:
+def progress_bar(what: str):
+    """A progress bar and the ``on_progress(done, total)`` that moves it, for an export of ``what``."""
+    bar = st.progress(0.0, text=f"Writing {what}…")
+    return lambda done, total: bar.progress(done / max(total, 1), text=f"Writing {what}: {done:,} of {total:,} images")
+
+
+def label_studio_export(results, table: export.CuratedRows, path) -> None:
     """Label Studio tasks, their images at an URL prefix (or at their paths on this server).
 
     Without file paths (bundled datasets) the images exist as files only in an ImageFolder export,
     so the prefix is that folder's URL; without a prefix either, there is nothing to point at.
     """
-    missing = int((table["path"].astype(str) == "").sum())
+    missing = sum(1 for file in results.images.paths if not file)
     has_files = missing == 0
     with st.container(border=True):
         st.markdown("**Label Studio predictions** — one task per image, the curated label as a pre-annotation")
@@ -204,7 +210,8 @@ def label_studio_export(results, table: pd.DataFrame, path) -> None:
             return
         try:
             data = written(table, path, lambda rows, out: export.export_label_studio(
-                rows, out, prefix or None, serves_image_folder=not has_files))
+                rows, out, prefix or None, serves_image_folder=not has_files,
+                on_progress=progress_bar("Label Studio tasks")))
         except (ValueError, OSError) as error:
             st.error(f"Label Studio export failed: {markdown_text(error)}")
             return
@@ -212,7 +219,7 @@ def label_studio_export(results, table: pd.DataFrame, path) -> None:
                            "application/json", icon=":material/download:", key="export_ls", on_click="ignore")
 
 
-def image_folder_export(results, table: pd.DataFrame, target) -> None:
+def image_folder_export(results, table: export.CuratedRows, target) -> None:
     """One folder per curated label: written on the server at ``target``, or built as a .zip to download."""
     with st.form("imagefolder", border=True):
         st.markdown("**ImageFolder** — one folder per curated label, written on the server or downloaded as a .zip")
@@ -225,7 +232,8 @@ def image_folder_export(results, table: pd.DataFrame, target) -> None:
                                           help="Built in memory: for a large run, write the folder instead")
     try:
         if write:
-            counts = export.export_image_folder(table, results.images, target, mode, outliers)
+            counts = export.export_image_folder(table, results.images, target, mode, outliers,
+                                                on_progress=progress_bar("the ImageFolder"))
             st.success(f"Wrote {sum(counts.values()):,} images in {len(counts)} folders to `{target}`")
         if build_zip:
             data = export.image_folder_zip(table, results.images, outliers, workdir=target.parent)

@@ -12,9 +12,11 @@ import pytest
 from PIL import Image
 
 from scan_core.data.images import ImageSet
+from scan_core.explore import export
 from scan_core.explore.curation import Curation
 from scan_core.explore.export import (
     COLUMNS,
+    CuratedRows,
     curated_table,
     export_csv,
     export_image_folder,
@@ -325,3 +327,38 @@ def test_label_studio_points_at_a_served_image_folder(probs, state, tmp_path):
         assert np.array_equal(np.asarray(Image.open(served)), image)
     with pytest.raises(ValueError, match="serves_image_folder needs image_root_url"):
         export_label_studio(table, tmp_path / "ls2.json", serves_image_folder=True)
+
+
+def test_exports_streamed_two_rows_at_a_time_write_what_the_whole_table_writes(folder_set, probs, state, table,
+                                                                              tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "CHUNK_ROWS", 2)
+    rows = CuratedRows(folder_set, probs, state)
+    assert [len(chunk) for chunk in rows.chunks()] == [2, 2, 2]
+    assert rows.curated_labels() == sorted(set(table["curated_label"]))
+    assert rows.curated_labels(include_outliers=False) == sorted(set(table["curated_label"][~table["outlier"]]))
+    writers = {"csv": export_csv, "json": export_json,
+               "ls.json": lambda given, path, **kw: export_label_studio(given, path, "http://h/", True, **kw)}
+    for suffix, write in writers.items():
+        seen = []
+        write(rows, tmp_path / f"streamed.{suffix}", on_progress=lambda done, total: seen.append((done, total)))
+        write(table, tmp_path / f"whole.{suffix}")
+        assert seen == [(2, 6), (4, 6), (6, 6)], suffix
+        assert (tmp_path / f"streamed.{suffix}").read_bytes() == (tmp_path / f"whole.{suffix}").read_bytes(), suffix
+    for name, given in (("streamed", rows), ("whole", table)):
+        export_image_folder(given, folder_set, tmp_path / f"{name}-folder", include_outliers=True)
+    listing = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    assert listing(tmp_path / "streamed-folder") == listing(tmp_path / "whole-folder")
+    assert len([p for p in (tmp_path / "whole-folder").rglob("*") if p.is_file()]) == 6
+
+
+def test_an_export_that_fails_midway_leaves_no_file(folder_set, probs, state, tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "CHUNK_ROWS", 2)
+    rows = CuratedRows(folder_set, probs, state)
+
+    def stop(done: int, total: int) -> None:
+        if done == 4:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="cannot write .*labels.csv: No space left on device"):
+        export_csv(rows, tmp_path / "labels.csv", on_progress=stop)
+    assert not [p for p in tmp_path.iterdir() if "labels.csv" in p.name]

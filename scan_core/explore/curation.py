@@ -158,13 +158,13 @@ class CuratedState:
         labelled = np.flatnonzero(self.label_of >= 0)
         return {int(i): self.label_names[self.label_of[i]] for i in labelled}
 
-    def labels(self) -> np.ndarray:
-        """Curated label per image ``(N,)`` str: the image's own label, else its cluster's name,
-        else :func:`cluster_label` (``"cluster 3"``)."""
+    def labels(self, rows: slice = slice(None)) -> np.ndarray:
+        """Curated label per image ``(N,)`` str (of the images in ``rows`` only, when given): the
+        image's own label, else its cluster's name, else :func:`cluster_label` (``"cluster 3"``)."""
         per_cluster = np.array([self.names.get(c, cluster_label(c)) for c in range(self.num_cluster_ids)] +
                                list(self.label_names), dtype=str)
-        own = self.label_of >= 0
-        return per_cluster[np.where(own, self.num_cluster_ids + self.label_of, self.clusters)]
+        own = self.label_of[rows]
+        return per_cluster[np.where(own >= 0, self.num_cluster_ids + own, self.clusters[rows])]
 
     def cluster_sizes(self) -> np.ndarray:
         """Images per cluster id ``(num_cluster_ids,)`` int64 (0 for emptied clusters)."""

@@ -1,10 +1,12 @@
 """Leave with a labelled dataset: the curated table and its exports.
 
-:func:`curated_table` joins an :class:`ImageSet`, the model's probabilities and a
-:class:`CuratedState` into one row per image; the ``export_*`` functions write that table as CSV,
-JSON, Label Studio predictions (pre-annotations to review in Label Studio) or a folder per label
-(``out_dir/<label>/<file>``, the layout image-folder loaders read), which :func:`image_folder_zip`
-also packs as a .zip to download. Every file is written atomically (temporary file, then rename).
+:class:`CuratedRows` joins an :class:`ImageSet`, the model's probabilities and a
+:class:`CuratedState` into one row per image, built a chunk at a time; the ``export_*`` functions
+stream those rows to disk as CSV, JSON, Label Studio predictions (pre-annotations to review in
+Label Studio) or a folder per label (``out_dir/<label>/<file>``, the layout image-folder loaders
+read), which :func:`image_folder_zip` also packs as a .zip to download. They take a whole table
+(:func:`curated_table`) too, report their progress (``on_progress(rows done, rows)``) and write
+every file atomically (a temporary file, renamed when complete).
 """
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ import secrets
 import tempfile
 import unicodedata
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 import numpy as np
@@ -24,7 +30,7 @@ from PIL import Image
 
 from ..data.artifacts import save_bytes
 from ..data.images import ImageSet
-from .curation import CuratedState
+from .curation import CuratedState, cluster_label
 
 COLUMNS = ("index", "id", "path", "cluster", "cluster_name", "confidence", "curated_label", "outlier", "reviewed")
 MODEL_VERSION = "scan-explorer"
@@ -35,68 +41,144 @@ _UNSAFE = set('/\\:*?"<>|')
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState,
-                  likely_wrong: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per image: :data:`COLUMNS`, then ``likely_wrong`` when given, then ``true_label``
-    (class name) when ``images`` is labelled.
+CHUNK_ROWS = 50_000  # rows an export builds and writes at a time
+
+
+@dataclass(frozen=True, eq=False)
+class CuratedRows:
+    """The curated table of a run, one row per image (:func:`curated_table`), built
+    :data:`CHUNK_ROWS` rows at a time: what the exports stream to disk, so that none of them holds
+    every row of a million-image run at once.
 
     ``probs`` ``(N, K)`` are the model's; ``confidence`` is ``probs.max(1)`` even for images a
-    human moved to another cluster. ``path`` is ``""`` and ``cluster_name`` ``""`` when absent.
-    ``reviewed``: the user accepted or moved the image one by one. ``likely_wrong`` ``(N,)`` in
-    [0, 1]: how much the image's neighbours vote against its curated cluster
-    (:attr:`scan_core.explore.review.ReviewQueue.likely_wrong`).
+    human moved to another cluster. ``likely_wrong`` ``(N,)`` in [0, 1]: how much the image's
+    neighbours vote against its curated cluster (:attr:`scan_core.explore.review.ReviewQueue.likely_wrong`).
     """
-    probs = np.asarray(probs)
-    n = len(images)
-    if probs.ndim != 2 or len(probs) != n:
-        raise ValueError(f"probs must be (N, K) with N = {n} images, got shape {probs.shape}")
-    if len(state.clusters) != n:
-        raise ValueError(f"the curated state covers {len(state.clusters)} images, the image set {n}")
-    if not np.isfinite(probs).all():
-        raise ValueError("probs contain NaN or infinity")
-    if likely_wrong is not None and np.shape(likely_wrong) != (n,):
-        raise ValueError(f"likely_wrong must be (N,) with N = {n} images, got shape {np.shape(likely_wrong)}")
-    outliers, reviewed = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    outliers[list(state.outliers)] = True
-    reviewed[list(state.reviewed)] = True
-    table = pd.DataFrame({
-        "index": np.arange(n),
-        "id": [str(i) for i in images.ids],
-        "path": ["" if p is None else str(p) for p in images.paths],
-        "cluster": np.asarray(state.clusters, dtype=np.int64),
-        "cluster_name": [state.names.get(int(c), "") for c in state.clusters],
-        "confidence": probs.max(1).astype(np.float64),
-        "curated_label": state.labels(),
-        "outlier": outliers,
-        "reviewed": reviewed,
-    })
-    if likely_wrong is not None:
-        table["likely_wrong"] = np.round(np.asarray(likely_wrong, dtype=np.float64), 4)
-    if images.labels is not None:
-        table["true_label"] = np.asarray(images.class_names, dtype=object)[images.labels]
-    return table
+
+    images: ImageSet
+    probs: np.ndarray
+    state: CuratedState
+    likely_wrong: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        probs, n = np.asarray(self.probs), len(self.images)
+        if probs.ndim != 2 or len(probs) != n:
+            raise ValueError(f"probs must be (N, K) with N = {n} images, got shape {probs.shape}")
+        if len(self.state.clusters) != n:
+            raise ValueError(f"the curated state covers {len(self.state.clusters)} images, the image set {n}")
+        if not np.isfinite(probs).all():
+            raise ValueError("probs contain NaN or infinity")
+        if self.likely_wrong is not None and np.shape(self.likely_wrong) != (n,):
+            raise ValueError(f"likely_wrong must be (N,) with N = {n} images, got shape {np.shape(self.likely_wrong)}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def rows(self, start: int, stop: int) -> pd.DataFrame:
+        """Rows ``start`` to ``stop`` (:data:`COLUMNS`, then ``likely_wrong`` when given, then
+        ``true_label`` when the images are labelled); ``path`` and ``cluster_name`` are ``""`` when absent."""
+        state, images, span = self.state, self.images, slice(start, stop)
+        clusters = np.asarray(state.clusters[span], dtype=np.int64)
+        names = np.array([state.names.get(c, "") for c in range(state.num_cluster_ids)], dtype=object)
+        table = pd.DataFrame({
+            "index": np.arange(start, min(stop, len(self))),
+            "id": [str(i) for i in images.ids[span]],
+            "path": ["" if p is None else str(p) for p in images.paths[span]],
+            "cluster": clusters,
+            "cluster_name": names[clusters],
+            "confidence": np.asarray(self.probs[span]).max(1).astype(np.float64),
+            "curated_label": state.labels(span),
+            "outlier": state.outliers.mask[span],
+            "reviewed": state.reviewed.mask[span],
+        })
+        if self.likely_wrong is not None:
+            table["likely_wrong"] = np.round(np.asarray(self.likely_wrong[span], dtype=np.float64), 4)
+        if images.labels is not None:
+            table["true_label"] = np.asarray(images.class_names, dtype=object)[images.labels[span]]
+        return table
+
+    def chunks(self, size: int | None = None) -> Iterator[pd.DataFrame]:
+        """Every row, ``size`` (:data:`CHUNK_ROWS`) at a time, in order."""
+        size = size or CHUNK_ROWS
+        for start in range(0, len(self), size):
+            yield self.rows(start, start + size)
+
+    def curated_labels(self, include_outliers: bool = True) -> list[str]:
+        """The distinct curated labels of the rows (but the outliers', unless ``include_outliers``),
+        sorted, from the curated state's arrays."""
+        state = self.state
+        kept = np.ones(len(self), bool) if include_outliers else ~state.outliers.mask
+        own = state.label_of >= 0
+        clusters = np.unique(state.clusters[kept & ~own])
+        labels = {state.names.get(int(c), cluster_label(int(c))) for c in clusters}
+        return sorted(labels | {state.label_names[i] for i in np.unique(state.label_of[kept & own])})
 
 
-def export_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` as CSV (header row, no pandas index); a text cell that a spreadsheet would
-    run as a formula (:data:`FORMULA_START`) gets a leading ``'``."""
-    _check_table(table)
-    defused = table.copy()
-    for column in defused.columns:
-        if not pd.api.types.is_numeric_dtype(defused[column]) and not pd.api.types.is_bool_dtype(defused[column]):
-            defused[column] = [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v
-                               for v in defused[column]]
-    save_bytes(Path(path), defused.to_csv(index=False).encode())
+#: What the exports take: the whole table, or the curated rows of a run to stream.
+Rows = pd.DataFrame | CuratedRows
+Progress = Callable[[int, int], None] | None  # (rows done, rows in all)
 
 
-def export_json(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` as a JSON list of row objects (missing values as ``null``, never NaN)."""
-    _check_table(table)
-    _save_json(Path(path), _records(table))
+def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState,
+                  likely_wrong: np.ndarray | None = None) -> pd.DataFrame:
+    """Every row of :class:`CuratedRows` as one table (a small run's, or a test's)."""
+    rows = CuratedRows(images, probs, state, likely_wrong)
+    return rows.rows(0, len(rows))
 
 
-def export_label_studio(table: pd.DataFrame, path: Path, image_root_url: str | None = None,
-                        serves_image_folder: bool = False) -> None:
+def _chunks(rows: Rows, on_progress: Progress = None) -> Iterator[pd.DataFrame]:
+    """The chunks of ``rows`` (a whole table is one), ``on_progress(done, total)`` after each."""
+    if not isinstance(rows, CuratedRows):
+        _check_table(rows)
+    parts = rows.chunks() if isinstance(rows, CuratedRows) else iter([rows])
+    done = 0
+    for part in parts:
+        yield part
+        done += len(part)
+        if on_progress is not None:
+            on_progress(done, len(rows))
+
+
+@contextmanager
+def _streamed(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that becomes ``path`` when the block ends without an error (a temporary file
+    beside it until then, removed on an error: a half-written export never takes its name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
+    finally:
+        if os.path.exists(tmp):  # gone after a successful replace
+            os.unlink(tmp)
+
+
+def export_csv(rows: Rows, path: Path, on_progress: Progress = None) -> None:
+    """Write ``rows`` as CSV (header row, no pandas index), a chunk at a time; a text cell that a
+    spreadsheet would run as a formula (:data:`FORMULA_START`) gets a leading ``'``."""
+    with _streamed(path) as handle:
+        for number, chunk in enumerate(_chunks(rows, on_progress)):
+            defused = chunk.copy()
+            for column in defused.columns:
+                if not pd.api.types.is_numeric_dtype(defused[column]) and not pd.api.types.is_bool_dtype(defused[column]):
+                    defused[column] = [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v
+                                       for v in defused[column]]
+            handle.write(defused.to_csv(index=False, header=number == 0).encode())
+
+
+def export_json(rows: Rows, path: Path, on_progress: Progress = None) -> None:
+    """Write ``rows`` as a JSON list of row objects, one a line (missing values as ``null``, never NaN)."""
+    _write_json_list(path, (record for chunk in _chunks(rows, on_progress) for record in _records(chunk)))
+
+
+def export_label_studio(rows: Rows, path: Path, image_root_url: str | None = None,
+                        serves_image_folder: bool = False, on_progress: Progress = None) -> None:
     """Write Label Studio tasks with the curated label as a prediction (pre-annotation).
 
     Each task is ``{"data": {"image", "scan_id"}, "predictions": [{"model_version", "score",
@@ -104,41 +186,41 @@ def export_label_studio(table: pd.DataFrame, path: Path, image_root_url: str | N
     and ``<Choices name="choice" toName="image">``. The image is ``image_root_url/<quoted id>``
     when a root URL is given (ids of a folder source are paths relative to the folder), else the
     row's file path; rows without either are refused. With ``serves_image_folder`` the root URL
-    serves :func:`export_image_folder` of this same table with outliers included (the only place
+    serves :func:`export_image_folder` of these same rows with outliers included (the only place
     bundled images, which have no file, exist as files), and the image is
     ``image_root_url/<quoted label folder/file>`` there.
     """
-    _check_table(table)
-    tasks = []
-    for row, image in zip(_records(table), _task_images(table, image_root_url, serves_image_folder)):
-        tasks.append({
-            "data": {"image": image, "scan_id": row["id"]},
-            "predictions": [{
-                "model_version": MODEL_VERSION, "score": row["confidence"],
-                "result": [{"from_name": "choice", "to_name": "image", "type": "choices",
-                            "value": {"choices": [row["curated_label"]]}}],
-            }],
-        })
-    _save_json(Path(path), tasks)
-
-
-def _task_images(table: pd.DataFrame, image_root_url: str | None, serves_image_folder: bool) -> list[str]:
-    """Each row's Label Studio image (see :func:`export_label_studio`)."""
-    if image_root_url is None:
-        if serves_image_folder:
-            raise ValueError("serves_image_folder needs image_root_url, the URL the image folder is served at")
-        missing = table["id"][table["path"].astype(str) == ""]
-        if len(missing):
-            raise ValueError(f"{len(missing)} images have no file path (e.g. {missing.iloc[0]!r}); "
+    if serves_image_folder and image_root_url is None:
+        raise ValueError("serves_image_folder needs image_root_url, the URL the image folder is served at")
+    if image_root_url is None:  # refused before a file is made
+        missing = [chunk["id"][chunk["path"].astype(str) == ""] for chunk in _chunks(rows)]
+        count = sum(len(ids) for ids in missing)
+        if count:
+            example = next(ids.iloc[0] for ids in missing if len(ids))
+            raise ValueError(f"{count} images have no file path (e.g. {example!r}); "
                              "give image_root_url to point Label Studio at them")
-        return table["path"].astype(str).tolist()
-    names = image_folder_paths(table, include_outliers=True) if serves_image_folder else table["id"].astype(str)
-    return [f"{image_root_url.rstrip('/')}/{quote(name)}" for name in names]
+    folders = _Placements(rows, include_outliers=True) if serves_image_folder else None
+
+    def tasks() -> Iterator[dict]:
+        for chunk in _chunks(rows, on_progress):
+            if image_root_url is None:
+                images = chunk["path"].astype(str).tolist()
+            else:
+                names = [relative for relative, _ in folders.place(chunk)] if folders else chunk["id"].astype(str)
+                images = [f"{image_root_url.rstrip('/')}/{quote(name)}" for name in names]
+            for row, image in zip(_records(chunk), images):
+                yield {"data": {"image": image, "scan_id": row["id"]},
+                       "predictions": [{"model_version": MODEL_VERSION, "score": row["confidence"],
+                                        "result": [{"from_name": "choice", "to_name": "image", "type": "choices",
+                                                    "value": {"choices": [row["curated_label"]]}}]}]}
+
+    _write_json_list(path, tasks())
 
 
-def export_image_folder(table: pd.DataFrame, images: ImageSet, out_dir: Path, mode: str = "copy",
-                        include_outliers: bool = False) -> dict[str, int]:
-    """Write ``out_dir/<label folder>/<file>`` for every row (outliers only if ``include_outliers``).
+def export_image_folder(rows: Rows, images: ImageSet, out_dir: Path, mode: str = "copy",
+                        include_outliers: bool = False, on_progress: Progress = None) -> dict[str, int]:
+    """Write ``out_dir/<label folder>/<file>`` for every row (outliers only if ``include_outliers``),
+    a chunk of rows at a time.
 
     A row whose ``path`` is an existing file is copied (``mode="copy"``) or symlinked
     (``mode="symlink"``, absolute target) under its own file name; any other row is written as
@@ -147,26 +229,29 @@ def export_image_folder(table: pd.DataFrame, images: ImageSet, out_dir: Path, mo
     ``_1``, ``_2``... suffixes (:func:`image_folder_paths` says where each row goes). ``out_dir``
     must not exist or be empty. Returns images per label.
     """
-    _check_table(table)
     if mode not in ("copy", "symlink"):
         raise ValueError(f"mode must be 'copy' or 'symlink', got {mode!r}")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ValueError(f"{out_dir} exists and is not an empty folder; choose a new output folder")
-    indices = table["index"].to_numpy()
-    if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
-        raise ValueError(f"table indices must lie in [0, {len(images)}) of the image set")
-    rows = _kept_rows(table, include_outliers)
+    if not isinstance(rows, CuratedRows):
+        _check_table(rows)
+        indices = rows["index"].to_numpy()
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
+            raise ValueError(f"table indices must lie in [0, {len(images)}) of the image set")
+    places = _Placements(rows, include_outliers)
     counts: dict[str, int] = {}
-    for index, label, (relative, source) in zip(rows["index"], rows["curated_label"], _placements(rows)):
-        target = out_dir / relative
-        if source is None:
-            save_bytes(target, _png(images.images[int(index)]))
-        elif mode == "copy":
-            save_bytes(target, source.read_bytes())
-        else:
-            _atomic_symlink(source.resolve(), target)
-        counts[str(label)] = counts.get(str(label), 0) + 1
+    for chunk in _chunks(rows, on_progress):
+        kept = _kept_rows(chunk, include_outliers)
+        for index, label, (relative, source) in zip(kept["index"], kept["curated_label"], places.place(kept)):
+            target = out_dir / relative
+            if source is None:
+                save_bytes(target, _png(images.images[int(index)]))
+            elif mode == "copy":
+                save_bytes(target, source.read_bytes())
+            else:
+                _atomic_symlink(source.resolve(), target)
+            counts[str(label)] = counts.get(str(label), 0) + 1
     return dict(sorted(counts.items()))
 
 
@@ -175,10 +260,11 @@ def image_folder_paths(table: pd.DataFrame, include_outliers: bool = False) -> p
     indexed like ``table``'s rows (outliers only if ``include_outliers``)."""
     _check_table(table)
     rows = _kept_rows(table, include_outliers)
-    return pd.Series([relative for relative, _ in _placements(rows)], index=rows.index, dtype=object)
+    placed = _Placements(table, include_outliers).place(rows)
+    return pd.Series([relative for relative, _ in placed], index=rows.index, dtype=object)
 
 
-def image_folder_zip(table: pd.DataFrame, images: ImageSet, include_outliers: bool = False,
+def image_folder_zip(rows: Rows, images: ImageSet, include_outliers: bool = False,
                      workdir: Path | None = None) -> bytes:
     """:func:`export_image_folder`'s folder as .zip bytes: one entry per file it writes, named
     ``<label folder>/<file name>`` as there, holding the image itself.
@@ -193,7 +279,7 @@ def image_folder_zip(table: pd.DataFrame, images: ImageSet, include_outliers: bo
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix=".imagefolder-", dir=workdir) as tmp:
         root = Path(tmp)
-        export_image_folder(table, images, root, mode="symlink", include_outliers=include_outliers)
+        export_image_folder(rows, images, root, mode="symlink", include_outliers=include_outliers)
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED, strict_timestamps=False) as archive:
             for file in sorted(p for p in root.rglob("*") if not p.is_dir()):
                 archive.write(file, file.relative_to(root).as_posix())
@@ -205,19 +291,28 @@ def _kept_rows(table: pd.DataFrame, include_outliers: bool) -> pd.DataFrame:
     return table if include_outliers else table[~table["outlier"].astype(bool)]
 
 
-def _placements(rows: pd.DataFrame) -> list[tuple[str, Path | None]]:
-    """Per row, its ImageFolder path ``"<label folder>/<file name>"`` and the source file to copy,
-    None for a row written from its pixels (no ``path``, or not an existing file)."""
-    taken: set[str] = set()  # distinct folders even for labels with one safe name, or differing in case only
-    folders = {label: _free_name(safe_name(label), taken) for label in sorted(set(rows["curated_label"].astype(str)))}
-    used: dict[str, set[str]] = {}
-    placements = []
-    for image_id, path, label in zip(rows["id"], rows["path"], rows["curated_label"]):
-        folder = folders[str(label)]
-        source = Path(str(path)) if str(path) and Path(str(path)).is_file() else None
-        name = safe_name(source.name) if source is not None else _png_name(str(image_id))
-        placements.append((f"{folder}/{_free_name(name, used.setdefault(folder, set()))}", source))
-    return placements
+class _Placements:
+    """Where the rows of an ImageFolder go, chunk after chunk: a folder per curated label (distinct
+    even for labels with one safe name, or differing in case only; given in label order, so that
+    it does not depend on the chunks) and a file name free in that folder."""
+
+    def __init__(self, rows: Rows, include_outliers: bool):
+        labels = (rows.curated_labels(include_outliers) if isinstance(rows, CuratedRows) else
+                  sorted(set(_kept_rows(rows, include_outliers)["curated_label"].astype(str))))
+        taken: set[str] = set()
+        self.folders = {label: _free_name(safe_name(label), taken) for label in labels}
+        self.used: dict[str, set[str]] = {}
+
+    def place(self, rows: pd.DataFrame) -> list[tuple[str, Path | None]]:
+        """Per row, its path ``"<label folder>/<file name>"`` and the source file to copy, None for
+        a row written from its pixels (no ``path``, or not an existing file)."""
+        placements = []
+        for image_id, path, label in zip(rows["id"], rows["path"], rows["curated_label"]):
+            folder = self.folders[str(label)]
+            source = Path(str(path)) if str(path) and Path(str(path)).is_file() else None
+            name = safe_name(source.name) if source is not None else _png_name(str(image_id))
+            placements.append((f"{folder}/{_free_name(name, self.used.setdefault(folder, set()))}", source))
+        return placements
 
 
 def safe_name(name: str) -> str:
@@ -274,8 +369,14 @@ def _records(table: pd.DataFrame) -> list[dict]:
     return json.loads(table.to_json(orient="records", double_precision=15))
 
 
-def _save_json(path: Path, obj: object) -> None:
-    save_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False).encode())
+def _write_json_list(path: Path, items: Iterator[object]) -> None:
+    """A JSON list at ``path``, one item a line, written as the items come."""
+    with _streamed(path) as handle:
+        handle.write(b"[")
+        for number, item in enumerate(items):
+            text = json.dumps(item, ensure_ascii=False, allow_nan=False)
+            handle.write(((",\n" if number else "\n") + text).encode())
+        handle.write(b"\n]\n")
 
 
 def _check_table(table: pd.DataFrame) -> None:
