@@ -19,9 +19,10 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,15 +48,17 @@ def writes() -> bool:
     return _writing[0]
 
 
-def _atomic_write(path: Path, write) -> None:
-    if not _writing[0]:
-        return
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that becomes ``path`` when the block ends without an error: a temporary file
+    beside it until then, synced and renamed into place, removed on an error (a half-written file
+    never takes the name). An OSError names ``path``."""
     path, tmp = Path(path), None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
-            write(handle)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -64,6 +67,12 @@ def _atomic_write(path: Path, write) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):  # gone after a successful replace
             os.unlink(tmp)
+
+
+def _atomic_write(path: Path, write) -> None:
+    if _writing[0]:
+        with atomic_file(path) as handle:
+            write(handle)
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

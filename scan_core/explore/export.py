@@ -18,17 +18,15 @@ import tempfile
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..data.artifacts import save_bytes
+from ..data.artifacts import atomic_file, save_bytes
 from ..data.images import ImageSet
 from .curation import CuratedState, cluster_label
 
@@ -139,30 +137,10 @@ def _chunks(rows: Rows, on_progress: Progress = None) -> Iterator[pd.DataFrame]:
             on_progress(done, len(rows))
 
 
-@contextmanager
-def _streamed(path: Path) -> Iterator[IO[bytes]]:
-    """A binary file that becomes ``path`` when the block ends without an error (a temporary file
-    beside it until then, removed on an error: a half-written export never takes its name)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
-    finally:
-        if os.path.exists(tmp):  # gone after a successful replace
-            os.unlink(tmp)
-
-
 def export_csv(rows: Rows, path: Path, on_progress: Progress = None) -> None:
     """Write ``rows`` as CSV (header row, no pandas index), a chunk at a time; a text cell that a
     spreadsheet would run as a formula (:data:`FORMULA_START`) gets a leading ``'``."""
-    with _streamed(path) as handle:
+    with atomic_file(path) as handle:
         for number, chunk in enumerate(_chunks(rows, on_progress)):
             defused = chunk.copy()
             for column in defused.columns:
@@ -371,7 +349,7 @@ def _records(table: pd.DataFrame) -> list[dict]:
 
 def _write_json_list(path: Path, items: Iterator[object]) -> None:
     """A JSON list at ``path``, one item a line, written as the items come."""
-    with _streamed(path) as handle:
+    with atomic_file(path) as handle:
         handle.write(b"[")
         for number, item in enumerate(items):
             text = json.dumps(item, ensure_ascii=False, allow_nan=False)
