@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 from urllib.parse import quote
 
 import numpy as np
@@ -113,8 +114,8 @@ class CuratedRows:
 
 
 #: What the exports take: the whole table, or the curated rows of a run to stream.
-Rows = pd.DataFrame | CuratedRows
-Progress = Callable[[int, int], None] | None  # (rows done, rows in all)
+Rows: TypeAlias = pd.DataFrame | CuratedRows
+Progress: TypeAlias = Callable[[int, int], None] | None  # (rows done, rows in all)
 
 
 def curated_table(images: ImageSet, probs: np.ndarray, state: CuratedState,
