@@ -11,8 +11,7 @@ import streamlit as st
 
 from scan_core.explore import export
 from scan_core.explore.curation import cluster_label
-from scan_core.explore.review import review_queue
-from ui.curating import cluster_options, cluster_title, clusters_changed, curated, curation, edit, seen_version, who
+from ui.curating import cluster_options, cluster_title, clusters_changed, curated, curation, edit, review, seen_version, who
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery
 from ui.navigation import through_navigation
@@ -147,8 +146,7 @@ def exports(results, state) -> None:
     """The curated table and its exports. A download whose file can fail to build (Label Studio,
     the ImageFolder .zip) is built on a click first, so that its error shows on the page; the CSV
     and JSON are built when their button is clicked (a table always converts)."""
-    doubt = (review_queue(results.probs, results.neighbor_lists(), state.clusters).likely_wrong
-             if results.neighbors is not None else None)
+    doubt = review(results, state).likely_wrong if results.neighbors is not None else None
     table = export.CuratedRows(results.images, results.probs, state, likely_wrong=doubt)  # built as it is written
     st.dataframe(table.rows(0, 200), hide_index=True, width="stretch", height=240)
     st.caption(f"Curated label = the image's own label, else its cluster's name, else “{cluster_label(0)}”. "

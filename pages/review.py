@@ -13,8 +13,8 @@ import streamlit as st
 from scan_core.explore import estimates, jobs
 from scan_core.explore.refine import image_labels
 from scan_core.explore.results import RunResults
-from scan_core.explore.review import near_duplicates, neighbour_similarity, outliers, review_queue, teaching_picks
-from ui.curating import cluster_title, curated, curation, edit, who
+from scan_core.explore.review import near_duplicates, neighbour_similarity, outliers, teaching_picks
+from ui.curating import cluster_title, curated, curation, edit, review, who
 from ui.detail import detail_view
 from ui.gallery import gallery
 from ui.navigation import through_navigation
@@ -32,7 +32,7 @@ def main() -> None:
     state = curated(results)
     detail_view(results, "review")
     st.title("Review")
-    queue = review_queue(results.probs, results.neighbor_lists(), state.clusters, skip=state.reviewed | state.outliers)
+    queue = review(results, state)
     left, right = st.columns(2)
     left.metric("Left to review", f"{len(queue.order):,}")
     right.metric("Reviewed", f"{len(state.reviewed):,}")

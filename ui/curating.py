@@ -10,6 +10,7 @@ import streamlit as st
 
 from scan_core.explore.curation import CuratedState, Curation
 from scan_core.explore.results import RunResults
+from scan_core.explore.review import ReviewQueue, review_queue
 from ui.keys import SEEN_VERSION, SHOWN_VERSION, WHO, WHO_PARAM
 from ui.text import markdown_text
 
@@ -51,6 +52,19 @@ def curated(loaded: RunResults) -> CuratedState:
     st.session_state[SEEN_VERSION] = previous
     st.session_state[SHOWN_VERSION] = {"run": str(loaded.dir), "version": state.version}
     return state
+
+
+def review(loaded: RunResults, state: CuratedState) -> ReviewQueue:
+    """The run's review queue at the curation version on show (reviewed images and outliers left
+    out): computed once per run and version, and shared by every session of this server."""
+    from ui.runs import results_key  # ui.runs draws the sidebar with this module's name box
+    return _review(loaded, state, results_key(loaded), state.version)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Ranking the images to review…")
+def _review(_loaded: RunResults, _state: CuratedState, run: tuple, version: int) -> ReviewQueue:
+    return review_queue(_loaded.probs, _loaded.neighbor_lists(), _state.clusters,
+                        skip=_state.reviewed | _state.outliers)
 
 
 def seen_version() -> int:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .curation import Marks
+
 
 @dataclass(frozen=True)
 class ReviewQueue:
@@ -74,7 +76,7 @@ def review_queue(probs: np.ndarray, neighbor_lists: list[np.ndarray], clusters: 
     against = np.stack(per_list)
     doubt = against.sum(0)
     keep = np.ones(n, dtype=bool)
-    keep[np.fromiter(skip, dtype=np.int64)] = False
+    keep[skip.indices if isinstance(skip, Marks) else np.fromiter(skip, dtype=np.int64)] = False
     candidates = np.flatnonzero(keep)
     order = candidates[np.argsort(-doubt[candidates], kind="stable")]
     return ReviewQueue(order=order, doubt=doubt, against=against)
