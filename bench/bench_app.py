@@ -1,16 +1,22 @@
-"""App speed on a 70k-image run (Fashion-MNIST), in a real browser.
+"""App speed in a real browser: a 70k-image run (Fashion-MNIST), or a synthetic run of any size.
 
 Builds the run once (``tiny`` preset + UMAP, into ``bench/out/app-home``; the first UMAP is not
-timed), starts ``streamlit run app.py`` and measures with Playwright + Debian Chromium:
+timed), or with ``--images N`` writes a finished run of N images without training
+(``bench/synthetic_run.py``), starts ``streamlit run app.py`` and measures with Playwright + Debian
+Chromium:
 
 - Embedding page: navigation -> the WebGL scatter drawn and the script run finished;
 - a gallery page of 100 thumbnails: release of a box selection on the map -> every image of the page
   loaded (and, on the way, -> the selection's count shown: the page's rerun has answered);
 - a hover thumbnail: the pointer on a point of a region not hovered before -> its image shown (a
-  70k run sends thumbnails on demand, a sheet of the hovered neighbourhood);
-- Clusters page: navigation -> finished.
+  big run sends thumbnails on demand, a sheet of the hovered neighbourhood);
+- Clusters, Neighbours, Review, Evaluation, Curate & export: navigation -> finished;
+- the server's peak resident memory (``VmHWM``).
 
-    python bench/bench_app.py [--repeats 3]
+    python bench/bench_app.py [--repeats 3] [--images N]
+
+With ``--images`` it ends with one line ``images=N embedding_ready_s=X gallery_s=Y server_rss_mb=Z``
+to compare across versions.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
 RUN = "fashion-70k"
+PAGES = ("clusters", "neighbours", "review", "evaluation", "curate_export")
 
 
 def build_run(home: Path) -> None:
@@ -85,9 +92,9 @@ def hover_thumbnail(page, k: int) -> float:
     return seconds
 
 
-def measure(page, url: str, shift: float) -> dict[str, float]:
+def measure(page, url: str, run: str, shift: float) -> dict[str, float]:
     started = time.perf_counter()
-    page.goto(f"{url}/embedding?run={RUN}")
+    page.goto(f"{url}/embedding?run={run}")
     page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=120_000)
     idle(page)
     embedding = time.perf_counter() - started
@@ -110,22 +117,38 @@ def measure(page, url: str, shift: float) -> dict[str, float]:
     gallery = time.perf_counter() - started
     count = images.count()
 
-    started = time.perf_counter()
-    page.goto(f"{url}/clusters?run={RUN}")
-    page.get_by_text("Prototypes").wait_for(timeout=120_000)
-    idle(page)
-    clusters = time.perf_counter() - started
-    return {"embedding": embedding, "hover": hover, "answered": answered, "gallery": gallery, "clusters": clusters,
-            "images": count}
+    timings = {"embedding": embedding, "hover": hover, "answered": answered, "gallery": gallery, "images": count}
+    for name in PAGES:
+        started = time.perf_counter()
+        page.goto(f"{url}/{name}?run={run}")
+        page.locator("h1").first.wait_for(timeout=300_000)
+        idle(page)
+        timings[name] = time.perf_counter() - started
+    return timings
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of process ``pid`` (``VmHWM``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=None, help="a synthetic run of this many images")
     parser.add_argument("--home", type=Path, default=ROOT / "bench" / "out" / "app-home")
     args = parser.parse_args()
-    if not (args.home / "runs" / RUN / "projection.npy").exists():
-        build_run(args.home)
+    run = RUN if args.images is None else f"synthetic-{args.images}"
+    if not (args.home / "runs" / run / "projection.npy").exists():
+        if args.images is None:
+            build_run(args.home)
+        else:
+            sys.path.insert(0, str(ROOT / "bench"))
+            from synthetic_run import write_run
+            write_run(Workspace.create(args.home).runs / run, args.images)
     from playwright.sync_api import sync_playwright
     process, url = serve(args.home)
     rows = []
@@ -133,25 +156,31 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/embedding?run={RUN}")  # warm the server's caches once, untimed
-            page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+            page.goto(f"{url}/embedding?run={run}")  # warm the server's caches once, untimed
+            page.locator(".js-plotly-plot").first.wait_for(timeout=600_000)
             idle(page)
             for repeat in range(args.repeats):
-                rows.append(measure(page, url, shift=0.1 * repeat / max(args.repeats - 1, 1)))
+                rows.append(measure(page, url, run, shift=0.1 * repeat / max(args.repeats - 1, 1)))
             browser.close()
+        rss = peak_rss_mb(process.pid)
     finally:
         process.terminate()
-    print(f"\n70,000 images, {args.repeats} repeats, 2-core CPU, headless Chromium\n")
+    size = args.images or 70_000
+    print(f"\n{size:,} images, {args.repeats} repeats, {os.cpu_count()} cores, headless Chromium\n")
     print("| measurement | mean (s) | max (s) | target (s) |\n|---|---|---|---|")
     for key, title, target in (("embedding", "Embedding page ready after navigation", 3.0),
                                ("hover", "hover thumbnail, first hover in a region (slowest of 3)", None),
                                ("answered", "box selection -> its count shown (the rerun answered)", None),
                                ("gallery", f"gallery page of {rows[0]['images']} thumbnails after a box selection", 1.0),
-                               ("clusters", "Clusters page ready after navigation", None)):
+                               *((name, f"{name} page ready after navigation", 2.0) for name in PAGES)):
         values = [row[key] for row in rows]
         print(f"| {title} | {sum(values) / len(values):.2f} | {max(values):.2f} | {target or '–'} |")
-    print("\nper repeat: " + "; ".join(f"{key} " + " ".join(f"{row[key]:.2f}" for row in rows)
-                                      for key in ("embedding", "hover", "answered", "gallery", "clusters")))
+    print(f"\nserver peak RSS: {rss:,.0f} MB")
+    print("per repeat: " + "; ".join(f"{key} " + " ".join(f"{row[key]:.2f}" for row in rows)
+                                    for key in ("embedding", "hover", "answered", "gallery", *PAGES)))
+    mean = lambda key: sum(row[key] for row in rows) / len(rows)
+    print(f"images={size} embedding_ready_s={mean('embedding'):.2f} gallery_s={mean('gallery'):.2f} "
+          f"server_rss_mb={rss:.0f}")
 
 
 if __name__ == "__main__":

@@ -903,3 +903,22 @@ def test_the_members_gallery_lists_the_reviewed_or_the_others(own_home, monkeypa
     at.segmented_control(key="member_filter").set_value("not reviewed").run()
     grid = next(h.proto.body for h in at.get("html") if 'data-gallery="members_0"' in h.proto.body)
     assert [int(i) for i in re.findall(r'data-index="(\d+)"', grid)] == members[3:103].tolist()
+
+
+def test_every_page_opens_on_a_large_synthetic_run(tmp_path, monkeypatch):
+    """The run bench/bench_app.py serves at a million images, at 20,000 (the density map's default
+    from there on): every page opens, and Evaluation scores it as counted by hand."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("synthetic_run", Path(__file__).parents[1] / "bench" / "synthetic_run.py")
+    synthetic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synthetic)
+    ws = Workspace.create(tmp_path / "home")
+    run_dir = synthetic.write_run(ws.runs / "big", 20_000, clusters=12)
+    for page in PAGES:
+        at = app(ws.home, monkeypatch, run="big", page=page)
+        assert at.title[0].value == TITLES[page] and not at.error, (page, [e.value for e in at.error])
+    # cluster c is class c but for the 10% relabelled at random: the identity is the best matching
+    found = np.load(run_dir / "scan_probs.npy").argmax(1)
+    labels = np.load(run_dir / "images" / "labels.npy")
+    at = app(ws.home, monkeypatch, run="big", page="evaluation")
+    assert metric(at, "ACC (Hungarian)") == f"{(found == labels).mean():.3f}"

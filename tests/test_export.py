@@ -166,9 +166,9 @@ def test_label_studio_needs_a_url_without_files(table, tmp_path):
 
 
 def test_exports_refuse_a_foreign_table(tmp_path):
-    for export in (export_csv, export_json, export_label_studio):
+    for writer in (export_csv, export_json, export_label_studio):
         with pytest.raises(ValueError, match="lacks the columns"):
-            export(pd.DataFrame({"id": ["a"]}), tmp_path / "x")
+            writer(pd.DataFrame({"id": ["a"]}), tmp_path / "x")
 
 
 def _files(out):
