@@ -138,10 +138,17 @@ def undone_renames(run: Path) -> int:
 
 
 def edits(run: Path, kind: str) -> list[dict]:
-    """The payloads of ``run``'s live edits of ``kind``, oldest first (read with sqlite itself)."""
+    """The payloads of ``run``'s live edits of ``kind``, oldest first (read with sqlite itself; image
+    lists are little-endian int32 arrays beside the JSON)."""
     with contextlib.closing(sqlite3.connect(run / "curation.sqlite")) as db:
-        rows = db.execute("SELECT payload FROM edits WHERE kind = ? AND undone = 0 ORDER BY id", (kind,)).fetchall()
-    return [json.loads(payload) for (payload,) in rows]
+        rows = db.execute("SELECT payload, images, image_clusters FROM edits WHERE kind = ? AND undone = 0 ORDER BY id",
+                          (kind,)).fetchall()
+    payloads = []
+    for text, images, clusters in rows:
+        arrays = {key: np.frombuffer(blob, "<i4").tolist() for key, blob in (("images", images), ("clusters", clusters))
+                  if blob is not None}
+        payloads.append({**json.loads(text), **arrays})
+    return payloads
 
 
 TABLE_HEADER, TABLE_ROW, TABLE_ROW_MARKER = 35, 52, 15  # the Clusters table's header and row heights,

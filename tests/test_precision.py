@@ -68,7 +68,7 @@ def test_scan_heads_in_float16_with_a_loss_scale_train_as_float32(digits):
     losses, weights = {}, {}
     for precision in ("float32", "float16"):
         torch.manual_seed(0)
-        heads = ClusterHeads(64, 10, num_heads=2, hidden=32)
+        heads = ClusterHeads(features.shape[1], 10, num_heads=2, hidden=32)
         losses[precision] = []
         train_scan(heads, lambda index: features[index], lambda index: features[index], neighbors,
                    ScanConfig(epochs=3, batch_size=64, lr=1e-3, snapshots=1), seed=2,
