@@ -509,3 +509,18 @@ def test_a_large_selection_is_one_edit_and_a_new_process_replays_the_same_state(
     again = Curation(tmp_path, base).state()
     assert again.digest() == state.digest() and again.version == state.version
     assert Curation(tmp_path, base).state_at(2).overrides == dict.fromkeys(sorted(picked[:20_000].tolist()), "checked")
+
+
+def test_a_log_made_anew_at_the_same_path_shows_its_own_edits(tmp_path):
+    """A run deleted and trained again under its name, with the same clusters: the server's states
+    of the old log are not the new one's, whatever their versions."""
+    old = Curation(tmp_path, BASE)
+    old.move([0, 1], 2)
+    assert old.state().clusters[:2].tolist() == [2, 2] and old.state().version == 1
+    (tmp_path / DB_NAME).unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
+    new = Curation(tmp_path, BASE)
+    new.name_cluster(0, "new")
+    state = new.state()
+    assert state.version == 1 and state.clusters.tolist() == BASE.tolist() and state.names == {0: "new"}

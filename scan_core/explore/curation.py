@@ -40,6 +40,7 @@ something the user never saw.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import time
 import unicodedata
@@ -271,8 +272,8 @@ class Curation:
         self.path = run_dir / DB_NAME
         self.base = base.astype(np.int64)
         self.base.setflags(write=False)
-        self._states = _states.setdefault((str(self.path.resolve()), sha256(self.base.tobytes()).hexdigest()), {})
-        self._init_db(None if image_ids is None else sha256("\0".join(map(str, image_ids)).encode()).hexdigest())
+        log = self._init_db(None if image_ids is None else sha256("\0".join(map(str, image_ids)).encode()).hexdigest())
+        self._states = _states.setdefault((log, sha256(self.base.tobytes()).hexdigest()), {})
 
     @property
     def num_images(self) -> int:
@@ -317,7 +318,9 @@ class Curation:
                     raise
                 time.sleep(0.01)
 
-    def _init_db(self, ids_digest: str | None) -> None:
+    def _init_db(self, ids_digest: str | None) -> str:
+        """Create or upgrade the log; its identity, a random id it keeps (a log made anew at the
+        same path, for a run trained again under the same name, is another log)."""
         self._switch_to_wal()
         with self._transaction() as db:
             for statement in _SCHEMA.split(";"):
@@ -334,6 +337,9 @@ class Curation:
             if "version" not in stored:
                 latest = db.execute("SELECT COALESCE(MAX(id), 0) FROM edits").fetchone()[0]
                 db.execute("INSERT INTO meta VALUES ('version', ?)", (str(latest),))
+            if "log_id" not in stored:
+                stored["log_id"] = secrets.token_hex(16)
+                db.execute("INSERT INTO meta VALUES ('log_id', ?)", (stored["log_id"],))
             if "num_images" not in stored:
                 db.execute("INSERT INTO meta VALUES ('num_images', ?)", (str(self.num_images),))
             elif int(stored["num_images"]) != self.num_images:
@@ -344,6 +350,7 @@ class Curation:
                     db.execute("INSERT INTO meta VALUES ('ids_sha256', ?)", (ids_digest,))
                 elif stored["ids_sha256"] != ids_digest:
                     raise ValueError(f"{self.path} was made for other image ids than the ones given")
+        return stored["log_id"]
 
     @staticmethod
     def _version(db: sqlite3.Connection) -> int:
