@@ -171,12 +171,15 @@ def export_label_studio(rows: Rows, path: Path, image_root_url: str | None = Non
     """
     if serves_image_folder and image_root_url is None:
         raise ValueError("serves_image_folder needs image_root_url, the URL the image folder is served at")
-    if image_root_url is None:  # refused before a file is made
-        missing = [chunk["id"][chunk["path"].astype(str) == ""] for chunk in _chunks(rows)]
-        count = sum(len(ids) for ids in missing)
-        if count:
-            example = next(ids.iloc[0] for ids in missing if len(ids))
-            raise ValueError(f"{count} images have no file path (e.g. {example!r}); "
+    if image_root_url is None:  # refused before a file is made, from the ids and paths alone
+        if isinstance(rows, CuratedRows):
+            ids, paths = rows.images.ids, rows.images.paths
+        else:
+            _check_table(rows)
+            ids, paths = rows["id"], rows["path"]
+        missing = [image_id for image_id, path in zip(ids, paths) if path is None or str(path) == ""]
+        if missing:
+            raise ValueError(f"{len(missing)} images have no file path (e.g. {str(missing[0])!r}); "
                              "give image_root_url to point Label Studio at them")
     folders = _Placements(rows, include_outliers=True) if serves_image_folder else None
 
