@@ -1,19 +1,21 @@
 """Embedding: the UMAP map of the features (computed by the job), coloured by cluster, curated
 label, true label or confidence; hover shows the image; box / lasso / click selections
-(``ui.map_events``: image indices only) fill a paged gallery and stay the session's selection."""
+(``ui.map_events``: image indices only, or the region drawn on a big map) fill a paged gallery and
+stay the session's selection."""
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
 from scan_core.explore.curation import CuratedState
+from scan_core.explore.map_points import in_region
 from scan_core.explore.results import RunResults
 from ui.curating import cluster_options, cluster_title, cluster_titles, curated
 from ui.detail import detail_view, open_detail
 from ui.gallery import DISPLAY_PX, gallery, open_in_neighbours
 from ui.keys import THUMB_SIZE
 from ui.map_events import hover_thumbnails, map_events
-from ui.map_figure import COLOURINGS, SHOWN_AS, MapView, map_figure
+from ui.map_figure import COLOURINGS, SHOWN_AS, MapView, hidden_images, map_figure
 from ui.navigation import page_link, through_navigation
 from ui.runs import require_results
 from ui.selection import selection, set_selection
@@ -95,6 +97,10 @@ def main() -> None:
     titles = cluster_titles(state)
     event = map_events(n, "embedding_selection")
     picked = event.selected
+    if event.region is not None:  # drawn on a map at a level of detail: every image in it
+        candidates = np.ones(n, dtype=bool) if keep is None else keep.copy()
+        candidates &= ~hidden_images(results, state, colour, list(event.hidden))
+        picked = in_region(results.projection, np.flatnonzero(candidates), event.region)
     if picked is not None:
         set_selection(results, picked)
     if event.zoom is not None:

@@ -373,7 +373,9 @@ def test_the_map_shows_as_density_or_as_thumbnails_that_follow_the_zoom(home, mo
     assert plotly_specs(at)[0]["data"][0]["type"] == "scattergl"  # 1,797 images: points
     at.segmented_control(key="map_shown_as").set_value("density").run()
     data = plotly_specs(at)[0]["data"]
-    assert data[0]["type"] == "histogram2d" and all(t["type"] == "scattergl" for t in data[1:])
+    assert data[0]["type"] == "heatmap" and all(t["type"] == "scattergl" for t in data[1:])
+    z = decoded(data[0]["z"])  # log(1 + count) per bin, empty bins not drawn
+    assert round(float(np.expm1(z[np.isfinite(z)]).sum())) == 1797
     at.segmented_control(key="map_shown_as").set_value("thumbnails").run()
     images = plotly_specs(at)[0]["layout"]["images"]
     projection = np.load(home / "runs" / "digits" / "projection.npy")
@@ -393,6 +395,61 @@ def test_the_map_shows_as_density_or_as_thumbnails_that_follow_the_zoom(home, mo
     at.run()
     layout = plotly_specs(at)[0]["layout"]
     assert len(layout["images"]) == len(everywhere) and "range" not in layout["xaxis"]
+
+
+def decoded(array) -> np.ndarray:
+    """A numeric array of a plotly spec: binary (``bdata``, base64) or a plain list."""
+    import base64
+    if isinstance(array, dict):
+        values = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+        shape = [int(side) for side in str(array.get("shape", len(values))).split(",")]
+        return values.reshape(shape)
+    return np.asarray(array, dtype=np.float64)
+
+
+def drawn_images(spec: dict) -> np.ndarray:
+    """The image indices drawn by the map's point traces (``customdata[0]``)."""
+    return np.concatenate([decoded(t["customdata"]).reshape(-1, 3)[:, 0].astype(np.int64)
+                           for t in spec["data"] if t["type"] == "scattergl" and t["name"] not in ("kept selection", "found")])
+
+
+def test_a_big_map_is_drawn_at_a_level_of_detail_and_a_region_selects_every_image_in_it(home, monkeypatch):
+    """Past SCAN_EXPLORER_MAP_POINTS points the map draws one point per grid cell over the ranges on
+    screen, and a box or lasso comes back as a region that selects every image in it (brute force here)."""
+    monkeypatch.setenv("SCAN_EXPLORER_MAP_POINTS", "300")
+    projection = np.load(home / "runs" / "digits" / "projection.npy")
+    at = app(home, monkeypatch, page="embedding")
+    spec = plotly_specs(at)[0]
+    drawn = drawn_images(spec)
+    assert spec["layout"]["meta"] == {"regions": True} and 50 < len(drawn) <= 300 and len(set(drawn)) == len(drawn)
+    x0, x1 = np.quantile(projection[:, 0], [0.3, 0.7])
+    y0, y1 = np.quantile(projection[:, 1], [0.3, 0.7])
+    box = {"kind": "box", "xs": [float(x1), float(x0)], "ys": [float(y0), float(y1)], "hidden": []}
+    at.session_state["embedding_selection"] = {"region": box}
+    at.run()
+    inside = [i for i in range(1797) if x0 <= projection[i, 0] <= x1 and y0 <= projection[i, 1] <= y1]
+    assert not at.exception and f"Selection · {len(inside):,} images" in [s.value for s in at.subheader]
+    assert at.session_state["selection"]["ids"].tolist() == inside
+    # a legend group hidden in the browser is left out of the region
+    clusters = result_probs(home / "runs" / "digits").argmax(1)
+    name = next(t["name"] for t in spec["data"] if t["name"] == f"cluster {clusters[inside[0]]}")
+    at.session_state["embedding_selection"] = {"region": {**box, "hidden": [name]}}
+    at.run()
+    left = [i for i in inside if clusters[i] != clusters[inside[0]]]
+    assert at.session_state["selection"]["ids"].tolist() == left
+    # a zoom draws the points near its ranges again, all of them once they are few enough
+    at.session_state["embedding_selection"] = {"view": [float(x0), float(x1), float(y0), float(y1)]}
+    at.run()
+    spec = plotly_specs(at)[0]
+    near = [i for i in range(1797) if x0 - (x1 - x0) * 0.1 <= projection[i, 0] <= x1 + (x1 - x0) * 0.1
+            and y0 - (y1 - y0) * 0.1 <= projection[i, 1] <= y1 + (y1 - y0) * 0.1]
+    zoomed = drawn_images(spec)
+    assert set(zoomed) <= set(near) and (len(near) > 300 or sorted(zoomed) == near)
+    assert np.allclose(spec["layout"]["xaxis"]["range"], [x0, x1])
+    for malformed in ({"kind": "lasso", "xs": [1, 2], "ys": [1, 2]}, {"kind": "box", "xs": ["a", 1], "ys": [0, 1]}, "x"):
+        at.session_state["embedding_selection"] = {"region": malformed}
+        at.run()
+        assert not at.exception and at.session_state["selection"]["ids"].tolist() == left
 
 
 def test_a_map_selection_fills_the_gallery_and_the_curate_page_for_its_run_only(home, monkeypatch):
@@ -419,7 +476,7 @@ def test_a_map_selection_fills_the_gallery_and_the_curate_page_for_its_run_only(
     at.run()
     next(b for b in at.button if b.label == "Clear selection").click().run()
     assert not at.exception and "Selection" in [s.value for s in at.subheader]
-    assert at.session_state["selection"]["ids"] == []
+    assert list(at.session_state["selection"]["ids"]) == []
 
 
 def hover_data(at: AppTest) -> dict:

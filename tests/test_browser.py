@@ -487,3 +487,59 @@ def test_hover_thumbnails_come_on_demand_for_a_big_run(tmp_path, browser):
         assert zoomed["count"] >= 1 and zoomed["xs"] != whole["xs"]
         shot(page, "3-embedding-thumbnails-zoomed")
         page.close()
+
+
+def test_a_200k_run_opens_and_selects_at_a_level_of_detail(tmp_path, browser):
+    """A synthetic run of 200,000 images (``bench/synthetic_run.py``): the map draws at most its
+    limit of points (one per grid cell), a box drawn in the browser selects every image inside it
+    (counted here from the map coordinates, drawn or not), the gallery fills, a hover shows its
+    image, and every other page opens."""
+    import importlib.util
+
+    from scan_core.explore.workspace import Workspace
+    spec = importlib.util.spec_from_file_location("synthetic_run", ROOT / "bench" / "synthetic_run.py")
+    synthetic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synthetic)
+    ws = Workspace.create(tmp_path / "home")
+    run = synthetic.write_run(ws.runs / "big", 200_000)
+    xy = np.load(run / "projection.npy")
+    with streamlit_server(ws.home) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/embedding?run=big")
+        page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=120_000)
+        wait_idle(page, timeout=120_000)
+        drawn = page.evaluate("""() => document.querySelector('.stPlotlyChart .js-plotly-plot')._fullData
+            .filter((t) => t.type === 'scattergl').reduce((sum, t) => sum + t.x.length, 0)""")
+        assert 1_000 < drawn <= 50_000
+        spot = page.evaluate("""() => {  // the first point of the first point trace (the density lies under them)
+            const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
+            const trace = gd._fullData.find((t) => t.type === 'scattergl'), r = gd.getBoundingClientRect();
+            return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[0]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[0])};
+        }""")
+        page.mouse.move(spot["x"] - 3, spot["y"] - 3)
+        page.mouse.move(spot["x"], spot["y"], steps=3)
+        page.wait_for_function("() => document.getElementById('scan-hover-thumb')?.dataset.index", timeout=30_000)
+        page.mouse.move(5, 5)
+        page.locator(".modebar-btn[data-val='select']").first.click()
+        box = page.locator(".nsewdrag").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=8)
+        page.mouse.up()
+        page.get_by_text("Selection · ").wait_for(timeout=60_000)
+        wait_idle(page, timeout=60_000)
+        selected = int(page.get_by_text("Selection · ").inner_text().split("·")[1].split()[0].replace(",", ""))
+        region = page.evaluate("() => document.querySelector('.stPlotlyChart .js-plotly-plot')._fullLayout.selections[0]")
+        inside = np.flatnonzero((xy[:, 0] >= min(region["x0"], region["x1"])) & (xy[:, 0] <= max(region["x0"], region["x1"]))
+                                & (xy[:, 1] >= min(region["y0"], region["y1"])) & (xy[:, 1] <= max(region["y0"], region["y1"])))
+        assert selected == len(inside) > drawn  # every image in the box, not only those drawn
+        page.wait_for_function("() => document.querySelectorAll('.scan-gallery img').length >= 100", timeout=60_000)
+        shown = [int(alt.lstrip("#")) for alt in page.locator(".scan-gallery img").evaluate_all("e => e.map(i => i.alt)")]
+        assert set(shown) <= set(inside.tolist())
+        shot(page, "7-embedding-200k")
+        for name in ("clusters", "neighbours", "review", "evaluation", "curate_export"):
+            page.goto(f"{url}/{name}?run=big")
+            page.locator("h1").first.wait_for(timeout=120_000)
+            wait_idle(page, timeout=120_000)
+            assert page.locator("[data-testid='stException']").count() == 0, name
+        page.close()

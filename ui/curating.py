@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from scan_core.explore.curation import CuratedState, Curation
+from scan_core.explore.curation import DB_NAME, CuratedState, Curation
 from scan_core.explore.results import RunResults
 from scan_core.explore.review import ReviewQueue, review_queue
 from ui.keys import SEEN_VERSION, SHOWN_VERSION, WHO, WHO_PARAM
@@ -37,7 +37,16 @@ def who() -> str:
 
 
 def curation(loaded: RunResults) -> Curation:
-    return Curation(loaded.dir, loaded.clusters, loaded.images.ids)
+    """The run's curation log, opened once per run and log file by this server (opening one checks
+    that the log belongs to the run's images, a pass over every image id)."""
+    from ui.runs import results_key  # ui.runs draws the sidebar with this module's name box
+    log = loaded.dir / DB_NAME
+    return _curation(results_key(loaded), log.stat().st_ino if log.exists() else None, loaded)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _curation(run: tuple, log_inode: int | None, _loaded: RunResults) -> Curation:
+    return Curation(_loaded.dir, _loaded.clusters, _loaded.images.ids)
 
 
 def curated(loaded: RunResults) -> CuratedState:
@@ -119,4 +128,4 @@ def cluster_titles(state: CuratedState) -> dict[int, str]:
 
 def cluster_options(state: CuratedState) -> list[int]:
     """Cluster ids that have members in the curated state."""
-    return [int(c) for c in np.unique(state.clusters)]
+    return np.flatnonzero(state.cluster_sizes()).tolist()

@@ -22,6 +22,7 @@ import numpy as np
 import streamlit as st
 from scipy.spatial import cKDTree
 
+from scan_core.explore.map_points import Region
 from scan_core.explore.results import RunResults
 from ui.gallery import data_uri
 from ui.listeners import plot_component
@@ -62,10 +63,20 @@ function attach(plot) {
   // Plotly hands a selection to every listener through gd.emit, Streamlit's included: send the
   // image indices here, and pass the others the selection without its points, so that Streamlit's
   // widget sends nothing and starts no rerun of its own.
+  // A map drawn at a level of detail (layout.meta.regions) sends the region drawn instead, with
+  // the legend groups hidden: the server selects every image in it, drawn or not.
   const emit = plot.emit;
   plot.emit = function (name, event) {
     if (name === 'plotly_selected' && event && event.points) {
-      bridge.send('selected', event.points.map(imageIndex).filter((index) => index != null));
+      const regions = plot.layout.meta && plot.layout.meta.regions;
+      const region = event.lassoPoints ? { kind: 'lasso', xs: event.lassoPoints.x, ys: event.lassoPoints.y }
+        : event.range ? { kind: 'box', xs: event.range.x, ys: event.range.y } : null;
+      if (regions && region) {
+        const hidden = plot._fullData.filter((trace) => trace.visible === 'legendonly').map((trace) => trace.name);
+        bridge.send('region', { ...region, hidden });
+      } else {
+        bridge.send('selected', event.points.map(imageIndex).filter((index) => index != null));
+      }
       event = { ...event, points: [], selections: [] };
     }
     return emit.call(this, name, event);
@@ -173,16 +184,36 @@ _hover_component = plot_component("scan_map_hover", _HOVER_JS)
 @dataclass(frozen=True)
 class MapEvent:
     """What the user did on the map in this rerun: ``selected``, the image indices selected (sorted,
-    unique; empty: cleared; None: no selection made); ``zoom``, the ranges now shown ``(x0, x1, y0,
-    y1)``, or ``()`` when the user zoomed back out (None: no zoom)."""
+    unique; empty: cleared; None: no selection made); ``region``, the box or lasso drawn on a map
+    drawn at a level of detail, with ``hidden``, the names of the legend groups hidden then (None:
+    no region drawn); ``zoom``, the ranges now shown ``(x0, x1, y0, y1)``, or ``()`` when the user
+    zoomed back out (None: no zoom)."""
     selected: np.ndarray | None = None
     zoom: tuple[float, ...] | None = None
+    region: Region | None = None
+    hidden: tuple[str, ...] = ()
 
 
 def map_events(n: int, key: str) -> MapEvent:
     """Mount the map's listener and return what it sent in this rerun (:class:`MapEvent`)."""
-    sent = _selection_component(key=key, on_selected_change=lambda: None, on_view_change=lambda: None)
-    return MapEvent(_indices(sent.selected, n), _zoom(sent.view))
+    sent = _selection_component(key=key, on_selected_change=lambda: None, on_view_change=lambda: None,
+                                on_region_change=lambda: None)
+    region, hidden = _region(sent.region)
+    return MapEvent(_indices(sent.selected, n), _zoom(sent.view), region, hidden)
+
+
+def _region(sent) -> tuple[Region | None, tuple[str, ...]]:
+    """A box or lasso as :class:`~scan_core.explore.map_points.Region` and the hidden groups' names;
+    anything malformed is no region."""
+    if not isinstance(sent, dict):
+        return None, ()
+    try:
+        region = Region(str(sent.get("kind")), tuple(float(v) for v in sent.get("xs") or ()),
+                        tuple(float(v) for v in sent.get("ys") or ()))
+    except (TypeError, ValueError):
+        return None, ()
+    hidden = sent.get("hidden")
+    return region, tuple(str(name) for name in hidden) if isinstance(hidden, list) else ()
 
 
 def _indices(selected, n: int) -> np.ndarray | None:

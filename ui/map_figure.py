@@ -1,15 +1,18 @@
 """The Embedding page's map: a WebGL scatter of the 2-D projection, coloured by cluster, curated
 label, true label or confidence, described by a frozen :class:`MapView` and cached by it.
 
-Three ways to show it (:data:`SHOWN_AS`): ``points``; ``density``, the points' 2-D histogram under
-faint points (for many points, where dots hide each other; selection and hover still work); and
+Three ways to show it (:data:`SHOWN_AS`): ``points``; ``density``, the points' 2-D histogram (counted
+here, sent as a small heatmap) under faint points (for many points, where dots hide each other;
+selection and hover still work); and
 ``thumbnails``, the images themselves spread over the part of the map on screen, as in a sprite
 view: the one nearest the centre of every cell of a :data:`THUMBNAIL_GRID` grid (zoom in for more of
-a region's images).
+a region's images). Past :func:`drawn_at_once` points the map is drawn at a level of detail
+(:func:`map_figure`).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import plotly.colors as pc
@@ -17,6 +20,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from scan_core.explore.curation import CuratedState
+from scan_core.explore.map_points import density, thinned
 from scan_core.explore.results import RunResults
 from ui.curating import cluster_titles
 from ui.gallery import data_uri
@@ -28,6 +32,8 @@ SHOWN_AS = ("points", "density", "thumbnails")
 THUMBNAIL_GRID = 12        # cells a side of the thumbnails view: at most 144 images on screen
 THUMBNAIL_PX = 48          # the pixels of each
 DENSITY_BINS = 120         # bins a side of the density view
+MAX_DRAWN = 50_000         # points drawn at most (a browser draws this many WebGL points in about a second)
+MAX_DRAWN_ENV = "SCAN_EXPLORER_MAP_POINTS"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,8 +64,7 @@ class MapView:
     def key(self) -> tuple:
         """Equal for two views that draw the same figure of the same run."""
         selection = None if self.selection is None else np.asarray(self.selection, dtype=np.int64).tobytes()
-        zoom = self.zoom if self.shown_as == "thumbnails" else None  # the other views draw all the map
-        return self.colour, self.filters, self.size, self.opacity, selection, self.found, self.shown_as, zoom
+        return self.colour, self.filters, self.size, self.opacity, selection, self.found, self.shown_as, self.zoom
 
 
 #: Well separated colours (plotly's Dark24), in the order cluster ids take them: neighbours in the list
@@ -148,44 +153,105 @@ def thumbnail_places(xy: np.ndarray, keep: np.ndarray, zoom: tuple[float, ...] |
                                   float(step[1] * 0.92))) for i in order[first]]
 
 
+def drawn_at_once() -> int:
+    """The most points the map draws: :data:`MAX_DRAWN`, or ``$SCAN_EXPLORER_MAP_POINTS``."""
+    value = os.environ.get(MAX_DRAWN_ENV, "").strip()
+    if not value:
+        return MAX_DRAWN
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{MAX_DRAWN_ENV} must be a positive whole number of points, not {value!r}")
+    return int(value)
+
+
+def thinned_view(view: MapView, shown: int) -> bool:
+    """Whether a view of ``shown`` images is drawn at a level of detail (more than
+    :func:`drawn_at_once`; the thumbnails view draws its own images)."""
+    return view.shown_as != "thumbnails" and shown > drawn_at_once()
+
+
 def map_figure(results: RunResults, state: CuratedState, view: MapView) -> go.Figure:
     """The map of ``results`` in the curated ``state`` as ``view`` says, built once per run, curated
-    state and view (a cached figure saves its build, about 0.1 s for 70k points, on every other rerun)."""
-    return _map_figure(results_key(results), state.digest(), view.key(), results, state, view)
+    state and view (a cached figure saves its build on every other rerun, and Streamlit sends an
+    unchanged figure to a browser that has it as a reference only).
+
+    Up to :func:`drawn_at_once` images every one is drawn and the zoom is the browser's affair; past
+    it the map is drawn at a level of detail (:mod:`scan_core.explore.map_points`): the points
+    thinned to one per grid cell over the ranges on screen, drawn again for each zoom, and marked
+    (``layout.meta.regions``) so that a box or lasso comes back as its region, not as the points drawn.
+    """
+    shown = len(results.confidence) if view.keep is None else int(np.count_nonzero(view.keep))
+    if not thinned_view(view, shown) and view.shown_as != "thumbnails":
+        view = dataclasses.replace(view, zoom=None)  # every point is drawn: the zoom changes nothing
+    return _map_figure(results_key(results), state.digest(), view.key(), drawn_at_once(), results, state, view)
+
+
+def point_groups(results: RunResults, state: CuratedState, colour: str, rows: np.ndarray) -> np.ndarray | None:
+    """The legend group of the images ``rows`` under ``colour`` ``(len(rows),)`` (None: a colour scale)."""
+    if colour == "cluster":
+        titles = cluster_titles(state)
+        return np.array([titles[int(c)] for c in state.clusters[rows]], dtype=object)
+    if colour == "curated label":
+        return state.labels(rows)
+    if colour == "true label":
+        return np.asarray(results.class_names, dtype=object)[results.images.labels[rows]]
+    return None
+
+
+def label_lines(results: RunResults, state: CuratedState, rows: np.ndarray) -> np.ndarray:
+    """The label line of the hover of the images ``rows``: their true label, or else their curated one."""
+    if results.images.has_labels:
+        return np.char.add("true: ", point_groups(results, state, "true label", rows).astype(str))
+    return np.char.add("label: ", state.labels(rows).astype(str))
+
+
+def hidden_images(results: RunResults, state: CuratedState, colour: str, hidden: list[str]) -> np.ndarray:
+    """Mask ``(N,)`` of the images in the legend groups hidden in the browser (``hidden``: the
+    groups' names as drawn, escaped)."""
+    every = np.arange(len(results.confidence))
+    groups = point_groups(results, state, colour, every) if hidden else None
+    if groups is None:
+        return np.zeros(len(every), dtype=bool)
+    names = np.unique(groups.astype(str))
+    gone = [name for name in names if html_text(name) in set(hidden)]
+    return np.isin(groups.astype(str), gone)
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
-def _map_figure(run: tuple, curated_digest: str, view_key: tuple, _results: RunResults, _state: CuratedState,
-                _view: MapView) -> go.Figure:
+def _map_figure(run: tuple, curated_digest: str, view_key: tuple, limit: int, _results: RunResults,
+                _state: CuratedState, _view: MapView) -> go.Figure:
     results, state, view = _results, _state, _view
     colour = view.colour
     confidence = results.confidence
+    n = len(confidence)
+    xy = np.asarray(results.projection, dtype=np.float32)
+    keep = np.arange(n) if view.keep is None else np.flatnonzero(view.keep)
+    thin = thinned_view(view, len(keep))
+    drawn = thinned(xy, keep, view.zoom, limit) if thin else keep
     titles = cluster_titles(state)
-    cluster_names = np.array([titles[int(c)] for c in state.clusters], dtype=object)
-    true_names = results.true_label_names()
-    labels = state.labels()
-    text = (np.char.add("true: ", true_names.astype(str)) if true_names is not None
-            else np.char.add("label: ", labels.astype(str)))
-    custom = np.stack([np.arange(len(confidence)), confidence, state.clusters], 1).astype(np.float32)
-    groups = {"cluster": cluster_names, "curated label": labels, "true label": true_names}.get(colour)
+    text = label_lines(results, state, drawn)
+    custom = np.stack([drawn, confidence[drawn], state.clusters[drawn]], 1).astype(np.float32)
+    groups = point_groups(results, state, colour, drawn)
     if colour == "cluster":
         group_colour = {titles[c]: c for c in titles}
     elif colour == "true label":
         group_colour = {name: i for i, name in enumerate(results.class_names)}
     else:
-        group_colour = stable_colours(labels, state.clusters) if groups is not None else None
-    keep = np.arange(len(confidence)) if view.keep is None else np.flatnonzero(view.keep)
+        group_colour = stable_colours(state.labels(), state.clusters) if groups is not None else None
     size, opacity = view.size, view.opacity
-    xy = np.asarray(results.projection, dtype=np.float32)
     if view.shown_as == "density":
         opacity = min(opacity, 0.15)
-    figure = scatter(xy[keep], None if groups is None else groups[keep],
-                     confidence[keep] if colour == "confidence" else None, custom[keep], text[keep], group_colour,
-                     centre_labels=colour in ("cluster", "curated label"), size=size, opacity=opacity)
+    figure = scatter(xy[drawn], groups, confidence[drawn] if colour == "confidence" else None, custom, text,
+                     group_colour, centre_labels=colour in ("cluster", "curated label"), size=size, opacity=opacity)
+    if thin:
+        figure.update_layout(meta={"regions": True})
+        if view.zoom is not None:  # drawn for these ranges: shown at them when the page opens again
+            figure.update_layout(xaxis_range=list(view.zoom[:2]), yaxis_range=list(view.zoom[2:]))
     if view.shown_as == "density":
-        figure.add_trace(go.Histogram2d(x=xy[keep, 0], y=xy[keep, 1], nbinsx=DENSITY_BINS, nbinsy=DENSITY_BINS,
-                                        colorscale=[[0, "rgba(255,255,255,0)"], [1e-9, "#DCE9F5"], [1, "#08306B"]],
-                                        showscale=False, hoverinfo="skip", name="density"))
+        counts, x_centres, y_centres = density(xy, keep, view.zoom if thin else None, DENSITY_BINS)
+        z = np.where(counts > 0, np.log1p(counts), np.nan).T.astype(np.float32)  # empty bins not drawn
+        figure.add_trace(go.Heatmap(x=x_centres.astype(np.float32), y=y_centres.astype(np.float32), z=z,
+                                    colorscale=[[0, "#DCE9F5"], [1, "#08306B"]], showscale=False, hoverinfo="skip",
+                                    name="density"))
         figure.data = (figure.data[-1], *figure.data[:-1])  # under the points
     if view.shown_as == "thumbnails":
         thumbnails = results.thumbnails()
@@ -195,15 +261,16 @@ def _map_figure(run: tuple, curated_digest: str, view_key: tuple, _results: RunR
                                     layer="above")
         if view.zoom is not None:  # redrawn as the user left it: the chart is drawn anew when its figure changes
             figure.update_layout(xaxis_range=list(view.zoom[:2]), yaxis_range=list(view.zoom[2:]))
-    found = None if view.found is None else [view.found]
-    for name, index, style in (("kept selection", view.selection, {"color": "rgba(0,0,0,0)", "size": size + 4,
-                                "line": {"color": "#262730", "width": 1.5}}),
+    selection = None if view.selection is None else np.intersect1d(np.asarray(view.selection, np.int64), drawn)
+    found = None if view.found is None else np.array([view.found], dtype=np.int64)
+    for name, index, style in (("kept selection", selection, {"color": "rgba(0,0,0,0)", "size": size + 4,
+                                "line": {"color": "#262730", "width": 1.5}}),  # outlined where drawn
                                ("found", found, {"color": "#FF4B4B", "size": 18, "symbol": "star",
                                 "line": {"color": "white", "width": 1}})):
         if index is not None and len(index):
-            index = np.asarray(index)
-            figure.add_trace(go.Scattergl(x=results.projection[index, 0], y=results.projection[index, 1],
-                                          mode="markers", name=name, customdata=custom[index], text=text[index],
-                                          hovertemplate="#%{customdata[0]}<br>%{text}<extra>" + name + "</extra>",
-                                          marker=style))
+            figure.add_trace(go.Scattergl(
+                x=xy[index, 0], y=xy[index, 1], mode="markers", name=name,
+                customdata=np.stack([index, confidence[index], state.clusters[index]], 1).astype(np.float32),
+                text=label_lines(results, state, index), marker=style,
+                hovertemplate="#%{customdata[0]}<br>%{text}<extra>" + name + "</extra>"))
     return figure

@@ -20,7 +20,10 @@ def selection(loaded: RunResults) -> np.ndarray:
 
 
 def set_selection(loaded: RunResults, indices) -> None:
-    st.session_state[SELECTION] = {"run": str(loaded.dir), "ids": np.asarray(indices, dtype=np.int64).tolist()}
+    """Keep ``indices`` as this run's selection (an array: a selection may hold a million images)."""
+    ids = np.asarray(indices, dtype=np.int64).copy()
+    ids.setflags(write=False)
+    st.session_state[SELECTION] = {"run": str(loaded.dir), "ids": ids}
 
 
 def picked(loaded: RunResults) -> list[int]:

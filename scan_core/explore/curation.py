@@ -159,8 +159,8 @@ class CuratedState:
         labelled = np.flatnonzero(self.label_of >= 0)
         return {int(i): self.label_names[self.label_of[i]] for i in labelled}
 
-    def labels(self, rows: slice = slice(None)) -> np.ndarray:
-        """Curated label per image ``(N,)`` str (of the images in ``rows`` only, when given): the
+    def labels(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """Curated label per image ``(N,)`` str (of the images ``rows``, a slice or indices, when given): the
         image's own label, else its cluster's name, else :func:`cluster_label` (``"cluster 3"``)."""
         per_cluster = np.array([self.names.get(c, cluster_label(c)) for c in range(self.num_cluster_ids)] +
                                list(self.label_names), dtype=str)
