@@ -11,7 +11,9 @@ Chromium:
 - a hover thumbnail: the pointer on a point of a region not hovered before -> its image shown (a
   big run sends thumbnails on demand, a sheet of the hovered neighbourhood);
 - Clusters, Neighbours, Review, Evaluation, Curate & export: navigation -> finished;
-- the server's peak resident memory (``VmHWM``).
+- the server's peak resident memory (``VmHWM``);
+- the bytes the page received over Streamlit's websocket to open Embedding (a fresh page load) and
+  for the box selection's rerun.
 
     python bench/bench_app.py [--repeats 3] [--images N]
 
@@ -74,7 +76,8 @@ def idle(page) -> None:
 
 WHERE_DRAWN = """(k) => {  // a point of the k-th trace (cycling), in page pixels
     const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
-    const trace = gd._fullData[k % gd._fullData.length], r = gd.getBoundingClientRect(), i = (k * 7919) % trace.x.length;
+    const points = gd._fullData.filter((t) => t.type === 'scattergl');  // not the density under them
+    const trace = points[k % points.length], r = gd.getBoundingClientRect(), i = (k * 7919) % trace.x.length;
     return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[i]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[i])};
 }"""
 
@@ -92,12 +95,24 @@ def hover_thumbnail(page, k: int) -> float:
     return seconds
 
 
-def measure(page, url: str, run: str, shift: float) -> dict[str, float]:
-    started = time.perf_counter()
+class Received:
+    """Bytes the page receives over Streamlit's websocket (every script run's output)."""
+
+    def __init__(self, page):
+        self.bytes = 0
+        page.on("websocket", lambda socket: socket.on("framereceived", self._frame))
+
+    def _frame(self, payload) -> None:
+        self.bytes += len(payload)
+
+
+def measure(page, url: str, run: str, shift: float, received: Received) -> dict[str, float]:
+    started, before = time.perf_counter(), received.bytes
     page.goto(f"{url}/embedding?run={run}")
     page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=120_000)
     idle(page)
     embedding = time.perf_counter() - started
+    embedding_mb = (received.bytes - before) / 1e6
     hover = max(hover_thumbnail(page, k) for k in (1, 4, 7))  # three regions, each its first hover
     idle(page)
 
@@ -106,7 +121,7 @@ def measure(page, url: str, run: str, shift: float) -> dict[str, float]:
     page.mouse.move(box["x"] + box["width"] * (0.25 + shift), box["y"] + box["height"] * 0.3)
     page.mouse.down()  # a box over 40% of the map's width and height, moved on at each repeat
     page.mouse.move(box["x"] + box["width"] * (0.65 + shift), box["y"] + box["height"] * 0.7, steps=5)
-    started = time.perf_counter()  # from the release of the box, the user's gesture done
+    started, before = time.perf_counter(), received.bytes  # from the release of the box, the gesture done
     page.mouse.up()
     page.get_by_text("Selection · ").wait_for(timeout=120_000)  # the rerun's first output reached the page
     answered = time.perf_counter() - started
@@ -115,9 +130,12 @@ def measure(page, url: str, run: str, shift: float) -> dict[str, float]:
                            " return imgs.length >= 100 && [...imgs].every(i => i.complete && i.naturalWidth > 0); }",
                            timeout=120_000)
     gallery = time.perf_counter() - started
+    idle(page)
+    selection_mb = (received.bytes - before) / 1e6
     count = images.count()
 
-    timings = {"embedding": embedding, "hover": hover, "answered": answered, "gallery": gallery, "images": count}
+    timings = {"embedding": embedding, "hover": hover, "answered": answered, "gallery": gallery, "images": count,
+               "embedding_mb": embedding_mb, "selection_mb": selection_mb}
     for name in PAGES:
         started = time.perf_counter()
         page.goto(f"{url}/{name}?run={run}")
@@ -156,11 +174,12 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            received = Received(page)
             page.goto(f"{url}/embedding?run={run}")  # warm the server's caches once, untimed
             page.locator(".js-plotly-plot").first.wait_for(timeout=600_000)
             idle(page)
             for repeat in range(args.repeats):
-                rows.append(measure(page, url, run, shift=0.1 * repeat / max(args.repeats - 1, 1)))
+                rows.append(measure(page, url, run, shift=0.1 * repeat / max(args.repeats - 1, 1), received=received))
             browser.close()
         rss = peak_rss_mb(process.pid)
     finally:
@@ -176,6 +195,8 @@ def main() -> None:
         values = [row[key] for row in rows]
         print(f"| {title} | {sum(values) / len(values):.2f} | {max(values):.2f} | {target or '–'} |")
     print(f"\nserver peak RSS: {rss:,.0f} MB")
+    print("received over the websocket (MB): " + "; ".join(
+        f"{key} " + " ".join(f"{row[key]:.2f}" for row in rows) for key in ("embedding_mb", "selection_mb")))
     print("per repeat: " + "; ".join(f"{key} " + " ".join(f"{row[key]:.2f}" for row in rows)
                                     for key in ("embedding", "hover", "answered", "gallery", *PAGES)))
     mean = lambda key: sum(row[key] for row in rows) / len(rows)

@@ -33,13 +33,13 @@ def filters(results: RunResults, state: CuratedState) -> tuple[np.ndarray | None
     low, high = cols[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="filter_confidence")
     clusters = cols[1].multiselect("Clusters", cluster_options(state), key="filter_clusters",
                                    format_func=lambda c: cluster_title(state, c), placeholder="all")
-    labels = state.labels()
-    wanted = cols[2].multiselect("Curated label", sorted(set(labels.tolist())), key="filter_labels", placeholder="all")
+    wanted = cols[2].multiselect("Curated label", state.label_set(), key="filter_labels", placeholder="all")
     mask = (results.confidence >= low) & (results.confidence <= high)
     if clusters:
         mask &= np.isin(state.clusters, clusters)
     if wanted:
-        mask &= np.isin(labels, wanted)
+        codes, names = state.label_codes()
+        mask &= np.isin(codes, np.flatnonzero(np.isin(names, wanted)))
     true, wrong = [], False
     if has_labels:
         true = cols[3].multiselect("True label", results.class_names, key="filter_true", placeholder="all")

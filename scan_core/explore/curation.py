@@ -159,13 +159,25 @@ class CuratedState:
         labelled = np.flatnonzero(self.label_of >= 0)
         return {int(i): self.label_names[self.label_of[i]] for i in labelled}
 
+    def label_codes(self, rows: slice | np.ndarray = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """The curated labels as codes: ``(codes, names)``, ``codes`` ``(N,)`` int64 (of the images
+        ``rows``, a slice or indices, when given) into ``names`` ``(C,)`` str, so that
+        :meth:`labels` is ``names[codes]`` (a name may stand at more than one code)."""
+        names = np.array([self.names.get(c, cluster_label(c)) for c in range(self.num_cluster_ids)] +
+                         list(self.label_names), dtype=str)
+        own = self.label_of[rows]
+        return np.where(own >= 0, self.num_cluster_ids + own, self.clusters[rows]), names
+
     def labels(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
         """Curated label per image ``(N,)`` str (of the images ``rows``, a slice or indices, when given): the
         image's own label, else its cluster's name, else :func:`cluster_label` (``"cluster 3"``)."""
-        per_cluster = np.array([self.names.get(c, cluster_label(c)) for c in range(self.num_cluster_ids)] +
-                               list(self.label_names), dtype=str)
-        own = self.label_of[rows]
-        return per_cluster[np.where(own >= 0, self.num_cluster_ids + own, self.clusters[rows])]
+        codes, names = self.label_codes(rows)
+        return names[codes]
+
+    def label_set(self) -> list[str]:
+        """The curated labels some image has, sorted."""
+        codes, names = self.label_codes()
+        return sorted(set(names[np.flatnonzero(np.bincount(codes, minlength=len(names)))].tolist()))
 
     def cluster_sizes(self) -> np.ndarray:
         """Images per cluster id ``(num_cluster_ids,)`` int64 (0 for emptied clusters)."""

@@ -8,6 +8,7 @@ depend on the cluster assignment take it as an argument, so pages pass the *cura
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,11 @@ from ..method.cosine import l2_normalize
 from ..method.metrics import contingency, evaluate, hungarian_mapping, majority_mapping
 
 THUMBNAIL_SIZE = 64
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
 
 
 class RunNotReady(ValueError):
@@ -86,16 +92,16 @@ class RunResults:
             self._calibrated = tempered(stored, temperature) if temperature else stored
         return self._calibrated
 
-    @property
+    @cached_property
     def clusters(self) -> np.ndarray:
-        """The model's cluster id per image ``(N,)``."""
-        return self.probs.argmax(1)
+        """The model's cluster id per image ``(N,)`` (read-only, computed once)."""
+        return _read_only(self.probs.argmax(1))
 
-    @property
+    @cached_property
     def confidence(self) -> np.ndarray:
         """The model's calibrated probability of its chosen cluster ``(N,)``: about how likely a near
-        image shares the cluster, on every route."""
-        return self.probs.max(1)
+        image shares the cluster, on every route (read-only, computed once)."""
+        return _read_only(self.probs.max(1))
 
     @property
     def num_clusters(self) -> int:
