@@ -11,7 +11,8 @@ Chromium:
 - a hover thumbnail: the pointer on a point of a region not hovered before -> its image shown (a
   big run sends thumbnails on demand, a sheet of the hovered neighbourhood);
 - Clusters, Neighbours, Review, Evaluation, Curate & export: navigation -> finished;
-- the server's peak resident memory (``VmHWM``);
+- the server's peak resident memory (``VmHWM``), after the timings (one session) and after
+  ``--sessions`` browser sessions have each opened Embedding and selected a box;
 - the bytes the page received over Streamlit's websocket to open Embedding (a fresh page load) and
   for the box selection's rerun.
 
@@ -74,11 +75,15 @@ def idle(page) -> None:
     page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=120_000)
 
 
-WHERE_DRAWN = """(k) => {  // a point of the k-th trace (cycling), in page pixels
+WHERE_DRAWN = """(k) => {  // a point of the k-th point trace (cycling) in the window, in page pixels
     const gd = document.querySelector('.stPlotlyChart .js-plotly-plot'), L = gd._fullLayout;
     const points = gd._fullData.filter((t) => t.type === 'scattergl');  // not the density under them
-    const trace = points[k % points.length], r = gd.getBoundingClientRect(), i = (k * 7919) % trace.x.length;
-    return {x: r.left + L._size.l + L.xaxis.l2p(trace.x[i]), y: r.top + L._size.t + L.yaxis.l2p(trace.y[i])};
+    const trace = points[k % points.length], r = gd.getBoundingClientRect();
+    for (let j = 0; j < trace.x.length; j++) {
+        const i = (k * 7919 + j * 104729) % trace.x.length;
+        const x = r.left + L._size.l + L.xaxis.l2p(trace.x[i]), y = r.top + L._size.t + L.yaxis.l2p(trace.y[i]);
+        if (y > 10 && y < window.innerHeight - 10) return {x, y};
+    }
 }"""
 
 
@@ -106,6 +111,39 @@ class Received:
         self.bytes += len(payload)
 
 
+def box_select(page, shift: float) -> tuple[float, float]:
+    """Draw a box over 40% of the map's width and height (moved right by ``shift`` of its width);
+    seconds from its release to the selection's count shown, and to a gallery page all loaded."""
+    page.locator(".modebar-btn[data-val='select']").first.click()
+    box = page.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * (0.25 + shift), box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * (0.65 + shift), box["y"] + box["height"] * 0.7, steps=5)
+    started = time.perf_counter()  # from the release of the box, the user's gesture done
+    page.mouse.up()
+    page.get_by_text("Selection · ").wait_for(timeout=120_000)  # the rerun's first output reached the page
+    answered = time.perf_counter() - started
+    page.wait_for_function("() => { const imgs = document.querySelectorAll(\".scan-gallery img\");"
+                           " return imgs.length >= 100 && [...imgs].every(i => i.complete && i.naturalWidth > 0); }",
+                           timeout=120_000)
+    gallery = time.perf_counter() - started
+    idle(page)
+    return answered, gallery
+
+
+def open_sessions(browser, url: str, run: str, count: int) -> list:
+    """``count`` more browser sessions, each with the Embedding page open and a box selected."""
+    pages = []
+    for k in range(count):
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.goto(f"{url}/embedding?run={run}")
+        page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=120_000)
+        idle(page)
+        box_select(page, 0.05 * k)
+        pages.append(page)
+    return pages
+
+
 def measure(page, url: str, run: str, shift: float, received: Received) -> dict[str, float]:
     started, before = time.perf_counter(), received.bytes
     page.goto(f"{url}/embedding?run={run}")
@@ -116,23 +154,10 @@ def measure(page, url: str, run: str, shift: float, received: Received) -> dict[
     hover = max(hover_thumbnail(page, k) for k in (1, 4, 7))  # three regions, each its first hover
     idle(page)
 
-    page.locator(".modebar-btn[data-val='select']").first.click()
-    box = page.locator(".nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * (0.25 + shift), box["y"] + box["height"] * 0.3)
-    page.mouse.down()  # a box over 40% of the map's width and height, moved on at each repeat
-    page.mouse.move(box["x"] + box["width"] * (0.65 + shift), box["y"] + box["height"] * 0.7, steps=5)
-    started, before = time.perf_counter(), received.bytes  # from the release of the box, the gesture done
-    page.mouse.up()
-    page.get_by_text("Selection · ").wait_for(timeout=120_000)  # the rerun's first output reached the page
-    answered = time.perf_counter() - started
-    images = page.locator(".scan-gallery img")
-    page.wait_for_function("() => { const imgs = document.querySelectorAll(\".scan-gallery img\");"
-                           " return imgs.length >= 100 && [...imgs].every(i => i.complete && i.naturalWidth > 0); }",
-                           timeout=120_000)
-    gallery = time.perf_counter() - started
-    idle(page)
+    before = received.bytes
+    answered, gallery = box_select(page, shift)
     selection_mb = (received.bytes - before) / 1e6
-    count = images.count()
+    count = page.locator(".scan-gallery img").count()
 
     timings = {"embedding": embedding, "hover": hover, "answered": answered, "gallery": gallery, "images": count,
                "embedding_mb": embedding_mb, "selection_mb": selection_mb}
@@ -157,6 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=None, help="a synthetic run of this many images")
+    parser.add_argument("--sessions", type=int, default=3, help="browser sessions open at the end, for the RSS")
     parser.add_argument("--home", type=Path, default=ROOT / "bench" / "out" / "app-home")
     args = parser.parse_args()
     run = RUN if args.images is None else f"synthetic-{args.images}"
@@ -180,8 +206,12 @@ def main() -> None:
             idle(page)
             for repeat in range(args.repeats):
                 rows.append(measure(page, url, run, shift=0.1 * repeat / max(args.repeats - 1, 1), received=received))
+            rss = peak_rss_mb(process.pid)
+            page.goto(f"{url}/embedding?run={run}")  # this session back on the map, and two more
+            idle(page)
+            open_sessions(browser, url, run, args.sessions - 1)
+            rss_sessions = peak_rss_mb(process.pid)
             browser.close()
-        rss = peak_rss_mb(process.pid)
     finally:
         process.terminate()
     size = args.images or 70_000
@@ -194,14 +224,15 @@ def main() -> None:
                                *((name, f"{name} page ready after navigation", 2.0) for name in PAGES)):
         values = [row[key] for row in rows]
         print(f"| {title} | {sum(values) / len(values):.2f} | {max(values):.2f} | {target or '–'} |")
-    print(f"\nserver peak RSS: {rss:,.0f} MB")
+    print(f"\nserver peak RSS: {rss:,.0f} MB with one session, {rss_sessions:,.0f} MB with {args.sessions} "
+          "sessions each with a box selected on Embedding")
     print("received over the websocket (MB): " + "; ".join(
         f"{key} " + " ".join(f"{row[key]:.2f}" for row in rows) for key in ("embedding_mb", "selection_mb")))
     print("per repeat: " + "; ".join(f"{key} " + " ".join(f"{row[key]:.2f}" for row in rows)
                                     for key in ("embedding", "hover", "answered", "gallery", *PAGES)))
     mean = lambda key: sum(row[key] for row in rows) / len(rows)
     print(f"images={size} embedding_ready_s={mean('embedding'):.2f} gallery_s={mean('gallery'):.2f} "
-          f"server_rss_mb={rss:.0f}")
+          f"server_rss_mb={rss_sessions:.0f}")
 
 
 if __name__ == "__main__":

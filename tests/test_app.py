@@ -979,3 +979,29 @@ def test_every_page_opens_on_a_large_synthetic_run(tmp_path, monkeypatch):
     labels = np.load(run_dir / "images" / "labels.npy")
     at = app(ws.home, monkeypatch, run="big", page="evaluation")
     assert metric(at, "ACC (Hungarian)") == f"{(found == labels).mean():.3f}"
+
+
+def test_the_evaluation_of_a_run_matches_scikit_learn(home):
+    """Scores, the per-class precision / recall (from the confusion counts) and the predicted class
+    of every image, against scikit-learn and a Hungarian matching done here on the digits run."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, precision_recall_fscore_support
+
+    from scan_core.explore.results import RunResults
+    results = RunResults.load(home / "runs" / "digits")
+    clusters, labels = results.clusters.copy(), results.images.labels
+    clusters[:40] = 11  # an extra cluster: mapped by majority vote, not one to one
+    evaluation = results.evaluation(clusters)
+    assert evaluation["mapping_kind"] == "majority vote"
+    majority = {k: np.bincount(labels[clusters == k]).argmax() for k in np.unique(clusters)}
+    assert np.array_equal(evaluation["predicted"], [majority[k] for k in clusters])
+    precision, recall, _, support = precision_recall_fscore_support(labels, evaluation["predicted"], labels=range(10),
+                                                                    zero_division=0)
+    assert np.allclose([c["precision"] for c in evaluation["per_class"]], precision)
+    assert np.allclose([c["recall"] for c in evaluation["per_class"]], recall)
+    assert [c["images"] for c in evaluation["per_class"]] == support.tolist()
+    assert np.isclose(evaluation["nmi"], normalized_mutual_info_score(labels, clusters))
+    assert np.isclose(evaluation["ari"], adjusted_rand_score(labels, clusters))
+    whole = results.evaluation(results.clusters)
+    rows, cols = linear_sum_assignment(-np.array([[np.sum((results.clusters == k) & (labels == c)) for c in range(10)]
+                                                  for k in range(10)]))
+    assert np.isclose(whole["acc"], sum(np.sum((results.clusters == k) & (labels == c)) for k, c in zip(rows, cols)) / 1797)

@@ -226,11 +226,12 @@ class RunResults:
         used = np.flatnonzero(table.sum(1))
         one_to_one = len(used) == len(self.class_names)
         mapping = hungarian_mapping(clusters, labels) if one_to_one else majority_mapping(clusters, labels)
-        predicted = np.array([mapping.get(int(c), -1) for c in range(table.shape[0])])[clusters]
+        to_class = np.array([mapping.get(int(c), -1) for c in range(table.shape[0])])
+        predicted = to_class[clusters]
         per_class = []
-        for c, name in enumerate(self.class_names):
-            hits = int(((predicted == c) & (labels == c)).sum())
-            called, actual = int((predicted == c).sum()), int((labels == c).sum())
+        for c, name in enumerate(self.class_names):  # from the counts: no pass over the images
+            mapped = to_class == c
+            hits, called, actual = int(table[mapped, c].sum()), int(table[mapped].sum()), int(table[:, c].sum())
             per_class.append({"class": name, "precision": hits / called if called else 0.0,
                               "recall": hits / actual if actual else 0.0, "images": actual})
         return {**scores, "confusion": table[used], "clusters": used, "mapping": mapping, "predicted": predicted,

@@ -29,9 +29,8 @@ def contingency(clusters: np.ndarray, labels: np.ndarray, num_clusters: int | No
     clusters, labels = _check(clusters, labels)
     k = max(num_clusters or 0, clusters.max() + 1)
     c = max(num_classes or 0, labels.max() + 1)
-    table = np.zeros((k, c), dtype=np.int64)
-    np.add.at(table, (clusters, labels), 1)
-    return table
+    pairs = clusters.astype(np.int64) * c + labels
+    return np.bincount(pairs, minlength=k * c).reshape(k, c).astype(np.int64)
 
 
 def hungarian_mapping(clusters: np.ndarray, labels: np.ndarray) -> dict[int, int]:
