@@ -2,7 +2,7 @@
 against several torchrun ranks.
 
     python bench/bench_scale.py index [--points 1000000] [--dim 128] [--k 20] [--queries 1000] [--links 32]
-    python bench/bench_scale.py ranks [--datasets digits] [--ranks 1 2] [--seeds 3]
+    python bench/bench_scale.py ranks [--datasets digits] [--ranks 1 2] [--seeds 3] [--first-seed 0]
     python bench/bench_scale.py growth [--sizes 7000 70000 700000] [--work DIR]
 
 ``index``: clustered synthetic points (Gaussian blobs around 1,000 random centres, L2-normalised;
@@ -96,14 +96,15 @@ def trained(dataset: str, ranks: int, seed: int, out: Path) -> tuple[float, floa
 
 def ranks(args: argparse.Namespace) -> None:
     """The ``ranks`` table (module docstring)."""
-    print(f"{os.cpu_count()} cores; {args.seeds} seeds; the default preset of each dataset")
+    print(f"{os.cpu_count()} cores; seeds {args.first_seed} to {args.first_seed + args.seeds - 1}; "
+          "the default preset of each dataset")
     print("| dataset | processes | ACC | wall time, s |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:
         for dataset in args.datasets:
             for count in args.ranks:
                 runs = np.array([trained(dataset, count, seed, Path(scratch) / f"{Path(dataset).name}-{count}-{seed}")
-                                 for seed in range(args.seeds)])
+                                 for seed in range(args.first_seed, args.first_seed + args.seeds)])
                 print(f"| {dataset} | {count} | {runs[:, 0].mean():.3f} ± {runs[:, 0].std():.3f} "
                       f"| {runs[:, 1].mean():.0f} ± {runs[:, 1].std():.0f} |", flush=True)
 
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["digits"])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: this one and the next --seeds - 1")
     parser.add_argument("--sizes", type=int, nargs="+", default=[7_000, 70_000, 700_000])
     parser.add_argument("--work", type=Path, default=None, help="where the tiled folders and runs go (a temporary folder)")
     args = parser.parse_args()

@@ -437,6 +437,17 @@ def test_a_big_map_is_drawn_at_a_level_of_detail_and_a_region_selects_every_imag
     at.run()
     left = [i for i in inside if clusters[i] != clusters[inside[0]]]
     assert at.session_state["selection"]["ids"].tolist() == left
+    # a lasso: every image inside its polygon (a triangle here, tested by barycentric coordinates)
+    corners = np.array([[x0, y0], [x1, y0], [(x0 + x1) / 2, y1]], dtype=np.float64)
+    weights = np.linalg.solve(np.array([corners[1] - corners[0], corners[2] - corners[0]]).T,
+                              (projection.astype(np.float64) - corners[0]).T).T
+    triangle = np.flatnonzero((weights[:, 0] > 0) & (weights[:, 1] > 0) & (weights.sum(1) < 1)).tolist()
+    lasso = {"kind": "lasso", "xs": corners[:, 0].tolist(), "ys": corners[:, 1].tolist(), "hidden": []}
+    at.session_state["embedding_selection"] = {"region": lasso}
+    at.run()
+    assert len(triangle) > 20 and at.session_state["selection"]["ids"].tolist() == triangle
+    at.session_state["embedding_selection"] = {"region": {**box, "hidden": [name]}}
+    at.run()
     # a zoom draws the points near its ranges again, all of them once they are few enough
     at.session_state["embedding_selection"] = {"view": [float(x0), float(x1), float(y0), float(y1)]}
     at.run()
