@@ -189,7 +189,8 @@ def point_groups(results: RunResults, state: CuratedState, colour: str, rows: np
     """The legend group of the images ``rows`` under ``colour`` ``(len(rows),)`` (None: a colour scale)."""
     if colour == "cluster":
         titles = cluster_titles(state)
-        return np.array([titles[int(c)] for c in state.clusters[rows]], dtype=object)
+        by_id = np.array([titles.get(c, "") for c in range(state.num_cluster_ids)], dtype=object)
+        return by_id[state.clusters[rows]]
     if colour == "curated label":
         return state.labels(rows)
     if colour == "true label":
