@@ -131,6 +131,19 @@ CELL_DRAWN = """([row, column]) => {  // the middle of a heatmap cell, in page p
 }"""
 
 
+def select_box(page, low: float, high: float, timeout: float) -> None:
+    """Draw a box with the map's box tool from ``low`` to ``high`` of its width and height, and wait
+    for the selection's rerun to finish."""
+    page.locator(".modebar-btn[data-val='select']").first.click()
+    box = page.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * low, box["y"] + box["height"] * low)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * high, box["y"] + box["height"] * high, steps=10)
+    page.mouse.up()
+    page.get_by_text("Selection · ").wait_for(timeout=timeout)
+    wait_idle(page, timeout=timeout)
+
+
 def undone_renames(run: Path) -> int:
     """Rename edits of ``run`` marked undone in its curation log (read with sqlite itself)."""
     with contextlib.closing(sqlite3.connect(run / "curation.sqlite")) as db:
@@ -199,14 +212,7 @@ def test_train_explore_curate_export(server, page, tmp_path):
     assert near(page.evaluate(WHERE_DRAWN, hovered), point)  # the image under the pointer (points overlap)
     assert "data:image/png" in thumb.evaluate("e => e.style.backgroundImage")
     shot(page, "3-embedding-hover")
-    page.locator(".modebar-btn[data-val='select']").first.click()
-    box = page.locator(".nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.8, steps=12)
-    page.mouse.up()
-    page.get_by_text("Selection · ").wait_for(timeout=30_000)
-    wait_idle(page)
+    select_box(page, 0.2, 0.8, timeout=30_000)
     clear = page.get_by_role("button", name="Clear selection")  # its whole label shows
     assert clear.evaluate("b => { const t = b.querySelector('p') || b; return t.scrollWidth <= t.clientWidth + 1; }")
     selected = int(page.get_by_text("Selection · ").inner_text().split("·")[1].split()[0].replace(",", ""))
@@ -520,14 +526,7 @@ def test_a_200k_run_opens_and_selects_at_a_level_of_detail(tmp_path, browser):
         page.mouse.move(spot["x"], spot["y"], steps=3)
         page.wait_for_function("() => document.getElementById('scan-hover-thumb')?.dataset.index", timeout=30_000)
         page.mouse.move(5, 5)
-        page.locator(".modebar-btn[data-val='select']").first.click()
-        box = page.locator(".nsewdrag").first.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=8)
-        page.mouse.up()
-        page.get_by_text("Selection · ").wait_for(timeout=60_000)
-        wait_idle(page, timeout=60_000)
+        select_box(page, 0.3, 0.7, timeout=60_000)
         selected = int(page.get_by_text("Selection · ").inner_text().split("·")[1].split()[0].replace(",", ""))
         region = page.evaluate("() => document.querySelector('.stPlotlyChart .js-plotly-plot')._fullLayout.selections[0]")
         inside = np.flatnonzero((xy[:, 0] >= min(region["x0"], region["x1"])) & (xy[:, 0] <= max(region["x0"], region["x1"]))
