@@ -163,10 +163,10 @@ def drawn_at_once() -> int:
     return int(value)
 
 
-def thinned_view(view: MapView, shown: int) -> bool:
-    """Whether a view of ``shown`` images is drawn at a level of detail (more than
+def thinned_view(view: MapView, shown: int, limit: int) -> bool:
+    """Whether a view of ``shown`` images is drawn at a level of detail (more than ``limit``, from
     :func:`drawn_at_once`; the thumbnails view draws its own images)."""
-    return view.shown_as != "thumbnails" and shown > drawn_at_once()
+    return view.shown_as != "thumbnails" and shown > limit
 
 
 def map_figure(results: RunResults, state: CuratedState, view: MapView) -> go.Figure:
@@ -179,42 +179,49 @@ def map_figure(results: RunResults, state: CuratedState, view: MapView) -> go.Fi
     thinned to one per grid cell over the ranges on screen, drawn again for each zoom, and marked
     (``layout.meta.regions``) so that a box or lasso comes back as its region, not as the points drawn.
     """
+    limit = drawn_at_once()
     shown = len(results.confidence) if view.keep is None else int(np.count_nonzero(view.keep))
-    if not thinned_view(view, shown) and view.shown_as != "thumbnails":
+    if not thinned_view(view, shown, limit) and view.shown_as != "thumbnails":
         view = dataclasses.replace(view, zoom=None)  # every point is drawn: the zoom changes nothing
-    return _map_figure(results_key(results), state.digest(), view.key(), drawn_at_once(), results, state, view)
+    return _map_figure(results_key(results), state.digest(), view.key(), limit, results, state, view)
+
+
+def group_codes(results: RunResults, state: CuratedState, colour: str,
+                rows: slice | np.ndarray = slice(None)) -> tuple[np.ndarray, np.ndarray] | None:
+    """The legend groups of the images ``rows`` under ``colour`` as codes into names: ``(codes,
+    names)``, the groups being ``names[codes]`` (None: a colour scale, no groups)."""
+    if colour == "cluster":
+        titles = cluster_titles(state)
+        return state.clusters[rows], np.array([titles.get(c, "") for c in range(state.num_cluster_ids)], dtype=object)
+    if colour == "curated label":
+        return state.label_codes(rows)
+    if colour == "true label":
+        return results.images.labels[rows], np.asarray(results.class_names, dtype=object)
+    return None
 
 
 def point_groups(results: RunResults, state: CuratedState, colour: str, rows: np.ndarray) -> np.ndarray | None:
     """The legend group of the images ``rows`` under ``colour`` ``(len(rows),)`` (None: a colour scale)."""
-    if colour == "cluster":
-        titles = cluster_titles(state)
-        by_id = np.array([titles.get(c, "") for c in range(state.num_cluster_ids)], dtype=object)
-        return by_id[state.clusters[rows]]
-    if colour == "curated label":
-        return state.labels(rows)
-    if colour == "true label":
-        return np.asarray(results.class_names, dtype=object)[results.images.labels[rows]]
-    return None
+    coded = group_codes(results, state, colour, rows)
+    return None if coded is None else coded[1][coded[0]]
 
 
 def label_lines(results: RunResults, state: CuratedState, rows: np.ndarray) -> np.ndarray:
     """The label line of the hover of the images ``rows``: their true label, or else their curated one."""
     if results.images.has_labels:
-        return np.char.add("true: ", point_groups(results, state, "true label", rows).astype(str))
+        return np.char.add("true: ", results.true_label_names(rows).astype(str))
     return np.char.add("label: ", state.labels(rows).astype(str))
 
 
 def hidden_images(results: RunResults, state: CuratedState, colour: str, hidden: list[str]) -> np.ndarray:
     """Mask ``(N,)`` of the images in the legend groups hidden in the browser (``hidden``: the
     groups' names as drawn, escaped)."""
-    every = np.arange(len(results.confidence))
-    groups = point_groups(results, state, colour, every) if hidden else None
-    if groups is None:
-        return np.zeros(len(every), dtype=bool)
-    names = np.unique(groups.astype(str))
-    gone = [name for name in names if html_text(name) in set(hidden)]
-    return np.isin(groups.astype(str), gone)
+    coded = group_codes(results, state, colour) if hidden else None
+    if coded is None:
+        return np.zeros(len(results.confidence), dtype=bool)
+    codes, names = coded
+    gone = set(hidden)
+    return np.isin(codes, [code for code, name in enumerate(names) if html_text(str(name)) in gone])
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
@@ -226,7 +233,7 @@ def _map_figure(run: tuple, curated_digest: str, view_key: tuple, limit: int, _r
     n = len(confidence)
     xy = np.asarray(results.projection, dtype=np.float32)
     keep = np.arange(n) if view.keep is None else np.flatnonzero(view.keep)
-    thin = thinned_view(view, len(keep))
+    thin = thinned_view(view, len(keep), limit)
     drawn = thinned(xy, keep, view.zoom, limit) if thin else keep
     titles = cluster_titles(state)
     text = label_lines(results, state, drawn)

@@ -111,11 +111,12 @@ class RunResults:
     def class_names(self) -> list[str]:
         return list(self.images.class_names)
 
-    def true_label_names(self) -> np.ndarray | None:
-        """Class name per image ``(N,)`` when labels exist."""
+    def true_label_names(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray | None:
+        """Class name per image ``(N,)`` (of the images ``rows``, a slice or indices, when given)
+        when labels exist."""
         if not self.images.has_labels:
             return None
-        return np.asarray(self.class_names, dtype=object)[self.images.labels]
+        return np.asarray(self.class_names, dtype=object)[self.images.labels[rows]]
 
     # ---- images ------------------------------------------------------------------------------
     def thumbnails(self) -> Rows:
