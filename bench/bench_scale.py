@@ -20,8 +20,9 @@ ACC and the wall time (startup included), mean ± std over the seeds, one row pe
 ``growth``: Fashion-MNIST tiled to each size as a folder of PNGs in label folders (image ``i`` is
 original ``i mod 70,000`` shifted by up to 2 pixels, cropped back to 28 and given Gaussian noise of
 8 grey levels, seeded by ``i``, so that no two are equal), then ``train --dataset FOLDER`` as a user
-types it (``auto``), in a fresh process: seconds per image of every stage and the peak RSS of that
-process and of its decoding workers. One row per size.
+types it (``auto``), in a fresh process: seconds per image of every stage, the peak private memory
+(``RssAnon``) of that process in every stage and its peak resident memory (``VmHWM``, which counts
+the pages of the memory-mapped arrays it has read too), its decoding workers apart. One row per size.
 """
 from __future__ import annotations
 
@@ -127,34 +128,65 @@ def tiled_fashion(folder: Path, size: int) -> None:
 
 
 GROWTH_RUN = """
-import json, resource, sys
+import json, sys
 from scan_core.engine.run import train_run
 metrics = train_run(sys.argv[1], sys.argv[2], show_bar=False)
-peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-final = metrics[metrics.final.stage]
-print(json.dumps({"peak_mb": peak / 1024, "acc": final.get("acc")}))
+print(json.dumps({"acc": metrics[metrics.final.stage].get("acc")}))
 """
+MEMORY_FIELDS = ("VmRSS", "RssAnon", "RssFile", "VmHWM")  # /proc/PID/status, kB
+
+
+def process_memory(pid: int) -> dict[str, float]:
+    """The memory of process ``pid`` now, in MB: ``VmRSS`` (resident), ``RssAnon`` (its private
+    memory), ``RssFile`` (pages of mapped files, which the kernel can drop and read again) and
+    ``VmHWM`` (the highest resident so far); empty once it has ended."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    values = dict(line.split(":", 1) for line in lines if ":" in line)
+    return {name: int(values[name].split()[0]) / 1024 for name in MEMORY_FIELDS if name in values}
+
+
+def watched(command: list[str], run_dir: Path, every: float = 0.2) -> tuple[str, dict[str, dict[str, float]]]:
+    """Run ``command`` to its end, sampling its memory every ``every`` seconds: its stdout and the
+    peak of each :data:`MEMORY_FIELDS` per stage (``status.json``'s stage; "reading" before the first)."""
+    from scan_core.data.artifacts import read_json
+    peaks: dict[str, dict[str, float]] = {}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        while child.poll() is None:
+            memory = process_memory(child.pid)
+            stage = read_json(run_dir / "status.json").get("stage") or "reading"
+            for name, value in memory.items():
+                peaks.setdefault(stage, {})[name] = max(value, peaks.get(stage, {}).get(name, 0.0))
+            time.sleep(every)
+        output = child.stdout.read() if child.stdout else ""
+        if child.returncode:
+            raise subprocess.CalledProcessError(child.returncode, command, output)
+    return output, peaks
 
 
 def growth(args: argparse.Namespace) -> None:
     """The ``growth`` table (module docstring)."""
     from scan_core.data.rundir import STAGE_NAMES
-    print(f"{os.cpu_count()} cores; train --dataset FOLDER (auto); seconds per image of each stage, in ms")
-    print("| images | wall time, s | ms / image | ms / image, by stage | peak RSS, MB | ACC |")
-    print("|---|---|---|---|---|---|")
+    print(f"{os.cpu_count()} cores; train --dataset FOLDER (auto); seconds per image of each stage, in ms; "
+          "memory of the training process in MB: private (RssAnon) peak per stage, resident peak (VmHWM)")
+    print("| images | wall time, s | ms / image | ms / image, by stage | private MB, by stage | peak RSS, MB | ACC |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         for size in args.sizes:
             folder, run_dir = Path(scratch) / f"fashion-{size}", Path(scratch) / f"run-{size}"
             tiled_fashion(folder, size)
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", GROWTH_RUN, str(run_dir), str(folder)], check=True,
-                                  capture_output=True, text=True)
+            output, peaks = watched([sys.executable, "-c", GROWTH_RUN, str(run_dir), str(folder)], run_dir)
             wall = time.perf_counter() - start
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result = json.loads(output.strip().splitlines()[-1])
             metrics = load_json(run_dir / "metrics.json")
             stages = {name: metrics[name]["seconds"] for name in STAGE_NAMES if name in metrics and "seconds" in metrics[name]}
             per_image = " ".join(f"{name} {1000 * seconds / size:.2f}" for name, seconds in stages.items())
-            print(f"| {size:,} | {wall:.0f} | {1000 * wall / size:.2f} | {per_image} | {result['peak_mb']:.0f} "
+            private = " ".join(f"{stage} {peak.get('RssAnon', 0):.0f}" for stage, peak in peaks.items())
+            resident = max(peak.get("VmHWM", 0) for peak in peaks.values())
+            print(f"| {size:,} | {wall:.0f} | {1000 * wall / size:.2f} | {per_image} | {private} | {resident:.0f} "
                   f"| {result['acc']:.3f} |", flush=True)
             shutil.rmtree(folder)
             shutil.rmtree(run_dir)

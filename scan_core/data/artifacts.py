@@ -49,24 +49,32 @@ def writes() -> bool:
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """A binary file that becomes ``path`` when the block ends without an error: a temporary file
-    beside it until then, synced and renamed into place, removed on an error (a half-written file
-    never takes the name). An OSError names ``path``."""
+def _replacing(path: Path) -> Iterator[str]:
+    """The name of a temporary file beside ``path`` that becomes ``path`` when the block ends
+    without an error, and is removed on an error (a half-written file never takes the name). An
+    OSError names ``path``."""
     path, tmp = Path(path), None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.close(fd)
+        yield tmp
         os.replace(tmp, path)
     except OSError as error:
         raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     finally:
         if tmp is not None and os.path.exists(tmp):  # gone after a successful replace
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that becomes ``path`` when the block ends without an error: a temporary file
+    beside it until then, synced and renamed into place (:func:`_replacing`)."""
+    with _replacing(path) as tmp, open(tmp, "wb") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -81,6 +89,37 @@ def save_array(path: Path, array: np.ndarray) -> None:
     if array.dtype == object:
         raise ValueError(f"{path}: object arrays cannot be saved without pickle")
     _atomic_write(Path(path), lambda handle: np.save(handle, array, allow_pickle=False))
+
+
+def write_array(path: Path, shape: tuple[int, ...], dtype: np.dtype | type,
+                fill: Callable[[np.ndarray], None]) -> np.ndarray:
+    """An array ``shape`` of ``dtype`` that ``fill(out)`` writes straight into ``path`` (.npy), read
+    back memory-mapped: rows are written as they are computed, so the whole array is never held in
+    memory (the kernel's page cache holds what fits). Atomic as :func:`save_array`: ``out`` is a
+    temporary file until ``fill`` returns. On a process that does not write (:func:`set_writes`),
+    ``out`` is in memory and is returned."""
+    path = Path(path)
+    if not _writing[0]:
+        out = np.empty(shape, dtype)
+        fill(out)
+        return out
+    with _replacing(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        fill(out)
+        out.flush()
+        del out
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+    return load_array(path, mmap=True)
+
+
+def scratch_array(directory: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A writable array ``shape`` of ``dtype`` backed by a nameless temporary file in ``directory``
+    (gone when the array is): for an intermediate result larger than memory needs to hold."""
+    if not np.prod(shape, dtype=np.int64):
+        return np.empty(shape, dtype)
+    with tempfile.TemporaryFile(dir=directory) as handle:
+        return np.memmap(handle, dtype=dtype, mode="w+", shape=shape)
 
 
 def load_array(path: Path, mmap: bool = False) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
-from ..data.artifacts import CorruptArtifact, load_array, load_torch, save_array, save_torch
+from ..data.artifacts import CorruptArtifact, load_array, load_torch, save_array, save_torch, write_array
 from ..data.images import ImageSet
 from ..method.augment import strong_view, to_tensor
 from ..method.backbones import build_backbone
@@ -64,58 +64,87 @@ def cluster_model(ctx: RunContext, heads: torch.nn.Module, noise: float = 0.0) -
     feature banks, or encoder + ``heads`` on strongly augmented images. A run without feature banks
     augments its frozen features with Gaussian noise of ``noise`` per-dimension standard deviations
     (0: the clean features). Both input functions return the images in the order of the index they
-    are given."""
+    are given, read from the run's memory-mapped arrays a batch at a time (:func:`rows_of`)."""
     c = ctx.config
     model = on_inputs(ctx, heads)
     if c.scan_mode == "finetune":
         images = ctx.images.images
         return (model, lambda index: strong_view(to_tensor(images[index], ctx.device), c.augment),
                 lambda index: to_tensor(images[index], ctx.device))
-    clean = torch.as_tensor(ctx.head_features, device=ctx.device)
+    clean = rows_of(ctx.head_features, ctx.device)
     banks = feature_banks(ctx)
+    bank_rows = rows_of(banks, ctx.device) if banks is not None else None
     rng = np.random.default_rng(c.seed)
-    scale = noise * clean.std(0)
+    scale = torch.as_tensor(noise * column_std(ctx.head_features), device=ctx.device) if noise else None
     noise_source = torch.Generator(device=ctx.device).manual_seed(c.seed)
 
     def augmented(index: np.ndarray) -> torch.Tensor:
-        if banks is not None:
-            return banks[rng.integers(0, len(banks), len(index)), index].float()
-        if noise:
-            return clean[index] + scale * torch.randn(len(index), clean.shape[1], generator=noise_source,
-                                                      device=ctx.device)
-        return clean[index]
+        if bank_rows is not None:
+            return bank_rows((rng.integers(0, len(banks), len(index)), index))
+        if scale is not None:
+            return clean(index) + scale * torch.randn(len(index), len(scale), generator=noise_source, device=ctx.device)
+        return clean(index)
 
-    return model, augmented, lambda index: clean[index]
+    return model, augmented, clean
 
 
-def feature_banks(ctx: RunContext) -> torch.Tensor | None:
+def rows_of(array: np.ndarray, device: torch.device) -> Callable[..., torch.Tensor]:
+    """``key -> float32 tensor on device`` of ``array[key]`` (an index ``(B,)``, or a tuple of them):
+    read from the array (memory-mapped: only those rows) on the CPU; on a GPU the array is copied
+    there once, in its own dtype."""
+    if device.type == "cpu":
+        return lambda key: torch.from_numpy(np.asarray(array[key], dtype=np.float32))
+    whole = torch.as_tensor(np.asarray(array), device=device)
+    return lambda key: whole[key].float()
+
+
+def column_std(array: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """The standard deviation ``(D,)`` of each column of ``array`` ``(N, D)`` (``N - 1`` degrees of
+    freedom, as torch's ``std``), read ``batch_size`` rows at a time in float64."""
+    n = len(array)
+    if n < 2:
+        raise ValueError(f"a standard deviation needs at least 2 rows, got {n}")
+    total = np.zeros(array.shape[1])
+    squares = np.zeros(array.shape[1])
+    for start in range(0, n, batch_size):
+        rows = np.asarray(array[start:start + batch_size], dtype=np.float64)
+        total += rows.sum(0)
+        squares += np.square(rows).sum(0)
+    return np.sqrt(np.maximum(squares - total ** 2 / n, 0) / (n - 1)).astype(np.float32)
+
+
+def feature_banks(ctx: RunContext) -> np.ndarray | None:
     """Frozen-encoder features of ``feature_views`` strong views ``(V, N, D)`` (placed on the run's
-    manifold when it has one), cached in ``feature_banks.npy``; float16 when they would take more
-    than ``float16_above`` bytes in float32; None when the config asks for none."""
+    manifold when it has one), cached in ``feature_banks.npy`` and memory-mapped; float16 when they
+    would take more than ``float16_above`` bytes in float32; None when the config asks for none.
+    Each view is written as it is embedded (a manifold's view is placed whole, then written)."""
     c = ctx.config
     if not c.feature_views:
         return None
     path = ctx.dir / "feature_banks.npy"
+    shape = (c.feature_views, *ctx.head_features.shape)
     try:
-        banks = load_array(path)
-        if banks.shape == (c.feature_views, *ctx.head_features.shape):
-            return torch.as_tensor(banks, device=ctx.device)
+        banks = load_array(path, mmap=True)
+        if banks.shape == shape:
+            return banks
     except (FileNotFoundError, CorruptArtifact):
         pass
     n = len(ctx.images)
 
-    def bank(view: int) -> np.ndarray:
+    def bank(view: int, out: np.ndarray | None = None) -> np.ndarray:
         return embed(ctx.encoder, ctx.images.images, ctx.device, view=lambda x: strong_view(x, c.augment),
                      on_batch=lambda done, _: ctx.progress.step(view * n + done, c.feature_views * n, unit="image",
-                                                                part="feature banks"), precision=ctx.precision)
+                                                                part="feature banks"), precision=ctx.precision, out=out)
 
-    shape = (c.feature_views, *ctx.head_features.shape)
-    banks = np.empty(shape, np.float16 if 4 * np.prod(shape, dtype=np.int64) > c.float16_above else np.float32)
-    for view in range(c.feature_views):  # one float32 view at a time
-        banks[view] = (bank(view) if ctx.manifold is None else
-                       extend_manifold(ctx.features, ctx.manifold, bank(view), exact_limit=c.exact_search_limit))
-    save_array(path, banks)
-    return torch.as_tensor(banks, device=ctx.device)
+    def fill(banks: np.ndarray) -> None:
+        for view in range(c.feature_views):
+            if ctx.manifold is None:
+                bank(view, banks[view])
+            else:
+                banks[view] = extend_manifold(ctx.features, ctx.manifold, bank(view), exact_limit=c.exact_search_limit)
+
+    dtype = np.float16 if 4 * np.prod(shape, dtype=np.int64) > c.float16_above else np.float32
+    return write_array(path, shape, dtype, fill)
 
 
 def save_cluster_stage(ctx: RunContext, stage: str, heads: torch.nn.Module, probs: np.ndarray,

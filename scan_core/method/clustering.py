@@ -17,7 +17,7 @@ frozen features (fast mode, as SCAN does for ImageNet) or on top of a backbone f
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,28 +120,26 @@ def consensus_order(probs: np.ndarray, reference: np.ndarray, rounds: int = 3) -
     head's mistakes; where they agree it changes nothing (bench/RESULTS.md).
 
     Args:
-        probs: ``(H, N, K)`` every head's probabilities.
+        probs: ``(H, N, K)`` every head's probabilities (read a head at a time: it may be on disk).
         reference: ``(N,)`` cluster ids the first matching is made against.
     """
     from scipy.optimize import linear_sum_assignment
-    probs, reference = np.asarray(probs), np.asarray(reference)
+    probs, reference = np.asarray(probs), np.asarray(reference)  # a memory map stays one
     if probs.ndim != 3 or reference.shape != probs.shape[1:2]:
         raise ValueError(f"probs must be (H, N, K) and reference (N,), got {probs.shape} and {reference.shape}")
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
-    heads, _, k = probs.shape
-    found = probs.argmax(2)
+    heads, n, k = probs.shape
     order = np.zeros((heads, k), dtype=np.int64)
     for _ in range(rounds):
+        total = np.zeros((n, k), np.float32)  # the matched heads' probabilities summed, a head at a time
         for h in range(heads):
-            table = np.zeros((k, k))
-            np.add.at(table, (found[h], reference), 1)
+            head = np.asarray(probs[h])
+            table = np.bincount(head.argmax(1) * k + reference, minlength=k * k).reshape(k, k)
             rows, cols = linear_sum_assignment(-table)
             order[h, rows] = cols
-        aligned = np.zeros_like(probs)
-        for h in range(heads):
-            aligned[h][:, order[h]] = probs[h]
-        reference = aligned.mean(0).argmax(1)
+            total[:, order[h]] += head
+        reference = total.argmax(1)
     return order
 
 
@@ -245,7 +243,7 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
             losses = head_losses(model, eval_inputs, val_index, neighbors[val_index, :config.val_neighbors],
                                  config.entropy_weight)
             snapshots.append(Snapshot(epochs, {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
-                                      torch.as_tensor(losses), torch.as_tensor(predict(model, eval_inputs, n).argmax(2))))
+                                      torch.as_tensor(losses), torch.as_tensor(predict_clusters(model, eval_inputs, n))))
         if checkpoint and is_main():
             checkpoint.save(epochs, model, optimizer, rng, extra=[vars(snapshot) for snapshot in snapshots])
 
@@ -305,14 +303,44 @@ def choose_head(clusters: np.ndarray, losses: np.ndarray) -> tuple[int, np.ndarr
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], n: int, head: int | None = None,
-            batch_size: int = 4096) -> np.ndarray:
-    """Soft assignments float32 of head ``head`` ``(N, K)``, or of every head ``(H, N, K)`` when
-    ``head`` is None, for all ``n`` images."""
+def _predicted(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], n: int,
+               batch_size: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, probs)`` for every ``batch_size`` images of ``n`` in order: every head's soft
+    assignment ``(H, B, K)`` float32 of the images ``rows``, the model in eval mode meanwhile."""
     was_training = model.training
     model.eval()
-    probs = [F.softmax(model(inputs(np.arange(s, min(n, s + batch_size)))), 2).cpu()
-             for s in range(0, n, batch_size)]
-    model.train(was_training)
-    every_head = torch.cat(probs, 1).numpy().astype(np.float32)
-    return every_head if head is None else every_head[head]
+    try:
+        for start in range(0, n, batch_size):
+            rows = slice(start, min(n, start + batch_size))
+            yield rows, F.softmax(model(inputs(np.arange(rows.start, rows.stop))).float(), 2).cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
+def predict(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], n: int, head: int | None = None,
+            batch_size: int = 4096, out: np.ndarray | None = None) -> np.ndarray:
+    """Soft assignments float32 of head ``head`` ``(N, K)``, or of every head ``(H, N, K)`` when
+    ``head`` is None, for all ``n`` images; written into ``out`` when given (an on-disk array,
+    :func:`~scan_core.data.artifacts.scratch_array`, holds no more than a batch in memory)."""
+    for rows, probs in _predicted(model, inputs, n, batch_size):
+        if out is None:
+            out = np.empty((n, probs.shape[2]) if head is not None else (len(probs), n, probs.shape[2]), np.float32)
+        if head is None:
+            out[:, rows] = probs
+        else:
+            out[rows] = probs[head]
+    assert out is not None  # n >= 1 images
+    return out
+
+
+def predict_clusters(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], n: int,
+                     batch_size: int = 4096) -> np.ndarray:
+    """Every head's cluster ``(H, N)`` of all ``n`` images, in the smallest unsigned integer type
+    that holds K (one byte up to 256 clusters): what a candidate head is judged on."""
+    out = None
+    for rows, probs in _predicted(model, inputs, n, batch_size):
+        if out is None:
+            out = np.empty((len(probs), n), np.min_scalar_type(probs.shape[2] - 1))
+        out[:, rows] = probs.argmax(2)
+    assert out is not None
+    return out

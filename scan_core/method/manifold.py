@@ -37,21 +37,25 @@ def manifold_seconds(num_images: int) -> float:
     return stage_cost("manifold", num_images)
 
 
-def fit_manifold(features: np.ndarray, dims: int = 10, seed: int = 0, sample: int = MAP_SAMPLE) -> np.ndarray:
+def fit_manifold(features: np.ndarray, dims: int = 10, seed: int = 0, sample: int = MAP_SAMPLE,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """UMAP of ``features`` ``(N, D)`` -> float32 ``(N, dims)`` (Euclidean, min_dist 0), fitted on
-    ``sample`` of them at most (the rest placed by :func:`umap_embedding`)."""
+    ``sample`` of them at most (the rest placed by :func:`umap_embedding`), written into ``out``
+    when given."""
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or len(features) < 4:
         raise ValueError(f"a manifold needs features (N, D) with N >= 4, got shape {features.shape}")
     if not 2 <= dims < len(features):
         raise ValueError(f"manifold dims must lie in [2, N), got {dims}")
-    return umap_embedding(features, sample, seed, n_components=dims, n_neighbors=N_NEIGHBORS, min_dist=0.0)
+    return umap_embedding(features, sample, seed, out, n_components=dims, n_neighbors=N_NEIGHBORS, min_dist=0.0)
 
 
-def umap_embedding(features: np.ndarray, sample: int, seed: int, **settings) -> np.ndarray:
+def umap_embedding(features: np.ndarray, sample: int, seed: int, out: np.ndarray | None = None,
+                   **settings) -> np.ndarray:
     """UMAP(``**settings``) of ``features`` ``(N, D)`` -> float32 ``(N, n_components)``: fitted on
     all of them up to ``sample`` rows, else on ``sample`` rows drawn at random (``seed``), the
-    others placed by ``transform`` in chunks of :data:`PLACE_CHUNK`."""
+    others placed by ``transform`` in chunks of :data:`PLACE_CHUNK`; each chunk written into
+    ``out`` when given (an on-disk array: then no more than the sample and a chunk are in memory)."""
     if sample < 10:
         raise ValueError(f"the map sample (map_sample) must be at least 10 images, got {sample}")
     import umap
@@ -59,7 +63,9 @@ def umap_embedding(features: np.ndarray, sample: int, seed: int, **settings) -> 
     fitted = np.arange(n) if n <= sample else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
     settings["n_neighbors"] = min(settings.get("n_neighbors", 15), len(fitted) - 1)
     reducer = umap.UMAP(random_state=seed, **settings)
-    embedding = np.empty((n, settings["n_components"]), dtype=np.float32)
+    embedding = np.empty((n, settings["n_components"]), dtype=np.float32) if out is None else out
+    if embedding.shape != (n, settings["n_components"]):
+        raise ValueError(f"out must be ({n}, {settings['n_components']}), got {embedding.shape}")
     embedding[fitted] = reducer.fit_transform(features[fitted])
     rest = np.setdiff1d(np.arange(n), fitted)
     for start in range(0, len(rest), PLACE_CHUNK):

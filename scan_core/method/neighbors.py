@@ -40,15 +40,18 @@ def search_kind(n: int, exact_limit: int = EXACT_SEARCH_LIMIT, gpus: int | None 
 
 
 def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
-                   exact_limit: int = EXACT_SEARCH_LIMIT, links: int = HNSW_LINKS) -> np.ndarray:
+                   exact_limit: int = EXACT_SEARCH_LIMIT, links: int = HNSW_LINKS,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Indices ``(N, k)`` of each row's ``k`` most cosine-similar other rows, most similar first:
     exact up to ``exact_limit`` rows, else approximate (HNSW; :func:`search_recall` says how close).
 
     Args:
-        features: ``(N, D)`` float features (normalised here, not in place).
+        features: ``(N, D)`` float features (normalised here a batch at a time, not in place).
         k: neighbours per image, ``1 <= k < N``.
         exact_limit: the most rows searched exactly (0: always approximate).
         links: HNSW's M, the graph links of a point (more: higher recall, a slower build).
+        out: an int64 array ``(N, k)`` to write the lists into and return (an on-disk one keeps
+            no more than a batch of them in memory).
     """
     features = np.asarray(features)
     if features.ndim != 2:
@@ -58,7 +61,9 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
         raise ValueError(f"k must satisfy 1 <= k < N = {n}, got {k}")
     if exact_limit < 0:
         raise ValueError(f"exact_limit must be >= 0, got {exact_limit}")
-    result = np.empty((n, k), dtype=np.int64)
+    result = np.empty((n, k), dtype=np.int64) if out is None else out
+    if result.shape != (n, k):
+        raise ValueError(f"out must be ({n}, {k}), got {result.shape}")
     start = 0
     for _, found in nearest(features, None, k + 1, batch_size, exact_limit, links):
         result[start:start + len(found)] = _drop_self(found, np.arange(start, start + len(found)), k)
@@ -66,37 +71,45 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
     return result
 
 
+def _normalised(rows: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """``rows`` ``(N, D)`` L2-normalised float32, ``batch_size`` rows at a time."""
+    for start in range(0, len(rows), batch_size):
+        yield np.ascontiguousarray(l2_normalize(np.asarray(rows[start:start + batch_size])), dtype=np.float32)
+
+
 def nearest(base: np.ndarray, queries: np.ndarray | None, k: int, batch_size: int = 8192,
             exact_limit: int = EXACT_SEARCH_LIMIT, links: int = HNSW_LINKS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The ``k`` most cosine-similar ``base`` rows ``(N, D)`` of each query ``(M, D)`` (``None``: the
     base rows themselves), ``batch_size`` queries at a time: ``(similarities, indices)``, each
     ``(B, k)``, most similar first. Exact up to ``exact_limit`` base rows, else on an HNSW graph of
-    ``links`` links a point (:func:`search_kind`)."""
+    ``links`` links a point (:func:`search_kind`). The index holds the only whole copy of the rows
+    (added and searched a batch at a time): about ``4 D + 8 links`` bytes a row for HNSW."""
     if links < 2:
         raise ValueError(f"links must be >= 2, got {links}")
-    normalised = np.ascontiguousarray(l2_normalize(np.asarray(base)), dtype=np.float32)
+    base = np.asarray(base)
     index: faiss.Index
-    kind = search_kind(len(normalised), exact_limit)
+    kind = search_kind(len(base), exact_limit)
     if kind == "hnsw":
-        graph = faiss.IndexHNSWFlat(normalised.shape[1], links, faiss.METRIC_INNER_PRODUCT)
+        graph = faiss.IndexHNSWFlat(base.shape[1], links, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efSearch = max(HNSW_SEARCH, k)
         index = graph
     else:
-        index = faiss.IndexFlatIP(normalised.shape[1])
+        index = faiss.IndexFlatIP(base.shape[1])
         if kind == "gpu":  # the same exact search, on every GPU faiss has (rows sharded over them)
             index = faiss.index_cpu_to_all_gpus(index)
-    index.add(normalised)
-    asked = normalised if queries is None else np.asarray(queries)
-    for start in range(0, len(asked), batch_size):
-        batch = asked[start:start + batch_size]
-        yield index.search(batch if queries is None else np.ascontiguousarray(l2_normalize(batch), np.float32), k)
+    for rows in _normalised(base, batch_size):
+        index.add(rows)
+    for batch in _normalised(base if queries is None else np.asarray(queries), batch_size):
+        yield index.search(batch, k)
 
 
 def search_recall(features: np.ndarray, neighbors: np.ndarray, queries: int = RECALL_QUERIES,
-                  seed: int = 0) -> float:
+                  seed: int = 0, batch_size: int = 65536) -> float:
     """Recall@k of mined ``neighbors`` ``(N, k)``: the share of the exact ``k`` most cosine-similar
     other rows that they hold, over ``queries`` rows sampled at random (all rows when fewer), each
-    searched exactly against all ``features`` ``(N, D)``. 1.0 for an exact search, up to ties."""
+    searched exactly against all ``features`` ``(N, D)``, ``batch_size`` rows of them at a time
+    (faiss's blockwise ground truth). 1.0 for an exact search, up to ties."""
+    from faiss.contrib.exhaustive_search import knn_ground_truth
     features = np.asarray(features)
     if neighbors.ndim != 2 or len(neighbors) != len(features):
         raise ValueError(f"neighbors must be (N, k) for N = {len(features)} features, got shape {neighbors.shape}")
@@ -104,7 +117,9 @@ def search_recall(features: np.ndarray, neighbors: np.ndarray, queries: int = RE
         raise ValueError(f"queries must be >= 1, got {queries}")
     n, k = neighbors.shape
     rows = np.sort(np.random.default_rng(seed).choice(n, min(queries, n), replace=False))
-    _, found = next(nearest(features, features[rows], k + 1, batch_size=len(rows), exact_limit=n))
+    sample = next(_normalised(features[rows], len(rows)))
+    _, found = knn_ground_truth(sample, _normalised(features, batch_size), k + 1, faiss.METRIC_INNER_PRODUCT,
+                                ngpu=faiss_gpus())
     exact = _drop_self(found, rows, k)
     hits = [len(np.intersect1d(exact[i], neighbors[row])) for i, row in enumerate(rows)]
     return float(np.sum(hits) / exact.size)

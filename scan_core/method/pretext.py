@@ -158,13 +158,17 @@ class Encoder(nn.Module):
 def embed(network: Callable[[torch.Tensor], torch.Tensor], images: Rows, device: str | torch.device,
           batch_size: int = EMBED_BATCH,
           view: Callable[[torch.Tensor], torch.Tensor] | None = None,
-          on_batch: Callable[[int, int], None] | None = None, precision: str = "float32") -> np.ndarray:
+          on_batch: Callable[[int, int], None] | None = None, precision: str = "float32",
+          out: np.ndarray | None = None) -> np.ndarray:
     """Run ``network`` in eval mode over uint8 ``images`` ``(N, H, W, C)`` -> float32 ``(N, D)``,
     its forward passes in ``precision`` (:mod:`.precision`), each batch read while the one before runs.
 
     ``view`` optionally transforms each batch first (e.g. a strong augmentation); ``on_batch(done,
-    N)`` is called after each batch (progress, ``done`` counted over every rank). In a distributed run
-    each rank embeds its :func:`~scan_core.method.distributed.shard` and every rank gets all rows.
+    N)`` is called after each batch (progress, ``done`` counted over every rank); ``out``: an array
+    ``(N, D)`` the rows are written into as they come and that is returned (an on-disk one,
+    :func:`~scan_core.data.artifacts.write_array`, holds no more than a batch in memory). In a
+    distributed run each rank embeds its :func:`~scan_core.method.distributed.shard` and every rank
+    gets all rows (gathered in memory).
     """
     module = network if isinstance(network, nn.Module) else None  # a plain function is fine too
     was_training = module.training if module else False
@@ -172,16 +176,26 @@ def embed(network: Callable[[torch.Tensor], torch.Tensor], images: Rows, device:
         module.eval()
     rows = shard(len(images))
     share = rows.stop - rows.start
+    straight = out is not None and share == len(images)  # one process: each batch goes into out
     amp = Amp(precision, torch.device(device))
     outputs = []
     starts = range(rows.start, rows.stop, batch_size)  # each batch read while the one before is embedded
     for start, x in prefetched(starts, lambda at: to_tensor(images[at:min(at + batch_size, rows.stop)], device)):
         with amp.autocast():
-            outputs.append(network(view(x) if view else x).float().cpu())
+            y = network(view(x) if view else x).float().cpu().numpy()
+        if straight:
+            out[start:start + len(y)] = y
+        else:
+            outputs.append(y)
         if on_batch is not None:
             done = min(start + batch_size, rows.stop) - rows.start
             on_batch(min(len(images), round(done * len(images) / share)), len(images))
     if module:
         module.train(was_training)
-    local = torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)
-    return gather_rows(local, len(images))
+    if straight:
+        return out
+    every = gather_rows(np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32), len(images))
+    if out is None:
+        return every
+    out[:] = every
+    return out

@@ -15,11 +15,13 @@ def umap_seconds(num_images: int) -> float:
     return stage_cost("projection", num_images)
 
 
-def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, sample: int = MAP_SAMPLE) -> np.ndarray:
+def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, sample: int = MAP_SAMPLE,
+            out: np.ndarray | None = None) -> np.ndarray:
     """UMAP of ``features`` ``(N, D)`` -> float32 ``(N, 2)`` (cosine metric), fitted on ``sample``
-    of them at most, the rest placed by UMAP's ``transform`` (:func:`~scan_core.method.manifold.umap_embedding`)."""
+    of them at most, the rest placed by UMAP's ``transform`` (:func:`~scan_core.method.manifold.umap_embedding`),
+    written into ``out`` when given."""
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or len(features) < 3:
         raise ValueError(f"UMAP needs features (N, D) with N >= 3, got shape {features.shape}")
-    return umap_embedding(features, sample, seed, n_components=2, n_neighbors=n_neighbors, metric="cosine",
+    return umap_embedding(features, sample, seed, out, n_components=2, n_neighbors=n_neighbors, metric="cosine",
                           low_memory=True)

@@ -4,7 +4,9 @@ the pretext features (:mod:`scan_core.method.manifold`) that the heads learn on 
 the strongest simple peer). UMAP reports no progress: the stage counts seconds against an estimate."""
 from __future__ import annotations
 
-from ...data.artifacts import CorruptArtifact, load_array, save_array
+import numpy as np
+
+from ...data.artifacts import CorruptArtifact, load_array, write_array
 from ...method.manifold import fit_manifold, manifold_seconds
 from ..context import RunContext
 
@@ -12,8 +14,8 @@ from ..context import RunContext
 def run(ctx: RunContext) -> None:
     c = ctx.config
     with ctx.progress.timed(manifold_seconds(len(ctx.features))):
-        ctx.manifold = fit_manifold(ctx.features, c.manifold_dims, c.seed, c.map_sample)
-    save_array(ctx.dir / "manifold.npy", ctx.manifold)
+        ctx.manifold = write_array(ctx.dir / "manifold.npy", (len(ctx.features), c.manifold_dims), np.float32,
+                                   lambda out: fit_manifold(ctx.features, c.manifold_dims, c.seed, c.map_sample, out))
     ctx.record("manifold", {**(score(ctx) if c.num_clusters else {}), "method": "k-means on the UMAP manifold",
                             "dims": c.manifold_dims,
                             "fitted_on": min(len(ctx.features), c.map_sample)})
@@ -27,6 +29,6 @@ def score(ctx: RunContext) -> dict:
 
 
 def load(ctx: RunContext) -> None:
-    ctx.manifold = load_array(ctx.dir / "manifold.npy")
+    ctx.manifold = load_array(ctx.dir / "manifold.npy", mmap=True)
     if ctx.manifold.shape != (len(ctx.images), ctx.config.manifold_dims):
         raise CorruptArtifact("manifold.npy has the wrong shape")

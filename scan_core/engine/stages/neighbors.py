@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...data.artifacts import CorruptArtifact, load_array, save_array
+from ...data.artifacts import CorruptArtifact, load_array, save_array, scratch_array, write_array
 from ...method.hog import HOGPCA
 from ...method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity, search_kind, search_recall
 from ...method.pretext import PixelPCA, embed
@@ -17,6 +17,7 @@ from ..context import RunContext
 
 def run(ctx: RunContext) -> None:
     c = ctx.config
+    n, k = len(ctx.images), c.num_neighbors
     spaces = []
     if c.neighbor_space in ("features", "fused"):
         spaces.append(ctx.features)
@@ -26,13 +27,21 @@ def run(ctx: RunContext) -> None:
         spaces.append(ctx.manifold)
     if c.neighbor_space == "hog":
         spaces.append(components(ctx, HOGPCA, c.hog_dim))
-    lists = [mine_neighbors(space, c.num_neighbors, exact_limit=c.exact_search_limit) for space in spaces]
-    ctx.neighbors = lists[0] if len(lists) == 1 else fuse_neighbors(lists, c.num_neighbors)
-    save_array(ctx.dir / "neighbors.npy", ctx.neighbors)
-    if c.neighbor_space != "features":  # "fused" mined the features first: their list is lists[0]
-        own = (lists[0] if c.neighbor_space == "fused"
-               else mine_neighbors(ctx.features, c.num_neighbors, exact_limit=c.exact_search_limit))
-        save_array(ctx.dir / "feature_neighbors.npy", own)
+
+    def mined(space: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return mine_neighbors(space, k, exact_limit=c.exact_search_limit, out=out)
+
+    if len(spaces) == 1:
+        lists = [write_array(ctx.dir / "neighbors.npy", (n, k), np.int64, lambda out: mined(spaces[0], out))]
+        ctx.neighbors = lists[0]
+    else:
+        lists = [mined(space) for space in spaces]
+        ctx.neighbors = fuse_neighbors(lists, k)
+        save_array(ctx.dir / "neighbors.npy", ctx.neighbors)
+    if c.neighbor_space == "fused":  # the features were mined first: their list is lists[0]
+        save_array(ctx.dir / "feature_neighbors.npy", lists[0])
+    elif c.neighbor_space != "features":
+        write_array(ctx.dir / "feature_neighbors.npy", (n, k), np.int64, lambda out: mined(ctx.features, out))
     values: dict[str, object] = {
         "space": c.neighbor_space, "k": c.num_neighbors,
         "search": search_kind(len(ctx.images), c.exact_search_limit),
@@ -44,7 +53,7 @@ def run(ctx: RunContext) -> None:
 
 
 def load(ctx: RunContext) -> None:
-    ctx.neighbors = load_array(ctx.dir / "neighbors.npy")
+    ctx.neighbors = load_array(ctx.dir / "neighbors.npy", mmap=True)
     if ctx.neighbors.shape != (len(ctx.images), ctx.config.num_neighbors):
         raise CorruptArtifact("neighbors.npy has the wrong shape")
 
@@ -56,4 +65,5 @@ def components(ctx: RunContext, kind: type[WhitenedPCA], dim: int) -> np.ndarray
     pca = next((p for p in ctx.encoder.parts if isinstance(p, kind)), None)
     if pca is None:
         pca = kind.fit(ctx.images.images, dim, ctx.config.seed, ctx.device)
-    return embed(pca.project, ctx.images.images, ctx.device, batch_size=1024)
+    out = scratch_array(ctx.dir, (len(ctx.images), pca.feature_dim), np.float32)  # dropped once mined
+    return embed(pca.project, ctx.images.images, ctx.device, batch_size=1024, out=out)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from ...costs import fit_epochs, stage_seconds
-from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch, save_array, save_json, save_torch
+from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch, save_json, save_torch, write_array
 from ...data.rundir import planned_stages
 from ...method.cosine import spherical_kmeans
 from ...method.distributed import broadcast_state, is_main
@@ -36,11 +37,12 @@ def run(ctx: RunContext) -> None:
         plan = planned or _read_plan(ctx)
     ctx.encoder = encoder.eval()
     frozen = c.uses_backbone and not c.pretext.epochs  # a pretrained network: its pass is the stage
-    ctx.features = embed(encoder, ctx.images.images, ctx.device, batch_size=EMBED_BATCH if frozen else 1024,
-                         on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None,
-                         precision=ctx.precision)
+    ctx.features = write_array(ctx.dir / "features.npy", (len(ctx.images), encoder.feature_dim), np.float32,
+                               lambda out: embed(encoder, ctx.images.images, ctx.device,
+                                                 batch_size=EMBED_BATCH if frozen else 1024, precision=ctx.precision,
+                                                 on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image"))
+                                                 if frozen else None, out=out))
     save_torch(ctx.dir / "pretext.pt", encoder.state_dict())
-    save_array(ctx.dir / "features.npy", ctx.features)
     method = "k-means on pretext features" if c.pretext.epochs else f"k-means on frozen {c.backbone} features"
     ctx.record("pretext", {**(score(ctx) if c.num_clusters else {}), "method": method, **({"budget": plan} if plan else {})})
 
@@ -78,7 +80,7 @@ def _read_plan(ctx: RunContext) -> dict | None:
 
 
 def load(ctx: RunContext) -> None:
-    ctx.features = load_array(ctx.dir / "features.npy")
+    ctx.features = load_array(ctx.dir / "features.npy", mmap=True)
     ctx.encoder = build_encoder(ctx.config, ctx.images, ctx.device)
     ctx.encoder.load_state_dict(load_torch(ctx.dir / "pretext.pt", ctx.device))
     ctx.encoder.eval()

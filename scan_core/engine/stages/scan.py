@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...data.artifacts import scratch_array
 from ...method.clustering import ClusterHeads, ConsensusHeads, choose_head, consensus_order, merged_away, predict, train_scan
 from ...method.metrics import hungarian_accuracy
 from ..context import RunContext
@@ -28,12 +29,13 @@ def run(ctx: RunContext) -> None:
     best, agreement = choose_head(clusters, losses)
     kept, head = snapshots[best // c.scan.num_heads], best % c.scan.num_heads
     model.load_state_dict(kept.state)
-    every_head = predict(model, clean, len(ctx.images))
+    n = len(ctx.images)
+    every_head = predict(model, clean, n, out=scratch_array(ctx.dir, (c.scan.num_heads, n, c.num_clusters), np.float32))
     consensus = ConsensusHeads(heads, consensus_order(every_head, clusters[best]))
-    ctx.probs = predict(on_inputs(ctx, consensus), clean, len(ctx.images), 0)
+    ctx.probs = predict(on_inputs(ctx, consensus), clean, n, 0)
     voted = not merged_away(clusters[best], ctx.probs.argmax(1), c.num_clusters)
     if not voted:
-        ctx.probs = every_head[head]
+        ctx.probs = np.array(every_head[head])
     save_cluster_stage(ctx, "scan", consensus if voted else heads, ctx.probs, head)
     per_epoch = lambda values: [[round(float(x), 4) for x in row] for row in np.reshape(values, (len(snapshots), -1))]
     values = {**ctx.scores(ctx.probs.argmax(1)), "head": head, "head_epoch": kept.epoch, "consensus": voted,
