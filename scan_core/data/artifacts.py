@@ -92,7 +92,7 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 
 def write_array(path: Path, shape: tuple[int, ...], dtype: np.dtype | type,
-                fill: Callable[[np.ndarray], None]) -> np.ndarray:
+                fill: Callable[[np.ndarray], object]) -> np.ndarray:
     """An array ``shape`` of ``dtype`` that ``fill(out)`` writes straight into ``path`` (.npy), read
     back memory-mapped: rows are written as they are computed, so the whole array is never held in
     memory (the kernel's page cache holds what fits). Atomic as :func:`save_array`: ``out`` is a
