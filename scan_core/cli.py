@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"epochs of the {stage} stage (default: the preset's)")
     train.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                        help="seconds the auto preset plans the run for (default 300 on a 2-core CPU)")
+    train.add_argument("--index-memory", type=float, default=None, metavar="MB",
+                       help="the most memory the neighbour index may hold; a larger one keeps its lists on disk "
+                            "(default 1024)")
     train.add_argument("--no-umap", action="store_true", help="skip the 2-D projection stage")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate = commands.add_parser("evaluate", help="print a run's metrics table")
@@ -133,6 +136,8 @@ def train(args: argparse.Namespace) -> int:
         overrides["umap"] = False
     if args.time_budget is not None:
         overrides["time_budget"] = args.time_budget
+    if args.index_memory is not None:
+        overrides["index_memory"] = int(args.index_memory * 1024 ** 2)
     for stage in TRAINING_STAGES:
         if getattr(args, f"{stage}_epochs") is not None:
             overrides[stage] = {"epochs": getattr(args, f"{stage}_epochs")}

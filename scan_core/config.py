@@ -38,9 +38,12 @@ EXACT_SEARCH_LIMIT = 50_000
 #: Past this many images the UMAP manifold and the 2-D map are fitted on a random sample of this
 #: many and the rest placed by UMAP's transform (:mod:`scan_core.method.manifold`).
 MAP_SAMPLE = 100_000
-#: Feature banks of more than this many bytes in float32 are kept in float16, in memory and on disk
+#: Feature banks of more than this many bytes in float32 are kept in float16 on disk
 #: (half the bytes; the heads read them a batch at a time in float32).
 FLOAT16_BYTES = 1024 ** 3
+#: The most bytes the approximate neighbour index (an HNSW graph) may hold in memory; a larger one
+#: keeps its rows in inverted lists in a memory-mapped file (:mod:`scan_core.method.neighbors`).
+INDEX_MEMORY = 1024 ** 3
 PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.pretrained.PRETRAINED_BACKBONES, in order
 AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
@@ -254,6 +257,7 @@ class RunConfig:
     manifold_dims: int = 0             # > 0: heads learn on a UMAP embedding of the features this wide
     num_neighbors: int = 20
     exact_search_limit: int = EXACT_SEARCH_LIMIT  # the most images mined exactly; above it, HNSW
+    index_memory: int = INDEX_MEMORY   # the most bytes the HNSW graph may take; a larger index's lists are on disk
     scan: ScanConfig = field(default_factory=ScanConfig)
     scan_mode: ScanMode = "frozen"
     feature_views: int = 4             # augmented feature banks for frozen heads
@@ -279,6 +283,8 @@ class RunConfig:
             raise ValueError(f"map_sample must be at least 10 images, got {self.map_sample}")
         if self.exact_search_limit < 0:
             raise ValueError(f"exact_search_limit must be >= 0 (0: always approximate), got {self.exact_search_limit}")
+        if self.index_memory < 0:
+            raise ValueError(f"index_memory must be >= 0 bytes (0: always on disk), got {self.index_memory}")
         if self.feature_views < 0:
             raise ValueError(f"feature_views must be >= 0, got {self.feature_views}")
         if self.float16_above < 0:

@@ -19,6 +19,9 @@ from scan_core.data.artifacts import (
     save_bytes,
     save_json,
     save_torch,
+    scratch_array,
+    set_writes,
+    write_array,
 )
 
 
@@ -130,6 +133,49 @@ def test_disk_full_keeps_previous_file_and_names_target(tmp_path, monkeypatch):
     assert error.value.errno == errno.ENOSPC
     assert os.listdir(tmp_path) == ["a.npy"]                  # the temporary file is gone
     assert np.array_equal(load_array(path), np.zeros(3))       # the old version is untouched
+
+
+def test_an_array_written_as_it_is_filled_reads_back_memory_mapped(tmp_path):
+    path = tmp_path / "f.npy"
+    expected = np.arange(60, dtype=np.float32).reshape(20, 3)
+
+    def fill(out):
+        assert not path.exists()  # a temporary file until filled
+        for start in range(0, 20, 7):
+            out[start:start + 7] = expected[start:start + 7]
+
+    written = write_array(path, (20, 3), np.float32, fill)
+    assert isinstance(written, np.memmap) and not written.flags.writeable
+    assert np.array_equal(written, expected) and np.array_equal(np.load(path), expected)
+    assert os.listdir(tmp_path) == ["f.npy"]
+
+
+def test_an_array_whose_filling_fails_leaves_the_previous_one(tmp_path):
+    path = tmp_path / "f.npy"
+    save_array(path, np.zeros(4))
+
+    def fail_halfway(out):
+        out[:2] = 1
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        write_array(path, (4,), np.float64, fail_halfway)
+    assert np.array_equal(load_array(path), np.zeros(4)) and os.listdir(tmp_path) == ["f.npy"]
+
+
+def test_a_process_that_does_not_write_fills_the_array_in_memory(tmp_path):
+    set_writes(False)
+    try:
+        written = write_array(tmp_path / "f.npy", (3,), np.int64, lambda out: out.__setitem__(slice(None), 7))
+    finally:
+        set_writes(True)
+    assert list(written) == [7, 7, 7] and not isinstance(written, np.memmap) and os.listdir(tmp_path) == []
+
+
+def test_a_scratch_array_is_a_file_with_no_name(tmp_path):
+    scratch = scratch_array(tmp_path, (1000, 4), np.float32)
+    scratch[:] = 2.5
+    assert isinstance(scratch, np.memmap) and scratch.sum() == 10_000 and os.listdir(tmp_path) == []
 
 
 def test_unwritable_folder_names_target(tmp_path):

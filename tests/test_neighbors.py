@@ -3,7 +3,7 @@ import faiss
 import numpy as np
 import pytest
 
-from scan_core.method.neighbors import fuse_neighbors, mine_neighbors, neighbor_purity, search_kind, search_recall
+from scan_core.method.neighbors import fuse_neighbors, index_bytes, mine_neighbors, neighbor_purity, search_kind, search_recall
 
 
 def brute_force_topk(features, k):
@@ -163,10 +163,27 @@ def test_recall_and_the_search_refuse_bad_arguments():
 
 @pytest.mark.parametrize("n, limit, gpus, kind", [
     (50_000, 50_000, 0, "exact"), (50_001, 50_000, 0, "hnsw"), (1_000_000, 50_000, 0, "hnsw"),
-    (1_000_000, 50_000, 1, "gpu"), (100, 50_000, 2, "gpu"), (10_000_001, 50_000, 1, "hnsw"),
+    (1_000_000, 50_000, 1, "gpu"), (100, 50_000, 2, "gpu"), (10_000_001, 50_000, 1, "ivf-disk"),
 ])
-def test_the_search_is_exact_on_gpus_up_to_their_limit_else_exact_or_hnsw_by_size(n, limit, gpus, kind):
-    assert search_kind(n, limit, gpus) == kind
+def test_the_search_is_exact_on_gpus_up_to_their_limit_else_exact_or_approximate_by_size(n, limit, gpus, kind):
+    assert search_kind(n, limit, gpus, dim=10) == kind
+
+
+def test_a_graph_past_the_memory_allowed_goes_to_disk():
+    # 1,000,000 rows of 128-d with 48 links: 1.1 x (512 + 384) bytes a row, 985.6 MB
+    assert index_bytes(1_000_000, 128, 48) == 985_600_000
+    assert search_kind(1_000_000, 50_000, 0, dim=128, memory=985_600_000) == "hnsw"
+    assert search_kind(1_000_000, 50_000, 0, dim=128, memory=985_599_999) == "ivf-disk"
+    assert search_kind(50_000, 50_000, 0, dim=128, memory=0) == "exact"
+
+
+def test_the_on_disk_index_finds_nearly_all_exact_neighbours_and_leaves_no_file(tmp_path):
+    points = clustered_points(6000, 32, 30, spread=0.5)
+    found = mine_neighbors(points, 20, exact_limit=0, memory=0, scratch=tmp_path)  # inverted lists in a file
+    truth = brute_force_recall(points, found)
+    assert 0.95 <= truth <= 1.0 and not (found == np.arange(len(points))[:, None]).any()
+    assert search_recall(points, found, queries=len(points)) == pytest.approx(truth, abs=1e-9)
+    assert list(tmp_path.iterdir()) == []  # the lists' file was deleted once searched
 
 
 @pytest.mark.skipif(not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0,

@@ -109,6 +109,16 @@ def test_a_run_mined_on_the_approximate_index_records_its_recall_and_clusters_as
     assert metrics[metrics["final"]["stage"]]["acc"] > exact[exact["final"]["stage"]]["acc"] - 0.02  # 0.953 exact
 
 
+def test_a_run_whose_index_may_not_stay_in_memory_mines_on_disk_and_clusters_as_well(digits_run, tmp_path):
+    _, exact = digits_run
+    metrics = train_run(tmp_path / "disk", "digits", preset="digits", show_bar=False, umap=False,
+                        exact_search_limit=0, index_memory=0)
+    assert metrics["neighbors"]["search"] == "ivf-disk" and 0.95 <= metrics["neighbors"]["recall"] <= 1.0
+    assert json.loads((tmp_path / "disk" / "config.json").read_text())["index_memory"] == 0
+    assert not list((tmp_path / "disk").glob("index-*"))  # the lists' file went once searched
+    assert metrics[metrics["final"]["stage"]]["acc"] > exact[exact["final"]["stage"]]["acc"] - 0.02  # 0.953 exact
+
+
 def test_rerun_of_finished_run_redoes_nothing(digits_run):
     run_dir, metrics = digits_run
     before = (run_dir / "scan_probs.npy").stat().st_mtime_ns

@@ -10,19 +10,27 @@ reciprocal-rank fusion, which keeps the neighbours that the spaces agree on at t
 """
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import faiss
 import numpy as np
 from scipy import sparse
 
-from ..config import EXACT_SEARCH_LIMIT
+from ..config import EXACT_SEARCH_LIMIT, INDEX_MEMORY
 from .cosine import l2_normalize
 
 HNSW_LINKS = 48                  # M: graph links per point (about 4 D + 8 M bytes a point; 32 missed 0.95 at 1M)
 HNSW_SEARCH = 256                # efSearch: candidates kept while searching (at least k + 1)
 RECALL_QUERIES = 1_000           # sampled queries :func:`search_recall` checks against exact search
 GPU_EXACT_LIMIT = 10_000_000     # rows searched exactly on GPUs (5 GB of 128-d float32 to hold)
+IVF_PROBES = 32                  # lists an on-disk index searches for each query
+IVF_TRAIN = 64                   # rows a list its centres are trained on (faiss asks for 39 at least)
+IVF_RECALL = 0.95                # the recall@k on sampled rows an on-disk index searches enough lists for
 
 
 def faiss_gpus() -> int:
@@ -30,20 +38,32 @@ def faiss_gpus() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
-def search_kind(n: int, exact_limit: int = EXACT_SEARCH_LIMIT, gpus: int | None = None) -> str:
-    """How :func:`mine_neighbors` searches ``n`` rows with ``gpus`` GPUs for faiss (None: as many as
-    it has): ``"gpu"`` (exact, on the GPUs) up to :data:`GPU_EXACT_LIMIT` when there are any, else
-    ``"exact"`` up to ``exact_limit``, else ``"hnsw"``."""
+def index_bytes(n: int, dim: int, links: int = HNSW_LINKS) -> int:
+    """About the memory an HNSW graph of ``n`` rows of ``dim`` float32 takes: the rows, ``2 links``
+    ids each at its base level and a tenth more for the levels above."""
+    return int(1.1 * n * (4 * dim + 8 * links))
+
+
+def search_kind(n: int, exact_limit: int = EXACT_SEARCH_LIMIT, gpus: int | None = None, dim: int = 0,
+                memory: int = INDEX_MEMORY, links: int = HNSW_LINKS) -> str:
+    """How :func:`mine_neighbors` searches ``n`` rows of ``dim`` with ``gpus`` GPUs for faiss (None:
+    as many as it has): ``"gpu"`` (exact, on the GPUs) up to :data:`GPU_EXACT_LIMIT` when there are
+    any, else ``"exact"`` up to ``exact_limit``, else ``"hnsw"`` when its graph
+    (:func:`index_bytes`) fits in ``memory`` bytes, else ``"ivf-disk"``: inverted lists in a file."""
     if (faiss_gpus() if gpus is None else gpus) and n <= GPU_EXACT_LIMIT:
         return "gpu"
-    return "exact" if n <= exact_limit else "hnsw"
+    if n <= exact_limit:
+        return "exact"
+    return "hnsw" if index_bytes(n, dim, links) <= memory else "ivf-disk"
 
 
 def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
                    exact_limit: int = EXACT_SEARCH_LIMIT, links: int = HNSW_LINKS,
-                   out: np.ndarray | None = None) -> np.ndarray:
+                   out: np.ndarray | None = None, memory: int = INDEX_MEMORY,
+                   scratch: Path | None = None) -> np.ndarray:
     """Indices ``(N, k)`` of each row's ``k`` most cosine-similar other rows, most similar first:
-    exact up to ``exact_limit`` rows, else approximate (HNSW; :func:`search_recall` says how close).
+    exact up to ``exact_limit`` rows, else approximate (:func:`search_kind`; :func:`search_recall`
+    says how close).
 
     Args:
         features: ``(N, D)`` float features (normalised here a batch at a time, not in place).
@@ -52,6 +72,8 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
         links: HNSW's M, the graph links of a point (more: higher recall, a slower build).
         out: an int64 array ``(N, k)`` to write the lists into and return (an on-disk one keeps
             no more than a batch of them in memory).
+        memory: the most bytes an HNSW graph may take; a larger index keeps its lists in a file
+            in ``scratch`` (the system's temporary folder when None), deleted once searched.
     """
     features = np.asarray(features)
     if features.ndim != 2:
@@ -65,7 +87,7 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
     if result.shape != (n, k):
         raise ValueError(f"out must be ({n}, {k}), got {result.shape}")
     start = 0
-    for _, found in nearest(features, None, k + 1, batch_size, exact_limit, links):
+    for _, found in nearest(features, None, k + 1, batch_size, exact_limit, links, memory, scratch):
         result[start:start + len(found)] = _drop_self(found, np.arange(start, start + len(found)), k)
         start += len(found)
     return result
@@ -78,29 +100,82 @@ def _normalised(rows: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 
 
 def nearest(base: np.ndarray, queries: np.ndarray | None, k: int, batch_size: int = 8192,
-            exact_limit: int = EXACT_SEARCH_LIMIT, links: int = HNSW_LINKS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            exact_limit: int = EXACT_SEARCH_LIMIT, links: int = HNSW_LINKS, memory: int = INDEX_MEMORY,
+            scratch: Path | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The ``k`` most cosine-similar ``base`` rows ``(N, D)`` of each query ``(M, D)`` (``None``: the
     base rows themselves), ``batch_size`` queries at a time: ``(similarities, indices)``, each
-    ``(B, k)``, most similar first. Exact up to ``exact_limit`` base rows, else on an HNSW graph of
-    ``links`` links a point (:func:`search_kind`). The index holds the only whole copy of the rows
-    (added and searched a batch at a time): about ``4 D + 8 links`` bytes a row for HNSW."""
+    ``(B, k)``, most similar first, on the index :func:`search_kind` names. The rows are added and
+    searched a batch at a time: an HNSW graph holds the only whole copy (:func:`index_bytes`), an
+    on-disk one none (:func:`disk_index`)."""
     if links < 2:
         raise ValueError(f"links must be >= 2, got {links}")
     base = np.asarray(base)
-    index: faiss.Index
-    kind = search_kind(len(base), exact_limit)
-    if kind == "hnsw":
-        graph = faiss.IndexHNSWFlat(base.shape[1], links, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efSearch = max(HNSW_SEARCH, k)
-        index = graph
-    else:
-        index = faiss.IndexFlatIP(base.shape[1])
-        if kind == "gpu":  # the same exact search, on every GPU faiss has (rows sharded over them)
-            index = faiss.index_cpu_to_all_gpus(index)
-    for rows in _normalised(base, batch_size):
-        index.add(rows)
-    for batch in _normalised(base if queries is None else np.asarray(queries), batch_size):
-        yield index.search(batch, k)
+    kind = search_kind(len(base), exact_limit, dim=base.shape[1], memory=memory, links=links)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix="index-") as folder:
+        index: faiss.Index
+        if kind == "ivf-disk":
+            index = disk_index(base, Path(folder) / "lists.ivfdata", k, batch_size)
+        elif kind == "hnsw":
+            graph = faiss.IndexHNSWFlat(base.shape[1], links, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efSearch = max(HNSW_SEARCH, k)
+            index = graph
+        else:
+            index = faiss.IndexFlatIP(base.shape[1])
+            if kind == "gpu":  # the same exact search, on every GPU faiss has (rows sharded over them)
+                index = faiss.index_cpu_to_all_gpus(index)
+        if kind != "ivf-disk":
+            for rows in _normalised(base, batch_size):
+                index.add(rows)
+        for batch in _normalised(base if queries is None else np.asarray(queries), batch_size):
+            yield index.search(batch, k)
+
+
+def disk_index(base: np.ndarray, path: Path, k: int, batch_size: int = 8192, seed: int = 0) -> faiss.IndexIVFFlat:
+    """An inverted-file index of the L2-normalised ``base`` rows ``(N, D)`` whose lists are a memory-mapped
+    file at ``path`` (faiss ``OnDiskInvertedLists``): ``4 sqrt(N)`` lists (the faiss guidelines'
+    lower end) trained on :data:`IVF_TRAIN` rows a list. It searches the :data:`IVF_PROBES` lists
+    nearest a query, twice as many until the ``k`` it finds for :data:`RECALL_QUERIES` sampled rows
+    hold :data:`IVF_RECALL` of their exact ``k`` (or it searches every list). In memory it holds
+    the lists' centres and a batch of rows; the rows are in the file (the page cache)."""
+    from faiss.contrib.exhaustive_search import knn_ground_truth
+    n, dim = base.shape
+    lists_count = max(1, min(int(4 * np.sqrt(n)), n // IVF_TRAIN))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists_count, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    index.train(next(_normalised(base[np.sort(rng.choice(n, min(n, IVF_TRAIN * lists_count), replace=False))], n)))
+    lists = faiss.OnDiskInvertedLists(lists_count, index.code_size, str(path))
+    index.replace_invlists(lists, True)
+    lists.this.disown()  # the index frees them
+    with _c_output_muted():  # faiss prints a line each time it grows the file
+        lists.update_totsize(2 * n * (index.code_size + 8))
+        for rows in _normalised(base, batch_size):
+            index.add(rows)
+    queries = next(_normalised(base[np.sort(rng.choice(n, min(n, RECALL_QUERIES), replace=False))], n))
+    _, exact = knn_ground_truth(queries, _normalised(base, 65536), k, faiss.METRIC_INNER_PRODUCT, ngpu=0)
+    index.nprobe = min(IVF_PROBES, lists_count)
+    while index.nprobe < lists_count:
+        _, found = index.search(queries, k)
+        if np.mean([len(np.intersect1d(a, b)) for a, b in zip(found, exact)]) >= IVF_RECALL * k:
+            break
+        index.nprobe = min(2 * index.nprobe, lists_count)
+    return index
+
+
+@contextmanager
+def _c_output_muted() -> Iterator[None]:
+    """Standard output closed to C code (faiss's ``printf``) for the block."""
+    import ctypes
+    flush = ctypes.CDLL(None).fflush
+    sys.stdout.flush()
+    saved, quiet = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(quiet, 1)
+        yield
+    finally:
+        flush(None)  # what C buffered goes to the null device
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(quiet)
 
 
 def search_recall(features: np.ndarray, neighbors: np.ndarray, queries: int = RECALL_QUERIES,

@@ -29,7 +29,7 @@ def run(ctx: RunContext) -> None:
         spaces.append(components(ctx, HOGPCA, c.hog_dim))
 
     def mined(space: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        return mine_neighbors(space, k, exact_limit=c.exact_search_limit, out=out)
+        return mine_neighbors(space, k, exact_limit=c.exact_search_limit, out=out, memory=c.index_memory, scratch=ctx.dir)
 
     if len(spaces) == 1:
         lists = [write_array(ctx.dir / "neighbors.npy", (n, k), np.int64, lambda out: mined(spaces[0], out))]
@@ -44,7 +44,8 @@ def run(ctx: RunContext) -> None:
         write_array(ctx.dir / "feature_neighbors.npy", (n, k), np.int64, lambda out: mined(ctx.features, out))
     values: dict[str, object] = {
         "space": c.neighbor_space, "k": c.num_neighbors,
-        "search": search_kind(len(ctx.images), c.exact_search_limit),
+        "search": "+".join(sorted({search_kind(n, c.exact_search_limit, dim=space.shape[1], memory=c.index_memory)
+                                   for space in spaces})),
         # recall@k of each mined space against exact search on sampled queries (1.0 when exact, up to ties)
         "recall": min(search_recall(space, found, seed=c.seed) for space, found in zip(spaces, lists))}
     if ctx.images.has_labels:
