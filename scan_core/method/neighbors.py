@@ -145,7 +145,7 @@ def disk_index(base: np.ndarray, path: Path, k: int, batch_size: int = 8192, see
     index.train(next(_normalised(base[np.sort(rng.choice(n, min(n, IVF_TRAIN * lists_count), replace=False))], n)))
     lists = faiss.OnDiskInvertedLists(lists_count, index.code_size, str(path))
     index.replace_invlists(lists, True)
-    lists.this.disown()  # the index frees them
+    lists.thisown = False  # type: ignore[attr-defined]  # SWIG ownership: the index frees them
     with _c_output_muted():  # faiss prints a line each time it grows the file
         lists.update_totsize(2 * n * (index.code_size + 8))
         for rows in _normalised(base, batch_size):
