@@ -167,9 +167,11 @@ def test_a_process_that_does_not_write_fills_the_array_in_memory(tmp_path):
     set_writes(False)
     try:
         written = write_array(tmp_path / "f.npy", (3,), np.int64, lambda out: out.__setitem__(slice(None), 7))
+        scratch = scratch_array(tmp_path, (3,), np.int64)
     finally:
         set_writes(True)
     assert list(written) == [7, 7, 7] and not isinstance(written, np.memmap) and os.listdir(tmp_path) == []
+    assert not isinstance(scratch, np.memmap)
 
 
 def test_a_scratch_array_is_a_file_with_no_name(tmp_path):

@@ -115,8 +115,9 @@ def write_array(path: Path, shape: tuple[int, ...], dtype: np.dtype | type,
 
 def scratch_array(directory: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     """A writable array ``shape`` of ``dtype`` backed by a nameless temporary file in ``directory``
-    (gone when the array is): for an intermediate result larger than memory needs to hold."""
-    if not np.prod(shape, dtype=np.int64):
+    (gone when the array is): for an intermediate result larger than memory needs to hold. In
+    memory on a process that does not write (:func:`set_writes`): it leaves the run's folder alone."""
+    if not _writing[0] or not np.prod(shape, dtype=np.int64):
         return np.empty(shape, dtype)
     with tempfile.TemporaryFile(dir=directory) as handle:
         return np.memmap(handle, dtype=dtype, mode="w+", shape=shape)

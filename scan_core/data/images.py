@@ -100,7 +100,8 @@ class ImageSet:
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> ImageSet:
-        """Read a set written by :meth:`save`; images are memory-mapped when ``mmap``, else read whole."""
+        """Read a set written by :meth:`save`; its arrays (images, ids, paths, labels) are memory-mapped
+        when ``mmap``, else read whole."""
         directory = Path(directory)
         meta = load_json(directory / "imageset.json")
         if "shards" in meta:
@@ -110,8 +111,8 @@ class ImageSet:
             images = load_array(directory / "images.npy", mmap=mmap)
         return cls(
             name=meta["name"], images=images,
-            ids=load_array(directory / "ids.npy"), paths=load_array(directory / "paths.npy"),
-            labels=load_array(directory / "labels.npy") if meta["labelled"] else None,
+            ids=load_array(directory / "ids.npy", mmap=mmap), paths=load_array(directory / "paths.npy", mmap=mmap),
+            labels=load_array(directory / "labels.npy", mmap=mmap) if meta["labelled"] else None,
             class_names=list(meta["class_names"]), skipped=list(meta["skipped"]))
 
 
