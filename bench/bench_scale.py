@@ -1,15 +1,17 @@
 """How the engine scales: neighbour mining on many points, exact against approximate; one process
 against several torchrun ranks.
 
-    python bench/bench_scale.py index [--points 1000000] [--dim 128] [--k 20] [--queries 1000] [--links 32]
+    python bench/bench_scale.py index [--points 1000000] [--dim 128] [--k 20] [--queries 1000] [--links 48]
+                                      [--index-memory MB]
     python bench/bench_scale.py ranks [--datasets digits] [--ranks 1 2] [--seeds 3] [--first-seed 0]
     python bench/bench_scale.py growth [--sizes 7000 70000 700000] [--work DIR]
 
 ``index``: clustered synthetic points (Gaussian blobs around 1,000 random centres, L2-normalised;
 uniform points make every approximate index look bad), every point's ``k`` nearest others mined
-as a run mines them (:func:`scan_core.method.neighbors.mine_neighbors`: HNSW above the exact
-limit), and recall@k against exact search on ``--queries`` sampled queries
-(:func:`~scan_core.method.neighbors.search_recall`). Exact self-search of all points is timed on
+as a run mines them (:func:`scan_core.method.neighbors.mine_neighbors`: an HNSW graph while it fits
+in ``--index-memory``, else inverted lists on disk, in ``--work``), the private memory mining took
+(``RssAnon``, sampled, above what the process held before), and recall@k against exact search on
+``--queries`` sampled queries (:func:`~scan_core.method.neighbors.search_recall`). Exact self-search of all points is timed on
 those queries and scaled to N (it grows with N², about 50 minutes at 1M on 2 cores), unless
 ``--exact`` runs it whole. Prints one table row per size.
 
@@ -33,16 +35,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from scan_core.config import INDEX_MEMORY
 from scan_core.data.artifacts import load_json
 from scan_core.explore.jobs import launcher
 from scan_core.method.cosine import l2_normalize
-from scan_core.method.neighbors import HNSW_LINKS, mine_neighbors, search_recall
+from scan_core.method.neighbors import HNSW_LINKS, mine_neighbors, search_kind, search_recall
 
 
 def clustered(points: int, dim: int, centres: int = 1000, seed: int = 0) -> np.ndarray:
@@ -65,15 +69,42 @@ def exact_seconds(points: np.ndarray, k: int, queries: int) -> float:
     return (time.perf_counter() - start) * len(points) / queries
 
 
+class MemoryPeak:
+    """The most private memory (``RssAnon``) this process held, in MB above what it held when the
+    block began, sampled every ``every`` seconds by a thread."""
+
+    def __init__(self, every: float = 0.05):
+        self.every, self.peak, self.before = every, 0.0, 0.0
+        self._done = threading.Event()
+
+    def __enter__(self) -> MemoryPeak:
+        self.before = process_memory(os.getpid()).get("RssAnon", 0.0)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.every):
+            self.peak = max(self.peak, process_memory(os.getpid()).get("RssAnon", 0.0) - self.before)
+
+    def __exit__(self, *_) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def index(args: argparse.Namespace) -> None:
     """The ``index`` table (module docstring)."""
-    print(f"{os.cpu_count()} cores, faiss {faiss.__version__}, {args.dim}-d, k = {args.k}, HNSW M = {args.links}")
-    print("| points | approximate: build + search, s | recall@k (sampled) | exact self-search, s | fraction |")
-    print("|---|---|---|---|---|")
+    memory = int(args.index_memory * 1024 ** 2)
+    print(f"{os.cpu_count()} cores, faiss {faiss.__version__}, {args.dim}-d, k = {args.k}, HNSW M = {args.links}, "
+          f"index memory {args.index_memory:g} MB")
+    print("| points | index | approximate: build + search, s | mining's private memory, MB | recall@k (sampled) "
+          "| exact self-search, s | fraction |")
+    print("|---|---|---|---|---|---|---|")
     for n in args.points:
         points = clustered(n, args.dim)
         start = time.perf_counter()
-        found = mine_neighbors(points, args.k, exact_limit=0, links=args.links)
+        with MemoryPeak() as mining, tempfile.TemporaryDirectory(dir=args.work) as scratch:
+            found = mine_neighbors(points, args.k, exact_limit=0, links=args.links, memory=memory, scratch=Path(scratch))
         approximate = time.perf_counter() - start
         recall = search_recall(points, found, queries=args.queries)
         if args.exact:
@@ -82,7 +113,9 @@ def index(args: argparse.Namespace) -> None:
             exact, how = time.perf_counter() - start, ""
         else:
             exact, how = exact_seconds(points, args.k, args.queries), " (scaled)"
-        print(f"| {n:,} | {approximate:.1f} | {recall:.3f} | {exact:.0f}{how} | {approximate / exact:.2f} |", flush=True)
+        kind = search_kind(n, 0, dim=args.dim, memory=memory, links=args.links)
+        print(f"| {n:,} | {kind} | {approximate:.1f} | {mining.peak:.0f} | {recall:.3f} | {exact:.0f}{how} "
+              f"| {approximate / exact:.2f} |", flush=True)
 
 
 def trained(dataset: str, ranks: int, seed: int, out: Path) -> tuple[float, float]:
@@ -201,12 +234,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--links", type=int, default=HNSW_LINKS, help="HNSW's M (links a point)")
     parser.add_argument("--exact", action="store_true", help="time the whole exact search instead of scaling it")
+    parser.add_argument("--index-memory", type=float, default=INDEX_MEMORY / 1024 ** 2, metavar="MB",
+                        help="the most memory an HNSW graph may take; past it the lists go to disk")
     parser.add_argument("--datasets", nargs="+", default=["digits"])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run: this one and the next --seeds - 1")
     parser.add_argument("--sizes", type=int, nargs="+", default=[7_000, 70_000, 700_000])
-    parser.add_argument("--work", type=Path, default=None, help="where the tiled folders and runs go (a temporary folder)")
+    parser.add_argument("--work", type=Path, default=None, help="where the tiled folders, the runs and on-disk index lists go (a temporary folder)")
     args = parser.parse_args()
     {"index": index, "ranks": ranks, "growth": growth}[args.what](args)
 
