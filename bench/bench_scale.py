@@ -216,7 +216,9 @@ def growth(args: argparse.Namespace) -> None:
             result = json.loads(output.strip().splitlines()[-1])
             metrics = load_json(run_dir / "metrics.json")
             stages = {name: metrics[name]["seconds"] for name in STAGE_NAMES if name in metrics and "seconds" in metrics[name]}
-            per_image = " ".join(f"{name} {1000 * seconds / size:.2f}" for name, seconds in stages.items())
+            reading = wall - sum(stages.values())  # start-up and decoding, before the first stage
+            per_image = " ".join(f"{name} {1000 * seconds / size:.2f}" for name, seconds in
+                                 {"reading": reading, **stages}.items())
             private = " ".join(f"{stage} {peak.get('RssAnon', 0):.0f}" for stage, peak in peaks.items())
             resident = max(peak.get("VmHWM", 0) for peak in peaks.values())
             print(f"| {size:,} | {wall:.0f} | {1000 * wall / size:.2f} | {per_image} | {private} | {resident:.0f} "
@@ -241,7 +243,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run: this one and the next --seeds - 1")
     parser.add_argument("--sizes", type=int, nargs="+", default=[7_000, 70_000, 700_000])
-    parser.add_argument("--work", type=Path, default=None, help="where the tiled folders, the runs and on-disk index lists go (a temporary folder)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="where the tiled folders, the runs and on-disk index lists go (a temporary folder)")
     args = parser.parse_args()
     {"index": index, "ranks": ranks, "growth": growth}[args.what](args)
 
