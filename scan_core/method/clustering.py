@@ -124,7 +124,7 @@ def consensus_order(probs: np.ndarray, reference: np.ndarray, rounds: int = 3) -
         reference: ``(N,)`` cluster ids the first matching is made against.
     """
     from scipy.optimize import linear_sum_assignment
-    probs, reference = np.asarray(probs), np.asarray(reference)  # a memory map stays one
+    probs, reference = np.asarray(probs), np.asarray(reference)  # no copy: a memory map is read a head at a time
     if probs.ndim != 3 or reference.shape != probs.shape[1:2]:
         raise ValueError(f"probs must be (H, N, K) and reference (N,), got {probs.shape} and {reference.shape}")
     if rounds < 1:

@@ -96,7 +96,7 @@ def mine_neighbors(features: np.ndarray, k: int = 20, batch_size: int = 8192,
 def _normalised(rows: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     """``rows`` ``(N, D)`` L2-normalised float32, ``batch_size`` rows at a time."""
     for start in range(0, len(rows), batch_size):
-        yield np.ascontiguousarray(l2_normalize(np.asarray(rows[start:start + batch_size])), dtype=np.float32)
+        yield l2_normalize(rows[start:start + batch_size])
 
 
 def nearest(base: np.ndarray, queries: np.ndarray | None, k: int, batch_size: int = 8192,
@@ -137,12 +137,11 @@ def disk_index(base: np.ndarray, path: Path, k: int, batch_size: int = 8192, see
     nearest a query, twice as many until the ``k`` it finds for :data:`RECALL_QUERIES` sampled rows
     hold :data:`IVF_RECALL` of their exact ``k`` (or it searches every list). In memory it holds
     the lists' centres and a batch of rows; the rows are in the file (the page cache)."""
-    from faiss.contrib.exhaustive_search import knn_ground_truth
     n, dim = base.shape
     lists_count = max(1, min(int(4 * np.sqrt(n)), n // IVF_TRAIN))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists_count, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(seed)
-    index.train(next(_normalised(base[np.sort(rng.choice(n, min(n, IVF_TRAIN * lists_count), replace=False))], n)))
+    index.train(l2_normalize(base[np.sort(rng.choice(n, min(n, IVF_TRAIN * lists_count), replace=False))]))
     lists = faiss.OnDiskInvertedLists(lists_count, index.code_size, str(path))
     index.replace_invlists(lists, True)
     lists.thisown = False  # type: ignore[attr-defined]  # SWIG ownership: the index frees them
@@ -150,12 +149,10 @@ def disk_index(base: np.ndarray, path: Path, k: int, batch_size: int = 8192, see
         lists.update_totsize(2 * n * (index.code_size + 8))
         for rows in _normalised(base, batch_size):
             index.add(rows)
-    queries = next(_normalised(base[np.sort(rng.choice(n, min(n, RECALL_QUERIES), replace=False))], n))
-    _, exact = knn_ground_truth(queries, _normalised(base, 65536), k, faiss.METRIC_INNER_PRODUCT, ngpu=0)
+    queries, exact = _exact_nearest(base, np.sort(rng.choice(n, min(n, RECALL_QUERIES), replace=False)), k)
     index.nprobe = min(IVF_PROBES, lists_count)
     while index.nprobe < lists_count:
-        _, found = index.search(queries, k)
-        if np.mean([len(np.intersect1d(a, b)) for a, b in zip(found, exact)]) >= IVF_RECALL * k:
+        if _recall(index.search(queries, k)[1], exact) >= IVF_RECALL:
             break
         index.nprobe = min(2 * index.nprobe, lists_count)
     return index
@@ -182,9 +179,8 @@ def search_recall(features: np.ndarray, neighbors: np.ndarray, queries: int = RE
                   seed: int = 0, batch_size: int = 65536) -> float:
     """Recall@k of mined ``neighbors`` ``(N, k)``: the share of the exact ``k`` most cosine-similar
     other rows that they hold, over ``queries`` rows sampled at random (all rows when fewer), each
-    searched exactly against all ``features`` ``(N, D)``, ``batch_size`` rows of them at a time
-    (faiss's blockwise ground truth). 1.0 for an exact search, up to ties."""
-    from faiss.contrib.exhaustive_search import knn_ground_truth
+    searched exactly against all ``features`` ``(N, D)`` (:func:`_exact_nearest`). 1.0 for an exact
+    search, up to ties."""
     features = np.asarray(features)
     if neighbors.ndim != 2 or len(neighbors) != len(features):
         raise ValueError(f"neighbors must be (N, k) for N = {len(features)} features, got shape {neighbors.shape}")
@@ -192,12 +188,23 @@ def search_recall(features: np.ndarray, neighbors: np.ndarray, queries: int = RE
         raise ValueError(f"queries must be >= 1, got {queries}")
     n, k = neighbors.shape
     rows = np.sort(np.random.default_rng(seed).choice(n, min(queries, n), replace=False))
-    sample = next(_normalised(features[rows], len(rows)))
-    _, found = knn_ground_truth(sample, _normalised(features, batch_size), k + 1, faiss.METRIC_INNER_PRODUCT,
-                                ngpu=faiss_gpus())
-    exact = _drop_self(found, rows, k)
-    hits = [len(np.intersect1d(exact[i], neighbors[row])) for i, row in enumerate(rows)]
-    return float(np.sum(hits) / exact.size)
+    exact = _drop_self(_exact_nearest(features, rows, k + 1, batch_size)[1], rows, k)
+    return _recall(neighbors[rows], exact)
+
+
+def _exact_nearest(base: np.ndarray, rows: np.ndarray, k: int, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """``(queries, indices)``: the ``rows`` of ``base`` ``(N, D)`` L2-normalised ``(M, D)`` and the
+    exact ``k`` most cosine-similar rows of each ``(M, k)`` (itself among them), ``base`` read
+    ``batch_size`` rows at a time (faiss's blockwise ground truth)."""
+    from faiss.contrib.exhaustive_search import knn_ground_truth
+    queries = l2_normalize(base[rows])
+    _, found = knn_ground_truth(queries, _normalised(base, batch_size), k, faiss.METRIC_INNER_PRODUCT, ngpu=faiss_gpus())
+    return queries, found
+
+
+def _recall(found: np.ndarray, exact: np.ndarray) -> float:
+    """The share of the ``exact`` ``(M, k)`` indices that ``found`` ``(M, k')`` holds, row by row."""
+    return float(sum(len(np.intersect1d(a, b)) for a, b in zip(found, exact)) / exact.size)
 
 
 def _drop_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
