@@ -524,3 +524,60 @@ def test_a_log_made_anew_at_the_same_path_shows_its_own_edits(tmp_path):
     new.name_cluster(0, "new")
     state = new.state()
     assert state.version == 1 and state.clusters.tolist() == BASE.tolist() and state.names == {0: "new"}
+
+
+def test_a_new_cluster_from_images_of_several_clusters_gets_the_next_id_and_undoes(cur):
+    cur.split(2, [9])                                        # ids 0..3 exist
+    new = cur.new_cluster([1, 4, 4, 7], who="ann", name="people")
+    state = cur.state()
+    assert new == 4 and state.num_cluster_ids == 5
+    assert state.members(4).tolist() == [1, 4, 7] and state.names[4] == "people"
+    assert state.cluster_sizes().tolist() == [2, 2, 2, 1, 3]
+    assert state.labels()[[1, 4, 7, 0]].tolist() == ["people", "people", "people", "cluster 0"]
+    assert sorted(state.reviewed) == [1, 4, 7]               # the user's word: a refine learns them
+    assert plain(cur.history(1)[0]["payload"]) == {"images": [1, 4, 7], "name": "people", "new_cluster": 4}
+    assert cur.new_cluster([0, 3, 5]) == 5                    # with no name: "cluster 5"
+    assert cur.state().labels()[0] == "cluster 5"
+    cur.undo()
+    cur.undo()
+    state = cur.state()
+    assert state.num_cluster_ids == 4 and state.clusters[[1, 4, 7]].tolist() == [0, 1, 2] and 4 not in state.names
+    assert len(state.reviewed) == 0
+    assert cur.new_cluster([0]) == 4                          # the undone ids are free again
+
+
+def test_a_new_cluster_from_images_another_session_moved_is_refused(cur):
+    seen = cur.state().version
+    cur.move([4], 2, who="alice")
+    with pytest.raises(StaleEdit, match=r"images \[4\] are no longer in the clusters you saw them in "
+                                        r"\(edit #1 by alice \(move\)\)"):
+        cur.new_cluster([0, 4], who="bob", seen=seen)
+    assert cur.new_cluster([0, 1], who="bob", seen=seen) == 3  # images 0 and 1 are where bob saw them
+    with pytest.raises(ValueError, match="non-empty"):
+        cur.new_cluster([])
+
+
+def test_a_split_by_selection_takes_the_picked_images_of_one_cluster(cur):
+    new = cur.new_cluster([6, 8], seen=cur.state().version)
+    state = cur.state()
+    assert state.members(2).tolist() == [7, 9] and state.members(new).tolist() == [6, 8]
+
+
+def test_two_clusters_with_images_never_share_a_name(cur):
+    cur.name_cluster(0, "food")
+    with pytest.raises(ValueError, match="cluster 0 is already named 'food'.*merge cluster 2 into cluster 0"):
+        cur.name_cluster(2, " food ")                            # stripped: the same name
+    with pytest.raises(ValueError, match="cluster 0 is already named 'food'"):
+        cur.new_cluster([3], name="food")
+    cur.name_cluster(0, "food")                                 # its own name again: fine
+    cur.name_cluster(1, "Food")                                 # another spelling is another name
+    assert len(cur.history()) == 3
+    merged = cur.name_cluster(2, "food", who="ann", merge_same_name=True)   # asked: merged into cluster 0
+    assert cur.history(1)[0]["id"] == merged and cur.history(1)[0]["kind"] == "merge"
+    state = cur.state()
+    assert state.members(0).tolist() == [0, 1, 2, 6, 7, 8, 9] and state.labels()[6] == "food"
+    cur.merge(1, 0)                                              # cluster 1 ("Food") is empty now
+    assert cur.name_cluster(cur.new_cluster([3]), "Food")        # an emptied cluster's name is free
+    assert cur.state().labels()[3] == "Food"
+    assert cur.name_cluster(2, "twos", merge_same_name=True)     # no cluster has it: a plain name
+    assert cur.history(1)[0]["kind"] == "name_cluster"

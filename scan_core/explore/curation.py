@@ -13,8 +13,11 @@ replays as one array operation):
 ``name_cluster`` {cluster, name}, ``relabel`` {images, label} (per-image label override),
 ``clear_label`` {images}, ``move`` {images, cluster}, ``accept`` {images, clusters} (the user checked
 that these images belong where they are, one cluster id per image), ``outlier`` {images, outlier}, ``merge`` {source, target},
-``split`` {cluster, images, new_cluster}. Images the user moved or accepted one by one are
-*reviewed*: their cluster is the user's word, not the model's.
+``split`` {cluster, images, new_cluster}, ``new_cluster`` {images, new_cluster, name (optional)} (a
+cluster the model did not find, made from any images the user picked, from one cluster or several).
+Images the user moved, accepted or made a new cluster of are *reviewed*: their cluster is the
+user's word, not the model's. Two clusters with images never carry one name: naming a cluster
+with another's name is refused, or merges it into that one when asked.
 
 Several browser sessions (threads) and processes may write at once, and the app may be killed at
 any moment: the database runs in WAL mode with ``synchronous=FULL``, each call opens its own
@@ -24,7 +27,7 @@ concurrent splits never get the same new cluster id.
 
 A cluster id ``c`` exists when ``0 <= c < num_cluster_ids``, where ``num_cluster_ids`` is one more
 than the largest id in ``base_clusters`` or named by a live edit; an emptied cluster (merge source)
-still exists. A split's new cluster id is ``num_cluster_ids`` at the time of the edit.
+still exists. The id of a split's or a new cluster's is ``num_cluster_ids`` at the time of the edit.
 
 The states of the latest versions are kept in memory, per process (:data:`CACHED_STATES`): an
 edit validates against the state before it and adds itself to it, and only a process that holds
@@ -91,6 +94,14 @@ _states: dict[tuple, dict[int, CuratedState]] = {}  # (log, base) -> version -> 
 
 class StaleEdit(ValueError):
     """An edit names a cluster that another session removed or changed after the user looked at it."""
+
+
+class DuplicateName(ValueError):
+    """A cluster would get the name another cluster with images has; ``holder`` is that cluster."""
+
+    def __init__(self, message: str, holder: int):
+        super().__init__(message)
+        self.holder = holder
 
 
 def cluster_label(cluster: int) -> str:
@@ -224,12 +235,14 @@ class _Replay:
             self.label_of[images] = -1
         elif kind == "outlier":
             self.outliers[images] = bool(payload["outlier"])
-        elif kind in ("move", "split"):
+        elif kind in ("move", "split", "new_cluster"):
             target = payload["cluster" if kind == "move" else "new_cluster"]
             self.clusters[images] = target
             self.num_ids = max(self.num_ids, target + 1)
-            if kind == "move":
+            if kind != "split":  # a split's images are k-means's choice, the others the user's
                 self.reviewed[images] = True
+            if payload.get("name") is not None:
+                self.names[target] = payload["name"]
         elif kind == "accept":
             self.reviewed[images] = True
         elif kind == "merge":
@@ -396,9 +409,10 @@ class Curation:
         return state
 
     def _check_seen(self, db: sqlite3.Connection, now: CuratedState, seen: int, clusters: Sequence[int],
-                    same_members: Sequence[int]) -> None:
+                    same_members: Sequence[int], same_places: np.ndarray | None = None) -> None:
         """StaleEdit when a cluster of ``clusters`` or ``same_members`` had members at version ``seen``
-        and has none now, or when one of ``same_members`` has other members now than then."""
+        and has none now, when one of ``same_members`` has other members now than then, or when an
+        image of ``same_places`` ``(M,)`` is in another cluster now than then."""
         seen = _index(seen, "seen (a curation version)")
         if seen > now.version:
             raise ValueError(f"seen={seen} is ahead of the curation log (version {now.version})")
@@ -415,19 +429,26 @@ class Curation:
         for cluster in same_members:
             if not np.array_equal(then.members(cluster), now.members(cluster)):
                 raise StaleEdit(f"cluster {cluster} changed after you looked at it ({latest}); look at it again")
+        if same_places is not None:
+            moved = same_places[then.clusters[same_places] != now.clusters[same_places]]
+            if len(moved):
+                raise StaleEdit(f"images {moved[:10].tolist()} are no longer in the clusters you saw them in "
+                                f"({latest}); look at them again")
 
     def _append(self, kind: str, payload: dict, who: str,
                 check: Callable[[CuratedState, dict], None] | None = None, seen: int | None = None,
-                clusters: Sequence[int] = (), same_members: Sequence[int] = ()) -> tuple[int, dict]:
+                clusters: Sequence[int] = (), same_members: Sequence[int] = (),
+                same_places: np.ndarray | None = None) -> tuple[int, dict]:
         """Insert one edit; ``check(state, payload)`` validates it (and may complete the payload)
         against the state replayed inside the write transaction. With ``seen`` (the version the
-        user looked at), the ``clusters`` it names must still exist and ``same_members`` be unchanged
-        (:meth:`_check_seen`). Returns ``(edit id, payload)``."""
+        user looked at), the ``clusters`` it names must still exist, ``same_members`` be unchanged
+        and the images ``same_places`` in the clusters they were in (:meth:`_check_seen`). Returns
+        ``(edit id, payload)``."""
         who = _text(who, "who")
         with self._transaction() as db:
             now = self._replay(db)
             if seen is not None:
-                self._check_seen(db, now, seen, clusters, same_members)
+                self._check_seen(db, now, seen, clusters, same_members, same_places)
             if check is not None:
                 check(now, payload)
             arrays = {key: np.asarray(payload[key], dtype=INDEX_DTYPE).tobytes() if key in payload else None
@@ -441,11 +462,25 @@ class Curation:
         return int(cursor.lastrowid), payload
 
     # ---- edits -------------------------------------------------------------------------------
-    def name_cluster(self, cluster: int, name: str, who: str = "anonymous", seen: int | None = None) -> int:
-        """Name ``cluster``; returns the edit id. ``seen``: the version the user looked at (module docstring)."""
+    def name_cluster(self, cluster: int, name: str, who: str = "anonymous", seen: int | None = None,
+                     merge_same_name: bool = False) -> int:
+        """Name ``cluster``; returns the edit id. ``seen``: the version the user looked at (module
+        docstring). A name another cluster with images has is refused
+        (:class:`DuplicateName`), or with ``merge_same_name`` the edit is a merge of ``cluster`` into
+        that one (:meth:`merge`), which keeps its name."""
+        if not isinstance(merge_same_name, (bool, np.bool_)):
+            raise ValueError(f"merge_same_name must be True or False, got {merge_same_name!r}")
         payload: dict[str, Any] = {"cluster": _index(cluster, "cluster"), "name": _text(name, "cluster name")}
-        return self._append("name_cluster", payload, who, lambda state, p: _existing(state, p["cluster"]),
-                            seen, clusters=[payload["cluster"]])[0]
+        if merge_same_name:
+            holder = _name_holder(self.state(), payload["name"], payload["cluster"])
+            if holder is not None:
+                return self.merge(payload["cluster"], holder, who, seen)
+
+        def check(state: CuratedState, p: dict) -> None:
+            _existing(state, p["cluster"])
+            _unique_name(state, p["name"], p["cluster"])
+
+        return self._append("name_cluster", payload, who, check, seen, clusters=[payload["cluster"]])[0]
 
     def relabel(self, images: Sequence[int] | np.ndarray, label: str, who: str = "anonymous") -> int:
         """Give ``images`` the curated label ``label`` (overrides their cluster's); returns the edit id."""
@@ -529,6 +564,25 @@ class Curation:
             p["new_cluster"] = state.num_cluster_ids
 
         return self._append("split", payload, who, check, seen, same_members=[payload["cluster"]])[1]["new_cluster"]
+
+    def new_cluster(self, images: Sequence[int] | np.ndarray, who: str = "anonymous", seen: int | None = None,
+                    name: str | None = None) -> int:
+        """Make a new cluster of ``images`` (from any clusters; a cluster the model did not find, or
+        a split by the user's selection) and return its id, the next free one (``num_cluster_ids``).
+        The images become *reviewed*: a refine learns the new cluster from them. ``name``: its name
+        at once (refused when another cluster with images has it). With ``seen``, the images must be
+        in the clusters they were in then."""
+        payload: dict[str, Any] = {"images": self._images(images)}
+        if name is not None:
+            payload["name"] = _text(name, "cluster name")
+
+        def check(state: CuratedState, p: dict) -> None:
+            if "name" in p:
+                _unique_name(state, p["name"], None)
+            p["new_cluster"] = state.num_cluster_ids
+
+        return self._append("new_cluster", payload, who, check, seen,
+                            same_places=payload["images"])[1]["new_cluster"]
 
     def undo(self, who: str | None = None, edit: int | None = None) -> dict | None:
         """Mark an edit undone and return it: edit number ``edit`` when given (ValueError if there
@@ -627,6 +681,23 @@ def _index(value: int, what: str) -> int:
 def _existing(state: CuratedState, cluster: int) -> None:
     if cluster >= state.num_cluster_ids:
         raise ValueError(f"cluster {cluster} does not exist (ids are 0..{state.num_cluster_ids - 1})")
+
+
+def _name_holder(state: CuratedState, name: str, cluster: int | None) -> int | None:
+    """The cluster with images, other than ``cluster``, whose name is ``name``, or None."""
+    sizes = state.cluster_sizes()
+    return next((other for other, given in sorted(state.names.items())
+                 if other != cluster and given == name and sizes[other]), None)
+
+
+def _unique_name(state: CuratedState, name: str, cluster: int | None) -> None:
+    """:class:`DuplicateName` when a cluster with images other than ``cluster`` is called ``name``."""
+    holder = _name_holder(state, name, cluster)
+    if holder is not None:
+        raise DuplicateName(f"cluster {holder} is already named {state.names[holder]!r}: two clusters with one "
+                            f"name cannot be told apart (by a refine, by an export); choose another name"
+                            + (f", or merge cluster {cluster} into cluster {holder}" if cluster is not None else ""),
+                            holder)
 
 
 def split_in_two(features: np.ndarray, members: np.ndarray, seed: int = 0) -> np.ndarray:
