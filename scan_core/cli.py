@@ -1,5 +1,6 @@
 """Command line: ``python -m scan_core train ...``, ``evaluate DIR [--on DATASET]``, ``suggest DIR``
-(the K a run's neighbours suggest, with the evidence), ``review DIR [--top N]`` (the review queue,
+(the K a run's neighbours suggest, with the evidence), ``names DIR [--json] [--accept]`` (a name for
+each cluster from the backbone's ImageNet classifier), ``review DIR [--top N]`` (the review queue,
 as the app's Review page) and ``refine DIR [--epochs E]`` (train again from the curation's labels).
 
 ``train`` and ``refine`` run the same under ``torchrun`` (``torchrun --standalone --nproc-per-node N
@@ -83,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     review = commands.add_parser("review", help="list the images most likely to be in the wrong cluster")
     review.add_argument("run_dir", type=Path)
     review.add_argument("--top", type=int, default=20, help="how many (default 20)")
+    names = commands.add_parser("names", help="suggest a name for each cluster from the backbone's ImageNet classifier")
+    names.add_argument("run_dir", type=Path)
+    names.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    names.add_argument("--accept", action="store_true",
+                       help="name every cluster without a name after its confident suggestion (one curation edit)")
+    names.add_argument("--who", default="cli", help="who the accepted names are recorded as (default cli)")
+    names.add_argument("--device", default="auto", choices=DEVICES)
     return parser
 
 
@@ -121,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return suggest(args)
     if args.command == "refine":
         return refine(args)
+    if args.command == "names":
+        return names(args)
     return train(args)
 
 
@@ -259,4 +269,43 @@ def review(args: argparse.Namespace) -> int:
     print("index    id                        cluster  why")
     for index in queue.order[:args.top]:
         print(f"{index:<8} {str(results.images.ids[index])[:25]:<25} {state.clusters[index]:>7}  {queue.reason(index)}")
+    return 0
+
+
+def names(args: argparse.Namespace) -> int:
+    """``names RUN [--json] [--accept]``: each cluster's suggested name, share and evidence (a run
+    from before class scores were recorded gets them first: one pass of its backbone); ``--accept``
+    names the clusters without a name after their confident suggestions. Exits with 2 when the run
+    cannot have names (no classifier) or is not ready."""
+    import json
+
+    from .explore.curation import Curation
+    from .explore.names import accept_all, run_names
+    from .explore.results import RunNotReady, RunResults
+    try:
+        results = RunResults.load(args.run_dir)
+        curation = Curation(args.run_dir, results.clusters, results.images.ids)
+        found = run_names(results, curation.state())
+        if found.needs_recording:
+            from .engine.naming import record_class_probs
+            print(f"recording the class scores of {args.run_dir} (one pass of its backbone)", file=sys.stderr)
+            record_class_probs(args.run_dir, args.device)
+            found = run_names(results, curation.state())
+        if found.unavailable:
+            raise RunNotReady(found.unavailable)
+        accepted = accept_all(curation, found, args.who) if args.accept else None
+    except (*USER_ERRORS, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([s.to_dict() for s in found.suggestions], indent=1))
+    else:
+        print("cluster  size    suggestion                      share  evidence")
+        for s in found.suggestions:
+            name = s.name if s.name is not None else "(no confident name)"
+            evidence = s.evidence_text() if s.name is not None else f"{s.why}; top: {s.evidence_text()}"
+            print(f"{s.cluster:<8} {s.size:<7} {name[:31]:<31} {s.share:5.0%}  {evidence}")
+    if args.accept:
+        print(f"named the unnamed clusters with a confident suggestion in edit #{accepted}" if accepted is not None
+              else "no cluster to name: every confident suggestion is taken or its cluster named", file=sys.stderr)
     return 0

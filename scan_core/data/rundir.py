@@ -56,6 +56,7 @@ class Stage:
 
 
 SUGGESTION = "suggested_k.json"  # the suggest stage's K and its evidence
+CLASS_PROBS = "class_probs.npy"  # a frozen ImageNet backbone's class probabilities (N, 1000), for cluster names
 REFINE_LABELS = "refine_labels.json"  # the image labels a refine learns from (written by the refine command)
 
 STAGES = (

@@ -10,7 +10,8 @@ cluster, relabelling or moving images, marking outliers, merging, splitting) is 
 Edit kinds and their payloads (``images`` are sorted unique indices in ``[0, N)``, stored as int32
 arrays beside the JSON of the rest, so that an edit of a 100,000-image selection is one row and
 replays as one array operation):
-``name_cluster`` {cluster, name}, ``relabel`` {images, label} (per-image label override),
+``name_cluster`` {cluster, name}, ``name_clusters`` {names: [[cluster, name], ...]} (several at once),
+``relabel`` {images, label} (per-image label override),
 ``clear_label`` {images}, ``move`` {images, cluster}, ``accept`` {images, clusters} (the user checked
 that these images belong where they are, one cluster id per image), ``outlier`` {images, outlier}, ``merge`` {source, target},
 ``split`` {cluster, images, new_cluster}, ``new_cluster`` {images, new_cluster, name (optional)} (a
@@ -227,6 +228,9 @@ class _Replay:
         if kind == "name_cluster":
             self.names[payload["cluster"]] = payload["name"]
             self.num_ids = max(self.num_ids, payload["cluster"] + 1)
+        elif kind == "name_clusters":
+            self.names.update((cluster, name) for cluster, name in payload["names"])
+            self.num_ids = max(self.num_ids, *(cluster + 1 for cluster, _ in payload["names"]))
         elif kind == "relabel":
             self.label_of[images] = self._label_index.setdefault(payload["label"], len(self._label_index))
             if len(self._label_index) > len(self.label_names):
@@ -481,6 +485,27 @@ class Curation:
             _unique_name(state, p["name"], p["cluster"])
 
         return self._append("name_cluster", payload, who, check, seen, clusters=[payload["cluster"]])[0]
+
+    def name_clusters(self, names: dict[int, str], who: str = "anonymous", seen: int | None = None) -> int:
+        """Name several clusters in one edit (``{cluster: name}``, e.g. every suggested name accepted at
+        once); one undo takes every name back. Each name is refused as :meth:`name_cluster` refuses it,
+        and two of them may not be the same."""
+        if not names:
+            raise ValueError("name_clusters needs at least one cluster to name")
+        pairs = sorted((_index(cluster, "cluster"), _text(name, "cluster name")) for cluster, name in names.items())
+        given = [name for _, name in pairs]
+        if len(set(given)) < len(given):
+            raise ValueError(f"one name for two clusters: {sorted(n for n in set(given) if given.count(n) > 1)}")
+
+        def check(state: CuratedState, p: dict) -> None:
+            for cluster, name in p["names"]:
+                _existing(state, cluster)
+                holder = _name_holder(state, name, cluster)
+                if holder is not None and holder not in dict(p["names"]):
+                    _unique_name(state, name, cluster)
+
+        return self._append("name_clusters", {"names": [list(pair) for pair in pairs]}, who, check, seen,
+                            clusters=[cluster for cluster, _ in pairs])[0]
 
     def relabel(self, images: Sequence[int] | np.ndarray, label: str, who: str = "anonymous") -> int:
         """Give ``images`` the curated label ``label`` (overrides their cluster's); returns the edit id."""

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import os
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,6 +31,7 @@ from ..pretrained import TORCHVISION_FILES, WEIGHTS_ENV, Pretrained, local_weigh
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+NUM_IMAGENET_CLASSES = 1000
 
 
 def feature_dim(module: nn.Module) -> int:
@@ -144,6 +148,38 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (imagenet_input(x, self.input_size) - 0.5) / 0.5
         return self.net.extract_features(x).mean((2, 3))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Its ImageNet classifier's logits ``(B, 1000)`` from its own features ``(B, 1280)``
+        (those ``forward`` gives, before the encoder normalises them)."""
+        return self.net._fc(features)
+
+
+def has_classifier(backbone: nn.Module) -> bool:
+    """Whether ``backbone`` keeps its ImageNet classifier (``classify``): EfficientNet-Lite."""
+    return callable(getattr(backbone, "classify", None))
+
+
+@contextmanager
+def recording_class_probs(backbone: nn.Module, out: np.ndarray) -> Iterator[None]:
+    """While open, each forward pass of ``backbone`` (one with a classifier, :func:`has_classifier`)
+    also writes its class probabilities ``(B, C)`` into the next rows of ``out`` ``(N, C)``: the
+    features and the class scores of a frozen backbone from one pass over the images."""
+    if not has_classifier(backbone):
+        raise ValueError(f"{type(backbone).__name__} has no ImageNet classifier")
+    done = 0
+
+    def hook(module: nn.Module, inputs: tuple, features: torch.Tensor) -> None:
+        nonlocal done
+        probs = torch.softmax(typing.cast(typing.Any, module).classify(features).float(), 1).cpu().numpy()
+        out[done:done + len(probs)] = probs
+        done += len(probs)
+
+    handle = backbone.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 class TimmEncoder(nn.Module):

@@ -11,9 +11,10 @@ import torch
 
 from ...costs import fit_epochs, stage_seconds
 from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch, save_json, save_torch, write_array
-from ...data.rundir import planned_stages
+from ...data.rundir import CLASS_PROBS, planned_stages
+from ...method.backbones import NUM_IMAGENET_CLASSES, has_classifier, recording_class_probs
 from ...method.cosine import spherical_kmeans
-from ...method.distributed import broadcast_state, is_main
+from ...method.distributed import broadcast_state, is_main, world
 from ...method.pretext import EMBED_BATCH, SimCLRModel, embed, train_simclr
 from .. import ranks
 from ..context import RunContext
@@ -37,11 +38,19 @@ def run(ctx: RunContext) -> None:
         plan = planned or _read_plan(ctx)
     ctx.encoder = encoder.eval()
     frozen = c.uses_backbone and not c.pretext.epochs  # a pretrained network: its pass is the stage
-    ctx.features = write_array(ctx.dir / "features.npy", (len(ctx.images), encoder.feature_dim), np.float32,
-                               lambda out: embed(encoder, ctx.images.images, ctx.device,
-                                                 batch_size=EMBED_BATCH if frozen else 1024, precision=ctx.precision,
-                                                 on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image"))
-                                                 if frozen else None, out=out))
+    fill = lambda out: embed(encoder, ctx.images.images, ctx.device, batch_size=EMBED_BATCH if frozen else 1024,
+                             precision=ctx.precision, out=out,
+                             on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None)
+    backbone = encoder.parts[0]
+    if frozen and has_classifier(backbone) and world()[1] == 1:  # its class scores from the same pass, for names
+        embed_only = fill
+
+        def fill(out: np.ndarray) -> None:
+            def both(probs: np.ndarray) -> None:
+                with recording_class_probs(backbone, probs):
+                    embed_only(out)
+            write_array(ctx.dir / CLASS_PROBS, (len(ctx.images), NUM_IMAGENET_CLASSES), np.float16, both)
+    ctx.features = write_array(ctx.dir / "features.npy", (len(ctx.images), encoder.feature_dim), np.float32, fill)
     save_torch(ctx.dir / "pretext.pt", encoder.state_dict())
     method = "k-means on pretext features" if c.pretext.epochs else f"k-means on frozen {c.backbone} features"
     ctx.record("pretext", {**(score(ctx) if c.num_clusters else {}), "method": method, **({"budget": plan} if plan else {})})
