@@ -17,6 +17,10 @@ STAGE_COSTS = {"images": (0.0, 5e-5, 0.0), "pretext": (0.0, 2e-4, 6e-4), "manifo
                "neighbors": (0.0, 5e-4, 0.0), "suggest": (1.0, 1e-4, 0.0),
                "scan": (0.0, 0.0, 4.5e-5), "selflabel": (0.0, 0.0, 3e-5), "projection": (12.0, 8e-4, 0.0),
                "refine": (1.0, 4e-4, 3e-5)}
+#: Seconds of each epoch of the cluster heads' training (scan, selflabel, refine) beyond its
+#: per-image part: the checkpoint it saves, its batches' set-up. On a few hundred images an epoch is
+#: mostly this (one step an epoch: the scan of 300 clip-art images went at about 0.3 s an epoch).
+HEAD_EPOCH_SECONDS = 0.3
 #: How much slower than the 16-wide small CNN on 28 px images a SimCLR epoch is, per backbone.
 BACKBONE_COSTS = {"resnet18-cifar": 12.0, "resnet18-imagenet": 12.0, "resnet50-imagenet": 30.0,
                   "efficientnet-lite0-imagenet": 8.0}
@@ -80,9 +84,11 @@ def stage_seconds(config: RunConfig, images: int, side: int, stages: list[str]) 
         raise ValueError(f"no cost for the stages {unknown}; known: {sorted(STAGE_COSTS)}")
     hardware, learns, asked = config.hardware, config.uses_backbone, config.pretext.epochs
     faster = TRAINING_SPEEDUP[hardware.kind] * hardware.speed
-    epochs = {"scan": config.scan.epochs / faster, "selflabel": config.selflabel.epochs / faster,
-              "refine": config.refine.epochs / faster}
-    seconds = {stage: stage_cost(stage, images, epochs.get(stage, 0)) for stage in stages}
+    heads = {"scan": config.scan, "selflabel": config.selflabel, "refine": config.refine}
+    seconds = {stage: stage_cost(stage, images, heads[stage].epochs / faster if stage in heads else 0)
+               for stage in stages}
+    for stage in set(heads) & set(seconds):  # and each epoch's own cost, which no GPU speeds up
+        seconds[stage] += heads[stage].epochs * HEAD_EPOCH_SECONDS
     if learns and asked and "pretext" in seconds:
         epoch = simclr_epoch_seconds(config.backbone, config.backbone_width, side, images, hardware)
         seconds["pretext"] += epoch * asked
@@ -90,10 +96,29 @@ def stage_seconds(config: RunConfig, images: int, side: int, stages: list[str]) 
             left = config.time_budget - sum(value for stage, value in seconds.items() if stage != "pretext")
             seconds["pretext"] = stage_cost("pretext", images) + epoch * fit_epochs(max(epoch, 1e-9), 1, left, asked)
     if learns and asked == 0 and "pretext" in seconds:  # a pretrained backbone as it is
-        one_pass = pretrained_pass_seconds(config.backbone, images, config.pretrained_size, hardware)
-        seconds["pretext"] += one_pass
-        seconds["scan"] = seconds.get("scan", 0.0) + one_pass * config.feature_views  # its feature banks
+        seconds["pretext"] += pretrained_pass_seconds(config.backbone, images, config.pretrained_size, hardware)
+        seconds["scan"] = seconds.get("scan", 0.0) + bank_seconds(config, images)
     return seconds
+
+
+def bank_seconds(config: RunConfig, images: int) -> float:
+    """Rough seconds of the feature banks (``feature_views`` passes of the frozen pretrained
+    backbone) that the scan stage of a run with ``config`` embeds before its training; 0 when it
+    has none."""
+    if not (config.uses_backbone and config.pretext.epochs == 0 and config.feature_views):
+        return 0.0
+    one_pass = pretrained_pass_seconds(config.backbone, images, config.pretrained_size, config.hardware)
+    return one_pass * config.feature_views
+
+
+def share_done(config: RunConfig, images: int, stage: str, part: str | None) -> float:
+    """The share of ``stage``'s rough seconds done once its ``part`` (a progress event's) ends: the
+    scan's feature banks come before its training; every other part ends its stage (1)."""
+    if (stage, part) != ("scan", "feature banks"):
+        return 1.0
+    banks = bank_seconds(config, images)
+    training = stage_seconds(config, images, 0, ["scan"])["scan"]  # without the pretext, no banks: training alone
+    return banks / max(banks + training, 1e-9)
 
 
 def fit_epochs(seconds_per_step: float, steps_per_epoch: int, budget_seconds: float, asked: int) -> int:

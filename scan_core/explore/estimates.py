@@ -2,20 +2,21 @@
 a running one still needs (:func:`remaining`).
 
 The rule (:mod:`scan_core.costs`) gives each stage's seconds from the image count, the epochs and the
-backbone. It is off by a different factor for each stage and machine, so every estimate scales each
-stage by the factor measured on that stage in the workspace's latest finished runs
-(:class:`Calibration`); the estimate before Start and the one in a run's first second are then the
-same. A stage no finished run has measured keeps the rule as it is: the factor of another stage
-predicts it badly (on digits the manifold ran at 3x its rule and the projection after it at 0.6x), and
-scaling by it made the whole-run estimate jump when a stage ended.
+backbone. It is off by a different factor for each stage, route and machine, so every estimate scales
+each stage by the factor measured on that stage in the workspace's latest finished runs of the same
+route (:class:`Calibration`, :func:`route`: a HOG manifold run's scan trains heads on ten numbers an
+image where a frozen backbone's also embeds its feature banks, and one's factor says nothing of the
+other's); the estimate before Start and the one in a run's first second are then the same. A stage
+no finished run of its route has measured keeps the rule as it is.
 
-While a stage runs, what is left of it comes from two readings: the calibrated rule less the time
-it has run, and what its own progress says is left of the part it is in (the ETA of its last step,
-counted down since, once :data:`MIN_PROGRESS` of the part is done: the rate of the first steps is
-noise), whichever is larger. The first covers parts that report nothing (a stage's set-up, its
-predictions after training); the second follows measured progress when the rule is short. Past
-both by more than :data:`OVERDUE_SECONDS`, the stage is *overdue*: :class:`Remaining` says so
-instead of counting down to zero.
+While a run goes on, the stages it has ended say how fast this machine is for it now (a busy machine
+runs everything slower): the stages still to come are scaled by their seconds taken over their
+seconds estimated (:func:`run_speed`). The current stage follows its own progress once
+:data:`MIN_PROGRESS` of the part it is in is done (the ETA of its last step, counted down since: the
+rate of the first steps is noise), plus the estimate of the parts after that one (the scan's training
+after its feature banks); before that, and in stages that count seconds against an estimate (the
+UMAP ones), its estimate less the time it has run. Past that by more than :data:`OVERDUE_SECONDS`,
+the stage is *overdue*: :class:`Remaining` says so instead of counting down to zero.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from ..data.rundir import REFINE_LABELS, STAGE_NAMES, planned_stages
 STARTUP_SECONDS = 5.0       # the job's Python, torch and its images loaded before the first stage
 FACTOR_RANGE = (0.1, 10.0)  # how far a measured stage may scale the rule
 MIN_RULE_SECONDS = 1.0      # stages the rule gives less: too short to measure a factor on
+BANKS = "feature banks"      # the part of the scan stage that runs the network, before its training
 HISTORY = 5                 # finished runs a calibration reads, newest first
 MIN_PROGRESS = 0.05         # the share of a part done before its measured rate is trusted
 OVERDUE_SECONDS = 5.0       # how far past its estimate a stage runs before it is said to be overdue
@@ -41,23 +43,39 @@ OVERDUE_SECONDS = 5.0       # how far past its estimate a stage runs before it i
 
 @dataclass(frozen=True)
 class Calibration:
-    """Per stage, seconds taken / seconds by the rule (the median over the runs measured)."""
+    """Per ``(route, stage)``, seconds taken / seconds by the rule (the median over the runs measured)."""
 
-    factors: dict[str, float] = field(default_factory=dict)
+    factors: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @classmethod
     def of_runs(cls, run_dirs: list[Path]) -> Calibration:
         """The factors measured on the finished runs ``run_dirs`` (newest first; the first
         :data:`HISTORY` are read)."""
-        measured: dict[str, list[float]] = {}
+        measured: dict[tuple[str, str], list[float]] = {}
         for run_dir in run_dirs[:HISTORY]:
+            if not (Path(run_dir) / "config.json").exists():
+                continue
+            way = route(RunConfig.load(Path(run_dir)))
             for stage, factor in stage_factors(Path(run_dir)).items():
-                measured.setdefault(stage, []).append(factor)
-        return cls({stage: statistics.median(values) for stage, values in measured.items()})
+                measured.setdefault((way, stage), []).append(factor)
+        return cls({key: statistics.median(values) for key, values in measured.items()})
 
-    def scale(self, stage: str) -> float:
-        """The factor of ``stage``; 1 (the rule as it is) when no finished run measured it."""
-        return self.factors.get(stage, 1.0)
+    def scale(self, config: RunConfig, stage: str) -> float:
+        """The factor of ``stage`` in runs of ``config``'s route; 1 (the rule as it is) when no
+        finished run of that route measured it."""
+        return self.factors.get((route(config), stage), 1.0)
+
+    def seconds(self, config: RunConfig, rule: dict[str, float]) -> dict[str, float]:
+        """``rule`` (seconds per stage of a run with ``config``), each stage scaled by its factor."""
+        return {stage: seconds * self.scale(config, stage) for stage, seconds in rule.items()}
+
+
+def route(config: RunConfig) -> str:
+    """What a run's stages do, in a few words: the heads' input, and for a network the backbone and
+    whether SimCLR trains it or it is used frozen. Stage factors carry over between runs of one route."""
+    if not config.uses_backbone:
+        return config.head_input
+    return f"{config.backbone}, {'trained' if config.pretext.epochs else 'frozen'}"
 
 
 @dataclass(frozen=True)
@@ -82,8 +100,7 @@ def rule_seconds(config: RunConfig, images: int, side: int, run_dir: Path | None
 def expected_seconds(config: RunConfig, images: int, side: int, calibration: Calibration) -> float:
     """Rough seconds a new run with ``config`` takes on ``images`` images of ``side`` pixels: each
     stage's rule scaled by ``calibration``, plus the job's start-up."""
-    rule = rule_seconds(config, images, side)
-    return STARTUP_SECONDS + sum(seconds * calibration.scale(stage) for stage, seconds in rule.items())
+    return STARTUP_SECONDS + sum(calibration.seconds(config, rule_seconds(config, images, side)).values())
 
 
 def refine_seconds(run_dir: Path, calibration: Calibration, epochs: int = REFINE_EPOCHS) -> float | None:
@@ -95,28 +112,65 @@ def refine_seconds(run_dir: Path, calibration: Calibration, epochs: int = REFINE
     config = RunConfig.load(run_dir)
     config = dataclasses.replace(config, refine=dataclasses.replace(config.refine, epochs=epochs))
     seconds = costs.stage_seconds(config, images["count"], images.get("height", 28), ["refine"])["refine"]
-    return STARTUP_SECONDS + seconds * calibration.scale("refine")
+    return STARTUP_SECONDS + seconds * calibration.scale(config, "refine")
 
 
 def remaining(run_dir: Path, state: dict, events: list[dict], calibration: Calibration,
               now: float | None = None) -> Remaining | None:
     """What the running job in ``run_dir`` still needs (module docstring); ``state``: its job
     state, ``events``: its ``events.jsonl``. None unless it is running past its images stage."""
-    rule = run_rule(Path(run_dir))
+    run_dir = Path(run_dir)
+    rule = run_rule(run_dir)
     current = state.get("stage")
     if state["state"] != "running" or current not in rule:
         return None
     now = time.time() if now is None else now
+    config = RunConfig.load(run_dir)
+    images = RunMetrics.load(run_dir).stage("images")["count"]
+    estimated, banks = run_seconds(config, images, calibration.seconds(config, rule), events)
     since = stage_events(events, current)
-    ran = now - since[0]["time"] if since else 0.0
-    by_rule = rule[current] * calibration.scale(current) - ran
     measured = [e for e in since if e.get("kind") == "step" and e.get("eta_s") is not None and e.get("unit") != "s"]
     trusted = [e for e in measured if e["step"] >= MIN_PROGRESS * e["total"]]
-    by_progress = trusted[-1]["eta_s"] - (now - trusted[-1]["time"]) if trusted else 0.0
-    left = max(by_rule, by_progress)
-    later = sum(seconds * calibration.scale(stage) for stage, seconds in rule.items()
-                if STAGE_NAMES.index(stage) > STAGE_NAMES.index(current))
-    return Remaining(max(0.0, left) + later, overdue=by_progress <= 0 and by_rule < -OVERDUE_SECONDS)
+    if trusted:  # its progress, and the parts after the one it is in (the scan's training after its banks)
+        after = estimated[current] - banks if trusted[-1].get("part") == BANKS else 0.0
+        left = trusted[-1]["eta_s"] - (now - trusted[-1]["time"]) + after
+    else:
+        left = estimated[current] - (now - since[0]["time"] if since else 0.0)
+    later = sum(seconds for stage, seconds in estimated.items() if STAGE_NAMES.index(stage) > STAGE_NAMES.index(current))
+    return Remaining(max(0.0, left) + later, overdue=left < -OVERDUE_SECONDS)
+
+
+def run_seconds(config: RunConfig, images: int, estimated: dict[str, float],
+                events: list[dict]) -> tuple[dict[str, float], float]:
+    """``estimated`` (seconds per stage of a run with ``config`` on ``images`` images) as fast as the
+    run's ``events`` show it going, and the scan's feature banks' share of it: the network's passes
+    (the pretext's and the banks) at the pretext's speed, every other stage's work at that of the
+    other work ended (:func:`speed`): the backbones' table is off by a factor of its own, the rest
+    by how busy the machine is."""
+    took = {e["stage"]: e["seconds"] for e in events if e.get("kind") == "stage_end" and "seconds" in e}
+    banks = costs.share_done(config, images, "scan", BANKS) * estimated["scan"] if "scan" in estimated else 0.0
+    work = {**estimated, "scan": estimated.get("scan", 0.0) - banks}
+    if "scan" in took:  # its training: the time after its last bank
+        bank_steps = [e["time"] for e in stage_events(events, "scan") if e.get("part") == BANKS]
+        took["scan"] -= bank_steps[-1] - stage_events(events, "scan")[0]["time"] if bank_steps else 0.0
+    others = speed({stage: seconds for stage, seconds in took.items() if stage != "pretext"}, work)
+    network = speed({stage: seconds for stage, seconds in took.items() if stage == "pretext"}, work, others)
+    seconds = {stage: value * others for stage, value in work.items() if stage in estimated}
+    if "pretext" in seconds:
+        seconds["pretext"] = work["pretext"] * network
+    if "scan" in seconds:
+        seconds["scan"] += banks * network
+    return seconds, banks * network
+
+
+def speed(took: dict[str, float], estimated: dict[str, float], default: float = 1.0) -> float:
+    """The seconds ``took`` over the ``estimated`` ones of the stages ended (those estimated at
+    :data:`MIN_RULE_SECONDS` or more), within :data:`FACTOR_RANGE`; ``default`` when there are none."""
+    ended = [stage for stage in took if estimated.get(stage, 0.0) >= MIN_RULE_SECONDS]
+    if not ended:
+        return default
+    ratio = sum(took[stage] for stage in ended) / sum(estimated[stage] for stage in ended)
+    return min(max(ratio, FACTOR_RANGE[0]), FACTOR_RANGE[1])
 
 
 def stage_events(events: list[dict], stage: str | None) -> list[dict]:
