@@ -10,6 +10,7 @@ from scan_core.explore.curation import split_in_two
 from ui.curating import cluster_options, cluster_title, clusters_changed, curated, curation, edit, seen_version, who
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery, open_in_neighbours
+from ui.names import name_suggestion, names_overview
 from ui.navigation import through_navigation
 from ui.runs import require_results
 from ui.suggest import suggestion_section
@@ -57,6 +58,12 @@ def rename(results, state, cluster: int) -> None:
         if right.form_submit_button("Save name", icon=":material/label:") and name.strip():
             edit(lambda: curation(results).name_cluster(cluster, name.strip(), who(), seen=seen_version()),
                  f"Cluster {cluster} renamed")
+
+
+def forget_typed_names(clusters: list[int]) -> None:
+    """After names were accepted: the name boxes of ``clusters`` show their new names."""
+    for cluster in clusters:
+        st.session_state.pop(f"name_{cluster}", None)
 
 
 def ask_merge(results, state, source: int, target: int) -> None:
@@ -122,6 +129,7 @@ def main() -> None:
     if warning := results.metrics.final and results.metrics.final.warning:
         st.warning(warning, icon=":material/warning:")
     overview(results, state)
+    names_overview(results, state, "accept_all_names", after=forget_typed_names)
     suggestion_section(results.dir, results.num_clusters)
     clusters = cluster_options(state)
     if st.session_state.get(NEXT_CLUSTER) in clusters:  # before the box is drawn: the only time it may be set
@@ -143,6 +151,7 @@ def main() -> None:
     agreement = results.neighbor_agreement(state.clusters)
     if agreement is not None and len(members):
         cols[2].metric("Neighbour agreement", f"{agreement[members].mean():.3f}")
+    name_suggestion(results, state, cluster, after=forget_typed_names)
     rename(results, state, cluster)
 
     caption = lambda i: f"{confidence[i]:.2f}"

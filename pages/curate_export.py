@@ -14,6 +14,7 @@ from scan_core.explore.curation import cluster_label
 from ui.curating import cluster_options, cluster_title, clusters_changed, curated, curation, edit, review, seen_version, who
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery
+from ui.names import names_overview, suggestion_text
 from ui.navigation import through_navigation
 from ui.runs import require_results, workspace
 from ui.selection import image_number, selection
@@ -26,17 +27,22 @@ def name_clusters(results, state) -> None:
     """An editable table: one row per cluster with its three most confident members."""
     thumbs = results.thumbnails()
     rows, sizes = [], state.cluster_sizes()
+    suggested = names_overview(results, state, "accept_all_names_table").suggestions
     for cluster in cluster_options(state):
         top = results.members(state.clusters, cluster)[:3]
         rows.append({"cluster": cluster, "size": int(sizes[cluster]),
                      **{f"p{k}": data_uri(thumbs[i]) for k, i in enumerate(top)},
-                     "name": state.names.get(cluster, "")})
+                     "name": state.names.get(cluster, ""),
+                     **({"suggestion": suggestion_text(suggested[cluster])} if suggested else {})})
     table = pd.DataFrame(rows)
     edited = st.data_editor(
-        table, hide_index=True, width="stretch", row_height=56, disabled=["cluster", "size", "p0", "p1", "p2"],
+        table, hide_index=True, width="stretch", row_height=56, disabled=["cluster", "size", "p0", "p1", "p2", "suggestion"],
         key="names_editor", column_config={
             **{f"p{k}": st.column_config.ImageColumn("" if k else "prototypes", width="small") for k in range(3)},
-            "name": st.column_config.TextColumn("name", max_chars=100, help="Type a name, then Save names")})
+            "name": st.column_config.TextColumn("name", max_chars=100, help="Type a name, then Save names"),
+            "suggestion": st.column_config.TextColumn(
+                "suggestion", help="From the backbone's ImageNet classes: the name, its share of the cluster, the "
+                                   "top classes under it (Accept all above names the clusters without a name)")})
     changed = [(int(r.cluster), str(r.name).strip()) for r in edited.itertuples()
                if str(r.name or "").strip() and str(r.name).strip() != state.names.get(int(r.cluster), "")]
     if st.button(f"Save names ({len(changed)} changed)", disabled=not changed, type="primary", icon=":material/save:"):
