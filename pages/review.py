@@ -67,7 +67,7 @@ def main() -> None:
 def refine_section(results, state) -> None:
     """Refine with my labels: train the run again from the images labelled one by one."""
     st.subheader("Refine with my labels")
-    labels = image_labels(state, results.num_clusters)
+    labels = image_labels(state)
     done = results.metrics.get("refine")
     seconds = estimates.refine_seconds(results.dir, calibration(workspace()))
     st.caption(f"**{len(labels.images):,} images** are labelled one by one (moved, accepted, or given a cluster's "

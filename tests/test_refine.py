@@ -36,12 +36,27 @@ def test_image_labels_are_what_the_user_said_image_by_image():
         ("relabel", {"images": [4], "label": "boot"}),      # no cluster has it: left out
         ("outlier", {"images": [3], "outlier": True}),      # outliers: left out
         ("split", {"cluster": 2, "images": [7], "new_cluster": 3}),
-        ("move", {"images": [7], "cluster": 3}),          # in a cluster the model has no column for
+        ("move", {"images": [7], "cluster": 3}),          # in a cluster a split made: the refine grows it
+        ("new_cluster", {"images": [1, 2], "new_cluster": 4, "name": "hat"}),  # a cluster the user made
+        ("relabel", {"images": [6], "label": "hat"}),       # its name: cluster 4
     ])
-    labels = image_labels(state, num_clusters=3)
-    assert labels.images.tolist() == [0, 5] and labels.clusters.tolist() == [2, 2]
-    assert labels.left_out == {"labelled with a name no single cluster has": 1, "outliers": 1,
-                               "in a cluster a split made": 1}  # images 1, 2 and 6 were never labelled
+    labels = image_labels(state)
+    assert labels.images.tolist() == [0, 1, 2, 5, 6, 7] and labels.clusters.tolist() == [2, 4, 4, 2, 4, 3]
+    assert labels.left_out == {"labelled with a name no single cluster has": 1, "outliers": 1}
+
+
+def test_a_label_naming_an_emptied_cluster_or_two_clusters_is_left_out():
+    state = replay(np.array([0, 0, 1, 1, 2, 2]), [
+        ("name_cluster", {"cluster": 0, "name": "cat"}),
+        ("merge", {"source": 0, "target": 1}),              # "cat" now names an empty cluster
+        ("relabel", {"images": [2], "label": "cat"}),
+        ("name_cluster", {"cluster": 1, "name": "dog"}),
+        ("name_cluster", {"cluster": 2, "name": "dog"}),    # a log from before names were unique
+        ("relabel", {"images": [4], "label": "dog"}),
+        ("accept", {"images": [5], "clusters": [2]}),
+    ])
+    labels = image_labels(state)
+    assert labels.images.tolist() == [5] and labels.left_out == {"labelled with a name no single cluster has": 2}
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +244,88 @@ def test_labels_that_contradict_each_other_do_not_break_up_a_clean_cluster():
     kept = spread_labels(prior, graph, labelled, targets, chosen).argmax(1)
     unlabelled = np.setdiff1d(np.arange(600), labelled)
     assert (kept[unlabelled] == model[unlabelled]).mean() > 0.95
+
+
+def test_the_prior_grows_to_the_curations_clusters_and_an_emptied_column_passes_its_share_on():
+    from scan_core.method.refine import curated_prior
+    prior = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    got = curated_prior(prior, 5, {0: 2})                     # cluster 0 merged into 2; clusters 3, 4 new
+    assert np.allclose(got, [[0.0, 0.2, 0.8, 0.0, 0.0], [0.0, 0.3, 0.7, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="fewer than the model's 3"):
+        curated_prior(prior, 2, {})
+    with pytest.raises(ValueError, match="fold must map"):
+        curated_prior(prior, 5, {3: 0})
+
+
+@pytest.mark.parametrize("hidden, consensus", [(0, False), (16, True)])
+def test_grown_heads_keep_their_columns_and_a_new_one_points_at_its_labelled_images(hidden, consensus):
+    import torch
+
+    from scan_core.method.clustering import ClusterHeads, ConsensusHeads
+    from scan_core.method.refine import grow_heads
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    features = rng.normal(0, 1, (200, 6)).astype(np.float32)
+    features[:20] += 4.0 * np.eye(6, dtype=np.float32)[2]        # the images of a cluster the model lacks
+    members = ClusterHeads(6, 3, 2 if consensus else 1, hidden).eval()
+    heads = ConsensusHeads(members, torch.tensor([[0, 1, 2], [2, 0, 1]])) if consensus else members
+    x = torch.from_numpy(features)
+    with torch.no_grad():
+        before = heads(x)[0].numpy()
+        body = (lambda t: t) if not hidden else members.heads[0][:-1]
+        inner = body(x).numpy().astype(np.float64)
+        old = members.heads[0] if not hidden else members.heads[0][-1]
+        old_weight, old_bias = old.weight.numpy().copy(), old.bias.numpy().copy()
+    labelled, targets = np.arange(10), np.full(10, 4)            # cluster 3 has no label, cluster 4 ten
+    grow_heads(heads, 5, lambda index: x[index], len(features), labelled, targets)
+    with torch.no_grad():
+        after = heads(x)[0].numpy()
+        new = members.heads[0] if not hidden else members.heads[0][-1]
+        weight, bias = new.weight.numpy(), new.bias.numpy()
+    assert after.shape == (200, 5) and heads.num_clusters == 5
+    assert np.allclose(weight[:3], old_weight) and np.allclose(bias[:3], old_bias)
+    direction = inner[:10].mean(0) - inner.mean(0)                 # by hand, in float64
+    expected = np.linalg.norm(old_weight, axis=1).mean() * direction / np.linalg.norm(direction)
+    assert np.allclose(weight[4], expected, atol=1e-4)
+    assert np.isclose(weight[4] @ inner.mean(0) + bias[4], old_bias.mean(), atol=1e-4)  # the centre: a mean logit
+    assert np.allclose(weight[3], 0) and np.isclose(bias[3], old_bias.min())
+    if consensus:
+        assert heads.order.tolist() == [[0, 1, 2, 3, 4], [2, 0, 1, 3, 4]]
+    else:  # the old columns' logits are unchanged
+        assert np.allclose(after[:, :3], before, atol=1e-5)
+    assert after[:10].argmax(1).tolist().count(4) >= after[100:110].argmax(1).tolist().count(4)
+
+
+def test_a_new_cluster_made_from_a_few_images_of_a_class_the_model_merged_is_learnt_by_the_refine(
+        digits_run, tmp_path):
+    """Two digits' clusters merged (the model, for the user, missed a class); 15 images of the
+    missing digit made into a new cluster; the refine grows an eleventh column and puts most of that
+    digit there, as the true labels (never shown to it) say."""
+    copy = tmp_path / "run"
+    shutil.copytree(digits_run, copy)
+    results = RunResults.load(copy)
+    labels, clusters = results.images.labels, results.clusters
+    table = np.zeros((10, 10))
+    np.add.at(table, (clusters, labels), 1)
+    rows, cols = linear_sum_assignment(-table)
+    cluster_of = dict(zip(cols.tolist(), rows.tolist()))
+    missing, kept = 3, 8
+    curation = Curation(copy, clusters, results.images.ids)
+    curation.merge(cluster_of[missing], cluster_of[kept])
+    state = curation.state()
+    pool = np.flatnonzero((labels == missing) & (state.clusters == cluster_of[kept]))
+    picked = np.random.default_rng(0).permutation(pool)[:15]
+    new = curation.new_cluster(picked, name="threes")
+    assert new == 10 and (curation.state().clusters[labels == missing] == new).mean() < 0.1
+    assert main(["refine", str(copy), "--quiet"]) == 0
+    after = RunResults.load(copy)
+    assert after.probs.shape == (len(labels), 11) and after.num_clusters == 11
+    curated = Curation(copy, after.clusters, after.images.ids).state()
+    threes = curated.clusters[labels == missing]
+    assert (threes == new).mean() > 0.8                            # recall of the new cluster
+    assert (labels[curated.clusters == new] == missing).mean() > 0.8  # and its precision
+    assert (curated.clusters[labels == kept] == cluster_of[kept]).mean() > 0.8  # the other digit stays
+    assert not len(curated.members(cluster_of[missing]))           # the merge still holds
+    assert curated.names[new] == "threes"
+    request = json.loads((copy / "refine_labels.json").read_text())
+    assert request["num_clusters"] == 11 and request["fold"] == [[cluster_of[missing], cluster_of[kept]]]

@@ -38,17 +38,25 @@ def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit
 
 
 def kept_head(saved: dict, feature_dim: int, config: RunConfig) -> torch.nn.Module:
-    """The head a cluster stage kept (``saved``: its ``scan.pt`` / ``selflabel.pt``), as a one-head
-    model ``(B, feature_dim) -> (1, B, K)``: the consensus of all its heads when it saved one
-    (``consensus``), else the ``best_head`` alone (runs from before the consensus)."""
+    """The head a cluster stage kept (``saved``: its ``scan.pt`` / ``selflabel.pt`` / ``refine.pt``), as a
+    one-head model ``(B, feature_dim) -> (1, B, K)``: the consensus of all its heads when it saved one
+    (``consensus``), else the ``best_head`` alone (runs from before the consensus). ``K``: the
+    clusters it saved (``num_clusters``: a refine may have grown them), else the config's."""
     num_heads = len({key.split(".")[1] for key in saved["heads"] if key.startswith("heads.")})
-    heads = ClusterHeads(feature_dim, config.num_clusters, num_heads, config.scan.hidden)
+    k = saved_clusters(saved, config)
+    heads = ClusterHeads(feature_dim, k, num_heads, config.scan.hidden)
     heads.load_state_dict(saved["heads"])
     if "consensus" in saved:
         return ConsensusHeads(heads, saved["consensus"])
-    single = ClusterHeads(feature_dim, config.num_clusters, 1, config.scan.hidden)
+    single = ClusterHeads(feature_dim, k, 1, config.scan.hidden)
     single.heads[0].load_state_dict(heads.heads[int(saved["best_head"])].state_dict())
     return single
+
+
+def saved_clusters(saved: dict, config: RunConfig) -> int:
+    """The number of clusters of a saved cluster stage: what it recorded, else (saved before a refine
+    could grow them) the config's K."""
+    return int(saved["num_clusters"]) if "num_clusters" in saved else config.num_clusters
 
 
 def on_inputs(ctx: RunContext, heads: torch.nn.Module) -> torch.nn.Module:
@@ -150,9 +158,9 @@ def feature_banks(ctx: RunContext) -> np.ndarray | None:
 def save_cluster_stage(ctx: RunContext, stage: str, heads: torch.nn.Module, probs: np.ndarray,
                        best_head: int = 0) -> None:
     """Write ``<stage>.pt`` (the weights of ``heads``, a :class:`ClusterHeads` or a
-    :class:`ConsensusHeads` with its ``consensus`` order, the kept head's number, and the encoder
-    when the run's scan mode fine-tunes it) and ``<stage>_probs.npy`` ``(N, K)``."""
-    saved: dict[str, object] = {"best_head": torch.tensor(best_head)}
+    :class:`ConsensusHeads` with its ``consensus`` order, the kept head's number, the number of
+    clusters ``K``, and the encoder when the run's scan mode fine-tunes it) and ``<stage>_probs.npy`` ``(N, K)``."""
+    saved: dict[str, object] = {"best_head": torch.tensor(best_head), "num_clusters": torch.tensor(probs.shape[1])}
     if isinstance(heads, ConsensusHeads):
         saved |= {"heads": heads.members.state_dict(), "consensus": heads.order.cpu()}
     else:
@@ -166,7 +174,7 @@ def save_cluster_stage(ctx: RunContext, stage: str, heads: torch.nn.Module, prob
 def load_cluster_stage(ctx: RunContext, stage: str) -> None:
     """Check ``<stage>.pt`` reads back (later stages and the app need it) and load the stage's
     probabilities ``(N, K)`` into ``ctx.probs``; CorruptArtifact when either is damaged."""
-    load_torch(ctx.dir / f"{stage}.pt")
+    saved = load_torch(ctx.dir / f"{stage}.pt")
     ctx.probs = load_array(ctx.dir / f"{stage}_probs.npy")
-    if ctx.probs.shape != (len(ctx.images), ctx.config.num_clusters):
+    if ctx.probs.shape != (len(ctx.images), saved_clusters(saved, ctx.config)):
         raise CorruptArtifact(f"{stage}_probs.npy has the wrong shape")

@@ -4,8 +4,10 @@ asking a run for one (the engine's refine stage, :mod:`scan_core.engine.stages.r
 An image is a label when the user said where it belongs, image by image: moved to a cluster,
 accepted where it is, or given a label that is some cluster's name. A cluster's name alone is not a
 label for its members (that would teach the model its own mistakes). Outliers are left out, and so
-are images in a cluster a split made (the model has no column for it yet) or labelled with a name
-no cluster has: :class:`ImageLabels` counts them, to say so.
+are images labelled with a name no single cluster with images has: :class:`ImageLabels` counts
+them, to say so. A label may name a cluster the model has no column for (a split, a new cluster
+made from a selection): the refine grows the model to the curation's clusters
+(:mod:`scan_core.engine.stages.refine`).
 """
 from __future__ import annotations
 
@@ -33,13 +35,15 @@ class ImageLabels:
     left_out: dict[str, int]
 
 
-def image_labels(state: CuratedState, num_clusters: int) -> ImageLabels:
-    """The curation's image-by-image labels as cluster ids of the model's ``num_clusters``."""
+def image_labels(state: CuratedState) -> ImageLabels:
+    """The curation's image-by-image labels as curated cluster ids (any of ``state.num_cluster_ids``)."""
     by_name: dict[str, list[int]] = {}
+    sizes = state.cluster_sizes()
     for cluster, name in state.names.items():
-        by_name.setdefault(name, []).append(cluster)
+        if sizes[cluster]:  # an emptied cluster's name is no place to put images
+            by_name.setdefault(name, []).append(cluster)
     targets = {int(i): int(state.clusters[i]) for i in state.reviewed}
-    left_out = {"labelled with a name no single cluster has": 0, "in a cluster a split made": 0, "outliers": 0}
+    left_out = {"labelled with a name no single cluster has": 0, "outliers": 0}
     for index, label in state.overrides.items():
         clusters = by_name.get(label, [])
         if len(clusters) == 1:
@@ -51,12 +55,23 @@ def image_labels(state: CuratedState, num_clusters: int) -> ImageLabels:
         if index in state.outliers:
             del targets[index]
             left_out["outliers"] += 1
-        elif targets[index] >= num_clusters:
-            del targets[index]
-            left_out["in a cluster a split made"] += 1
     images = np.array(sorted(targets), dtype=np.int64)
     return ImageLabels(images, np.array([targets[i] for i in images], dtype=np.int64),
                        {reason: count for reason, count in left_out.items() if count})
+
+
+def emptied_columns(model: np.ndarray, state: CuratedState) -> dict[int, int]:
+    """The model's clusters the curation emptied (merged away, or all their images moved or made a
+    new cluster), each with the curated cluster most of its images ``model == column`` are in now:
+    ``{column: cluster}``. A refine moves such a column's prior there, so that a merged cluster
+    stays one and does not outvote a new cluster its images were taken into. ``model`` ``(N,)``."""
+    sizes = state.cluster_sizes()
+    fold = {}
+    for column in np.unique(model).tolist():
+        if column >= len(sizes) or not sizes[column]:
+            went = np.bincount(state.clusters[model == column], minlength=state.num_cluster_ids)
+            fold[int(column)] = int(went.argmax())
+    return fold
 
 
 def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
@@ -76,14 +91,18 @@ def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
         raise ValueError(f"refine epochs must be at least 1, got {epochs}")
     results = RunResults.load(run_dir)
     state = Curation(run_dir, results.clusters, results.images.ids).state()
-    labels = image_labels(state, results.num_clusters)
+    labels = image_labels(state)
     if not len(labels.images):
         raise ValueError(f"{run_dir.name} has no image labels to refine with: move, accept or label images "
-                         "one by one (Review, the detail view, Curate); a cluster's name alone is not a label")
+                         "one by one, or make a new cluster of them (Review, the detail view, Curate, the map); "
+                         "a cluster's name alone is not a label")
     before = results.metrics.stage("refine").get("from")
     start = before or final_stage(results.metrics, [s for s in CLUSTER_STAGES if s in status["completed"]])
+    fold = emptied_columns(np.asarray(results.stage_probs[start]).argmax(1), state)
+    columns = max(results.stage_probs[start].shape[1], int(labels.clusters.max()) + 1,
+                  max(fold.values(), default=0) + 1)
     payload = {"images": labels.images.tolist(), "clusters": labels.clusters.tolist(), "from": start,
-               "epochs": int(epochs)}
+               "epochs": int(epochs), "num_clusters": columns, "fold": sorted(fold.items())}
     digest = hashlib.sha256(json.dumps(payload).encode()).hexdigest()
     previous = load_json(run_dir / REFINE_LABELS) if (run_dir / REFINE_LABELS).exists() else {}
     if previous.get("digest") != digest:  # epochs saved for other labels are no start for these

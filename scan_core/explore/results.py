@@ -105,7 +105,9 @@ class RunResults:
 
     @property
     def num_clusters(self) -> int:
-        return int(self.config["num_clusters"])
+        """The model's clusters: the final stage's columns (a refine may add clusters the curation
+        made), else the config's K."""
+        return self.probs.shape[1] if self.final_stage is not None else int(self.config["num_clusters"])
 
     @property
     def class_names(self) -> list[str]:
