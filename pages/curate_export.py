@@ -20,39 +20,47 @@ from ui.runs import require_results, workspace
 from ui.selection import image_number, selection
 from ui.text import markdown_text
 
+PROTOTYPE_PX = 80  # the prototypes' side in the Name clusters table
 ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", "Clear label override")
 
 
 def name_clusters(results, state) -> None:
-    """An editable table: one row per cluster with its three most confident members."""
+    """An editable table: one row per cluster with its three most confident members; a name is
+    saved as soon as it is typed (Enter, or leaving its cell)."""
     thumbs = results.thumbnails()
     rows, sizes = [], state.cluster_sizes()
+    options = cluster_options(state)
     suggested = names_overview(results, state, "accept_all_names_table").suggestions
-    for cluster in cluster_options(state):
+    for cluster in options:
         top = results.members(state.clusters, cluster)[:3]
         rows.append({"cluster": cluster, "size": int(sizes[cluster]),
-                     **{f"p{k}": data_uri(thumbs[i]) for k, i in enumerate(top)},
+                     **{f"p{k}": data_uri(thumbs[i], PROTOTYPE_PX) for k, i in enumerate(top)},
                      "name": state.names.get(cluster, ""),
                      **({"suggestion": suggestion_text(suggested[cluster])} if suggested else {})})
     table = pd.DataFrame(rows)
+    st.caption("Type a name and press Enter: it is saved at once (undo on the History tab).")
+    # the editor's edits name rows by position: a new editor for another set of clusters
     edited = st.data_editor(
-        table, hide_index=True, width="stretch", row_height=56, disabled=["cluster", "size", "p0", "p1", "p2", "suggestion"],
-        key="names_editor", column_config={
-            **{f"p{k}": st.column_config.ImageColumn("" if k else "prototypes", width="small") for k in range(3)},
-            "name": st.column_config.TextColumn("name", max_chars=100, help="Type a name, then Save names"),
+        table, hide_index=True, width="stretch", row_height=PROTOTYPE_PX + 8,
+        disabled=["cluster", "size", "p0", "p1", "p2", "suggestion"], key=f"names_editor_{'_'.join(map(str, options))}",
+        column_config={
+            **{f"p{k}": st.column_config.ImageColumn("" if k else "prototypes", width=PROTOTYPE_PX + 16)
+               for k in range(3)},
+            "name": st.column_config.TextColumn("name", max_chars=100, help="Type a name: it is saved at once"),
             "suggestion": st.column_config.TextColumn(
                 "suggestion", help="From the backbone's ImageNet classes: the name, its share of the cluster, the "
                                    "top classes under it (Accept all above names the clusters without a name)")})
     changed = [(int(r.cluster), str(r.name).strip()) for r in edited.itertuples()
                if str(r.name or "").strip() and str(r.name).strip() != state.names.get(int(r.cluster), "")]
-    if st.button(f"Save names ({len(changed)} changed)", disabled=not changed, type="primary", icon=":material/save:"):
-        stale = clusters_changed(results, state)  # the table's rows belong to the clusters of the last screen
-        if stale:
-            st.error(stale)
-            return
-        store = curation(results)
-        edit(lambda: [store.name_cluster(cluster, name, who(), seen=seen_version()) for cluster, name in changed],
-             f"Saved {len(changed)} names")
+    if not changed:
+        return
+    stale = clusters_changed(results, state)  # the table's rows belong to the clusters of the last screen
+    if stale:
+        st.error(stale)
+        return
+    store = curation(results)
+    edit(lambda: [store.name_cluster(cluster, name, who(), seen=seen_version()) for cluster, name in changed],
+         "Saved " + (f"the name of cluster {changed[0][0]}" if len(changed) == 1 else f"{len(changed)} names"))
 
 
 def choose_images(results) -> np.ndarray:
@@ -159,6 +167,13 @@ def exports(results, state) -> None:
                f"{len(table):,} rows; {len(state.outliers):,} outliers, {len(state.reviewed):,} "
                "reviewed. *likely_wrong*: how much the image's neighbours vote against its cluster (0 to 1; the "
                "Review page's order).")
+    twins, unreadable = export.duplicates_by_twin(results.images)
+    copies = sum(len(paths) for paths in twins.values())
+    if copies:
+        st.caption(f"{copies:,} files of the source are exact duplicates of another, skipped by the training: the "
+                   "table and its files have a row for the image they copy; the ImageFolder writes each copy beside "
+                   "it, with its label.")
+    left_out_notice(unreadable, "Every export")
     folder = workspace().home / "exports" / results.dir.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     cols = st.columns(2)
@@ -169,6 +184,16 @@ def exports(results, state) -> None:
                             key="export_json")
     label_studio_export(results, table, folder / f"{stamp}-label-studio.json")
     image_folder_export(results, table, folder / f"{stamp}-imagefolder")
+
+
+def left_out_notice(left_out, export_name: str) -> None:
+    """Name the files of the source an export holds none of, with why (a warning and a list)."""
+    if not left_out:
+        return
+    st.warning(f"{export_name} leaves out {len(left_out):,} file{'s' if len(left_out) > 1 else ''} of the source "
+               "that the training skipped:")
+    st.dataframe(pd.DataFrame([{"file": o.path, "why": o.reason} for o in left_out]), hide_index=True,
+                 width="stretch", height=min(38 + 35 * len(left_out), 240))
 
 
 def written(table: export.CuratedRows, path, writer) -> bytes:
@@ -236,9 +261,12 @@ def image_folder_export(results, table: export.CuratedRows, target) -> None:
                                           help="Built in memory: for a large run, write the folder instead")
     try:
         if write:
-            counts = export.export_image_folder(table, results.images, target, mode, outliers,
-                                                on_progress=progress_bar("the ImageFolder"))
-            st.success(f"Wrote {sum(counts.values()):,} images in {len(counts)} folders to `{target}`")
+            done = export.export_image_folder(table, results.images, target, mode, outliers,
+                                              on_progress=progress_bar("the ImageFolder"))
+            copies = (f", {done.duplicates:,} of them duplicates the training skipped, each beside its twin with "
+                      "its label" if done.duplicates else "")
+            st.success(f"Wrote {done.written:,} images in {len(done.counts)} folders to `{target}`{copies}")
+            left_out_notice(done.left_out, "This folder")
         if build_zip:
             data = export.image_folder_zip(table, results.images, outliers, workdir=target.parent)
             st.download_button("ImageFolder .zip", data, f"{results.dir.name}-imagefolder.zip", "application/zip",

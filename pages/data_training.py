@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,9 @@ RUN_MESSAGE = "run_message"            # what the last rename or delete did
 LAUNCH_REFUSAL = "launch_refusal"      # (button, message) of a start that was refused
 LAST_LAUNCH = "last_launch"            # (request, run name) of this browser tab's latest start
 REJECTED_UPLOADS = "rejected_uploads"  # saved name of an upload that failed to load -> why
+SCROLL_TO_PROGRESS = "scroll_to_progress"  # a run just started here: bring its progress card into view
+PROGRESS_CARD = "progress_card"          # the card's container key (its CSS class st-key-progress_card)
+SCROLL_SECONDS = 10.0
 PENDING_ICON = ":gray[:material/radio_button_unchecked:]"
 NEXT_PAGES = ("Embedding", "Clusters", "Evaluation", "Curate & export")  # linked from a finished run
 SOURCES = ("Digits (bundled)", "Fashion-MNIST", "Folder on the server", "Upload a zip")
@@ -283,6 +287,7 @@ def launch(ws: Workspace, spec: str, clusters: int | str, name: str, preset: str
         st.session_state[LAUNCH_REFUSAL] = (origin, str(error))
         return
     st.session_state[LAST_LAUNCH] = (request, run_dir.name)
+    st.session_state[SCROLL_TO_PROGRESS] = (run_dir.name, time.time())
     open_run(run_dir.name)
 
 
@@ -296,8 +301,36 @@ def show_refusal(origin: str) -> None:
 @st.fragment(run_every=1.5)
 def live_progress(ws: Workspace, run_dir: Path) -> None:
     """Polls the run's status and events from disk every 1.5 s; never blocks on the job."""
-    with st.container(border=True):
+    with st.container(border=True, key=PROGRESS_CARD):
         progress_card(ws, run_dir)
+
+
+_SCROLL_JS = """
+export default function (component) {  // once the card is drawn (it may come a moment after this)
+  let tries = 0;
+  const timer = setInterval(() => {
+    const card = document.querySelector('.st-key-' + component.data.target);
+    if (card) card.scrollIntoView({block: 'start'});
+    if (card || ++tries > 100) clearInterval(timer);
+  }, 100);
+  return () => clearInterval(timer);
+}
+"""
+_scroll = st.components.v2.component("scan_scroll_into_view", js=_SCROLL_JS)
+
+
+def scroll_to_progress() -> None:
+    """After Start (the page scrolled down to its button): the new run's progress card, at the top of
+    the page, scrolled into view once. The scroller is drawn by every script run of the first
+    :data:`SCROLL_SECONDS` (the run's first change of state reruns the page, maybe before the browser
+    mounted it); the browser mounts it once, and scrolls then."""
+    started = st.session_state.get(SCROLL_TO_PROGRESS)
+    if started is None:
+        return
+    if time.time() - started[1] > SCROLL_SECONDS:
+        del st.session_state[SCROLL_TO_PROGRESS]
+        return
+    _scroll(key=f"scroll_{started[0]}_{started[1]}", data={"target": PROGRESS_CARD})
 
 
 def progress_card(ws: Workspace, run_dir: Path) -> None:
@@ -511,6 +544,7 @@ def main() -> None:
     run_dir = chosen_run()
     if run_dir is not None:
         live_progress(ws, run_dir)
+        scroll_to_progress()
     active = jobs.active_run(ws)
     if active is not None and active != (run_dir.resolve() if run_dir else None):
         st.info(f"Training now: **{active.name}** (one training at a time on this machine).")

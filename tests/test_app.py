@@ -82,6 +82,9 @@ def test_a_running_job_is_reported(home, monkeypatch, tmp_path):
     try:
         at = app(home, monkeypatch, run="still-running", page="clusters")
         assert "**still-running** is still training (stage: pretext)" in texts(at)
+        at = app(home, monkeypatch, run="digits", page="clusters")  # another run's pages: the sidebar says it
+        sidebar = [c.value for c in at.sidebar.caption]
+        assert "digits · finished" in sidebar and ":material/model_training: still-running · running (pretext)" in sidebar
     finally:
         shutil.rmtree(running)
 
@@ -106,6 +109,30 @@ def test_naming_a_cluster_on_the_clusters_page_is_stored(own_home, monkeypatch):
     state = Curation(run_dir, result_probs(run_dir).argmax(1)).state()
     assert state.names[0] == "zeros"
     assert "0 · zeros" in list(at.selectbox(key="cluster").options)
+
+
+def test_a_name_typed_in_the_name_clusters_table_is_saved_without_a_button(own_home, monkeypatch):
+    """A name typed into the Curate page's table is in the curation log after that one rerun (the
+    user may leave the page next), for the cluster of the row it was typed in; the prototypes are
+    drawn at 80 px."""
+    import base64
+    import io
+
+    from PIL import Image
+    at = app(own_home, monkeypatch, page="curate_export")
+    editor = at.data_editor[0]
+    table = editor.value
+    row = int(np.flatnonzero(table["cluster"].to_numpy() == 3)[0])
+    assert Image.open(io.BytesIO(base64.b64decode(table["p0"][row].split(",", 1)[1]))).size == (80, 80)
+    at.session_state[editor.key] = {"edited_rows": {row: {"name": "  threes "}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception
+    run_dir = own_home / "runs" / "digits"
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
+    assert store.state().names == {3: "threes"}
+    assert [(e["kind"], e["payload"]["cluster"], e["payload"]["name"]) for e in store.history()] == [
+        ("name_cluster", 3, "threes")]
+    assert not [b for b in at.button if b.label.startswith("Save names")]
 
 
 def test_relabel_typed_ids_and_undo(own_home, monkeypatch):
@@ -654,7 +681,7 @@ def test_the_detail_view_moves_to_a_cluster_past_nine_by_number_or_name_and_show
     assert store.split(2, two[: len(two) // 2]) == 10  # a cluster without a number key
     store.name_cluster(7, "sevens and ones")
     at, run_dir, ids, members = detail_of_cluster_0(own_home, monkeypatch)
-    assert button(at, "7 · sevens a…").proto.shortcut == "7"
+    assert button(at, "7 · sevens and ones").proto.shortcut == "7"  # the whole name
     box = next(t for t in at.text_input if t.label == "Move to cluster")
     box.set_value("10")
     button(at, "Move").click().run()
@@ -792,6 +819,23 @@ def test_filters_narrow_the_map_and_the_gallery(home, monkeypatch):
     assert f"{wrong:,} of 1,797 images" in texts(at)
 
 
+def test_cluster_names_on_the_map_leave_the_points_under_them_visible(home, monkeypatch):
+    """With a filter on, each cluster's name is drawn at the median of its points shown, as outlined
+    text without a box over them."""
+    run_dir = home / "runs" / "digits"
+    clusters = result_probs(run_dir).argmax(1)
+    xy = np.load(run_dir / "projection.npy").astype(np.float32)
+    at = app(home, monkeypatch, page="embedding")
+    at.multiselect(key="filter_clusters").set_value([3]).run()
+    annotations = plotly_specs(at)[0]["layout"]["annotations"]
+    assert [a["text"] for a in annotations] == ["cluster 3"]
+    label = annotations[0]
+    centre = np.median(xy[clusters == 3], axis=0)
+    assert np.allclose([label["x"], label["y"]], centre, atol=1e-4)
+    assert label.get("bgcolor", "rgba(0,0,0,0)") == "rgba(0,0,0,0)" and "white" in label["font"]["shadow"]
+    assert label["font"]["size"] <= 11
+
+
 def test_find_opens_the_image(home, monkeypatch):
     ids = np.load(home / "runs" / "digits" / "images" / "ids.npy")
     at = app(home, monkeypatch, page="embedding")
@@ -901,9 +945,9 @@ def test_thumbnails_picked_with_ctrl_click_move_together_in_one_edit(own_home, m
     run_dir = own_home / "runs" / "digits"
     members = members_by_confidence(run_dir, 0)
     at = app(own_home, monkeypatch, page="clusters")
-    for index in (members[0], members[1], members[2], members[1]):  # the fourth click unpicks #1 again
-        at.session_state["gallery_clicks"] = {"picked": {"index": int(index), "gallery": "members_0"}}
-        at.run()
+    ops = [[int(members[0]), True], [int(members[1]), True], [int(members[2]), True], [int(members[1]), False]]
+    at.session_state["gallery_clicks"] = {"picked": {"ops": ops}}  # four picks sent at once: the last unpicks #1
+    at.run()
     at.session_state["gallery_clicks"] = {}
     assert not at.exception and "**2 images picked**" in texts(at)
     grid = next(h.proto.body for h in at.get("html") if 'data-gallery="members_0"' in h.proto.body)
@@ -915,6 +959,25 @@ def test_thumbnails_picked_with_ctrl_click_move_together_in_one_edit(own_home, m
     assert [(e["kind"], sorted(e["payload"]["images"])) for e in store.history()] == [
         ("move", sorted([int(members[0]), int(members[2])]))]
     assert (store.state().clusters[[members[0], members[2]]] == 5).all() and "picked**" not in texts(at)
+
+
+def test_picked_thumbnails_can_be_dropped_from_the_map_selection(home, monkeypatch):
+    """A box selection trimmed by a few images: pick them in the selection's gallery, then drop them;
+    what the browser sends that is no pick is left out."""
+    from ui.keys import SELECTION
+    at = app(home, monkeypatch, page="embedding")
+    at.session_state["embedding_selection"] = {"selected": list(range(40, 60))}
+    at.run()
+    at.session_state["embedding_selection"] = {}
+    ops = [[41, True], [45, True], [3, True], [True, True], [10**9, True], ["7", True], [8, "yes"], [9]]
+    at.session_state["gallery_clicks"] = {"picked": {"ops": ops}}
+    at.run()
+    at.session_state["gallery_clicks"] = {}
+    assert not at.exception and "**3 images picked**" in texts(at)
+    button(at, "Drop 2 from the map selection").click().run()
+    assert not at.exception
+    assert at.session_state[SELECTION]["ids"].tolist() == [i for i in range(40, 60) if i not in (41, 45)]
+    assert "**1 image picked**" in texts(at)
 
 
 def test_the_review_page_shows_near_duplicates_and_outliers_from_the_features(own_home, monkeypatch):

@@ -113,6 +113,32 @@ def test_label_studio_of_a_folder_run_points_at_its_files_or_at_the_prefix(own_h
     assert images[3] == local_files + f"{ids[3].split('/')[0]}/0003%20x.png"
 
 
+def test_the_image_folder_writes_the_skipped_duplicates_and_names_the_files_left_out(own_home, folder_run,
+                                                                                      monkeypatch):
+    """A folder run whose loader skipped a copy of its first image and an image too large (as
+    ``imageset.json`` records them): the page names the large file before any export, and the
+    ImageFolder writes the copy beside its twin and says so."""
+    images_dir = own_home / "runs" / "digits" / "images"
+    ids = np.load(images_dir / "ids.npy").tolist()
+    copy = f"{ids[0].split('/')[0]}/copy of the first.png"
+    (folder_run / copy).write_bytes((folder_run / ids[0]).read_bytes())
+    meta = json.loads((images_dir / "imageset.json").read_text())
+    meta["skipped"] = [{"path": copy, "reason": f"duplicate of {ids[0]}"},
+                       {"path": "huge.png", "reason": "image too large: 10562x16000 pixels, more than the limit of 89478485"}]
+    (images_dir / "imageset.json").write_text(json.dumps(meta))
+    at = app(own_home, monkeypatch, page="curate_export")
+    assert "Every export leaves out 1 file of the source that the training skipped:" in [w.value for w in at.warning]
+    listed = next(d.value for d in at.dataframe if "why" in d.value.columns)
+    assert listed.to_dict("records") == [{"file": "huge.png", "why": meta["skipped"][1]["reason"]}]
+    button(at, "Write ImageFolder").click().run()
+    assert not at.exception and not at.error
+    assert "Wrote 1,798 images in " in at.success[0].value and "1 of them duplicates" in at.success[0].value
+    folder = written_image_folder(own_home)
+    (twin,) = folder.glob(f"*/{ids[0].split('/')[1]}")
+    assert (twin.parent / "copy of the first.png").read_bytes() == twin.read_bytes()
+    assert len([p for p in folder.rglob("*") if p.is_file()]) == 1798
+
+
 def test_the_image_folder_zip_holds_what_the_server_folder_gets(own_home, monkeypatch, downloads):
     at = app(own_home, monkeypatch, page="curate_export")
     button(at, "Build .zip").click().run()

@@ -542,3 +542,111 @@ def test_a_200k_run_opens_and_selects_at_a_level_of_detail(tmp_path, browser):
             wait_idle(page, timeout=120_000)
             assert page.locator("[data-testid='stException']").count() == 0, name
         page.close()
+
+
+def test_the_detail_views_number_keys_show_whole_cluster_names(own_home, browser):
+    """Ten named clusters, long names and short: every number-key button of the detail view shows
+    its cluster's whole name (its text neither cut by an ellipsis nor hidden past the button's box)."""
+    from scan_core.explore.curation import Curation
+    run_dir = own_home / "runs" / "digits"
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
+    names = {c: ("one" if c == 3 else f"ones {c}" if c % 2 else f"portation of heavy goods {c}") for c in range(10)}
+    for cluster, name in names.items():
+        store.name_cluster(cluster, name)
+    with streamlit_server(own_home) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/clusters?run=digits")
+        page.get_by_text("Members by confidence").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.wait_for_function(GALLERY_LISTENS)
+        page.locator(".scan-gallery figure").first.click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Move to cluster (its number key)").wait_for(timeout=30_000)
+        wait_idle(page)
+        keys = dialog.get_by_role("button", name=re.compile(r"^\d · "))
+        assert keys.count() == 9  # every cluster but the image's own
+        shot(page, "3-detail-number-keys")
+        for k in range(keys.count()):
+            fits = keys.nth(k).evaluate("""(b) => {  // the label's text, and whether all of it is in view
+                const t = b.querySelector('p') || b;
+                return {text: t.innerText.replace(/\\s+/g, ' ').trim(),
+                        fits: t.scrollWidth <= t.clientWidth + 1 && t.scrollHeight <= t.clientHeight + 1
+                              && b.scrollWidth <= b.clientWidth + 1 && b.scrollHeight <= b.clientHeight + 1};
+            }""")
+            cluster = int(fits["text"].split(" · ")[0])
+            assert fits == {"text": f"{cluster} · {names[cluster]}", "fits": True}
+        page.close()
+
+
+def test_picks_are_sent_together_and_their_bar_stays_in_view(home, browser):
+    """Ctrl-click, Shift-click (the range from the last pick) and a Ctrl-click that unpicks, made
+    quickly, reach the server as one message; the picks' bar is in view beside the gallery."""
+    with streamlit_server(home) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}/clusters?run=digits")
+        page.get_by_text("Members by confidence").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.wait_for_function(GALLERY_LISTENS)
+        page.evaluate("""() => {  // a log of what the listener sends
+            const bridge = window.__scanGalleryClicks, send = bridge.send;
+            bridge.log = [];
+            bridge.send = (name, value) => { bridge.log.push([name, value]); return send(name, value); };
+        }""")
+        grid = page.locator(".scan-gallery").nth(2)  # the members (after the two prototype grids)
+        figures = grid.locator("figure")
+        order = [int(i) for i in figures.evaluate_all("e => e.map(f => f.dataset.index)")]
+        figures.nth(1).scroll_into_view_if_needed()
+        figures.nth(1).click(modifiers=["Control"])
+        figures.nth(5).click(modifiers=["Shift"])  # 1 to 5
+        figures.nth(3).click(modifiers=["Control"])  # 3 unpicked again
+        page.get_by_text("4 images picked").wait_for(timeout=30_000)
+        wait_idle(page)
+        sent = page.evaluate("() => window.__scanGalleryClicks.log")
+        assert [name for name, _ in sent] == ["picked"]
+        expected = [order[k] for k in (1, 2, 4, 5)]
+        outlined = grid.locator("figure.scan-picked").evaluate_all("e => e.map(f => Number(f.dataset.index))")
+        assert sorted(outlined) == sorted(expected)
+        figures.nth(5).scroll_into_view_if_needed()
+        bar = page.get_by_text("4 images picked").bounding_box()
+        assert bar["y"] >= 0 and bar["y"] + bar["height"] <= 900  # in view, wherever the gallery is
+        shot(page, "8-picks-bar")
+        page.close()
+
+
+def test_start_brings_the_progress_card_into_view(tmp_path, browser):
+    """Start is at the bottom of the New run form; the new run's progress card is drawn at the top of
+    the page: after the click the card is on screen (then the run is cancelled)."""
+    home = tmp_path / "home"
+    with streamlit_server(home) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url)
+        start = page.get_by_role("button", name="Start training")
+        start.wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_role("textbox", name="Run name").fill("scrolled")
+        start.scroll_into_view_if_needed()
+        assert page.locator(".stMain").evaluate("e => e.scrollTop") > 0  # the page is scrolled down to Start
+        start.click()
+        card = page.get_by_role("heading", name=re.compile(r"scrolled — (starting|running)"))
+        card.wait_for(timeout=60_000)
+        page.wait_for_function("""() => {  // the card's top in the window
+            const card = document.querySelector('.st-key-progress_card');
+            if (!card) return false;
+            const box = card.getBoundingClientRect();
+            return box.top >= 0 && box.top < window.innerHeight / 2;
+        }""", timeout=10_000)
+        shot(page, "1-started-progress-in-view")
+        page.get_by_role("button", name="Cancel").click()
+        job = home / "runs" / "scrolled" / "job.json"
+        deadline = time.time() + 60
+        while "cancelled" not in json.loads(job.read_text()) and time.time() < deadline:
+            time.sleep(0.2)
+        pid = json.loads(job.read_text())["pid"]
+        def alive() -> bool:  # a process that ended but was not waited for yet counts as ended
+            stat = Path(f"/proc/{pid}/stat")
+            return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+        while time.time() < deadline and alive():  # the job stops after its current step
+            time.sleep(0.5)
+        assert not alive()
+        page.close()

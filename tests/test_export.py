@@ -177,7 +177,7 @@ def _files(out):
 
 def test_image_folder_copy(table, folder_set, tmp_path):
     out = tmp_path / "dataset"
-    counts = export_image_folder(table, folder_set, out)
+    counts = export_image_folder(table, folder_set, out).counts
     assert counts == {"../evil": 1, "cat": 1, "cluster 1": 1, "cluster 2": 2}
     assert _files(out) == ["_evil/x3 space.png", "cat/x0.png", "cluster 1/x2.png",
                            "cluster 2/img.png", "cluster 2/img_1.png"]
@@ -191,7 +191,7 @@ def test_image_folder_copy(table, folder_set, tmp_path):
 def test_image_folder_symlinks_and_outliers(table, folder_set, tmp_path):
     out = tmp_path / "links"
     out.mkdir()  # an existing empty folder is fine
-    counts = export_image_folder(table, folder_set, out, mode="symlink", include_outliers=True)
+    counts = export_image_folder(table, folder_set, out, mode="symlink", include_outliers=True).counts
     assert counts["cluster 2"] == 3 and sum(counts.values()) == 6
     link = out / "cluster 2" / "x5.png"
     assert link.is_symlink() and os.readlink(link) == str((tmp_path / "src/c/x5.png").resolve())
@@ -205,7 +205,7 @@ def test_image_folder_writes_pngs_for_bundled_images(probs, state, tmp_path, cha
     images = ImageSet(name="bundled", images=pixels, ids=np.asarray([f"set/train/{i}" for i in range(6)]),
                       paths=np.full(6, "", dtype="<U1"))
     out = tmp_path / "pngs"
-    counts = export_image_folder(curated_table(images, probs, state), images, out, mode="symlink")
+    counts = export_image_folder(curated_table(images, probs, state), images, out, mode="symlink").counts
     assert sum(counts.values()) == 5
     written = out / "cluster 1" / "set_train_2.png"
     back = np.asarray(Image.open(written))
@@ -226,7 +226,7 @@ def test_image_folder_keeps_labels_with_one_safe_name_apart(folder_set, probs, t
     for cluster, name in enumerate(["a/b", "a_b", "A_B"]):
         cur.name_cluster(cluster, name)
     out = tmp_path / "out"
-    counts = export_image_folder(curated_table(folder_set, probs, cur.state()), folder_set, out)
+    counts = export_image_folder(curated_table(folder_set, probs, cur.state()), folder_set, out).counts
     assert counts == {"A_B": 2, "a/b": 2, "a_b": 2}
     assert sorted(p.name for p in out.iterdir()) == ["A_B", "a_b_1", "a_b_2"]
 
@@ -362,3 +362,33 @@ def test_an_export_that_fails_midway_leaves_no_file(folder_set, probs, state, tm
     with pytest.raises(OSError, match="cannot write .*labels.csv: No space left on device"):
         export_csv(rows, tmp_path / "labels.csv", on_progress=stop)
     assert not [p for p in tmp_path.iterdir() if "labels.csv" in p.name]
+
+
+def test_image_folder_writes_duplicates_with_their_twins_label_and_names_what_it_left_out(tmp_path, monkeypatch):
+    """A folder loaded by the image loader: two copies of one image and one of another (skipped at
+    load as duplicates) go beside their twin under their own name, in its label's folder; the image
+    over the pixel limit is named as left out, as is the copy of an image flagged as outlier."""
+    from scan_core.data.sources import load_source
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000)
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (4, 20, 20, 3), dtype=np.uint8)
+    for name, k in [("a.png", 0), ("b.png", 1), ("c.png", 2), ("d.png", 3), ("e copy of a.png", 0), ("f copy of a.bmp", 0),
+                    ("g copy of d.png", 3)]:
+        Image.fromarray(pixels[k]).save(src / name)
+    Image.new("RGB", (60, 60)).save(src / "huge.png")  # 3,600 pixels: over the limit
+    images = load_source(str(src))
+    assert images.ids.tolist() == ["a.png", "b.png", "c.png", "d.png"] and len(images.skipped) == 4
+    (tmp_path / "run").mkdir()
+    cur = Curation(tmp_path / "run", np.array([0, 0, 1, 1]))
+    cur.name_cluster(0, "kept")
+    cur.mark_outliers([3])  # d.png: outliers are not written, nor is its copy
+    rows = CuratedRows(images, np.full((4, 2), 0.5), cur.state())
+    result = export_image_folder(rows, images, tmp_path / "out")
+    assert result.counts == {"cluster 1": 1, "kept": 4} and result.written == 5 and result.duplicates == 2
+    assert _files(tmp_path / "out") == ["cluster 1/c.png", "kept/a.png", "kept/b.png", "kept/e copy of a.png",
+                                        "kept/f copy of a.bmp"]
+    assert (tmp_path / "out/kept/f copy of a.bmp").read_bytes() == (src / "f copy of a.bmp").read_bytes()
+    assert [(o.path, o.reason.split(":")[0]) for o in result.left_out] == [("g copy of d.png", "duplicate of d.png"),
+                                                                          ("huge.png", "image too large")]

@@ -6,7 +6,8 @@ name, label, outlier.
 
 Galleries (:mod:`ui.gallery`) are plain HTML; :func:`detail_view` mounts one small listener that
 turns a click on a thumbnail (``data-index``, ``data-gallery``) into a trigger value: ``opened``,
-or ``picked`` for a Ctrl- or Shift-click, which adds the image to (or takes it from) the picks that
+or ``picked``: the thumbnails picked or unpicked with Ctrl-click (Shift-click: the range from the last
+pick), outlined at once in the browser and sent together a moment after the last, for the picks that
 :func:`picks_bar` moves or labels in one edit.
 """
 from __future__ import annotations
@@ -20,12 +21,23 @@ from scan_core.explore.results import RunResults
 from ui.curating import cluster_options, cluster_title, curation, edit, who
 from ui.gallery import display_image
 from ui.keys import DETAIL, DETAIL_SHOWN_VERSION, GALLERY_ORDERS
-from ui.selection import picked, set_picked
+from ui.selection import picked, selection, set_picked, set_selection
 from ui.text import heading, markdown_text, text_lines
 
 FULL_PX = 320
 NEIGHBOURS = 10
-NAME_ON_KEY = 8  # characters of a cluster's name on its number key
+KEYS_A_ROW = 3  # number-key buttons side by side, each wide enough for a cluster's whole name, wrapped
+PICKS_BAR_CSS = """<style>
+.st-key-picks_bar {position: fixed; bottom: 12px; right: 24px; width: min(900px, calc(100vw - 48px)); z-index: 99;
+  background: white; box-shadow: 0 4px 16px rgba(0, 0, 0, .18);}
+.stMainBlockContainer {padding-bottom: 320px;}
+</style>"""  # the picks' bar stays in view wherever the page is scrolled, above the page's end
+NUMBER_KEYS_CSS = """<style>
+[class*="st-key-detail_keys_"] button {height: auto;}
+[class*="st-key-detail_keys_"] button [data-testid="stMarkdownContainer"],
+[class*="st-key-detail_keys_"] button p {white-space: normal; overflow: visible; text-overflow: clip;
+  overflow-wrap: anywhere;}
+</style>"""  # Streamlit cuts a button's label with an ellipsis: the number keys wrap their cluster's name
 
 @dataclasses.dataclass(frozen=True)
 class DetailRequest:
@@ -39,19 +51,46 @@ class DetailRequest:
 
 _CLICKS_JS = """
 const bridge = window.__scanGalleryClicks || (window.__scanGalleryClicks = {});
+bridge.ops = bridge.ops || [];
+const PICKS_WAIT_MS = 700;  // picks are sent together, this long after the last one: one rerun for many
+
+function sendPicks() {
+  clearTimeout(bridge.timer);
+  if (!bridge.ops.length || !bridge.send) return;
+  bridge.send('picked', {ops: bridge.ops});
+  bridge.ops = [];
+}
+
+function pick(figure, on) {  // outlined at once; the page's rerun draws the same
+  figure.classList.toggle('scan-picked', on);
+  bridge.ops.push([Number(figure.dataset.index), on]);
+}
 
 // one listener on the document, not one per thumbnail: galleries are redrawn on every rerun, and a
 // click on a thumbnail drawn a moment ago counts as well
 bridge.onClick = bridge.onClick || ((event) => {
   const figure = event.target.closest && event.target.closest('.scan-gallery figure[data-index]');
   if (!figure || !bridge.send) return;
-  const what = {index: Number(figure.dataset.index), gallery: figure.dataset.gallery};
-  if (event.ctrlKey || event.metaKey || event.shiftKey) {
-    figure.classList.toggle('scan-picked');  // at once; the page's rerun draws the same
-    bridge.send('picked', what);
-  } else {
-    bridge.send('opened', what);
+  const gallery = figure.dataset.gallery;
+  if (!(event.ctrlKey || event.metaKey || event.shiftKey)) {
+    sendPicks();
+    bridge.send('opened', {index: Number(figure.dataset.index), gallery});
+    return;
   }
+  event.preventDefault();
+  const figures = Array.from(document.querySelectorAll('.scan-gallery figure[data-index]'))
+    .filter((other) => other.dataset.gallery === gallery);
+  const anchor = bridge.anchor && bridge.anchor.gallery === gallery
+    ? figures.findIndex((other) => other.dataset.index === bridge.anchor.index) : -1;
+  if (event.shiftKey && anchor >= 0) {  // Shift: the range from the last pick, all picked
+    const at = figures.indexOf(figure);
+    figures.slice(Math.min(anchor, at), Math.max(anchor, at) + 1).forEach((other) => pick(other, true));
+  } else {  // Ctrl (or a first Shift): this one picked or unpicked
+    pick(figure, !figure.classList.contains('scan-picked'));
+  }
+  bridge.anchor = {gallery, index: figure.dataset.index};
+  clearTimeout(bridge.timer);
+  bridge.timer = setTimeout(sendPicks, PICKS_WAIT_MS);
 });
 
 export default function (component) {
@@ -71,12 +110,14 @@ def detail_view(results: RunResults, page: str) -> None:
     """Mount the click listener of ``page``'s galleries; show the detail view of the clicked image
     until the user closes it or leaves the page (it stays open across the page's own reruns)."""
     clicks = _clicks(key="gallery_clicks", on_opened_change=lambda: None, on_picked_change=lambda: None)
-    opened, toggled = clicked(results, clicks.opened), clicked(results, clicks.picked)
+    opened, picks = clicked(results, clicks.opened), sent_picks(results, clicks.picked)
     if opened is not None:
         open_detail(results, page, *opened)
-    if toggled is not None:
+    if picks:
         chosen = picked(results)
-        set_picked(results, [i for i in chosen if i != toggled[0]] if toggled[0] in chosen else [*chosen, toggled[0]])
+        for index, on in picks:
+            chosen = [i for i in chosen if i != index] + ([index] if on else [])
+        set_picked(results, chosen)
     picks_bar(results)
     detail = st.session_state.get(DETAIL)
     if detail and (detail.run, detail.page) == (str(results.dir), page):
@@ -96,6 +137,17 @@ def clicked(results: RunResults, sent) -> tuple[int, str] | None:
     return None
 
 
+def sent_picks(results: RunResults, sent) -> list[tuple[int, bool]]:
+    """The picks the browser sent at once, in the order made: ``(index, picked)`` for each thumbnail
+    picked or unpicked (a Shift-click's range is one pick each). What it sends is input: anything but
+    a whole index inside the run with a true / false is left out."""
+    ops = sent.get("ops") if isinstance(sent, dict) else None
+    if not isinstance(ops, list):
+        return []
+    return [(op[0], op[1]) for op in ops if isinstance(op, list) and len(op) == 2 and isinstance(op[0], int)
+            and not isinstance(op[0], bool) and 0 <= op[0] < len(results.images) and isinstance(op[1], bool)]
+
+
 def picks_bar(results: RunResults) -> None:
     """The thumbnails picked with Ctrl- or Shift-click, moved or labelled together in one edit."""
     chosen = picked(results)
@@ -103,9 +155,10 @@ def picks_bar(results: RunResults) -> None:
         return
     store = curation(results)
     state = store.state()
-    with st.container(border=True):
-        st.markdown(f"**{len(chosen):,} image{'s' if len(chosen) > 1 else ''} picked** (Ctrl- or Shift-click a "
-                    "thumbnail to pick or unpick it)")
+    st.html(PICKS_BAR_CSS)
+    with st.container(border=True, key="picks_bar"):
+        st.markdown(f"**{len(chosen):,} image{'s' if len(chosen) > 1 else ''} picked** (Ctrl-click a thumbnail "
+                    "to pick or unpick it, Shift-click to pick the ones from the last pick to it)")
         move, label, clear = st.columns([2, 2, 1], vertical_alignment="bottom")
         with move.form("picks_move", border=False):
             typed = st.text_input("Move them to cluster", placeholder="its number or name, then Enter")
@@ -124,6 +177,20 @@ def picks_bar(results: RunResults) -> None:
         if clear.button("Unpick all", key="picks_clear"):
             set_picked(results, [])
             st.rerun()
+        drop_from_selection(results, chosen)
+
+
+def drop_from_selection(results: RunResults, chosen: list[int]) -> None:
+    """A button that takes the picked images out of the map's selection (a lasso trimmed by a few
+    images), when some of them are in it."""
+    selected = selection(results)
+    dropped = np.intersect1d(selected, np.asarray(chosen, dtype=np.int64))
+    if len(dropped) and st.button(f"Drop {len(dropped):,} from the map selection", icon=":material/remove_selection:",
+                                  key="picks_drop", help=f"The selection keeps its other "
+                                                         f"{len(selected) - len(dropped):,} images"):
+        set_selection(results, np.setdiff1d(selected, dropped))
+        set_picked(results, [i for i in chosen if i not in set(dropped.tolist())])
+        st.rerun()
 
 
 def open_detail(results: RunResults, page: str, index: int, gallery: str, order: list[int] | None = None) -> None:
@@ -168,9 +235,9 @@ def step(offset: int) -> None:
 
 
 def number_label(state, cluster: int) -> str:
-    """A number key's button: the cluster's number and the start of its name."""
+    """A number key's button: the cluster's number and its whole name (the button wraps it)."""
     name = state.names.get(int(cluster), "")
-    return f"{cluster} · {name[:NAME_ON_KEY]}{'…' if len(name) > NAME_ON_KEY else ''}" if name else str(cluster)
+    return f"{cluster} · {name}" if name else str(cluster)
 
 
 def typed_cluster(state, text: str) -> int | None:
@@ -226,9 +293,12 @@ def actions(results: RunResults, state, seen: int, index: int, cluster: int) -> 
     numbered = [c for c in others if c < 10]
     if numbered:
         st.caption("Move to cluster (its number key)")
-        for column, target in zip(st.columns(len(numbered)), numbered):
+        st.html(NUMBER_KEYS_CSS)
+        keys = st.container(key=f"detail_keys_{index}")
+        columns = [column for _ in range(0, len(numbered), KEYS_A_ROW) for column in keys.columns(KEYS_A_ROW)]
+        for column, target in zip(columns, numbered):
             if column.button(number_label(state, target), shortcut=str(target), help=cluster_title(state, target),
-                             key=f"detail_to_{target}_{index}"):
+                             key=f"detail_to_{target}_{index}", width="stretch"):
                 edit(lambda t=target: store.move([index], t, who(), seen=seen),
                      f"#{index} moved to {cluster_title(state, target)}", after=lambda _: step(1))
     with st.form(f"detail_move_{index}", border=False):

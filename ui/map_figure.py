@@ -34,6 +34,7 @@ THUMBNAIL_PX = 48          # the pixels of each
 DENSITY_BINS = 120         # bins a side of the density view
 MAX_DRAWN = 50_000         # points drawn at most (a browser draws this many WebGL points in about a second)
 MAX_DRAWN_ENV = "SCAN_EXPLORER_MAP_POINTS"
+LABEL_OUTLINE = ", ".join(f"{x}px {y}px 1px white" for x in (-1, 1) for y in (-1, 1))  # CSS text-shadow
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -81,7 +82,8 @@ def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None
     compact binary array (strings for 70k points would be ~10 MB); ``ui.map_events`` reads the image
     index back from ``customdata[0]`` whatever the trace. ``text`` ``(N,)``: the label line of the hover.
     ``group_colour``: group -> palette position (stable colours; groups are drawn in that order);
-    ``centre_labels``: each group's name written at its median point. Names reach plotly escaped.
+    ``centre_labels``: each group's name written at its median point, as text with a thin white outline
+    and no box, so that the points under it stay visible. Names reach plotly escaped.
     """
     figure = go.Figure()
     template = ("#%{customdata[0]} · cluster %{customdata[2]}<br>%{text}<br>confidence %{customdata[1]:.3f}"
@@ -100,7 +102,7 @@ def scatter(xy: np.ndarray, groups: np.ndarray | None, values: np.ndarray | None
             if centre_labels:
                 centre = np.median(xy[index], axis=0)
                 figure.add_annotation(x=float(centre[0]), y=float(centre[1]), text=html_text(group), showarrow=False,
-                                      font={"size": 12, "color": colour}, bgcolor="rgba(255,255,255,0.7)")
+                                      font={"size": 11, "color": colour, "weight": 600, "shadow": LABEL_OUTLINE})
     else:
         figure.add_trace(go.Scattergl(
             x=xy[:, 0], y=xy[:, 1], mode="markers", name="images", customdata=custom, text=text,

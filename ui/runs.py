@@ -122,6 +122,9 @@ def sidebar() -> None:
                 st.session_state.pop(UNKNOWN_RUN, None)
             state = next(r["state"] for r in runs if r["run"] == picked)
             st.caption(f"{markdown_text(picked)} · {state}")
+            for other in (r for r in runs if r["state"] in WORKING and r["run"] != picked):  # one may train meanwhile
+                st.caption(f":material/model_training: {markdown_text(other['run'])} · {other['state']}"
+                           + (f" ({other['stage']})" if other.get("stage") else ""))
             if any(r["state"] in WORKING for r in runs):
                 watch_runs({r["run"]: r["state"] for r in runs})
         who_box()

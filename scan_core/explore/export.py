@@ -41,6 +41,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 CHUNK_ROWS = 50_000  # rows an export builds and writes at a time
+DUPLICATE_OF = "duplicate of "  # the reason the image loader gives a skipped copy of an earlier image, then its id
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,8 +200,50 @@ def export_label_studio(rows: Rows, path: Path, image_root_url: str | None = Non
     _write_json_list(path, tasks())
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """A file of the source that an export does not hold: its path in the source and why (the
+    reason the image loader recorded when it skipped the file)."""
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImageFolderExport:
+    """What :func:`export_image_folder` wrote: files per curated label (``counts``, the duplicates
+    included), how many of them are duplicates the loader skipped, written beside their twin with
+    its label (``duplicates``), and the source's files it holds none of (``left_out``)."""
+    counts: dict[str, int]
+    duplicates: int
+    left_out: tuple[LeftOut, ...]
+
+    @property
+    def written(self) -> int:
+        return sum(self.counts.values())
+
+
+def duplicates_by_twin(images: ImageSet) -> tuple[dict[int, list[str]], list[LeftOut]]:
+    """The files the image loader skipped (``images.skipped``): the exact duplicates as ``{index of
+    the image kept: [the duplicates' source paths]}``, and the others (unreadable, too large, outside
+    the folder...) as :class:`LeftOut`. A duplicate's path is its twin's with the twin's id (its path
+    relative to the source folder) replaced by the duplicate's; one whose twin is unknown is left out."""
+    index_of = {str(image_id): i for i, image_id in enumerate(images.ids)}
+    twins: dict[int, list[str]] = {}
+    others: list[LeftOut] = []
+    for entry in images.skipped:
+        path, reason = str(entry.get("path", "")), str(entry.get("reason", ""))
+        twin = index_of.get(reason.removeprefix(DUPLICATE_OF)) if reason.startswith(DUPLICATE_OF) else None
+        twin_path = str(images.paths[twin]) if twin is not None else ""
+        twin_id = str(images.ids[twin]) if twin is not None else ""
+        if twin is None or not twin_path.endswith(twin_id):
+            others.append(LeftOut(path, reason))
+            continue
+        twins.setdefault(twin, []).append(twin_path[: len(twin_path) - len(twin_id)] + path)
+    return twins, others
+
+
 def export_image_folder(rows: Rows, images: ImageSet, out_dir: Path, mode: str = "copy",
-                        include_outliers: bool = False, on_progress: Progress = None) -> dict[str, int]:
+                        include_outliers: bool = False, on_progress: Progress = None) -> ImageFolderExport:
     """Write ``out_dir/<label folder>/<file>`` for every row (outliers only if ``include_outliers``),
     a chunk of rows at a time.
 
@@ -208,8 +251,10 @@ def export_image_folder(rows: Rows, images: ImageSet, out_dir: Path, mode: str =
     (``mode="symlink"``, absolute target) under its own file name; any other row is written as
     ``<safe id>.png`` from ``images.images[index]``. Label folders are :func:`safe_name` of the curated
     label (two labels with the same safe name get distinct folders); clashing file names get
-    ``_1``, ``_2``... suffixes (:func:`image_folder_paths` says where each row goes). ``out_dir``
-    must not exist or be empty. Returns images per label.
+    ``_1``, ``_2``... suffixes (:func:`image_folder_paths` says where each row goes). The exact
+    duplicates the image loader skipped go beside their twin, with its label, under their own file
+    name (:func:`duplicates_by_twin`); the other skipped files, and the duplicates of an image not
+    written, are named in the result's ``left_out``. ``out_dir`` must not exist or be empty.
     """
     if mode not in ("copy", "symlink"):
         raise ValueError(f"mode must be 'copy' or 'symlink', got {mode!r}")
@@ -222,19 +267,34 @@ def export_image_folder(rows: Rows, images: ImageSet, out_dir: Path, mode: str =
         if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
             raise ValueError(f"table indices must lie in [0, {len(images)}) of the image set")
     places = _Placements(rows, include_outliers)
+    twins, left_out = duplicates_by_twin(images)
     counts: dict[str, int] = {}
+    duplicates = 0
+
+    def write(target: Path, source: Path | None, index: int) -> None:
+        if source is None:
+            save_bytes(target, _png(images.images[index]))
+        elif mode == "copy":
+            save_bytes(target, source.read_bytes())
+        else:
+            _atomic_symlink(source.resolve(), target)
+
     for chunk in _chunks(rows, on_progress):
         kept = _kept_rows(chunk, include_outliers)
         for index, label, (relative, source) in zip(kept["index"], kept["curated_label"], places.place(kept)):
-            target = out_dir / relative
-            if source is None:
-                save_bytes(target, _png(images.images[int(index)]))
-            elif mode == "copy":
-                save_bytes(target, source.read_bytes())
-            else:
-                _atomic_symlink(source.resolve(), target)
-            counts[str(label)] = counts.get(str(label), 0) + 1
-    return dict(sorted(counts.items()))
+            write(out_dir / relative, source, int(index))
+            copies = twins.pop(int(index), [])
+            for copy in copies:  # the twin's pixels when the duplicate's own file is gone
+                folder, file = relative.rsplit("/", 1)[0], Path(copy)
+                name = safe_name(file.name) if file.is_file() else Path(relative).name
+                write(out_dir / folder / _free_name(name, places.used[folder]), file if file.is_file() else source,
+                      int(index))
+            counts[str(label)] = counts.get(str(label), 0) + 1 + len(copies)
+            duplicates += len(copies)
+    by_index = dict(zip(map(str, images.ids), range(len(images))))
+    left_out += [LeftOut(entry["path"], entry["reason"]) for entry in images.skipped
+                 if by_index.get(str(entry.get("reason", "")).removeprefix(DUPLICATE_OF)) in twins]
+    return ImageFolderExport(dict(sorted(counts.items())), duplicates, tuple(sorted(left_out, key=lambda o: o.path)))
 
 
 def image_folder_paths(table: pd.DataFrame, include_outliers: bool = False) -> pd.Series:
