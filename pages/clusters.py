@@ -7,14 +7,24 @@ import pandas as pd
 import streamlit as st
 
 from scan_core.explore.curation import split_in_two
-from ui.curating import cluster_options, cluster_title, clusters_changed, curated, curation, edit, seen_version, who
+from ui.curating import (
+    cluster_box,
+    cluster_options,
+    cluster_title,
+    clusters_changed,
+    curated,
+    curation,
+    edit,
+    seen_version,
+    who,
+)
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery, open_in_neighbours
 from ui.names import name_suggestion, names_overview
 from ui.navigation import through_navigation
 from ui.runs import require_results
 from ui.suggest import suggestion_section
-from ui.text import heading
+from ui.text import heading, markdown_text
 
 PROTOTYPES = 12
 MEMBER_FILTERS = ("all", "not reviewed", "reviewed")
@@ -121,6 +131,21 @@ def show_next(results, cluster: int) -> None:
     st.session_state[CLUSTER_SHOWN] = (str(results.dir), int(cluster))
 
 
+def follow_vanished(results, state, gone: int, clusters: list[int]) -> None:
+    """The cluster the previous screen showed has no images any more (another session merged, moved
+    or undid it): show the cluster most of its images went to, say so, and name what the user had
+    typed for it that was not saved."""
+    then = curation(results).state_at(seen_version())
+    moved = state.clusters[then.members(gone)]
+    now = int(np.bincount(moved).argmax()) if len(moved) else clusters[0]
+    typed = (st.session_state.get(f"name_{gone}") or "").strip()
+    unsaved = f" The name you typed for it, “{markdown_text(typed)}”, was not saved." if typed else ""
+    st.warning(f"Cluster {gone} no longer exists: another session merged, moved or undid it. Showing "
+               f"{markdown_text(cluster_title(state, now))}, where most of its images are now.{unsaved}",
+               icon=":material/info:")
+    st.session_state[CLUSTER] = now  # set, not dropped: the box in the browser shows it too
+
+
 def main() -> None:
     results = require_results(("probs",))
     state = curated(results)
@@ -136,10 +161,8 @@ def main() -> None:
         st.session_state[CLUSTER] = st.session_state.pop(NEXT_CLUSTER)
     shown = st.session_state.get(CLUSTER_SHOWN)  # the cluster the previous screen showed
     if shown is not None and shown[0] == str(results.dir) and shown[1] not in clusters:
-        st.warning(f"Cluster {shown[1]} no longer exists: another session merged, moved or undid it. "
-                   "Pick a cluster below.")
-        st.session_state.pop(CLUSTER, None)
-    cluster = st.selectbox("Cluster", clusters, format_func=lambda c: cluster_title(state, c), key=CLUSTER)
+        follow_vanished(results, state, shown[1], clusters)
+    cluster = cluster_box(st, "Cluster", clusters, state, CLUSTER)
     st.session_state[CLUSTER_SHOWN] = (str(results.dir), cluster)
     confirm_pending(results)
     members = results.members(state.clusters, cluster)
@@ -179,8 +202,7 @@ def main() -> None:
     left, right = st.columns(2)
     with left:
         others = [c for c in clusters if c != cluster]
-        target = st.selectbox("Merge this cluster into", others, format_func=lambda c: cluster_title(state, c),
-                              key=f"merge_target_{cluster}")
+        target = cluster_box(st, "Merge this cluster into", others, state, f"merge_target_{cluster}")
         merge = st.button("Merge…", icon=":material/merge:", disabled=not others)
     with right:
         st.caption("Split runs k-means with 2 on this cluster's features; the second part becomes a new cluster.")

@@ -11,7 +11,17 @@ import streamlit as st
 
 from scan_core.explore import export
 from scan_core.explore.curation import cluster_label
-from ui.curating import cluster_options, cluster_title, clusters_changed, curated, curation, edit, review, seen_version, who
+from ui.curating import (
+    cluster_box,
+    cluster_options,
+    clusters_changed,
+    curated,
+    curation,
+    edit,
+    review,
+    seen_version,
+    who,
+)
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery
 from ui.names import names_overview, suggestion_text
@@ -101,8 +111,7 @@ def edit_images(results, state) -> None:
             label = st.selectbox("Label", known, index=None, accept_new_options=True, key="edit_label",
                                  placeholder="Pick or type a label")
         elif action == "Move to cluster":
-            target = st.selectbox("Cluster", cluster_options(state), format_func=lambda c: cluster_title(state, c),
-                                  key="move_target")
+            target = cluster_box(st, "Cluster", cluster_options(state), state, "move_target")
         apply = st.form_submit_button(f"Apply to {len(chosen):,} images", disabled=not len(chosen), type="primary")
     if not apply:
         return

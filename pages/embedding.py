@@ -10,7 +10,7 @@ import streamlit as st
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.map_points import in_region
 from scan_core.explore.results import RunResults
-from ui.curating import cluster_options, cluster_title, cluster_titles, curated
+from ui.curating import cluster_box, cluster_options, cluster_titles, curated
 from ui.detail import detail_view, open_detail
 from ui.gallery import DISPLAY_PX, gallery, open_in_neighbours
 from ui.keys import THUMB_SIZE
@@ -31,8 +31,8 @@ def filters(results: RunResults, state: CuratedState) -> tuple[np.ndarray | None
     has_labels = results.images.has_labels
     cols = st.columns(4 if has_labels else 3)
     low, high = cols[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="filter_confidence")
-    clusters = cols[1].multiselect("Clusters", cluster_options(state), key="filter_clusters",
-                                   format_func=lambda c: cluster_title(state, c), placeholder="all")
+    clusters = cluster_box(cols[1], "Clusters", cluster_options(state), state, "filter_clusters", multi=True,
+                           placeholder="all")
     wanted = cols[2].multiselect("Curated label", state.label_set(), key="filter_labels", placeholder="all")
     mask = (results.confidence >= low) & (results.confidence <= high)
     if clusters:

@@ -11,7 +11,7 @@ import streamlit as st
 from scan_core.explore.curation import DB_NAME, CuratedState, Curation
 from scan_core.explore.results import RunResults
 from scan_core.explore.review import ReviewQueue, review_queue
-from ui.keys import SEEN_VERSION, SHOWN_VERSION, WHO, WHO_PARAM
+from ui.keys import CLUSTER_TITLES, SEEN_VERSION, SHOWN_VERSION, WHO, WHO_PARAM
 from ui.text import markdown_text
 
 MAX_WHO = 100  # the curation log's limit on names
@@ -119,6 +119,32 @@ def edit(action: Callable[[], Any], done: str | Callable[[Any], str],
 def cluster_title(state: CuratedState, cluster: int) -> str:
     name = state.names.get(int(cluster))
     return f"{cluster} · {name}" if name else f"cluster {cluster}"
+
+
+def cluster_box(container, label: str, options: list[int], state: CuratedState, key: str, multi: bool = False,
+                **kwargs):
+    """A selectbox (``multi``: a multiselect) of the clusters ``options`` titled by
+    :func:`cluster_title`, whose choice stays on the same clusters when their titles change (a rename
+    in this tab or another). Returns what the box returns.
+
+    Streamlit hands a box's choice back as the title the browser shows. After a rename no option has
+    the old title any more, and the box fell back to its first option on the next click: the Clusters
+    page showed cluster 0 one click after renaming cluster 5, with Merge one step away. So each box
+    remembers the titles it drew (title -> cluster); before drawing, a choice whose title changed,
+    or that comes back as an old title, is set again by its cluster id, which also sends the new title
+    to the browser."""
+    titles = {c: cluster_title(state, c) for c in options}
+    drawn = st.session_state.setdefault(CLUSTER_TITLES, {}).setdefault(key, {})
+    if key in st.session_state:
+        value = st.session_state[key]
+        values = list(value or []) if multi else [value]
+        clusters = [drawn.get(v) if isinstance(v, str) else v for v in values]
+        stale = any(isinstance(v, str) or (v in titles and drawn.get(titles[v]) != v) for v in values)
+        if stale and all(c in titles for c in clusters):
+            st.session_state[key] = clusters if multi else clusters[0]
+    drawn.update({title: c for c, title in titles.items()})
+    widget = container.multiselect if multi else container.selectbox
+    return widget(label, options, format_func=lambda c: titles.get(c, str(c)), key=key, **kwargs)
 
 
 def cluster_titles(state: CuratedState) -> dict[int, str]:

@@ -21,6 +21,7 @@ KEPT = "kept_widgets"        # widget key -> the value it had when last drawn
 # Curation (``ui.curating``): the version of the curated state the previous script run showed
 SHOWN_VERSION = "shown_version"  # {"run", "version"}: what this script run shows
 SEEN_VERSION = "seen_version"    # what the previous one showed: the state the user acted on
+CLUSTER_TITLES = "cluster_titles_drawn"  # cluster box key -> {title: cluster} it has drawn (ui.curating.cluster_box)
 
 # Galleries and the detail view (``ui.gallery``, ``ui.detail``)
 DETAIL = "detail"                  # the open detail view (ui.detail.DetailRequest)
