@@ -1,5 +1,6 @@
 """Clusters: an overview of every cluster, then one cluster in depth — name, prototypes, members
-by confidence, the least confident for review; merge two clusters or split one in two."""
+by confidence, the least confident for review; merge two clusters or split one in two (k-means,
+or the members the user picked)."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,9 @@ from ui.detail import detail_view
 from ui.gallery import data_uri, gallery, open_in_neighbours
 from ui.names import name_suggestion, names_overview
 from ui.navigation import through_navigation
+from ui.new_cluster import new_cluster_form
 from ui.runs import require_results
+from ui.selection import picked, set_picked
 from ui.suggest import suggestion_section
 from ui.text import heading, markdown_text
 
@@ -155,7 +158,7 @@ def main() -> None:
         st.warning(warning, icon=":material/warning:")
     overview(results, state)
     names_overview(results, state, "accept_all_names", after=forget_typed_names)
-    suggestion_section(results.dir, results.num_clusters)
+    suggestion_section(results.dir, int(results.config["num_clusters"]))  # the K it trained with, the suggested one
     clusters = cluster_options(state)
     if st.session_state.get(NEXT_CLUSTER) in clusters:  # before the box is drawn: the only time it may be set
         st.session_state[CLUSTER] = st.session_state.pop(NEXT_CLUSTER)
@@ -217,6 +220,21 @@ def main() -> None:
         else:
             ask_split(results, state, cluster, members)
             st.rerun()
+    split_by_selection(results, cluster, members)
+
+
+def split_by_selection(results, cluster: int, members: np.ndarray) -> None:
+    """The thumbnails picked (Ctrl- or Shift-click) among ``cluster``'s ``members`` ``(M,)`` split off
+    into a new cluster, when some are picked and all lie in it (and not all of it)."""
+    chosen = np.asarray(picked(results), dtype=np.int64)
+    if not len(chosen):
+        st.caption("Or split by your own selection: Ctrl- or Shift-click the members that belong apart.")
+    elif np.isin(chosen, members).all() and len(chosen) < len(members):
+        new_cluster_form(results, chosen, f"split_selection_{cluster}", seen_version(),
+                         f"Split by selection ({len(chosen):,} picked)",
+                         after=lambda new: (set_picked(results, []), show_next(results, new)))
+    else:
+        st.caption("Split by selection takes picked images that all lie in this cluster, and not all of it.")
 
 
 through_navigation()

@@ -10,13 +10,14 @@ import streamlit as st
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.map_points import in_region
 from scan_core.explore.results import RunResults
-from ui.curating import cluster_box, cluster_options, cluster_titles, curated
+from ui.curating import cluster_box, cluster_options, cluster_titles, curated, seen_version
 from ui.detail import detail_view, open_detail
 from ui.gallery import DISPLAY_PX, gallery, open_in_neighbours
 from ui.keys import THUMB_SIZE
 from ui.map_events import hover_thumbnails, map_events
 from ui.map_figure import COLOURINGS, SHOWN_AS, MapView, hidden_images, map_figure
 from ui.navigation import page_link, through_navigation
+from ui.new_cluster import new_cluster_form
 from ui.runs import require_results
 from ui.selection import selection, set_selection
 from ui.text import markdown_text
@@ -137,6 +138,8 @@ def main() -> None:
     shown = gallery(results, order, "embedding_gallery",
                     lambda i: f"{titles[int(state.clusters[i])]} · {confidence[i]:.2f}")
     open_in_neighbours(results, shown, "embedding_open")
+    new_cluster_form(results, selected, "embedding_new_cluster", seen_version(),
+                     f"New cluster from {'selection' if what == 'Selection' else 'these images'}")
     page_link("Curate & export", label="Relabel this selection on Curate & export")
 
 

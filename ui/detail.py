@@ -8,7 +8,7 @@ Galleries (:mod:`ui.gallery`) are plain HTML; :func:`detail_view` mounts one sma
 turns a click on a thumbnail (``data-index``, ``data-gallery``) into a trigger value: ``opened``,
 or ``picked``: the thumbnails picked or unpicked with Ctrl-click (Shift-click: the range from the last
 pick), outlined at once in the browser and sent together a moment after the last, for the picks that
-:func:`picks_bar` moves or labels in one edit.
+:func:`picks_bar` moves, labels or makes a new cluster of in one edit.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import streamlit as st
 from scan_core.explore.results import RunResults
 from ui.curating import cluster_options, cluster_title, curation, edit, who
 from ui.gallery import display_image
-from ui.keys import DETAIL, DETAIL_SHOWN_VERSION, GALLERY_ORDERS
+from ui.keys import DETAIL, DETAIL_SHOWN_VERSION, GALLERY_ORDERS, SEEN_VERSION
+from ui.new_cluster import new_cluster_form
 from ui.selection import picked, selection, set_picked, set_selection
 from ui.text import heading, markdown_text, text_lines
 
@@ -178,6 +179,8 @@ def picks_bar(results: RunResults) -> None:
             set_picked(results, [])
             st.rerun()
         drop_from_selection(results, chosen)
+        new_cluster_form(results, chosen, "picks_new_cluster", st.session_state.get(SEEN_VERSION),
+                         "New cluster from them", after=lambda _: set_picked(results, []))
 
 
 def drop_from_selection(results: RunResults, chosen: list[int]) -> None:
@@ -317,6 +320,7 @@ def actions(results: RunResults, state, seen: int, index: int, cluster: int) -> 
         label = left.text_input("Label", max_chars=100, placeholder="its own label")
         if right.form_submit_button("Set") and label.strip():
             edit(lambda: store.relabel([index], label.strip(), who()), f"#{index} labelled")
+    new_cluster_form(results, [index], f"detail_new_cluster_{index}", seen, "New cluster from this image")
     flagged = index in state.outliers
     if st.button("Unmark outlier" if flagged else "Mark as outlier", key=f"detail_outlier_{index}"):
         edit(lambda: store.mark_outliers([index], not flagged, who()), f"#{index} {'un' if flagged else ''}marked")
