@@ -26,10 +26,14 @@ NETWORK_HEAD_INPUTS: tuple[str, ...] = ("features", "both")  # the head inputs t
 NeighborSpace = Literal["features", "pixels", "fused", "hog", "manifold"]  # fused: rank fusion of features and
 #                                                                     pixels; manifold: the UMAP embedding
 ScanMode = Literal["frozen", "finetune"]                   # heads on cached features, or end to end
+ScanLoss = Literal["scan", "temi"]                         # the heads' objective (scan_core.method.clustering)
+SizePrior = Literal["equal", "kmeans"]                     # the cluster sizes SCAN's loss pulls toward
 Precision = Literal["auto", "float32", "bfloat16", "float16"]  # of the forward passes (scan_core.method.precision)
 DeviceKind = Literal["cpu", "cuda"]                        # the kinds of device the cost tables know
 
 DEVICES: tuple[str, ...] = get_args(Device)
+SCAN_LOSSES: tuple[str, ...] = get_args(ScanLoss)
+SIZE_PRIORS: tuple[str, ...] = get_args(SizePrior)
 BACKBONES: tuple[str, ...] = get_args(Backbone)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 #: Up to this many images neighbours are mined exactly; above it, on an HNSW graph
@@ -135,11 +139,19 @@ class PretextConfig:
 @dataclass(frozen=True)
 class ScanConfig:
     """SCAN heads (:mod:`scan_core.method.clustering`); the neighbours come from the run's
-    ``num_neighbors`` and ``K`` from its ``num_clusters``."""
+    ``num_neighbors`` and ``K`` from its ``num_clusters``. ``loss``: SCAN's (Van Gansbeke et al.
+    2020) or TEMI's (Adaloglou et al. 2023: ``beta``, EMA teacher heads of ``teacher_momentum``, a
+    cluster prior of ``prior_momentum``); ``size_prior``: the cluster sizes SCAN's entropy term
+    pulls toward, equal or those of k-means clusters of the heads' input."""
 
     num_heads: int = 10
     hidden: int = 0
     entropy_weight: float = 5.0
+    loss: ScanLoss = "scan"
+    size_prior: SizePrior = "equal"
+    beta: float = 0.6
+    teacher_momentum: float = 0.9      # per step; TEMI's 0.996 is for thousands of steps, heads here take tens to hundreds
+    prior_momentum: float = 0.9
     epochs: int = 50
     batch_size: int = 256
     lr: float = 1e-4
@@ -149,8 +161,17 @@ class ScanConfig:
     snapshots: int = 5                 # epochs of the second half at which every head is a candidate
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.num_heads < 1:
             raise ValueError(f"scan num_heads must be at least 1, got {self.num_heads}")
+        if self.loss == "temi" and self.size_prior != "equal":
+            raise ValueError(f"size_prior {self.size_prior!r} applies to the scan loss; the temi loss (--loss temi) "
+                             f"learns its cluster prior from the teacher heads")
+        if not 0 < self.beta <= 1:
+            raise ValueError(f"scan beta (TEMI's exponent) must lie in (0, 1], got {self.beta}")
+        if not (0 <= self.teacher_momentum < 1 and 0 <= self.prior_momentum < 1):
+            raise ValueError(f"scan teacher_momentum and prior_momentum must lie in [0, 1), got "
+                             f"{self.teacher_momentum} and {self.prior_momentum}")
         if self.epochs < 1:
             raise ValueError(f"scan epochs (--scan-epochs) must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

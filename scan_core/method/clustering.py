@@ -14,9 +14,21 @@ has the lowest loss on held-out anchors among the candidates whose agreement wit
 within :data:`AGREEMENT_MARGIN` of the highest (:func:`choose_head`). The held-out anchors take no
 part in training, not even as another image's neighbour. No label is used. Heads train either on
 frozen features (fast mode, as SCAN does for ImageNet) or on top of a backbone fed augmented images.
+
+Two choices change the objective (``ScanConfig.loss``, ``ScanConfig.size_prior``):
+
+- ``loss="temi"``: TEMI's loss (Adaloglou et al., BMVC 2023, arXiv 2303.17896, :func:`temi_loss`),
+  made for noisy neighbour pairs: the pointwise mutual information between a student head's
+  distribution on an image and an EMA teacher head's on its neighbour, each pair weighted by the
+  teachers' agreement, the cluster prior an EMA of the teachers' mean probabilities
+  (:class:`TemiTeacher`). The heads are still scored and kept by the SCAN loss on held-out pairs.
+- ``size_prior="kmeans"``: SCAN's entropy term, which pushes every cluster toward the same size,
+  becomes the divergence of the sorted cluster sizes from a target distribution (:func:`size_term`),
+  the sorted sizes of k-means clusters of the heads' input: folders whose classes are not equal.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -36,17 +48,42 @@ AGREEMENT_MARGIN = 0.05  # candidates this close to the highest mean ARI may be 
 SIZE_ENTROPY_TOLERANCE = 0.01  # of ln K: a larger fall of the size entropy means clusters were merged away
 
 
-def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor,
-              entropy_weight: float = 5.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def size_term(mean_p: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+    """What SCAN's loss rewards in the cluster sizes of a batch, ``mean_p`` ``(K,)``: their entropy
+    ``H(mean_p)`` (highest for equal sizes); with a target ``prior`` ``(K,)`` (sums to 1), minus the
+    divergence of the sorted sizes from the sorted target, ``-KL(sort(mean_p) || sort(prior))``
+    (highest, 0, when the sizes are the target's in any order of the clusters). With an equal
+    ``prior`` this is ``H(mean_p) - ln K``: the same gradient."""
+    mean_p = mean_p.clamp_min(PROB_FLOOR)
+    if prior is None:
+        return -(mean_p * torch.log(mean_p)).sum()
+    if prior.shape != mean_p.shape:
+        raise ValueError(f"prior must be ({len(mean_p)},) like the cluster sizes, got {tuple(prior.shape)}")
+    sizes, target = mean_p.sort().values, prior.to(mean_p).clamp_min(PROB_FLOOR).sort().values
+    return -(sizes * torch.log(sizes / target)).sum()
+
+
+def kmeans_prior(features: np.ndarray, num_clusters: int, seed: int = 0) -> np.ndarray:
+    """Target cluster sizes ``(K,)``, ascending, for :func:`size_term`: the shares of the spherical
+    k-means clusters of ``features`` ``(N, D)``, each count plus one (no target share is 0)."""
+    from .cosine import spherical_kmeans
+    counts = np.bincount(spherical_kmeans(features, num_clusters, seed), minlength=num_clusters)
+    return np.sort((counts + 1) / (counts.sum() + num_clusters))
+
+
+def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor, entropy_weight: float = 5.0,
+              prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SCAN loss of one head.
 
     Args:
         anchor_logits, neighbor_logits: ``(B, K)`` logits of anchors and of one neighbour each.
         entropy_weight: lambda, weight of the entropy of the mean assignment.
+        prior: ``(K,)`` target cluster sizes for the size term (:func:`size_term`); None: equal sizes.
 
     Returns:
         ``(total, consistency, entropy)`` scalars with ``total = consistency - lambda * entropy``;
-        consistency = ``-mean log <p_a, p_n>``, entropy = ``H(mean_batch p_a)`` (natural log).
+        consistency = ``-mean log <p_a, p_n>``, entropy = ``H(mean_batch p_a)`` (natural log), or
+        with a ``prior`` the size term ``-KL(sort(mean_batch p_a) || sort(prior))``.
     """
     if anchor_logits.shape != neighbor_logits.shape or anchor_logits.ndim != 2:
         raise ValueError(f"logits must both be (B, K), got {tuple(anchor_logits.shape)} "
@@ -55,9 +92,78 @@ def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor,
     p_neighbor = F.softmax(neighbor_logits, dim=1)
     agreement = (p_anchor * p_neighbor).sum(1)
     consistency = -torch.log(agreement.clamp_min(PROB_FLOOR)).mean()
-    mean_p = p_anchor.mean(0).clamp_min(PROB_FLOOR)
-    entropy = -(mean_p * torch.log(mean_p)).sum()
+    entropy = size_term(p_anchor.mean(0), prior)
     return consistency - entropy_weight * entropy, consistency, entropy
+
+
+def temi_loss(student: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor],
+              priors: torch.Tensor, beta: float = 0.6) -> torch.Tensor:
+    """TEMI loss of every head (Adaloglou et al., BMVC 2023, eq. 6-8), ``(H,)``.
+
+    For a pair (x, x') and head h, with student probabilities s, teacher probabilities t and the
+    head's cluster prior q: ``pmi(s, t) = log sum_k (s_k t_k)^beta / q_k``; the pair's loss is
+    ``-w (pmi(s(x), t(x')) + pmi(s(x'), t(x))) / 2``, where the weight ``w = mean_h <t_h(x), t_h(x')>``
+    is the teachers' agreement on the pair (no gradient): pairs the teachers split count less.
+
+    Args:
+        student: ``(H, B, K)`` logits of the student heads on the anchors and on their neighbours.
+        teacher: the same from the teacher heads (detached here).
+        priors: ``(H, K)`` each head's cluster prior (:func:`ema_prior`).
+        beta: the exponent, 0 < beta <= 1 (TEMI: 0.6; 1: plain PMI).
+    """
+    if not 0 < beta <= 1:
+        raise ValueError(f"TEMI's beta must lie in (0, 1], got {beta}")
+    shapes = {tuple(x.shape) for x in (*student, *teacher)}
+    if len(shapes) != 1 or student[0].ndim != 3 or priors.shape != (student[0].shape[0], student[0].shape[2]):
+        raise ValueError(f"student and teacher logits must all be (H, B, K) and priors (H, K), got "
+                         f"{sorted(shapes)} and {tuple(priors.shape)}")
+    s_a, s_n = (F.softmax(x, 2) for x in student)
+    t_a, t_n = (F.softmax(x.detach(), 2) for x in teacher)
+    weight = (t_a * t_n).sum(2).mean(0)                                        # (B,)
+    pmi = lambda s, t: torch.log(((s * t).clamp_min(PROB_FLOOR) ** beta / priors[:, None]).sum(2))  # (H, B)
+    return -(weight * (pmi(s_a, t_n) + pmi(s_n, t_a)) / 2).mean(1)
+
+
+def ema_prior(priors: torch.Tensor, teacher_probs: torch.Tensor, momentum: float) -> torch.Tensor:
+    """TEMI's cluster prior after one batch: ``momentum * priors + (1 - momentum) * mean_batch
+    teacher_probs``; ``priors`` ``(H, K)``, ``teacher_probs`` ``(H, B, K)``."""
+    return momentum * priors + (1 - momentum) * teacher_probs.mean(1)
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """Every parameter of ``teacher`` becomes ``momentum * teacher + (1 - momentum) * student``
+    (the two modules built alike); buffers (BatchNorm statistics) stay the teacher's own."""
+    for mine, theirs in zip(teacher.parameters(), student.parameters(), strict=True):
+        mine.mul_(momentum).add_(theirs.detach(), alpha=1 - momentum)
+
+
+class TemiTeacher:
+    """The teacher heads of TEMI and their cluster priors: a copy of the ``student`` model that
+    follows it by EMA (``config.teacher_momentum`` per step) and priors ``(H, K)`` that start equal
+    and follow the teacher's mean probabilities (``config.prior_momentum``). ``student`` holds a
+    :class:`ClusterHeads` (alone, or after an encoder). A resumed training starts a new teacher from
+    the resumed student."""
+
+    def __init__(self, student: nn.Module, config: ScanConfig):
+        heads = next(m for m in student.modules() if isinstance(m, ClusterHeads))
+        self.model = copy.deepcopy(student).requires_grad_(False)
+        self.config = config
+        self.priors = torch.full((heads.num_heads, heads.num_clusters), 1 / heads.num_clusters,
+                                 device=next(student.parameters()).device)
+
+    def loss(self, batch: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+        """The :func:`temi_loss` ``(H,)`` of the student's logits ``(H, 2B, K)`` on ``batch`` (B anchors
+        then their B partners), the priors first updated with the teacher's probabilities there."""
+        with torch.no_grad():
+            taught = gather(self.model(batch[local_rows(len(batch))]).float(), dim=1)   # (H, 2B, K)
+            self.priors = ema_prior(self.priors, F.softmax(taught, 2), self.config.prior_momentum)
+        half = student.shape[1] // 2
+        return temi_loss((student[:, :half], student[:, half:]), (taught[:, :half], taught[:, half:]),
+                         self.priors, self.config.beta)
+
+    def follow(self, student: nn.Module) -> None:
+        ema_update(self.model, student, self.config.teacher_momentum)
 
 
 class ClusterHeads(nn.Module):
@@ -166,9 +272,11 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 
 @torch.no_grad()
 def head_losses(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], anchors: np.ndarray,
-                neighbors: np.ndarray, entropy_weight: float, batch_size: int = 4096) -> np.ndarray:
+                neighbors: np.ndarray, entropy_weight: float, prior: torch.Tensor | None = None,
+                batch_size: int = 4096) -> np.ndarray:
     """Total SCAN loss ``(num_heads,)`` of every head over all (anchor, neighbour) pairs of
-    ``anchors`` with ``neighbors`` ``(len(anchors), k)`` - never an N x N matrix."""
+    ``anchors`` with ``neighbors`` ``(len(anchors), k)`` - never an N x N matrix; ``prior``: the
+    target cluster sizes ``(K,)`` of its size term (None: equal)."""
     was_training = model.training
     model.eval()
     logits = torch.cat([model(inputs(anchors[s:s + batch_size])) for s in range(0, len(anchors), batch_size)], 1)
@@ -181,7 +289,7 @@ def head_losses(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], 
     rows = torch.as_tensor(np.vectorize(index.__getitem__)(neighbors))
     k = neighbors.shape[1]
     anchor_rows = torch.arange(len(anchors)).repeat_interleave(k)
-    losses = [scan_loss(head[anchor_rows], head[rows.reshape(-1)], entropy_weight)[0].item() for head in logits]
+    losses = [scan_loss(head[anchor_rows], head[rows.reshape(-1)], entropy_weight, prior)[0].item() for head in logits]
     model.train(was_training)
     return np.array(losses)
 
@@ -209,10 +317,11 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
                eval_inputs: Callable[[np.ndarray], torch.Tensor], neighbors: np.ndarray,
                config: ScanConfig, seed: int = 0,
                on_step: Callable[[int, int, float], None] | None = None,
-               checkpoint: Checkpoint | None = None, precision: str = "float32") -> list[Snapshot]:
-    """Train all heads of ``model`` with the SCAN loss; return a :class:`Snapshot` of them at each
-    of :func:`snapshot_epochs` (``config.snapshots``), scored on held-out anchors and their first
-    ``config.val_neighbors`` neighbours.
+               checkpoint: Checkpoint | None = None, precision: str = "float32",
+               prior: np.ndarray | None = None) -> list[Snapshot]:
+    """Train all heads of ``model`` with the SCAN loss (or TEMI's, ``config.loss``); return a
+    :class:`Snapshot` of them at each of :func:`snapshot_epochs` (``config.snapshots``), scored by
+    the SCAN loss on held-out anchors and their first ``config.val_neighbors`` neighbours.
 
     Args:
         model: maps ``inputs(index)`` to logits ``(num_heads, B, K)``.
@@ -222,6 +331,7 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
             one of its ``k`` neighbours or itself (itself too when that neighbour is held out).
         checkpoint: where to continue from and to save every finished epoch to, if given.
         precision: of the forward passes (:mod:`.precision`); the losses are float32.
+        prior: ``(K,)`` target cluster sizes of the SCAN loss's size term (:func:`size_term`); None: equal.
     """
     n = len(neighbors)
     train_index, val_index = split_validation(n, config.val_fraction, seed)
@@ -237,11 +347,13 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
     saved: list[dict] = (checkpoint.extra or []) if checkpoint and first_epoch else []
     snapshots = [Snapshot(**snapshot) for snapshot in saved]
     take = set(snapshot_epochs(config.epochs, config.snapshots))
+    target = None if prior is None else torch.as_tensor(prior, dtype=torch.float32, device=device)
+    teacher = TemiTeacher(model, config) if config.loss == "temi" else None
 
     def end_of_epoch(epochs: int) -> None:
         if epochs in take:
             losses = head_losses(model, eval_inputs, val_index, neighbors[val_index, :config.val_neighbors],
-                                 config.entropy_weight)
+                                 config.entropy_weight, target)
             snapshots.append(Snapshot(epochs, {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
                                       torch.as_tensor(losses), torch.as_tensor(predict_clusters(model, eval_inputs, n))))
         if checkpoint and is_main():
@@ -256,12 +368,17 @@ def train_scan(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor],
         with amp.autocast():
             mine = parallel(batch[local_rows(len(batch))])
         logits = gather(mine.float(), dim=1)  # this rank's rows, then every rank's
-        anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]
-        loss = sum((scan_loss(a, p, config.entropy_weight)[0] for a, p in zip(anchor_logits, partner_logits)),
-                   torch.zeros((), device=logits.device))
+        if teacher is None:
+            anchor_logits, partner_logits = logits[:, :len(anchors)], logits[:, len(anchors):]
+            loss = sum((scan_loss(a, p, config.entropy_weight, target)[0] for a, p in zip(anchor_logits, partner_logits)),
+                       torch.zeros((), device=logits.device))
+        else:
+            loss = teacher.loss(batch, logits).sum()
         amp.step(loss, optimizer)
+        if teacher is not None:
+            teacher.follow(model)
         if on_step:
-            on_step(step, batches.total_steps, loss.item() / len(anchor_logits))
+            on_step(step, batches.total_steps, loss.item() / len(logits))
     return snapshots
 
 

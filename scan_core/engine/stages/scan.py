@@ -1,5 +1,5 @@
-"""The scan stage: several SCAN heads trained on the mined neighbours
-(:mod:`scan_core.method.clustering`); of every head at a few epochs, the one kept by held-out loss
+"""The scan stage: several heads trained on the mined neighbours with SCAN's loss or TEMI's
+(:mod:`scan_core.method.clustering`, ``scan.loss``); of every head at a few epochs, the one kept by held-out loss
 among those that agree with the others; all heads of that epoch matched to it and averaged
 (:class:`~scan_core.method.clustering.ConsensusHeads`): their probabilities ``(N, K)`` on the clean
 images are the run's first cluster assignment, unless that vote merged clusters away
@@ -12,7 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from ...data.artifacts import scratch_array
-from ...method.clustering import ClusterHeads, ConsensusHeads, choose_head, consensus_order, merged_away, predict, train_scan
+from ...method.clustering import (
+    ClusterHeads,
+    ConsensusHeads,
+    choose_head,
+    consensus_order,
+    kmeans_prior,
+    merged_away,
+    predict,
+    train_scan,
+)
 from ...method.metrics import hungarian_accuracy
 from ..context import RunContext
 from ..models import cluster_model, load_cluster_stage, on_inputs, save_cluster_stage
@@ -22,8 +31,9 @@ def run(ctx: RunContext) -> None:
     c = ctx.config
     heads = ClusterHeads(ctx.head_features.shape[1], c.num_clusters, c.scan.num_heads, c.scan.hidden)
     model, augmented, clean = cluster_model(ctx, heads)
+    prior = kmeans_prior(ctx.head_features, c.num_clusters, c.seed) if c.scan.size_prior == "kmeans" else None
     snapshots = train_scan(model, augmented, clean, ctx.neighbors, c.scan, c.seed, ctx.progress.step,
-                           checkpoint=ctx.checkpoint("scan"), precision=ctx.precision)
+                           checkpoint=ctx.checkpoint("scan"), precision=ctx.precision, prior=prior)
     clusters = np.concatenate([s.clusters.numpy() for s in snapshots])   # (epochs x heads, N)
     losses = np.concatenate([s.losses.numpy() for s in snapshots])
     best, agreement = choose_head(clusters, losses)
@@ -40,7 +50,9 @@ def run(ctx: RunContext) -> None:
     per_epoch = lambda values: [[round(float(x), 4) for x in row] for row in np.reshape(values, (len(snapshots), -1))]
     values = {**ctx.scores(ctx.probs.argmax(1)), "head": head, "head_epoch": kept.epoch, "consensus": voted,
               "snapshot_epochs": [s.epoch for s in snapshots],
-              "head_losses": per_epoch(losses), "head_agreement": per_epoch(agreement)}
+              "head_losses": per_epoch(losses), "head_agreement": per_epoch(agreement), "loss": c.scan.loss}
+    if prior is not None:
+        values["size_prior"] = [round(float(share), 4) for share in prior]
     if ctx.images.has_labels:
         values["head_acc"] = per_epoch([hungarian_accuracy(found, ctx.images.labels) for found in clusters])
         values["kept_head_acc"] = round(hungarian_accuracy(clusters[best], ctx.images.labels), 4)
