@@ -24,6 +24,7 @@ from ui.curating import (
 )
 from ui.detail import detail_view
 from ui.gallery import data_uri, gallery
+from ui.keys import EDIT_IMAGES_TAB, TAB_PARAM
 from ui.names import names_overview, suggestion_text
 from ui.navigation import through_navigation
 from ui.runs import require_results, workspace
@@ -31,6 +32,7 @@ from ui.selection import image_number, selection
 from ui.text import markdown_text
 
 PROTOTYPE_PX = 80  # the prototypes' side in the Name clusters table
+SHOWN_VALUES = 5  # values of an edit's array the history shows
 ACTIONS = ("Set label", "Move to cluster", "Mark as outlier", "Unmark outlier", "Clear label override")
 
 
@@ -144,7 +146,8 @@ def history(results) -> None:
     live = [e for e in edits if not e["undone"]]
     with st.form("undo_one", border=False):
         pick, go = st.columns([3, 1], vertical_alignment="bottom")
-        chosen = pick.selectbox("Or undo any edit (later edits stay)", [e["id"] for e in live], key="undo_edit",
+        chosen = pick.selectbox("Or undo any edit (later edits stay)", [e["id"] for e in live],  # newest first:
+                                key=f"undo_edit_{live[0]['id'] if live else 0}",  # a new edit starts it anew
                                 format_func=lambda i: next(f"#{e['id']} {e['kind']} by {e['who']}: {describe(e['payload'])}"
                                                            for e in live if e["id"] == i))
         if go.form_submit_button("Undo this edit", icon=":material/undo:", disabled=not live):
@@ -156,10 +159,16 @@ def history(results) -> None:
 
 
 def describe(payload: dict) -> str:
+    """An edit's payload in plain words: ``1 image`` / ``N images``, the distinct values of an array
+    (the first few, then how many more), the other values as they are."""
     parts = []
     for key, value in payload.items():
         if key == "images":
-            parts.append(f"{len(value)} images")
+            parts.append(f"{len(value):,} image{'' if len(value) == 1 else 's'}")
+        elif isinstance(value, (list, tuple, np.ndarray)):
+            distinct = np.unique(np.asarray(value)).tolist()
+            more = f" and {len(distinct) - SHOWN_VALUES:,} more" if len(distinct) > SHOWN_VALUES else ""
+            parts.append(f"{key}: {', '.join(map(str, distinct[:SHOWN_VALUES]))}{more}")
         else:
             parts.append(f"{key}: {value}")
     return ", ".join(parts)
@@ -291,7 +300,8 @@ def main() -> None:
     st.title("Curate & export")
     st.caption(f"Editing as **{markdown_text(who())}** (set your name in the sidebar). Every edit is saved at once "
                "and can be undone.")
-    tab_names, tab_images, tab_history, tab_export = st.tabs(["Name clusters", "Edit images", "History", "Export"])
+    tab_names, tab_images, tab_history, tab_export = st.tabs(  # the tab shown is in the URL: a link may name it
+        ["Name clusters", EDIT_IMAGES_TAB, "History", "Export"], key=TAB_PARAM, bind="query-params")
     with tab_names:
         name_clusters(results, state)
     with tab_images:

@@ -44,10 +44,11 @@ PENDING_DELETE = "pending_delete"      # the run whose delete waits for its conf
 RUN_MESSAGE = "run_message"            # what the last rename or delete did
 LAUNCH_REFUSAL = "launch_refusal"      # (button, message) of a start that was refused
 LAST_LAUNCH = "last_launch"            # (request, run name) of this browser tab's latest start
+NAME_USED = "name_used"                # (run name, message) when a start's name was made safe
 REJECTED_UPLOADS = "rejected_uploads"  # saved name of an upload that failed to load -> why
 SCROLL_TO_PROGRESS = "scroll_to_progress"  # a run just started here: bring its progress card into view
 PROGRESS_CARD = "progress_card"          # the card's container key (its CSS class st-key-progress_card)
-SCROLL_SECONDS = 10.0
+SCROLL_SECONDS = 30.0  # however slow the first script runs after Start are
 PENDING_ICON = ":gray[:material/radio_button_unchecked:]"
 NEXT_PAGES = ("Embedding", "Clusters", "Evaluation", "Curate & export")  # linked from a finished run
 SOURCES = ("Digits (bundled)", "Fashion-MNIST", "Folder on the server", "Upload a zip")
@@ -55,8 +56,10 @@ STATE_ICONS = {"finished": ":green[:material/check_circle:]", "running": ":blue[
                "starting": ":blue[:material/progress_activity:]", "failed": ":red[:material/error:]",
                "interrupted": ":orange[:material/warning:]", "cancelled": ":gray[:material/stop_circle:]"}
 #: How a stopped run's reason (``{error}``) is shown: the user's own cancel is no error.
-OUTCOMES = {"cancelled": (st.info, "Cancelled by user. **Resume** continues where it stopped."),
-            "interrupted": (st.warning, "Interrupted: {error}. **Resume** continues from the last finished epoch."),
+RESUMES = ("**Resume** keeps every finished stage and training epoch; a pass that was under way (the feature "
+           "banks, a stage without epochs) starts again.")
+OUTCOMES = {"cancelled": (st.info, f"Cancelled by user. {RESUMES}"),
+            "interrupted": (st.warning, f"Interrupted: {{error}}. {RESUMES}"),
             "failed": (st.error, "Failed: {error}")}
 
 
@@ -288,6 +291,10 @@ def launch(ws: Workspace, spec: str, clusters: int | str, name: str, preset: str
         return
     st.session_state[LAST_LAUNCH] = (request, run_dir.name)
     st.session_state[SCROLL_TO_PROGRESS] = (run_dir.name, time.time())
+    if run_dir.name != name:
+        st.session_state[NAME_USED] = (run_dir.name, f"Named **{run_dir.name}**: a run's name keeps letters, "
+                                       f"digits, `.` and `_`, other characters become `-`, at most {RUN_NAME_MAX} "
+                                       "characters.")
     open_run(run_dir.name)
 
 
@@ -545,6 +552,9 @@ def main() -> None:
     if run_dir is not None:
         live_progress(ws, run_dir)
         scroll_to_progress()
+        named = st.session_state.get(NAME_USED)
+        if named and named[0] == run_dir.name:  # said under the card while this run is on show
+            st.caption(f":material/edit: {named[1]}")
     active = jobs.active_run(ws)
     if active is not None and active != (run_dir.resolve() if run_dir else None):
         st.info(f"Training now: **{active.name}** (one training at a time on this machine).")

@@ -7,13 +7,14 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from scan_core.config import PRETRAINED
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.map_points import in_region
 from scan_core.explore.results import RunResults
 from ui.curating import cluster_box, cluster_options, cluster_titles, curated, seen_version
 from ui.detail import detail_view, open_detail
 from ui.gallery import DISPLAY_PX, gallery, open_in_neighbours
-from ui.keys import THUMB_SIZE
+from ui.keys import EDIT_IMAGES_TAB, RUN_PARAM, TAB_PARAM, THUMB_SIZE
 from ui.map_events import hover_thumbnails, map_events
 from ui.map_figure import COLOURINGS, SHOWN_AS, MapView, hidden_images, map_figure
 from ui.navigation import page_link, through_navigation
@@ -73,6 +74,15 @@ def find(results: RunResults) -> int | None:
     return index
 
 
+def mapped_space(config: dict) -> str:
+    """What the map is a UMAP of, in words: what the heads learned on (``config``: the run's config.json)."""
+    backbone, head_input = config.get("backbone", ""), config.get("head_input", "features")
+    seen = {"hog": "the images' HOG", "pixels": "the pixels' PCA", "both": f"the {backbone} features and the pixels' PCA",
+            "features": (f"the frozen pretrained {backbone} features" if backbone in PRETRAINED else
+                         f"the {backbone} features trained with SimCLR")}.get(head_input, "the features")
+    return f"the {config['manifold_dims']}-d manifold of {seen}" if config.get("manifold_dims") else seen
+
+
 def main() -> None:
     results = require_results(("probs", "projection"))
     state = curated(results)
@@ -119,7 +129,7 @@ def main() -> None:
                     config={"displaylogo": False, "scrollZoom": True})
     whole = hover_thumbnails(results, "embedding_hover")
     shown_count = n if keep is None else int(keep.sum())
-    st.caption(f"{shown_count:,} of {n:,} images · UMAP of the pretext features · drag to lasso, or pick the box tool; "
+    st.caption(f"{shown_count:,} of {n:,} images · UMAP of {mapped_space(results.config)} · drag to lasso, or pick the box tool; "
                "click a point to select it alone · hover a point to see its image · click a thumbnail below to open it"
                + ("" if whole else " (its neighbourhood's images load on the first hover there)"))
     if keep is not None:
@@ -140,7 +150,8 @@ def main() -> None:
     open_in_neighbours(results, shown, "embedding_open")
     new_cluster_form(results, selected, "embedding_new_cluster", seen_version(),
                      f"New cluster from {'selection' if what == 'Selection' else 'these images'}")
-    page_link("Curate & export", label="Relabel this selection on Curate & export")
+    page_link("Curate & export", label="Relabel this selection on Curate & export",
+              query_params={RUN_PARAM: results.dir.name, TAB_PARAM: EDIT_IMAGES_TAB})
 
 
 through_navigation()

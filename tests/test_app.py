@@ -54,7 +54,7 @@ def test_evaluation_matches_the_run_metrics(home, monkeypatch):
     final = metrics[metrics["final"]["stage"]]
     assert metric(at, "ACC (Hungarian)") == f"{final['acc']:.3f}"
     assert metric(at, "NMI") == f"{final['nmi']:.3f}"
-    assert final["acc"] > 0.8  # a real run: far above chance
+    assert final["acc"] >= 0.94  # the digits bench: 0.953 (bench/RESULTS.md); heads at lr/10 give 0.894
 
 
 def test_pages_without_labels_say_so(home, monkeypatch):
@@ -84,7 +84,8 @@ def test_a_running_job_is_reported(home, monkeypatch, tmp_path):
         assert "**still-running** is still training (stage: pretext)" in texts(at)
         at = app(home, monkeypatch, run="digits", page="clusters")  # another run's pages: the sidebar says it
         sidebar = [c.value for c in at.sidebar.caption]
-        assert "digits · finished" in sidebar and ":material/model_training: still-running · running (pretext)" in sidebar
+        assert "digits · finished" in sidebar  # Markdown-escaped below
+        assert ":material/model_training: still\\-running · running (pretext)" in sidebar
     finally:
         shutil.rmtree(running)
 
@@ -235,11 +236,49 @@ def test_any_edit_of_the_history_can_be_undone(own_home, monkeypatch):
     first = store.name_cluster(0, "zeros", "tester")
     store.move([3], 0, "tester")
     at = app(own_home, monkeypatch, page="curate_export")
-    at.selectbox(key="undo_edit").set_value(first)
+    undo = next(box for box in at.selectbox if box.label.startswith("Or undo any edit"))
+    undo.set_value(first)
     button(at, "Undo this edit").click().run()
     assert not at.exception
     state = store.state()
     assert 0 not in state.names and state.clusters[3] == 0  # the later move stays
+
+
+def test_relabel_this_selection_opens_the_edit_images_tab(home, monkeypatch):
+    embedding = app(home, monkeypatch, page="embedding")
+    embedding.session_state["embedding_selection"] = {"selected": [1, 2, 3]}
+    embedding.run()
+    link = next(p for p in embedding.get("page_link") if p.proto.label == "Relabel this selection on Curate & export")
+    assert "tab=Edit" in link.proto.query_string and "run=digits" in link.proto.query_string
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({"run": "digits", "tab": "Edit images"})
+    at.run()
+    at.switch_page("pages/curate_export.py")
+    at.query_params["tab"] = "Edit images"
+    at.run()
+    assert not at.exception and at.session_state["tab"] == "Edit images"
+
+
+def test_the_maps_caption_says_what_it_is_a_umap_of(home, monkeypatch):
+    at = app(home, monkeypatch, page="embedding")  # the digits preset: heads on the 10-d manifold of the HOG
+    assert "UMAP of the 10-d manifold of the images' HOG" in texts(at) and "pretext" not in texts(at)
+
+
+def test_the_history_says_its_edits_in_plain_words_and_offers_the_newest_to_undo(own_home, monkeypatch):
+    run_dir = own_home / "runs" / "digits"
+    store = Curation(run_dir, result_probs(run_dir).argmax(1))
+    store.move([3], 0, "tester")
+    at = app(own_home, monkeypatch, page="curate_export")
+    undo = next(box for box in at.selectbox if box.label.startswith("Or undo any edit"))
+    undo.set_value(undo.options[0]).run()  # the user looks at the box; then a new edit comes
+    clusters = store.state().clusters
+    images = [int(np.flatnonzero(clusters == c)[k]) for c, k in ((2, 0), (3, 0), (8, 0), (6, 0), (2, 1), (9, 0), (1, 0))]
+    accepted = store.accept(images, [2, 3, 8, 6, 2, 9, 1], "tester")
+    at.run()
+    undo = next(box for box in at.selectbox if box.label.startswith("Or undo any edit"))
+    assert undo.value == accepted  # the newest edit first
+    details = next(d.value for d in at.dataframe if "details" in d.value.columns)
+    assert details["details"].tolist() == ["7 images, clusters: 1, 2, 3, 6, 8 and 1 more", "cluster: 0, 1 image"]
 
 
 def test_data_page_previews_digits_and_refuses_a_second_training(home, monkeypatch):

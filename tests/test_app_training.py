@@ -140,6 +140,8 @@ def test_a_cancelled_run_is_information_not_an_error(own_home, monkeypatch):
     assert not at.error, [e.value for e in at.error]
     assert any("Cancelled by user" in i.value for i in at.info)
     assert any(b.label == "Resume" for b in at.button)
+    says = next(i.value for i in at.info if "Cancelled by user" in i.value)  # what Resume keeps, and what not
+    assert "keeps every finished stage and training epoch" in says and "the feature banks" in says
 
 
 def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeypatch):
@@ -340,6 +342,21 @@ def test_suggest_on_the_data_page_reads_an_earlier_run_of_the_dataset_and_fills_
     use.click().run()
     assert at.number_input(key="start_clusters:digits").value == suggested
     assert not at.toggle(key="start_suggest:digits").value
+
+
+def test_a_run_name_keeps_its_letters_and_the_page_says_the_name_used(own_home, monkeypatch, wait_for):
+    ws = Workspace.create(own_home)
+    at = app(own_home, monkeypatch)
+    at.selectbox(key="start_preset:digits").set_value("tiny")
+    at.text_input(key="start_name:digits").set_value("Clip art for my Étude — 2,000 stamps")
+    button(at, "Start training").click().run()
+    try:
+        assert not at.exception, [e.value for e in at.exception]
+        assert shown_run(at) == "Clip-art-for-my-Étude-2-000-stamps"
+        assert (ws.runs / "Clip-art-for-my-Étude-2-000-stamps").is_dir()
+        assert any(c.value.startswith(":material/edit: Named **Clip-art-for-my-Étude-2-000-stamps**") for c in at.caption)
+    finally:
+        wait_for(lambda: jobs.active_run(ws) is None, timeout=300)
 
 
 def test_a_double_clicked_start_makes_one_run_and_says_nothing_of_a_refusal(own_home, monkeypatch, wait_for):

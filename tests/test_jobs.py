@@ -42,7 +42,8 @@ def stage_running(run_dir: Path, stage: str) -> bool:
 
 @pytest.mark.parametrize("text, expected", [
     ("My run", "My-run"), ("../../etc/passwd", "etc-passwd"), ("  ", "run"), (".hidden", "hidden"),
-    ("a/b\\c;rm -rf $HOME", "a-b-c-rm-rf-HOME"), ("x" * 200, "x" * RUN_NAME_MAX), ("é✓", "run"),
+    ("a/b\\c;rm -rf $HOME", "a-b-c-rm-rf-HOME"), ("x" * 200, "x" * RUN_NAME_MAX), ("é✓", "é"), ("✓", "run"),
+    ("Clip art for my Étude — 2,000 stamps", "Clip-art-for-my-Étude-2-000-stamps"), ("E\u0301tude", "Étude"),
 ])
 def test_run_names_are_sanitised(text, expected):
     assert run_name(text) == expected

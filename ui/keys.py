@@ -7,6 +7,8 @@ from __future__ import annotations
 RUN_PARAM = "run"        # the run on show (also kept in session state: a page switch drops the URL's)
 WHO_PARAM = "who"        # the curator's name
 IMAGE_PARAM = "image"    # the image Neighbours shows
+TAB_PARAM = "tab"        # the Curate & export tab shown (its label)
+EDIT_IMAGES_TAB = "Edit images"  # the tab that edits the map's selection, which the Embedding page links to
 
 # The sidebar
 RUN_PICKER = "run_picker"    # the run selectbox

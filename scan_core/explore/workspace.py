@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,9 @@ class Workspace:
 
 
 def run_name(text: str) -> str:
-    """``text`` made safe as a directory name: letters, digits, ``._`` and single dashes; no leading dot."""
-    name = re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.")[:RUN_NAME_MAX].strip("-.")
+    """``text`` made safe as a directory name: letters and digits of any script (NFC), ``._`` and single
+    dashes for every other run of characters; no leading dot; at most :data:`RUN_NAME_MAX` characters."""
+    name = re.sub(r"[^\w.]+", "-", unicodedata.normalize("NFC", text)).strip("-.")[:RUN_NAME_MAX].strip("-.")
     return name or "run"
 
 
