@@ -46,6 +46,7 @@ LAUNCH_REFUSAL = "launch_refusal"      # (button, message) of a start that was r
 LAST_LAUNCH = "last_launch"            # (request, run name) of this browser tab's latest start
 NAME_USED = "name_used"                # (run name, message) when a start's name was made safe
 REJECTED_UPLOADS = "rejected_uploads"  # saved name of an upload that failed to load -> why
+UPLOAD = "upload"                      # the zip uploader's key
 SCROLL_TO_PROGRESS = "scroll_to_progress"  # a run just started here: bring its progress card into view
 PROGRESS_CARD = "progress_card"          # the card's container key (its CSS class st-key-progress_card)
 SCROLL_SECONDS = 30.0  # however slow the first script runs after Start are
@@ -99,7 +100,7 @@ def pick_source(ws: Workspace) -> str | None:
         except ValueError as error:
             st.error(str(error))
             return None
-    upload = st.file_uploader("A .zip of an image folder", type=["zip"], key="upload",
+    upload = st.file_uploader("A .zip of an image folder", type=["zip"], key=UPLOAD,
                               help="Subfolders inside the zip become labels.")
     st.caption(f"Limits: {st.get_option('server.maxUploadSize')} MB per upload; inside the zip at most "
                f"{ZIP_MAX_FILES:,} files and {ZIP_MAX_TOTAL_BYTES / 2**30:.0f} GiB unpacked. For bigger sets "
@@ -126,13 +127,23 @@ def forget_upload(ws: Workspace, path: Path, reason: str) -> None:
     st.session_state.setdefault(REJECTED_UPLOADS, {})[path.name] = reason
 
 
+def load_problem(ws: Workspace, spec: str, error: ValueError) -> str:
+    """What a failed load of ``spec`` says: for an upload, the user's file name and the problem
+    only, never the paths it was saved and extracted under."""
+    upload = st.session_state.get(UPLOAD)
+    if upload is None or Path(spec).parent != ws.uploads:
+        return str(error)
+    return f"{upload.name}: {getattr(error, 'problem', error)}"
+
+
 def show_preview(ws: Workspace, spec: str) -> ImageSet | None:
     stamp = Path(spec).stat().st_mtime if Path(spec).exists() else 0.0
     try:
         images = preview(spec, stamp, str(ws.data_dir))
     except ValueError as error:  # SourceError and bad arguments: a message, never a traceback
-        st.error(str(error))
-        forget_upload(ws, Path(spec), str(error))
+        message = load_problem(ws, spec, error)
+        st.error(message)
+        forget_upload(ws, Path(spec), message)
         return None
     height, width = images.image_size
     cols = st.columns(4)

@@ -15,7 +15,13 @@ Progress = Callable[[int, int], None]
 
 
 class SourceError(ValueError):
-    """A data source cannot be loaded; the message names the file or dataset and the problem."""
+    """A data source cannot be loaded; the message names the file or dataset and the problem.
+    ``problem`` is the problem alone (the message where none is given), for a caller that names
+    the source in its own words (the app names an upload by the user's file name)."""
+
+    def __init__(self, message: str, problem: str | None = None):
+        super().__init__(message)
+        self.problem = problem or message
 
 
 def default_data_dir() -> Path:

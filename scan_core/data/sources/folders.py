@@ -104,7 +104,7 @@ def load_folder(folder: Path, image_size: int | None = None,
     if not readable or not kept:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         detail = f" ({len(skipped)} files skipped: {reasons})" if skipped else ""
-        raise SourceError(f"no readable images in {_display(str(root))}{detail}")
+        raise SourceError(f"no readable images in {_display(str(root))}{detail}", f"no readable images{detail}")
     ids = [_display(rel) for rel in kept]
     labels, class_names = _folder_labels(ids)
     return ImageSet(name=_display(root.name), images=sink, ids=np.asarray(ids),

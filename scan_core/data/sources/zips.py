@@ -41,28 +41,32 @@ def load_zip(path: Path, data_dir: Path | None = None, image_size: int | None = 
             _check_zip_limits(path, archive.infolist())
             target = _extract_zip(path, archive, data_dir / "zips")
     except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as error:
-        raise SourceError(f"{path} is not a valid zip file: {error}") from error
-    except OSError as error:
-        raise SourceError(f"cannot read or extract {path}: {error}") from error
+        raise _zip_error(path, f"not a valid zip file ({error})") from error
+    except OSError as error:  # the extraction folder is no business of the zip's owner
+        raise _zip_error(path, f"cannot read or extract it ({error.strerror or error})") from error
     zip_skipped = json.loads((target / _ZIP_META).read_text())["skipped"]
     try:
         images = load_folder(_zip_root(target), image_size, progress, cache)
     except SourceError as error:                  # e.g. no readable image: name the zip
         shutil.rmtree(target, ignore_errors=True)  # an extraction nothing can use is not kept
-        raise SourceError(f"{path}: {error}") from error
+        raise _zip_error(path, error.problem) from error
     images.name = path.stem
     images.skipped = zip_skipped + images.skipped
     return images
 
 
+def _zip_error(path: Path, problem: str) -> SourceError:
+    """A :class:`SourceError` for the zip at ``path``: ``"<path>: <problem>"``, ``problem`` kept
+    apart (it never names the extraction folder)."""
+    return SourceError(f"{path}: {problem}", problem)
+
+
 def _check_zip_limits(path: Path, infos: list[zipfile.ZipInfo]) -> None:
     if len(infos) > ZIP_MAX_FILES:
-        raise SourceError(f"{path} holds {len(infos)} entries, more than the limit of "
-                          f"{ZIP_MAX_FILES}")
+        raise _zip_error(path, f"holds {len(infos)} entries, more than the limit of {ZIP_MAX_FILES}")
     total = sum(info.file_size for info in infos)
     if total > ZIP_MAX_TOTAL_BYTES:
-        raise SourceError(f"{path} unpacks to {total} bytes, more than the limit of "
-                          f"{ZIP_MAX_TOTAL_BYTES} bytes")
+        raise _zip_error(path, f"unpacks to {total} bytes, more than the limit of {ZIP_MAX_TOTAL_BYTES} bytes")
 
 
 def _extract_zip(path: Path, archive: zipfile.ZipFile, cache: Path) -> Path:
