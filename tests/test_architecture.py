@@ -109,11 +109,34 @@ def test_importing_the_exploring_layer_loads_no_training_stack():
     assert "streamlit" not in loaded
 
 
+def library_modules() -> list[str]:
+    """The import name of every library module (``__main__`` aside)."""
+    return [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in library_files()
+            if p.name != "__main__.py"]
+
+
 def test_the_whole_library_loads_without_streamlit():
-    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in library_files()
-               if p.name not in ("__main__.py",)]
-    loaded = loaded_after("\n".join(f"import {m.removesuffix('.__init__')}" for m in modules))
+    loaded = loaded_after("\n".join(f"import {m}" for m in library_modules()))
     assert "streamlit" not in loaded and "scan_core.engine.stages.scan" in loaded
+
+
+def test_importing_the_library_leaves_the_warnings_filter_as_it_was():
+    """An application importing scan_core keeps its own warnings filter. What the library imports
+    is loaded first (torch, numpy, scipy add filters of their own), then every library module."""
+    dependencies = sorted({name for p in library_files() for name in imported_modules(p)
+                           if name.split(".")[0] not in ("scan_core", "__future__")})
+    code = f"""import importlib, json, warnings
+for name in {dependencies!r}:
+    try:
+        importlib.import_module(name)
+    except ImportError:  # a name imported from a module, or an optional package
+        pass
+before = list(warnings.filters)
+for name in {library_modules()!r}:
+    importlib.import_module(name)
+print(json.dumps([repr(f) for f in warnings.filters if f not in before]))"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.splitlines()[-1]) == []
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)

@@ -31,10 +31,6 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-# torch 2.14 calls the collectives that carry gradients deprecated, pointing to a private module:
-# they stay until a public replacement exists, without a warning per rank and call site.
-warnings.filterwarnings("ignore", r"torch\.distributed\.nn\.functional\.all_(gather|reduce) is deprecated",
-                        FutureWarning)
 Module = TypeVar("Module", bound=nn.Module)
 STEP_SEED = 1_000_003  # a step's augmentation seed: seed * STEP_SEED + step
 _alone = [0]  # depth of :func:`alone` blocks
@@ -115,13 +111,26 @@ def broadcast_state(module: Module) -> Module:
     return module
 
 
+@contextlib.contextmanager
+def _deprecated_collectives() -> Iterator[None]:
+    """A block in which torch's collectives that carry gradients warn nothing: torch 2.14 calls them
+    deprecated, pointing to a private module; they stay until a public replacement exists, without a
+    warning per rank and step. The warnings filter is the caller's again afterwards."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"torch\.distributed\.nn\.functional\.all_(gather|reduce) is deprecated",
+                                FutureWarning)
+        yield
+
+
 def gather(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Every rank's ``x`` concatenated along ``dim`` in rank order (the global batch when ``x`` is
     this rank's :func:`local_rows`), gradients flowing back to each rank's own part."""
     if world()[1] == 1:
         return x
     from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x.contiguous()), dim)
+    with _deprecated_collectives():
+        parts = all_gather(x.contiguous())
+    return torch.cat(parts, dim)
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -139,7 +148,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         from torch.distributed.nn.functional import all_reduce
         channels, dims = x.shape[1], [0, *range(2, x.dim())]
         count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
-        sums = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        with _deprecated_collectives():
+            sums = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         total = sums[-1]
         mean = sums[:channels] / total
         var = (sums[channels:2 * channels] / total - mean * mean).clamp_min(0)
