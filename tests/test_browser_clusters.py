@@ -3,22 +3,20 @@ on the cluster shown after a rename and the next click, and a second tab whose c
 merged away shows, in its box too, where that cluster's images went."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from test_browser import BROWSER_ARGS, CHROMIUM, SHOTS, edits, playwright, shot, streamlit_server, wait_idle
+from test_browser import SHOTS, edits, launch_browser, playwright, shot, skip_without_chromium, streamlit_server, wait_idle
 
 from apptest import result_probs
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+pytestmark = skip_without_chromium
 
 
 @pytest.fixture
 def browser():
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        browser = launch_browser(p)
         yield browser
         browser.close()
 
