@@ -121,9 +121,11 @@ def neighbour_view(results, state, view: str) -> None:
         isolated = outliers(similarity, OUTLIERS + len(flagged))
         isolated = isolated[~np.isin(isolated, flagged)][:OUTLIERS]
         alike = similarity.mean(1)
-        st.caption(f"The {len(isolated):,} images least like even their nearest mined neighbours, most isolated "
-                   "first (mean cosine of the features to them): odd images, mistakes in the folder, or a class of "
-                   "their own. Flag them as outliers in the detail view.")
+        left_out = f" ({len(flagged):,} flagged as outliers left out)" if len(flagged) else ""
+        st.caption(f"The {len(isolated):,} most isolated of the run's {len(similarity):,} images{left_out}: those least "
+                   "like even their nearest mined neighbours, most isolated first (mean cosine of the features to "
+                   "them): odd images, mistakes in the folder, or a class of their own. Flag them as outliers in the "
+                   "detail view.")
         gallery(results, isolated, "isolated", lambda i: f"{cluster_title(state, int(state.clusters[i]))}\n"
                 f"alike {alike[i]:.2f}", page_size=PAGE_SIZE, empty="No images.")
 
