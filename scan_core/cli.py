@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import AUTO, BACKBONES, DEVICES, PRECISIONS, REFINE_EPOCHS
+from .config import AUTO, BACKBONES, DEVICES, PRECISIONS, REFINE_EPOCHS, SCAN_LOSSES
 from .data.artifacts import CorruptArtifact, load_json
 from .data.run_metrics import RunMetrics
 from .data.rundir import CLUSTER_STAGES, TRAINING_STAGES
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in TRAINING_STAGES:
         train.add_argument(f"--{stage}-epochs", type=int, default=None, metavar="E",
                            help=f"epochs of the {stage} stage (default: the preset's)")
+    train.add_argument("--loss", default=None, choices=SCAN_LOSSES,
+                       help="the clustering heads' objective: scan (SCAN's) or temi (TEMI's, for noisy neighbours; "
+                            "default: the preset's)")
     train.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                        help="seconds the auto preset plans the run for (default 300 on a 2-core CPU)")
     train.add_argument("--index-memory", type=float, default=None, metavar="MB",
@@ -151,6 +154,8 @@ def train(args: argparse.Namespace) -> int:
     for stage in TRAINING_STAGES:
         if getattr(args, f"{stage}_epochs") is not None:
             overrides[stage] = {"epochs": getattr(args, f"{stage}_epochs")}
+    if args.loss:
+        overrides["scan"] = {**overrides.get("scan", {}), "loss": args.loss}
     code = training(lambda: train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet,
                                       **overrides), f"run the same command again (--out {args.out}) to resume",
                     args.device)

@@ -128,13 +128,16 @@ def test_rerun_of_finished_run_redoes_nothing(digits_run):
 
 
 def test_corrupt_artifact_is_redone_not_trusted(digits_run, tmp_path):
-    run_dir, _ = digits_run
+    run_dir, original = digits_run
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(run_dir), str(copy)], check=True)
     (copy / "neighbors.npy").write_bytes((copy / "neighbors.npy").read_bytes()[:100])  # truncated
     metrics = train_run(copy, show_bar=False)
     assert np.load(copy / "neighbors.npy").shape == (1797, 20)
-    assert metrics["scan"]["acc"] > 0.5
+    final = original["final"]["stage"]
+    assert metrics["final"]["stage"] == final
+    for stage in ("scan", final):  # redone from the neighbours on, as good as the first time
+        assert abs(metrics[stage]["acc"] - original[stage]["acc"]) <= 0.01, (stage, metrics[stage]["acc"])
 
 
 def test_overclustering_works_and_is_scored_by_majority_vote(tmp_path, digits):
@@ -406,3 +409,25 @@ def test_feature_banks_over_the_size_limit_are_float16_and_train_as_float32_ones
     assert half.dtype == np.float16 and full.dtype == np.float32 and half.shape == full.shape
     assert np.abs(half.astype(np.float32) - full).max() <= 5e-4 * np.abs(full).max()  # float16: 2^-11 relative
     assert abs(half_acc - full_acc) < 0.02, (half_acc, full_acc)
+
+
+def test_the_loss_flag_trains_the_heads_with_temi_and_records_it(tmp_path, capsys):
+    # the grayscale shapes of the test above, fewer: TEMI's heads group them by shape too (0.93 measured)
+    rng = np.random.default_rng(0)
+    for kind in ("disc", "square", "triangle", "cross"):
+        (tmp_path / "shapes" / kind).mkdir(parents=True)
+        for i in range(80):
+            shape_image(kind, rng).save(tmp_path / "shapes" / kind / f"{i}.png")
+    args = ["train", "--dataset", str(tmp_path / "shapes"), "--out", str(tmp_path / "run"), "--no-umap", "--quiet",
+            "--selflabel-epochs", "1"]
+    assert main([*args, "--loss", "temi"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["scan"]["loss"] == "temi"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    labels = np.load(tmp_path / "run" / "images" / "labels.npy")
+    pixels = np.asarray(ImageSet.load(tmp_path / "run" / "images").images).reshape(len(labels), -1).astype(np.float32)
+    baseline = hungarian_accuracy(spherical_kmeans(pixels, 4, seed=0), labels)
+    assert metrics["scan"]["loss"] == "temi" and metrics["scan"]["acc"] > baseline + 0.3, (metrics["scan"]["acc"], baseline)
+    with pytest.raises(SystemExit) as refused:
+        main([*args, "--out", str(tmp_path / "other"), "--loss", "dec"])
+    error = capsys.readouterr().err
+    assert refused.value.code == 2 and "argument --loss: invalid choice: 'dec'" in error and "'temi'" in error
