@@ -1,12 +1,13 @@
-"""What the pages say about what they show (AppTest): how many of the run's images a capped list
-holds."""
+"""What the pages say and show about what they draw (AppTest): how many of the run's images a
+capped list holds; a chart whose toolbar would hide its axis has none."""
 from __future__ import annotations
 
+import json
 import re
 
 from scan_core.explore.curation import Curation
 
-from apptest import app, result_probs, texts
+from apptest import app, button, result_probs, texts
 
 DIGITS = 1797  # images in sklearn's digits set
 
@@ -20,3 +21,12 @@ def test_the_outliers_view_says_how_many_of_the_run_s_images_it_lists(own_home, 
     said = texts(at)
     assert f"The 200 most isolated of the run's {DIGITS:,} images (3 flagged as outliers left out)" in said
     assert re.search(r"\b200 images · page 1 of 5\b", said)  # 200 listed: 4 pages of 48, then 8
+
+
+def test_the_why_k_chart_has_no_toolbar_over_its_axes(home, monkeypatch):
+    at = app(home, monkeypatch)
+    button(at, "Suggest").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = [chart for chart in at.get("plotly_chart")
+              if any(t.get("name") == "stability (ARI of two halves)" for t in json.loads(chart.proto.spec)["data"])]
+    assert len(charts) == 1 and json.loads(charts[0].proto.config)["displayModeBar"] is False

@@ -57,7 +57,7 @@ def evidence_chart(suggestion: KSuggestion, key: str) -> None:
     figure.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend={"orientation": "h", "y": -0.25},
                          xaxis={"title": "K", "dtick": 1}, yaxis={"title": "stability", "range": [0, 1.05]},
                          yaxis2={"title": "eigengap", "overlaying": "y", "side": "right", "showgrid": False})
-    st.plotly_chart(figure, key=key)
+    st.plotly_chart(figure, key=key, config={"displayModeBar": False})  # its toolbar would cover the top axis
     st.caption(f"Suggested {suggestion.reason()}. Bars: the suggested K in red, the other most stable K in blue, "
                "the less stable K in light grey. Stability favours coarse groups and the eigengap fine ones; "
                "neither knows what you call a class, so treat it as a starting point: merge and split on Clusters.")
