@@ -92,6 +92,28 @@ def test_pages_and_ui_import_only_the_exploring_layer():
     assert not offenders
 
 
+def test_no_ui_module_imports_itself_through_others():
+    """The ui/ modules import one another without a cycle, imports inside functions included."""
+    modules = {f"ui.{p.stem}": p for p in sorted((ROOT / "ui").glob("*.py")) if p.stem != "__init__"}
+    imports = {name: sorted(n for n in imported_modules(path) if n in modules and n != name)
+               for name, path in modules.items()}
+    cycles = []
+
+    def visit(name: str, path: list[str]) -> None:  # depth first; a module met again on the path closes a cycle
+        for other in imports[name]:
+            if other in path:
+                cycles.append(" -> ".join([*path[path.index(other):], other]))
+            elif other not in done:
+                visit(other, [*path, other])
+        done.add(name)
+
+    done: set[str] = set()
+    for name in modules:
+        if name not in done:
+            visit(name, [name])
+    assert not cycles
+
+
 def loaded_after(statement: str) -> set[str]:
     """Module names a fresh interpreter holds after running ``statement``."""
     code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"

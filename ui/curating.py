@@ -11,6 +11,7 @@ import streamlit as st
 from scan_core.explore.curation import DB_NAME, CuratedState, Curation
 from scan_core.explore.results import RunResults
 from scan_core.explore.review import ReviewQueue, review_queue
+from ui.artifacts import results_key
 from ui.keys import CLUSTER_TITLES, SEEN_VERSION, SHOWN_VERSION, WHO, WHO_PARAM
 from ui.text import markdown_text
 
@@ -39,7 +40,6 @@ def who() -> str:
 def curation(loaded: RunResults) -> Curation:
     """The run's curation log, opened once per run and log file by this server (opening one checks
     that the log belongs to the run's images, a pass over every image id)."""
-    from ui.runs import results_key  # ui.runs draws the sidebar with this module's name box
     log = loaded.dir / DB_NAME
     return _curation(results_key(loaded), log.stat().st_ino if log.exists() else None, loaded)
 
@@ -66,7 +66,6 @@ def curated(loaded: RunResults) -> CuratedState:
 def review(loaded: RunResults, state: CuratedState) -> ReviewQueue:
     """The run's review queue at the curation version on show (reviewed images and outliers left
     out): computed once per run and version, and shared by every session of this server."""
-    from ui.runs import results_key  # ui.runs draws the sidebar with this module's name box
     return _review(loaded, state, results_key(loaded), state.version)
 
 

@@ -24,9 +24,9 @@ from scipy.spatial import cKDTree
 
 from scan_core.explore.map_points import Region
 from scan_core.explore.results import RunResults
+from ui.artifacts import results_key
 from ui.gallery import data_uri
 from ui.listeners import plot_component
-from ui.runs import results_key
 
 SHEET_PIXELS_ENV = "SCAN_EXPLORER_HOVER_SHEET_PIXELS"
 SHEET_PIXELS = 3_000_000        # a whole sheet up to this size (about 1 MB of PNG) goes with the page

@@ -22,9 +22,9 @@ import streamlit as st
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.map_points import density, thinned
 from scan_core.explore.results import RunResults
+from ui.artifacts import results_key
 from ui.curating import cluster_titles
 from ui.gallery import data_uri
-from ui.runs import results_key
 from ui.text import html_text
 
 COLOURINGS = ("cluster", "curated label", "confidence", "true label")

@@ -14,6 +14,7 @@ from scan_core.data.rundir import CLASS_PROBS
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.names import NameSuggestion, RunNames, accept_all, run_names, unnamed_confident
 from scan_core.explore.results import RunResults
+from ui.artifacts import results_key
 from ui.curating import curation, edit, seen_version, who
 from ui.text import markdown_text
 
@@ -21,7 +22,6 @@ from ui.text import markdown_text
 def names_of(loaded: RunResults, state: CuratedState) -> RunNames:
     """The run's suggestions for the clusters of ``state``: computed once per run, class scores and
     clustering (a rename does not recompute them), and shared by every session of this server."""
-    from ui.runs import results_key  # ui.runs draws the sidebar with ui.curating's name box
     probs = loaded.dir / CLASS_PROBS
     clustering = sha256(np.ascontiguousarray(state.clusters, np.int64).tobytes()).hexdigest()
     return _names(loaded, state, results_key(loaded), probs.stat().st_mtime_ns if probs.exists() else 0,

@@ -10,12 +10,12 @@ from pathlib import Path
 import streamlit as st
 
 from scan_core.data.run_metrics import METRICS_FILE
-from scan_core.data.rundir import STAGES
 from scan_core.explore import jobs
 from scan_core.explore.estimates import HISTORY, Calibration
 from scan_core.explore.jobs import job_state, list_runs
 from scan_core.explore.results import RunNotReady, RunResults
 from scan_core.explore.workspace import Workspace, run_name
+from ui.artifacts import signature
 from ui.curating import who_box
 from ui.keys import RUN_PARAM, RUN_PICKER, UNKNOWN_RUN
 from ui.navigation import page_link
@@ -23,20 +23,11 @@ from ui.text import markdown_text
 
 WORKING = ("running", "starting")
 WATCH_SECONDS = 2.0
-#: What a page reads of a run: a new or redone file changes the cache key of what it derives (the
-#: stages' arrays and records, and the features' own neighbours the neighbors stage may add).
-ARTIFACTS = ("config.json", "metrics.json", *(name for stage in STAGES for name in stage.artifacts
-                                             if not name.endswith(".pt")), "feature_neighbors.npy")
 
 
 def workspace() -> Workspace:
     """The workspace ``$SCAN_EXPLORER_HOME`` names (read each rerun: cheap, and tests switch it)."""
     return Workspace.from_env()
-
-
-def _signature(run_dir: Path) -> tuple:
-    """mtimes of the artifacts a page reads: a new artifact or a redone stage changes the key."""
-    return tuple((run_dir / name).stat().st_mtime_ns if (run_dir / name).exists() else 0 for name in ARTIFACTS)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the run…")
@@ -45,12 +36,7 @@ def _load_results(run_dir: str, signature: tuple) -> RunResults:
 
 
 def results(run_dir: Path) -> RunResults:
-    return _load_results(str(run_dir), _signature(run_dir))
-
-
-def results_key(loaded: RunResults) -> tuple:
-    """The run and the mtimes of its artifacts: a cache key for what a page derives from them."""
-    return str(loaded.dir), _signature(loaded.dir)
+    return _load_results(str(run_dir), signature(run_dir))
 
 
 def calibration(ws: Workspace) -> Calibration:
