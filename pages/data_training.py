@@ -456,7 +456,9 @@ def runs_table(runs: list[dict]) -> None:
     st.dataframe(table[["run", "state", "dataset", "clusters", "preset", "acc", "nmi", "created"]],
                  hide_index=True, width="stretch", on_select=functools.partial(open_selected_run, table["run"].tolist()),
                  selection_mode="single-row", key=RUNS_TABLE, placeholder="–",
-                 column_config={"acc": st.column_config.NumberColumn("ACC", format="%.3f"),
+                 column_config={"acc": st.column_config.NumberColumn(
+                                 "ACC", format="%.3f", help="Accuracy against the labels (1.000: every image in its "
+                                 "class's cluster); Evaluation sets it beside chance and k-means on the features"),
                                 "nmi": st.column_config.NumberColumn("NMI", format="%.3f"),
                                 "dataset": st.column_config.TextColumn("dataset", max_chars=40)})
 

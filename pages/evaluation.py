@@ -58,6 +58,16 @@ def cell_images(results, title, clusters: np.ndarray, rows: list[int]) -> None:
             lambda i: f"{confidence[i]:.2f}", empty="No image of this class in this cluster.")
 
 
+def acc_context(results, report: dict) -> str:
+    """How good the ACC is, in plain words: against chance (every image called the largest class)
+    and, when the run recorded it, against k-means on its features."""
+    pretext = results.metrics.stage("pretext")
+    kmeans = (f"; k-means on the run's features alone scores **{pretext['acc']:.3f}**"
+              if "acc" in pretext and pretext.get("method", "").startswith("k-means") else "")
+    return (f"For scale: 1.000 is every image in its class's cluster; calling every image the largest class "
+            f"(chance) scores **{report['chance_acc']:.3f}**{kmeans}.")
+
+
 def main() -> None:
     results = require_results(("probs", "labels"))
     state = curated(results)
@@ -79,6 +89,7 @@ def main() -> None:
     cols[2].metric("ARI", f"{report['ari']:.3f}")
     cols[3].metric("Majority-vote ACC", f"{report['majority_acc']:.3f}",
                    help="Each cluster takes its most frequent class: the fair score when K ≠ classes")
+    st.caption(acc_context(results, report))
     if k != classes:
         st.info(f"{k} non-empty clusters for {classes} classes: Hungarian ACC leaves clusters unmatched, "
                 "so read the majority-vote ACC; the confusion matrix uses the majority-vote map.")

@@ -30,3 +30,11 @@ def test_the_why_k_chart_has_no_toolbar_over_its_axes(home, monkeypatch):
     charts = [chart for chart in at.get("plotly_chart")
               if any(t.get("name") == "stability (ARI of two halves)" for t in json.loads(chart.proto.spec)["data"])]
     assert len(charts) == 1 and json.loads(charts[0].proto.config)["displayModeBar"] is False
+
+
+def test_the_evaluation_page_puts_acc_beside_chance_and_k_means(home, monkeypatch):
+    at = app(home, monkeypatch, page="evaluation")
+    # digits' largest class, 3, has 183 of the 1,797 images: 183 / 1797 = 0.1018
+    kmeans = json.loads((home / "runs" / "digits" / "metrics.json").read_text())["pretext"]["acc"]
+    assert ("calling every image the largest class (chance) scores **0.102**; k-means on the run's features alone "
+            f"scores **{kmeans:.3f}**") in texts(at)

@@ -220,7 +220,8 @@ class RunResults:
         """Scores of ``clusters`` against the labels, with the confusion matrix ``(K, C)``, the
         cluster -> class map (Hungarian when K equals the number of classes, else majority vote),
         each image's class under that map (``predicted`` ``(N,)``, -1 for a cluster mapped to none;
-        the one definition the pages use) and per-class precision / recall. RunNotReady without labels."""
+        the one definition the pages use), per-class precision / recall and ``chance_acc``, the ACC
+        of calling every image the largest class (its share of the images). RunNotReady without labels."""
         if not self.images.has_labels:
             raise RunNotReady(f"{self.dir.name} has no labels: there is nothing to evaluate against")
         clusters, labels = np.asarray(clusters), self.images.labels
@@ -239,4 +240,4 @@ class RunResults:
                               "recall": hits / actual if actual else 0.0, "images": actual})
         return {**scores, "confusion": table[used], "clusters": used, "mapping": mapping, "predicted": predicted,
                 "mapping_kind": "Hungarian (one-to-one)" if one_to_one else "majority vote",
-                "per_class": per_class}
+                "per_class": per_class, "chance_acc": float(table.sum(0).max() / len(labels))}
