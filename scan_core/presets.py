@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import AUTO, PRETRAINED, REFERENCE_CPU, Hardware, RunConfig
 from .costs import pretrained_pass_seconds, simclr_epoch_seconds
-from .pretrained import PRETRAINED_BACKBONES, Pretrained, present_backbones, pretrained_spec
+from .pretrained import PRETRAINED_BACKBONES, WEIGHTS_ENV, Pretrained, present_backbones, pretrained_spec
 
 GRAY_SMALL = {"crop_scale": (0.3, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.0, 0.0), "grayscale_p": 0.0,
               "strong_ops": 2, "cutout": 0.4}   # small grayscale images: gentle crops, no colour
@@ -199,11 +199,14 @@ def colour_backbone(num_images: int, image_side: int, time_budget: float, presen
            f"{chosen.name} ({chosen.pretraining}): no pretrained backbone on this machine fits the {time_budget:.0f} s "
            f"budget for {num_images:,} images with a feature bank; this one is the fastest")
     slower = [spec.name for spec in present[:present.index(chosen)]]
-    absent = [spec.name for spec in PRETRAINED_BACKBONES[:PRETRAINED_BACKBONES.index(chosen)] if spec not in present]
+    absent = [spec for spec in PRETRAINED_BACKBONES[:PRETRAINED_BACKBONES.index(chosen)] if spec not in present]
     if slower:
         why += f"; too slow for that budget: {', '.join(slower)}"
     if absent:
-        why += f"; stronger ones not on this machine: {', '.join(absent)} (README, Pretrained backbones)"
+        files = ", ".join(f"{spec.weights_file} ({spec.name})" for spec in absent)
+        why += (f"; stronger ones not on this machine: {', '.join(spec.name for spec in absent)}. To add one, pick it "
+                "as the backbone (Backbone in the app, --backbone on the command line) with internet access: its "
+                f"weights download once; or put its weights file in the folder {WEIGHTS_ENV} names: {files}")
     return chosen.name, why
 
 

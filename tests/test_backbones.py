@@ -1,5 +1,6 @@
 """Backbones: shapes, and ImageNet weights read only from a local file with weights_only=True."""
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -113,9 +114,17 @@ def test_a_torchvision_vit_gives_its_class_token_features():
 
 def test_auto_takes_the_strongest_backbone_present_that_fits_and_says_why(dinov2_weights):
     from scan_core.presets import make_config
+    from scan_core.pretrained import present_backbones
     small = make_config("/some/folder", 4, 600, 64, 3)
     assert (small.backbone, small.pretrained_size, small.pretext.epochs) == ("dinov2-vits14", 224, 0)
     assert small.note.startswith("dinov2-vits14 (DINOv2") and "stronger ones not on this machine: dinov2-vitb14" in small.note
+    # the note says how to get the stronger one, truly: its file, put where it says, makes it present
+    assert "pick it as the backbone (Backbone in the app, --backbone on the command line)" in small.note
+    named = re.search(r"in the folder SCAN_EXPLORER_WEIGHTS names: (\S+) \(dinov2-vitb14\)", small.note)
+    assert named and named[1] == "vit_base_patch14_dinov2.lvd142m.safetensors"  # timm's name of the checkpoint
+    (dinov2_weights.parent / named[1]).write_bytes(b"")
+    assert "dinov2-vitb14" in [spec.name for spec in present_backbones()]
+    (dinov2_weights.parent / named[1]).unlink()
     # too many images for its passes to fit the budget: the next one present, and the note says why
     big = make_config("/some/folder", 4, 200_000, 64, 3)
     assert big.backbone == "efficientnet-lite0-imagenet" and "too slow for that budget: dinov2-vits14" in big.note
