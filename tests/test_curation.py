@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from scan_core.explore.curation import DB_NAME, Curation, StaleEdit, split_in_two
+from scan_core.explore import curation
+from scan_core.explore.curation import DB_NAME, Curation, LogUnusable, StaleEdit, split_in_two
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
@@ -581,3 +582,26 @@ def test_two_clusters_with_images_never_share_a_name(cur):
     assert cur.state().labels()[3] == "Food"
     assert cur.name_cluster(2, "twos", merge_same_name=True)     # no cluster has it: a plain name
     assert cur.history(1)[0]["kind"] == "name_cluster"
+
+
+def test_a_damaged_log_is_refused_naming_the_file_and_left_as_it_was(tmp_path):
+    log = tmp_path / DB_NAME
+    log.write_bytes(b"no sqlite here " * 200)
+    with pytest.raises(LogUnusable, match="file is not a database") as raised:
+        Curation(tmp_path, BASE)
+    assert raised.value.path == log and str(log) in str(raised.value) and not raised.value.locked
+    assert log.read_bytes() == b"no sqlite here " * 200 and sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
+
+
+def test_an_edit_on_a_log_another_program_holds_is_refused_and_the_saved_ones_stay(cur, monkeypatch):
+    first = cur.move([0], 1, "alice")
+    monkeypatch.setattr(curation, "BUSY_TIMEOUT_MS", 100)
+    with closing(sqlite3.connect(cur.path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another program writing, and not letting go
+        with pytest.raises(LogUnusable, match="database is locked") as raised:
+            cur.move([3], 0, "bob")
+        assert raised.value.locked and raised.value.path == cur.path
+        assert cur.state().clusters.tolist() == [1, 0, 0, 1, 1, 1, 2, 2, 2, 2]  # reading goes on meanwhile
+        other.execute("ROLLBACK")
+    assert [e["id"] for e in cur.history()] == [first]
+    assert cur.move([3], 0, "bob") > first  # let go: the edit goes through

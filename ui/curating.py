@@ -3,12 +3,12 @@ on, one edit with its message, and the clusters' titles."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import streamlit as st
 
-from scan_core.explore.curation import DB_NAME, CuratedState, Curation
+from scan_core.explore.curation import DB_NAME, CuratedState, Curation, LogUnusable
 from scan_core.explore.results import RunResults
 from scan_core.explore.review import ReviewQueue, review_queue
 from ui.artifacts import results_key
@@ -39,9 +39,30 @@ def who() -> str:
 
 def curation(loaded: RunResults) -> Curation:
     """The run's curation log, opened once per run and log file by this server (opening one checks
-    that the log belongs to the run's images, a pass over every image id)."""
+    that the log belongs to the run's images, a pass over every image id). A log that cannot be
+    opened (damaged, held by another program) is said on the page, which stops there."""
     log = loaded.dir / DB_NAME
-    return _curation(results_key(loaded), log.stat().st_ino if log.exists() else None, loaded)
+    try:
+        return _curation(results_key(loaded), log.stat().st_ino if log.exists() else None, loaded)
+    except LogUnusable as error:
+        unusable(error)
+
+
+def log_problem(error: LogUnusable) -> str:
+    """What the pages say of a curation log they could not read or write: the file, sqlite's words
+    and what to do. The file is left as it was."""
+    if error.locked:
+        what, advice = "is held by another program", "try again when it lets go of the file"
+    else:
+        what, advice = "is damaged or no curation log", "move it aside to start a new log, or put back a copy of it"
+    return (f"The curation log {markdown_text(error.path)} {what} ({markdown_text(error.reason)}). Nothing saved in "
+            f"it was changed or lost; {advice}.")
+
+
+def unusable(error: LogUnusable) -> NoReturn:
+    """Say that the run's curation log cannot be used (:func:`log_problem`) and stop the page."""
+    st.error(log_problem(error), icon=":material/error:")
+    st.stop()
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -55,7 +76,10 @@ def curated(loaded: RunResults) -> CuratedState:
     Pages call it once per run. It also remembers the version this tab's previous script run showed:
     the state the user was looking at when they clicked (:func:`seen_version`).
     """
-    state = curation(loaded).state()
+    try:
+        state = curation(loaded).state()
+    except LogUnusable as error:
+        unusable(error)
     shown = st.session_state.get(SHOWN_VERSION)
     previous = shown["version"] if shown and shown["run"] == str(loaded.dir) else state.version
     st.session_state[SEEN_VERSION] = previous
@@ -100,13 +124,17 @@ def clusters_changed(loaded: RunResults, state: CuratedState) -> str | None:
 
 def edit(action: Callable[[], Any], done: str | Callable[[Any], str],
          after: Callable[[Any], object] | None = None) -> bool:
-    """Run one curation edit; a refused one (StaleEdit, ValueError) is shown as a message, never a
-    traceback. A successful one shows ``done`` (or ``done(result)``: what ``action`` returned, such
-    as a split's new cluster), calls ``after(result)`` and reruns the page."""
+    """Run one curation edit; a refused one (StaleEdit, ValueError) or one the log could not take
+    (:class:`~scan_core.explore.curation.LogUnusable`) is shown as a message, never a traceback. A
+    successful one shows ``done`` (or ``done(result)``: what ``action`` returned, such as a split's
+    new cluster), calls ``after(result)`` and reruns the page."""
     try:
         result = action()
     except ValueError as error:  # StaleEdit included
         st.error(f"Not done: {markdown_text(error)}")
+        return False
+    except LogUnusable as error:
+        st.error(f"Not saved: {log_problem(error)}")
         return False
     if after is not None:
         after(result)

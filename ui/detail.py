@@ -18,7 +18,7 @@ import numpy as np
 import streamlit as st
 
 from scan_core.explore.results import RunResults
-from ui.curating import cluster_options, cluster_title, curation, edit, who
+from ui.curating import cluster_options, cluster_title, curation, edit, seen_version, who
 from ui.gallery import display_image
 from ui.keys import DETAIL, DETAIL_SHOWN_VERSION, GALLERY_ORDERS, SEEN_VERSION
 from ui.new_cluster import new_cluster_form
@@ -168,7 +168,7 @@ def picks_bar(results: RunResults) -> None:
                 if target is None:
                     st.error(f"No cluster {markdown_text(typed.strip()[:60])}")
                 else:
-                    edit(lambda: store.move(chosen, target, who()), f"{len(chosen):,} images moved to "
+                    edit(lambda: store.move(chosen, target, who(), seen=seen_version()), f"{len(chosen):,} images moved to "
                          f"{cluster_title(state, target)}", after=lambda _: set_picked(results, []))
         with label.form("picks_label", border=False):
             name = st.text_input("Give them the label", max_chars=100)

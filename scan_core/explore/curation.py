@@ -97,6 +97,21 @@ class StaleEdit(ValueError):
     """An edit names a cluster that another session removed or changed after the user looked at it."""
 
 
+class LogUnusable(sqlite3.DatabaseError):
+    """The curation log could not be read or written: it is damaged or no SQLite database, or another
+    program held it for longer than :data:`BUSY_TIMEOUT_MS`. ``path`` is the file and ``reason``
+    sqlite's words; the failed call changed nothing in the file (its transaction is rolled back)."""
+
+    def __init__(self, path: Path, reason: sqlite3.DatabaseError):
+        super().__init__(f"the curation log {path} could not be used: {reason}")
+        self.path, self.reason = path, str(reason)
+
+    @property
+    def locked(self) -> bool:
+        """Another connection held the log (it may be free again later); otherwise it is damaged."""
+        return "locked" in self.reason
+
+
 class DuplicateName(ValueError):
     """A cluster would get the name another cluster with images has; ``holder`` is that cluster."""
 
@@ -316,10 +331,21 @@ class Curation:
         return db
 
     @contextmanager
+    def _named_errors(self) -> Iterator[None]:
+        """sqlite's errors inside the block raised as :class:`LogUnusable`, which names the file."""
+        try:
+            yield
+        except LogUnusable:
+            raise
+        except sqlite3.DatabaseError as error:
+            raise LogUnusable(self.path, error) from error
+
+    @contextmanager
     def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
         """One transaction on a fresh connection (``BEGIN IMMEDIATE``: a write; ``BEGIN``: a read
-        whose statements see one snapshot), committed on success, rolled back on an error."""
-        with closing(self._connect()) as db:
+        whose statements see one snapshot), committed on success, rolled back on an error; sqlite's
+        errors raised as :class:`LogUnusable`."""
+        with self._named_errors(), closing(self._connect()) as db:
             db.execute(begin)
             try:
                 yield db
@@ -336,16 +362,17 @@ class Curation:
         its busy handler, when another process opens the same new file at that moment: retry.
         """
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                with closing(self._connect()) as db:
-                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                        db.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        with self._named_errors():
+            while True:
+                try:
+                    with closing(self._connect()) as db:
+                        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                            db.execute("PRAGMA journal_mode = WAL")
+                    return
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
 
     def _init_db(self, ids_digest: str | None) -> str:
         """Create or upgrade the log; its identity, a random id it keeps (a log made anew at the
@@ -636,7 +663,7 @@ class Curation:
         """The latest ``limit`` edits, newest first: dicts of id, at, who, kind, payload, undone."""
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        with closing(self._connect()) as db:
+        with self._named_errors(), closing(self._connect()) as db:
             rows = db.execute(f"{_ROW} ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()
         return [_row(row) for row in rows]
 
