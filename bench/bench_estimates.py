@@ -71,8 +71,16 @@ def colour_folder(data: Path) -> Path:
 
 
 def train(ws: Workspace, name: str, spec: str, clusters: int | str, preset: str, budget: float | None) -> Path:
-    """Start the run as the app does and wait for its end; its directory."""
-    run_dir = jobs.start(ws, spec, clusters, name=name, preset=preset, time_budget=budget)
+    """Start the run as the app does (once the run before has let the workspace's training lock go:
+    it writes its status before its process ends) and wait for its end; its directory."""
+    for _ in range(60):
+        try:
+            run_dir = jobs.start(ws, spec, clusters, name=name, preset=preset, time_budget=budget)
+            break
+        except jobs.JobBusy:
+            time.sleep(1)
+    else:
+        raise SystemExit(f"{name}: the workspace's training lock stayed held for a minute")
     while jobs.job_state(ws, run_dir)["state"] in ("starting", "running"):
         time.sleep(2)
     state = jobs.job_state(ws, run_dir)["state"]

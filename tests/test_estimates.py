@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -141,50 +142,17 @@ def test_a_replayed_run_counts_down_without_jumps(home, tmp_path):
     assert all(estimate + 5 >= 0.3 * actual for actual, estimate, overdue in seen if not overdue), json.dumps(seen)
 
 
-def progress_events(stage: str, start: float, parts: list[tuple[str | None, str, int, float]]) -> list[dict]:
-    """The events :class:`~scan_core.engine.progress.Progress` writes for ``stage`` from ``start``,
-    going through ``parts`` one after another: ``(part, unit, steps, seconds)``, steps at an even
-    rate, one event a second with the ETA of the rate since the part's first step (a ``unit`` of
-    ``s``: seconds counted against an estimate of ``steps``). Ends with the stage's end."""
-    events, now = [{"time": start, "kind": "stage_start", "stage": stage}], start
-    for part, unit, steps, seconds in parts:
-        every = seconds / steps if unit != "s" else 1.0
-        count = steps if unit != "s" else int(seconds)
-        for step in range(1, count + 1):
-            at = now + step * every
-            eta = None if unit == "s" or step == 1 else round((at - now - every) / (step - 1) * (steps - step), 1)
-            events.append({"time": at, "kind": "step", "stage": stage, "step": step, "total": steps, "eta_s": eta,
-                           **({} if unit == "step" else {"unit": unit}), **({"part": part} if part else {})})
-        now += seconds
-    return events + [{"time": now + 1.0, "kind": "stage_end", "stage": stage, "seconds": round(now + 1.0 - start, 2)}]
+RECORDED = Path(__file__).parent / "data" / "estimates"  # three runs of bench/bench_estimates.py, as they went
 
 
-def colour_run(run_dir, launched: float) -> list[dict]:
-    """A run of 300 colour clip-art images with ``auto`` settings (EfficientNet-Lite0 frozen at 128
-    px, 4 feature banks, K 5) and its events, timed as such a run went on the shared 2-core machine
-    (bench/bench_estimates.py): launched at ``launched``, ended 220 s later."""
-    config = make_config("/data/colour", 5, 300, 128, 3, backbone="efficientnet-lite0-imagenet", time_budget=300.0)
-    save_json(run_dir / "config.json", config.to_dict())
-    save_json(run_dir / "metrics.json", {"images": {"count": 300, "height": 128, "seconds": 2.0}})
-    stages = [("images", 8.0, [(None, "image", 300, 6.0)]),
-              ("pretext", 35.0, [(None, "image", 300, 34.0)]),
-              ("neighbors", 1.0, []),
-              ("scan", 147.0, [("feature banks", "image", 1200, 136.0), (None, "step", 30, 9.0)]),
-              ("selflabel", 0.7, [(None, "step", 5, 0.5)]),
-              ("projection", 18.0, [(None, "s", 12, 17.0)])]
-    events, now = [], launched + 10.0  # the job's start-up
-    for stage, seconds, parts in stages:
-        events += progress_events(stage, now, parts)
-        now += seconds + 0.3
-    return events
-
-
-def replayed_errors(run_dir, events: list[dict], calibration, launched: float, every: float = 5.0
+def replayed_errors(run_dir: Path, calibration: estimates.Calibration, every: float = 5.0
                     ) -> list[tuple[float, float, float]]:
-    """``(t, seconds really left, the whole-run estimate)`` every ``every`` seconds from the first
-    minute after ``launched`` while 30 s or more are left (in the last seconds any error is a large
-    share), from the events written up to then."""
-    end = max(e["time"] for e in events)
+    """``(t, seconds really left, the whole-run estimate)`` every ``every`` seconds of a recorded run
+    from the first minute after its launch while 30 s or more are left (in the last seconds any error
+    is a large share), from the events written up to then, as the progress card reads them."""
+    events = read_events(run_dir)
+    launched = load_json(run_dir / "job.json")["launched"]
+    end = max(e["time"] for e in events if e["kind"] == "stage_end")
     seen, t = [], 60.0
     while launched + t <= end - 30:
         now = launched + t
@@ -197,21 +165,21 @@ def replayed_errors(run_dir, events: list[dict], calibration, launched: float, e
     return seen
 
 
-def test_the_whole_run_estimate_of_a_colour_run_follows_its_stages_after_a_digits_run(tmp_path):
-    """As reported: a colour run after digits runs in the same workspace; the scan of a HOG
-    manifold run took 10 times its rule (all digits), which once made the colour run's 300 s of
-    feature banks and training look like 8 minutes and said "about 5 min left" with 25 s to go.
-    From the first minute on, while 30 s or more are left, the estimate stays within 25% of the time
-    really left."""
-    ws = Workspace.create(tmp_path / "home")
-    for name in ("a", "b"):
-        finished_run(ws, name, {"scan": 10.0, "manifold": 8.0, "selflabel": 10.0, "projection": 2.0}, digits_config())
-    calibration = estimates.Calibration.of_runs(jobs.finished_runs(ws))
-    run_dir = ws.new_run_dir("colour")
-    launched = 1_000_000.0
-    events = colour_run(run_dir, launched)
-    seen = replayed_errors(run_dir, events, calibration, launched)
-    assert len(seen) > 20
-    errors = [abs(estimate - left) / left for _, left, estimate in seen]
-    assert max(errors) <= 0.25, "\n".join(f"{t:.0f} s: {left:.0f} s left, estimated {estimate:.0f} s"
-                                          for t, left, estimate in seen)
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_the_whole_run_estimate_of_recorded_runs_stays_within_a_quarter_from_the_first_minute(calibrated):
+    """Three real runs, recorded by ``bench/bench_estimates.py`` on 2 cores shared with other work
+    (every stage ran 1.3 to 5.6 times its rule): the digits demo, 282 colour clip-art images in 5
+    folders with ``auto`` and the 300 s budget, and the same images unlabelled (K suggested). Replayed
+    as a workspace's first run and calibrated on the other two, the whole-run estimate stays within
+    25% of the time really left from the first minute on, while 30 s or more are left. (Before,
+    factors carried over from other routes and stages that ended gave errors of 30% to 500%.)"""
+    runs = sorted(path for path in RECORDED.iterdir() if path.is_dir())
+    assert [run.name for run in runs] == ["colour", "colour-unlabelled", "digits-demo"]
+    for run in runs:
+        calibration = (estimates.Calibration.of_runs([other for other in runs if other != run]) if calibrated
+                       else estimates.Calibration())
+        seen = replayed_errors(run, calibration)
+        assert len(seen) >= 5
+        errors = [abs(estimate - left) / left for _, left, estimate in seen]
+        assert max(errors) <= 0.25, run.name + "\n" + "\n".join(
+            f"{t:.0f} s: {left:.0f} s left, estimated {estimate:.0f} s" for t, left, estimate in seen)

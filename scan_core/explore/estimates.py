@@ -38,6 +38,7 @@ MIN_RULE_SECONDS = 1.0      # stages the rule gives less: too short to measure a
 BANKS = "feature banks"      # the part of the scan stage that runs the network, before its training
 HISTORY = 5                 # finished runs a calibration reads, newest first
 MIN_PROGRESS = 0.05         # the share of a part done before its measured rate is trusted
+PRIOR_SECONDS = 45.0       # seconds of estimates at the prior speed a run's speed starts from (speed)
 OVERDUE_SECONDS = 5.0       # how far past its estimate a stage runs before it is said to be overdue
 
 
@@ -127,10 +128,9 @@ def remaining(run_dir: Path, state: dict, events: list[dict], calibration: Calib
     now = time.time() if now is None else now
     config = RunConfig.load(run_dir)
     images = RunMetrics.load(run_dir).stage("images")["count"]
-    estimated, banks = run_seconds(config, images, calibration.seconds(config, rule), events)
+    estimated, banks = run_seconds(config, images, calibration.seconds(config, rule), events, now)
     since = stage_events(events, current)
-    measured = [e for e in since if e.get("kind") == "step" and e.get("eta_s") is not None and e.get("unit") != "s"]
-    trusted = [e for e in measured if e["step"] >= MIN_PROGRESS * e["total"]]
+    trusted = trusted_steps(since)
     if trusted:  # its progress, and the parts after the one it is in (the scan's training after its banks)
         after = estimated[current] - banks if trusted[-1].get("part") == BANKS else 0.0
         left = trusted[-1]["eta_s"] - (now - trusted[-1]["time"]) + after
@@ -140,21 +140,30 @@ def remaining(run_dir: Path, state: dict, events: list[dict], calibration: Calib
     return Remaining(max(0.0, left) + later, overdue=left < -OVERDUE_SECONDS)
 
 
-def run_seconds(config: RunConfig, images: int, estimated: dict[str, float],
-                events: list[dict]) -> tuple[dict[str, float], float]:
+def run_seconds(config: RunConfig, images: int, estimated: dict[str, float], events: list[dict],
+                now: float | None = None) -> tuple[dict[str, float], float]:
     """``estimated`` (seconds per stage of a run with ``config`` on ``images`` images) as fast as the
     run's ``events`` show it going, and the scan's feature banks' share of it: the network's passes
     (the pretext's and the banks) at the pretext's speed, every other stage's work at that of the
-    other work ended (:func:`speed`): the backbones' table is off by a factor of its own, the rest
-    by how busy the machine is."""
+    other work ended (:func:`speed`; the network's speed until some has: both slow down with a busy
+    machine). A UMAP stage (it counts seconds against its estimate) running past its estimate at
+    ``now`` counts as ended with the time it has run so far: it says the machine is slower than
+    thought before it ends."""
     took = {e["stage"]: e["seconds"] for e in events if e.get("kind") == "stage_end" and "seconds" in e}
+    starts = [e for e in events if e.get("kind") == "stage_start"]
+    current = starts[-1]["stage"] if starts and starts[-1]["stage"] not in took else None
+    counted = [e for e in stage_events(events, current) if e.get("kind") == "step"]
+    if current in estimated and now is not None and counted and all(e.get("unit") == "s" for e in counted):
+        ran = now - starts[-1]["time"]  # a stage that counts seconds against its estimate (UMAP's), past it
+        if ran > estimated[current]:
+            took[current] = ran
     banks = costs.share_done(config, images, "scan", BANKS) * estimated["scan"] if "scan" in estimated else 0.0
     work = {**estimated, "scan": estimated.get("scan", 0.0) - banks}
     if "scan" in took:  # its training: the time after its last bank
         bank_steps = [e["time"] for e in stage_events(events, "scan") if e.get("part") == BANKS]
         took["scan"] -= bank_steps[-1] - stage_events(events, "scan")[0]["time"] if bank_steps else 0.0
-    others = speed({stage: seconds for stage, seconds in took.items() if stage != "pretext"}, work)
-    network = speed({stage: seconds for stage, seconds in took.items() if stage == "pretext"}, work, others)
+    network = speed({stage: seconds for stage, seconds in took.items() if stage == "pretext"}, work, prior=0.0)
+    others = speed({stage: seconds for stage, seconds in took.items() if stage != "pretext"}, work, network)
     seconds = {stage: value * others for stage, value in work.items() if stage in estimated}
     if "pretext" in seconds:
         seconds["pretext"] = work["pretext"] * network
@@ -163,14 +172,23 @@ def run_seconds(config: RunConfig, images: int, estimated: dict[str, float],
     return seconds, banks * network
 
 
-def speed(took: dict[str, float], estimated: dict[str, float], default: float = 1.0) -> float:
-    """The seconds ``took`` over the ``estimated`` ones of the stages ended (those estimated at
-    :data:`MIN_RULE_SECONDS` or more), within :data:`FACTOR_RANGE`; ``default`` when there are none."""
-    ended = [stage for stage in took if estimated.get(stage, 0.0) >= MIN_RULE_SECONDS]
-    if not ended:
+def speed(took: dict[str, float], estimated: dict[str, float], default: float = 1.0,
+          prior: float = PRIOR_SECONDS) -> float:
+    """How many times their estimates the stages ended ``took``: their seconds over their estimated
+    ones, each sum with :data:`PRIOR_SECONDS` of ``default`` speed added (a stage of a few seconds
+    says little of the machine, one of minutes much), within :data:`FACTOR_RANGE`."""
+    ended = [stage for stage in took if stage in estimated]
+    if sum(estimated[stage] for stage in ended) + prior < MIN_RULE_SECONDS:
         return default
-    ratio = sum(took[stage] for stage in ended) / sum(estimated[stage] for stage in ended)
+    ratio = (sum(took[stage] for stage in ended) + prior * default) / (sum(estimated[stage] for stage in ended) + prior)
     return min(max(ratio, FACTOR_RANGE[0]), FACTOR_RANGE[1])
+
+
+def trusted_steps(since: list[dict]) -> list[dict]:
+    """The step events among ``since`` (a stage's) whose ETA measures its progress: counted in steps
+    or images (not seconds against an estimate), once :data:`MIN_PROGRESS` of their part is done."""
+    return [e for e in since if e.get("kind") == "step" and e.get("eta_s") is not None and e.get("unit") != "s"
+            and e["step"] >= MIN_PROGRESS * e["total"]]
 
 
 def stage_events(events: list[dict], stage: str | None) -> list[dict]:
