@@ -4,21 +4,18 @@ merged away shows, in its box too, where that cluster's images went."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from test_browser import SHOTS, edits, launch_browser, playwright, shot, skip_without_chromium, streamlit_server, wait_idle
+from test_browser import (
+    browser,  # noqa: F401 (the fixture, shared with the main browser test)
+    edits,
+    shot,
+    skip_without_chromium,
+    streamlit_server,
+    wait_idle,
+)
 
 from apptest import result_probs
 
 pytestmark = skip_without_chromium
-
-
-@pytest.fixture
-def browser():
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = launch_browser(p)
-        yield browser
-        browser.close()
 
 
 def choose_cluster(page, title: str) -> None:
@@ -34,7 +31,7 @@ def box_text(page) -> str:
     return page.get_by_role("combobox", name="Cluster", exact=True).input_value()
 
 
-def test_a_rename_then_a_click_stays_on_the_cluster(own_home, browser):
+def test_a_rename_then_a_click_stays_on_the_cluster(own_home, browser):  # noqa: F811
     run = own_home / "runs" / "digits"
     size = int(np.sum(result_probs(run).argmax(1) == 5))  # cluster 5's images, read from the run's files
     with streamlit_server(own_home) as url:
@@ -64,7 +61,7 @@ def test_a_rename_then_a_click_stays_on_the_cluster(own_home, browser):
         assert edits(run, "merge") == []
 
 
-def test_a_stale_tab_follows_a_merged_cluster(own_home, browser):
+def test_a_stale_tab_follows_a_merged_cluster(own_home, browser):  # noqa: F811
     run = own_home / "runs" / "digits"
     with streamlit_server(own_home) as url:
         first, second = browser.new_page(), browser.new_page()
