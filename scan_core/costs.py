@@ -84,11 +84,11 @@ def stage_seconds(config: RunConfig, images: int, side: int, stages: list[str]) 
         raise ValueError(f"no cost for the stages {unknown}; known: {sorted(STAGE_COSTS)}")
     hardware, learns, asked = config.hardware, config.uses_backbone, config.pretext.epochs
     faster = TRAINING_SPEEDUP[hardware.kind] * hardware.speed
-    heads = {"scan": config.scan, "selflabel": config.selflabel, "refine": config.refine}
-    seconds = {stage: stage_cost(stage, images, heads[stage].epochs / faster if stage in heads else 0)
+    epochs = {"scan": config.scan.epochs, "selflabel": config.selflabel.epochs, "refine": config.refine.epochs}
+    seconds = {stage: stage_cost(stage, images, epochs[stage] / faster if stage in epochs else 0)
                for stage in stages}
-    for stage in set(heads) & set(seconds):  # and each epoch's own cost, which no GPU speeds up
-        seconds[stage] += heads[stage].epochs * HEAD_EPOCH_SECONDS
+    for stage in set(epochs) & set(seconds):  # and each epoch's own cost, which no GPU speeds up
+        seconds[stage] += epochs[stage] * HEAD_EPOCH_SECONDS
     if learns and asked and "pretext" in seconds:
         epoch = simclr_epoch_seconds(config.backbone, config.backbone_width, side, images, hardware)
         seconds["pretext"] += epoch * asked

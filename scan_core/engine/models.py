@@ -37,7 +37,7 @@ def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit
     return Encoder(parts).to(device)
 
 
-def kept_head(saved: dict, feature_dim: int, config: RunConfig) -> torch.nn.Module:
+def kept_head(saved: dict, feature_dim: int, config: RunConfig) -> ClusterHeads | ConsensusHeads:
     """The head a cluster stage kept (``saved``: its ``scan.pt`` / ``selflabel.pt`` / ``refine.pt``), as a
     one-head model ``(B, feature_dim) -> (1, B, K)``: the consensus of all its heads when it saved one
     (``consensus``), else the ``best_head`` alone (runs from before the consensus). ``K``: the

@@ -185,7 +185,7 @@ def suggest_names(mass: np.ndarray, sizes: np.ndarray, taxonomy: Taxonomy | None
     shares = np.where(medium, 0.0, mass) @ taxonomy.covers  # (K, S): the mass of each concept, media left out
     class_names = np.array(taxonomy.names, dtype=object)[taxonomy.classes]
 
-    def top(k: int, under: np.ndarray | None = None) -> tuple[tuple[str, float], ...]:
+    def top(k: int, under: int | None = None) -> tuple[tuple[str, float], ...]:
         row = mass[k] if under is None else np.where(taxonomy.covers[:, under], mass[k], 0.0)
         order = np.argsort(-row, kind="stable")[:EVIDENCE_CLASSES]
         return tuple((str(class_names[c]), float(row[c])) for c in order if row[c] > 0)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -177,8 +178,9 @@ def grow_heads(heads: ClusterHeads | ConsensusHeads, num_clusters: int, inputs: 
     with torch.no_grad():
         everyone, chosen = inputs(sample), inputs(labelled)
         for h, head in enumerate(members.heads):
-            last = head if isinstance(head, nn.Linear) else head[-1]
-            body = nn.Identity() if isinstance(head, nn.Linear) else head[:-1].eval()
+            layers = cast(nn.Sequential, head)  # a Linear, or a Sequential ending in one
+            last = head if isinstance(head, nn.Linear) else cast(nn.Linear, layers[-1])
+            body = nn.Identity() if isinstance(head, nn.Linear) else layers[:-1].eval()
             centre, picked = body(everyone).mean(0), body(chosen)
             grown = nn.Linear(last.in_features, num_clusters).to(last.weight.device)
             grown.weight[:k], grown.bias[:k] = last.weight, last.bias
@@ -194,7 +196,7 @@ def grow_heads(heads: ClusterHeads | ConsensusHeads, num_clusters: int, inputs: 
             if isinstance(head, nn.Linear):
                 members.heads[h] = grown
             else:
-                head[-1] = grown
+                layers[-1] = grown
     members.num_clusters = num_clusters
     if isinstance(heads, ConsensusHeads):
         new = torch.arange(k, num_clusters, device=heads.order.device).expand(len(heads.order), -1)
