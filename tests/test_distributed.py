@@ -29,8 +29,9 @@ def simclr_parameters() -> dict:
     """Five SimCLR steps (one epoch of five global batches) of a small CNN from seed 0."""
     torch.manual_seed(0)
     model = SimCLRModel(SmallCNN(1, width=4), out_dim=16)
-    config = PretextConfig(epochs=1, batch_size=GLOBAL_BATCH, lr=0.05, warmup_epochs=0)  # larger: float
-    # rounding grows chaotically over the steps (one step at lr 0.5 agrees within 5e-7, five steps 1e-3)
+    config = PretextConfig(epochs=1, batch_size=GLOBAL_BATCH, lr=0.02, warmup_epochs=0)  # larger: float
+    # rounding grows chaotically over the steps (one step at lr 0.5 agrees within 5e-7, five steps 1e-3;
+    # five at 0.05 within 4e-5 on some CPUs; at 0.02 within 3e-7, the parameters moving 0.03)
     train_simclr(model, images(), config, AugmentConfig(), torch.device("cpu"), seed=3)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
