@@ -89,13 +89,18 @@ def running_status(**fields) -> dict:
             "updated": time.time(), **fields}
 
 
+def start_tiny(at, name: str) -> None:
+    """Start a run of the digits with the tiny preset, named ``name``, from the Data & training page."""
+    at.selectbox(key="start_preset:digits").set_value("tiny")
+    at.text_input(key="start_name:digits").set_value(name)
+    button(at, "Start training").click().run()
+
+
 def test_starting_a_run_shows_it_on_every_page_until_it_finishes(own_home, monkeypatch, wait_for):
     ws = Workspace.create(own_home)
     at = app(own_home, monkeypatch)
     assert shown_run(at) == "digits"
-    at.selectbox(key="start_preset:digits").set_value("tiny")
-    at.text_input(key="start_name:digits").set_value("fresh")
-    button(at, "Start training").click().run()
+    start_tiny(at, "fresh")
     assert not at.exception, [e.value for e in at.exception]
     assert shown_run(at) == "fresh"
     at.run()  # the sidebar's picker no longer switches back to the run shown before
@@ -351,9 +356,7 @@ def test_suggest_on_the_data_page_reads_an_earlier_run_of_the_dataset_and_fills_
 def test_a_run_name_keeps_its_letters_and_the_page_says_the_name_used(own_home, monkeypatch, wait_for):
     ws = Workspace.create(own_home)
     at = app(own_home, monkeypatch)
-    at.selectbox(key="start_preset:digits").set_value("tiny")
-    at.text_input(key="start_name:digits").set_value("Clip art for my Étude — 2,000 stamps")
-    button(at, "Start training").click().run()
+    start_tiny(at, "Clip art for my Étude — 2,000 stamps")
     try:
         assert not at.exception, [e.value for e in at.exception]
         assert shown_run(at) == "Clip-art-for-my-Étude-2-000-stamps"
@@ -366,9 +369,7 @@ def test_a_run_name_keeps_its_letters_and_the_page_says_the_name_used(own_home, 
 def test_a_double_clicked_start_makes_one_run_and_says_nothing_of_a_refusal(own_home, monkeypatch, wait_for):
     ws = Workspace.create(own_home)
     at = app(own_home, monkeypatch)
-    at.selectbox(key="start_preset:digits").set_value("tiny")
-    at.text_input(key="start_name:digits").set_value("twice")
-    button(at, "Start training").click().run()
+    start_tiny(at, "twice")
     button(at, "Start training").click().run()  # the second click of a double click, while the job starts
     try:
         assert not at.exception and not at.warning, [w.value for w in at.warning]

@@ -66,17 +66,23 @@ def digits_run(tmp_path_factory):
     return run_dir
 
 
-def fixed_copy(run_dir: Path, tmp_path: Path, per_class: int) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A copy of the run where a user moved ``per_class`` misclustered images of every class to the
-    cluster matched to their class (Hungarian, computed here); returns the copy, images, clusters."""
+def matched_copy(run_dir: Path, tmp_path: Path) -> tuple[Path, RunResults, dict[int, int]]:
+    """A copy of the run (``tmp_path / "run"``), its results, and the cluster matched to each class
+    {class: cluster} (Hungarian on the counts, computed here)."""
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     results = RunResults.load(copy)
-    labels, clusters = results.images.labels, results.clusters
     table = np.zeros((10, 10))
-    np.add.at(table, (clusters, labels), 1)
+    np.add.at(table, (results.clusters, results.images.labels), 1)
     rows, cols = linear_sum_assignment(-table)
-    cluster_of = dict(zip(cols.tolist(), rows.tolist()))
+    return copy, results, dict(zip(cols.tolist(), rows.tolist()))
+
+
+def fixed_copy(run_dir: Path, tmp_path: Path, per_class: int) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A copy of the run where a user moved ``per_class`` misclustered images of every class to the
+    cluster matched to their class (Hungarian, computed here); returns the copy, images, clusters."""
+    copy, results, cluster_of = matched_copy(run_dir, tmp_path)
+    labels, clusters = results.images.labels, results.clusters
     rng = np.random.default_rng(0)
     picked = []
     for label in range(10):
@@ -301,14 +307,8 @@ def test_a_new_cluster_made_from_a_few_images_of_a_class_the_model_merged_is_lea
     """Two digits' clusters merged (the model, for the user, missed a class); 15 images of the
     missing digit made into a new cluster; the refine grows an eleventh column and puts most of that
     digit there, as the true labels (never shown to it) say."""
-    copy = tmp_path / "run"
-    shutil.copytree(digits_run, copy)
-    results = RunResults.load(copy)
+    copy, results, cluster_of = matched_copy(digits_run, tmp_path)
     labels, clusters = results.images.labels, results.clusters
-    table = np.zeros((10, 10))
-    np.add.at(table, (clusters, labels), 1)
-    rows, cols = linear_sum_assignment(-table)
-    cluster_of = dict(zip(cols.tolist(), rows.tolist()))
     missing, kept = 3, 8
     curation = Curation(copy, clusters, results.images.ids)
     curation.merge(cluster_of[missing], cluster_of[kept])
