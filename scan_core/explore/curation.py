@@ -525,11 +525,10 @@ class Curation:
             raise ValueError(f"one name for two clusters: {sorted(n for n in set(given) if given.count(n) > 1)}")
 
         def check(state: CuratedState, p: dict) -> None:
+            renamed = {cluster for cluster, _ in p["names"]}  # a holder renamed in this edit gives its name up
             for cluster, name in p["names"]:
                 _existing(state, cluster)
-                holder = _name_holder(state, name, cluster)
-                if holder is not None and holder not in dict(p["names"]):
-                    _unique_name(state, name, cluster)
+                _unique_name(state, name, cluster, renamed)
 
         return self._append("name_clusters", {"names": [list(pair) for pair in pairs]}, who, check, seen,
                             clusters=[cluster for cluster, _ in pairs])[0]
@@ -742,10 +741,11 @@ def _name_holder(state: CuratedState, name: str, cluster: int | None) -> int | N
                  if other != cluster and given == name and sizes[other]), None)
 
 
-def _unique_name(state: CuratedState, name: str, cluster: int | None) -> None:
-    """:class:`DuplicateName` when a cluster with images other than ``cluster`` is called ``name``."""
+def _unique_name(state: CuratedState, name: str, cluster: int | None, renamed: Set[int] = frozenset()) -> None:
+    """:class:`DuplicateName` when a cluster with images other than ``cluster`` (and not among
+    ``renamed``, the clusters the same edit names anew) is called ``name``."""
     holder = _name_holder(state, name, cluster)
-    if holder is not None:
+    if holder is not None and holder not in renamed:
         raise DuplicateName(f"cluster {holder} is already named {state.names[holder]!r}: two clusters with one "
                             f"name cannot be told apart (by a refine, by an export); choose another name"
                             + (f", or merge cluster {cluster} into cluster {holder}" if cluster is not None else ""),
