@@ -19,6 +19,9 @@ WEIGHTS_ENV = "SCAN_EXPLORER_WEIGHTS"
 #: torchvision's file name of each ImageNet checkpoint (the last part of its download URL).
 TORCHVISION_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-11ad3fa6.pth",
                      "vit_b_16": "vit_b_16-c867db91.pth"}
+#: The size of each downloadable weights file, in MB (rounded), for the notes that suggest one.
+DOWNLOAD_MB = {"dinov2-vitb14": 346, "dinov2-vits14": 88, "clip-vitb16": 346, "vit-b16-imagenet": 330,
+               "resnet50-imagenet": 98, "resnet18-imagenet": 45}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,11 @@ class Pretrained:
         if self.library == "torchvision":
             return TORCHVISION_FILES[self.arch]
         return f"{self.arch}.safetensors" if self.library == "timm" else f"{self.arch}.pth"
+
+    @property
+    def download_mb(self) -> int | None:
+        """The size of its weights file in MB, when it downloads (None: a pip package's)."""
+        return DOWNLOAD_MB.get(self.name)
 
 
 #: The pretrained encoders, strongest first (by their published ImageNet linear-probe accuracy:
@@ -90,6 +98,15 @@ def torch_hub_dir() -> Path:
     return Path(os.path.expanduser(home)) / "hub"
 
 
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub's cache folder, as huggingface_hub finds it (``$HF_HUB_CACHE``, else
+    ``$HF_HOME/hub``, by default ``~/.cache/huggingface/hub``), read when called rather than when
+    huggingface_hub was imported."""
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    return Path(os.path.expanduser(hub))
+
+
 def local_weights(spec: Pretrained) -> Path | None:
     """Where the weights of ``spec`` are on this machine without a download, or None: the file in
     ``$SCAN_EXPLORER_WEIGHTS``, the torch hub cache (torchvision), the installed package
@@ -110,7 +127,7 @@ def local_weights(spec: Pretrained) -> Path | None:
         return None
     from huggingface_hub import try_to_load_from_cache
     for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(f"timm/{spec.arch}", filename)
+        found = try_to_load_from_cache(f"timm/{spec.arch}", filename, cache_dir=hf_hub_cache())
         if isinstance(found, str):
             return Path(found)
     return None

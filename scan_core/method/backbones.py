@@ -9,8 +9,9 @@ Every backbone maps float images ``(B, C, H, W)`` in [0, 1] to features ``(B, D)
 ``feature_dim``. Pretrained backbones resize their input to ``input_size`` pixels first (they see
 little in a 32 px image), take grayscale as three equal channels and normalise as they were
 trained. Weights are looked for in ``$SCAN_EXPLORER_WEIGHTS`` first, then in the library's own
-cache (torch hub, the Hugging Face hub), downloaded only when a backbone is asked for by name, and
-only ever read as tensors (``weights_only=True``, safetensors).
+cache (torch hub, the Hugging Face hub), downloaded (:func:`scan_core.weights.fetch`, not when
+offline) only when a backbone is asked for by name, and only ever read as tensors
+(``weights_only=True``, safetensors).
 """
 from __future__ import annotations
 
@@ -27,7 +28,16 @@ import torch.nn.functional as F
 import torchvision
 
 from ..config import BACKBONES
-from ..pretrained import TORCHVISION_FILES, WEIGHTS_ENV, Pretrained, local_weights, pretrained_spec, torch_hub_dir
+from ..pretrained import (
+    PRETRAINED_BACKBONES,
+    TORCHVISION_FILES,
+    WEIGHTS_ENV,
+    Pretrained,
+    local_weights,
+    pretrained_spec,
+    torch_hub_dir,
+)
+from ..weights import WeightsUnavailable, fetch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,11 +50,6 @@ def feature_dim(module: nn.Module) -> int:
     if not isinstance(dim, int):
         raise ValueError(f"{type(module).__name__} has no feature_dim")
     return dim
-
-
-class WeightsUnavailable(ValueError):
-    """Pretrained weights were asked for but are not on this machine and cannot be downloaded
-    (a ValueError: the user can fix it, and the CLI reports it as a refused request)."""
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -199,13 +204,16 @@ class TimmEncoder(nn.Module):
         local = local_weights(spec)
         if local is None and not download:
             raise _unavailable(spec, "its weights are not on this machine")
-        overlay = {"file": str(local)} if local is not None else None
+        if local is None:
+            try:
+                local = fetch(spec.name)
+            except WeightsUnavailable as error:  # offline, or the download failed
+                raise _unavailable(spec, str(error)) from error
         try:
             net = timm.create_model(spec.arch, pretrained=True, num_classes=0, img_size=input_size,
-                                    pretrained_cfg_overlay=overlay)
-        except Exception as error:  # offline: LocalEntryNotFoundError; a bad file: safetensors errors
-            where = local or f"the Hugging Face hub (timm/{spec.arch})"
-            raise _unavailable(spec, f"its weights could not be read from {where} ({type(error).__name__}: "
+                                    pretrained_cfg_overlay={"file": str(local)})
+        except Exception as error:  # a bad file: safetensors errors
+            raise _unavailable(spec, f"its weights could not be read from {local} ({type(error).__name__}: "
                                      f"{str(error)[:200]})") from error
         self.net = net
         config = typing.cast(dict, net.pretrained_cfg)
@@ -226,15 +234,9 @@ def cifar_resnet18(in_channels: int) -> TorchvisionNet:
     return TorchvisionNet(net, in_channels, imagenet_norm=False)
 
 
-def _torchvision_weights(arch: str) -> torchvision.models.WeightsEnum:
-    return {"resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-            "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
-            "vit_b_16": torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1}[arch]
-
-
 def imagenet_weights_path(arch: str) -> Path:
-    """Where the ImageNet weights of the torchvision ``arch`` are looked for and downloaded to
-    (``$SCAN_EXPLORER_WEIGHTS/<file>`` when set, else the torch hub cache)."""
+    """Where the ImageNet weights of the torchvision ``arch`` are looked for first
+    (``$SCAN_EXPLORER_WEIGHTS/<file>`` when set, else the torch hub cache, where they download to)."""
     filename = TORCHVISION_FILES[arch]
     custom = os.environ.get(WEIGHTS_ENV)
     return Path(custom) / filename if custom else torch_hub_dir() / "checkpoints" / filename
@@ -249,14 +251,11 @@ def imagenet_torchvision(arch: str, in_channels: int, download: bool = True, inp
     if not path.exists():
         if not download:
             raise WeightsUnavailable(f"ImageNet weights for {arch} not found at {path}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(_torchvision_weights(arch).url, str(path), progress=False)
-        except Exception as error:  # offline: URLError, socket errors, ...
-            raise WeightsUnavailable(
-                f"ImageNet weights for {arch} are not at {path} and could not be downloaded "
-                f"({error}). Copy {path.name} there (or set {WEIGHTS_ENV} to its folder), "
-                f"or use --backbone small-cnn / resnet18-cifar, which need no weights.") from error
+        try:  # from the torch hub cache, or downloaded into it
+            path = fetch(next(spec.name for spec in PRETRAINED_BACKBONES if spec.arch == arch))
+        except WeightsUnavailable as error:
+            raise WeightsUnavailable(f"{error}; or use --backbone small-cnn / resnet18-cifar, which need no "
+                                     "weights") from error
     net = getattr(torchvision.models, arch)(weights=None)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
