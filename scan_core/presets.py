@@ -30,6 +30,7 @@ PASS_SHARE = 0.7                                  # of it, for a frozen backbone
 MAX_BANKS = 4                                     # augmented feature banks of a frozen backbone, at most
 CNN_SIDES = (224, 160, 128, 96, 64)               # the sides a frozen CNN may run at, largest first
 UPSCALE_TO = 128                                  # a frozen CNN may see small images enlarged to this side
+AUTO_FETCH = "dinov2-vits14"  # the foundation backbone auto downloads when none is here (88 MB; ViT-B/14's is 346)
 SCAN_HEADS = {"num_heads": 10, "epochs": 30, "batch_size": 512, "lr": 1e-3, "weight_decay": 1e-4, "hidden": 256}
 # grayscale images, no network: heads learn on the UMAP manifold of the HOG's whitened PCA-32 and mine
 # their neighbours there (cleaner clusters than SimCLR on every grayscale set tried: bench/RESULTS.md)
@@ -76,9 +77,11 @@ def check_preset(preset: str) -> str:
 
 
 def auto_settings(num_images: int, image_side: int, channels: int, time_budget: float = TIME_BUDGET,
-                  backbone: str | None = None, hardware: Hardware = REFERENCE_CPU) -> dict:
+                  backbone: str | None = None, hardware: Hardware = REFERENCE_CPU,
+                  present: list[Pretrained] | None = None) -> dict:
     """The ``auto`` preset for images never seen before, from their count, side and channels, planned
-    for ``time_budget`` seconds on ``hardware`` (by default the 2-core CPU of the benchmarks).
+    for ``time_budget`` seconds on ``hardware`` (by default the 2-core CPU of the benchmarks), with
+    the pretrained backbones ``present`` (strongest first; None: those on this machine).
 
     - Colour: a pretrained backbone, frozen (no SimCLR): on generated colour shapes and textures
       its features cluster near 1 where pixels and a short CPU SimCLR stay near chance
@@ -107,7 +110,7 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
     if channels == 3 and (backbone is None or backbone in PRETRAINED):
         note = ""
         if backbone is None:
-            present = present_backbones()
+            present = present_backbones() if present is None else present
             simclr = published_simclr(num_images, image_side, time_budget, hardware, present)
             if simclr is not None:
                 return {**simclr, "time_budget": time_budget}
@@ -128,6 +131,23 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
             "augment": COLOUR if channels == 3 else {**GRAY_SMALL, "flip": False},
             "neighbor_space": "fused", "pixel_pca_dim": min(100, max(8, num_images // 20)),
             "scan": SCAN_HEADS, "selflabel": {"epochs": 5}, "time_budget": time_budget}
+
+
+def foundation_to_fetch(num_images: int, image_side: int, channels: int, time_budget: float = TIME_BUDGET,
+                        hardware: Hardware = REFERENCE_CPU, present: list[Pretrained] | None = None) -> Pretrained | None:
+    """The foundation backbone (:data:`AUTO_FETCH`) that ``auto`` would be better off fetching before
+    it plans, or None: None when a foundation backbone is among ``present`` (None: those on this
+    machine) or when :func:`auto_settings` would not choose it were it present, or its clean pass
+    and one feature bank would not fit ``time_budget`` on ``hardware`` (:func:`pretrained_plan`).
+    It only decides: whether this machine may and can download is for :mod:`scan_core.weights` to say."""
+    present = present_backbones() if present is None else present
+    if any(spec.foundation for spec in present):
+        return None
+    candidate = pretrained_spec(AUTO_FETCH)
+    with_it = [spec for spec in PRETRAINED_BACKBONES if spec in present or spec == candidate]
+    chosen = auto_settings(num_images, image_side, channels, time_budget, None, hardware, with_it).get("backbone")
+    fits = (pretrained_plan(candidate, num_images, image_side, time_budget, hardware) or (0, 0))[1] >= 1
+    return candidate if chosen == candidate.name and fits else None
 
 
 def backbone_sides(spec: Pretrained, image_side: int) -> tuple[int, ...]:

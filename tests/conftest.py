@@ -15,6 +15,7 @@ import pytest
 _NO_CACHES = tempfile.mkdtemp(prefix="scan-tests-caches-")
 os.environ.update(HF_HUB_CACHE=os.path.join(_NO_CACHES, "hub"), TORCH_HOME=os.path.join(_NO_CACHES, "torch"))
 os.environ.pop("SCAN_EXPLORER_WEIGHTS", None)
+os.environ["SCAN_EXPLORER_OFFLINE"] = "1"  # no test downloads weights; tests/test_weights.py serves its own
 
 import torch  # noqa: E402
 

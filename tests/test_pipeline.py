@@ -354,7 +354,8 @@ def test_without_the_colour_weights_auto_groups_colour_shapes_by_shape(tmp_path,
             shape_image(kind, rng, colour=True).save(tmp_path / "shapes" / kind / f"{i}.png")
     assert main(["train", "--dataset", str(tmp_path / "shapes"), "--out", str(tmp_path / "run"), "--no-umap", "--quiet"]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["head_input"] == "hog" and config["note"] == presets.NO_COLOUR_BACKBONE
+    assert config["head_input"] == "hog" and config["note"].startswith(presets.NO_COLOUR_BACKBONE)
+    assert "; offline (SCAN_EXPLORER_OFFLINE=1 or --offline): dinov2-vits14" in config["note"]  # the tests' setting
     assert f"note: {config['note']}" in capsys.readouterr().out.splitlines()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     labels = np.load(tmp_path / "run" / "images" / "labels.npy")

@@ -40,6 +40,7 @@ from . import ranks
 from .cancel import Cancelled
 from .context import RunContext
 from .device import measured_hardware, resolve_device, versions
+from .foundation import with_foundation
 from .progress import Progress
 from .threads import ThreadGovernor
 
@@ -165,7 +166,7 @@ def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str
     raises ValueError before anything is written into ``run_dir``.
     """
     run_dir = Path(run_dir)
-    planned = ranks.on_rank_zero(lambda: _planned(run_dir, dataset, num_clusters, preset, overrides))
+    planned = ranks.on_rank_zero(lambda: _planned(run_dir, dataset, num_clusters, preset, overrides, show_bar))
     config, images = planned or (None, None)
     config = ranks.share(config)  # under torchrun, rank 0's plan is every rank's
     run = Run(run_dir, config, show_bar=show_bar, images=images)
@@ -174,10 +175,12 @@ def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str
 
 
 def _planned(run_dir: Path, dataset: str | None, num_clusters: int | str | None, preset: str,
-             overrides: dict) -> tuple[RunConfig, ImageSet | None]:
+             overrides: dict, show_bar: bool = True) -> tuple[RunConfig, ImageSet | None]:
     """The config of the run in ``run_dir`` (stored, or planned for ``dataset``) and the images a new
     run loaded to plan it, a folder's written into the run's image shards as they were decoded;
-    ``run_dir`` checked writable first. A refused new run leaves nothing behind (:func:`train_run`)."""
+    ``run_dir`` checked writable first. A refused new run leaves nothing behind (:func:`train_run`).
+    A new ``auto`` run without a chosen backbone may fetch a foundation one first
+    (:func:`~scan_core.engine.foundation.with_foundation`)."""
     if (run_dir / "config.json").exists():
         config = RunConfig.load(run_dir)
         if dataset is not None and dataset != config.dataset:
@@ -194,7 +197,11 @@ def _planned(run_dir: Path, dataset: str | None, num_clusters: int | str | None,
     try:  # a folder's images go into the run's shards as they are decoded
         images = load_source(dataset, image_size=overrides.get("image_size"), cache=cache)
         hardware = measured_hardware(resolve_device(overrides.get("device", "cpu")))
-        return plan_config(images, dataset, num_clusters, preset, hardware, **overrides), images
+        plan = lambda: plan_config(images, dataset, num_clusters, preset, hardware, **overrides)
+        config = plan()
+        if config.preset == "auto" and overrides.get("backbone") is None:
+            config = with_foundation(run_dir, config, images, hardware, plan, show_bar)
+        return config, images
     except BaseException:  # refused: what this call made is removed, nothing else
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
