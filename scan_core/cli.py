@@ -24,9 +24,9 @@ from .config import AUTO, BACKBONES, DEVICES, PRECISIONS, REFINE_EPOCHS, SCAN_LO
 from .data.artifacts import CorruptArtifact, load_json
 from .data.run_metrics import RunMetrics
 from .data.rundir import CLUSTER_STAGES, TRAINING_STAGES
+from .data.weights import OFFLINE_ENV
 from .presets import NAMES as PRESETS
 from .pretrained import PRETRAINED_BACKBONES, local_weights
-from .weights import OFFLINE_ENV
 
 #: Errors a user can act on: refused requests (ValueError, SourceError and WeightsUnavailable
 #: included) and run files that cannot be read back. The CLI prints them and exits with 2.
@@ -335,7 +335,7 @@ def weights(args: argparse.Namespace) -> int:
     """``weights list``: each pretrained backbone, whether its weights are on this machine, where and
     their size; ``weights fetch NAME``: download them (with a progress bar), print where they are.
     Exits with 2 when a fetch is refused (offline) or fails."""
-    from .weights import fetch, fetch_command
+    from .data.weights import fetch, fetch_command
     if args.action == "list":
         print("backbone                     present  size     where")
         for spec in PRETRAINED_BACKBONES:

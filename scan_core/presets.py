@@ -139,7 +139,7 @@ def foundation_to_fetch(num_images: int, image_side: int, channels: int, time_bu
     it plans, or None: None when a foundation backbone is among ``present`` (None: those on this
     machine) or when :func:`auto_settings` would not choose it were it present, or its clean pass
     and one feature bank would not fit ``time_budget`` on ``hardware`` (:func:`pretrained_plan`).
-    It only decides: whether this machine may and can download is for :mod:`scan_core.weights` to say."""
+    It only decides: whether this machine may and can download is for :mod:`scan_core.data.weights` to say."""
     present = present_backbones() if present is None else present
     if any(spec.foundation for spec in present):
         return None

@@ -1,4 +1,4 @@
-"""Fetching pretrained weights (scan_core.weights) and auto fetching a foundation backbone, against a
+"""Fetching pretrained weights (scan_core.data.weights) and auto fetching a foundation backbone, against a
 local HTTP server that stands in for the Hugging Face hub and torchvision's download site: no test
 reaches the internet, and every cache is a temporary folder."""
 import hashlib
@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from scan_core import weights
 from scan_core.cli import main
 from scan_core.config import REFERENCE_CPU
 from scan_core.costs import PRETRAINED_COSTS
+from scan_core.data import weights
 from scan_core.data.images import ImageSet
 from scan_core.data.rundir import read_events
+from scan_core.data.weights import WeightsUnavailable, fetch, network_available
 from scan_core.engine.foundation import with_foundation
 from scan_core.presets import foundation_to_fetch, plan_config
 from scan_core.pretrained import local_weights, present_backbones, pretrained_spec
-from scan_core.weights import WeightsUnavailable, fetch, network_available
 
 DINO = pretrained_spec("dinov2-vits14")
 RESNET = pretrained_spec("resnet18-imagenet")

@@ -1,7 +1,7 @@
 """A new ``auto`` run's foundation backbone: fetched before the run is planned for good, when none is
 on this machine and one would be chosen if it were (:func:`scan_core.presets.foundation_to_fetch`),
-downloads are allowed (:func:`scan_core.weights.offline`) and the hub answers
-(:func:`scan_core.weights.network_available`). The download's progress goes to the terminal bar and
+downloads are allowed (:func:`scan_core.data.weights.offline`) and the hub answers
+(:func:`scan_core.data.weights.network_available`). The download's progress goes to the terminal bar and
 to ``events.jsonl`` as steps in MB of the ``images`` stage (the app shows a run that has not begun as
 starting that stage); the config's ``note`` says what was fetched and why, or what a stronger
 backbone would need."""
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..config import Hardware, RunConfig
 from ..data.images import ImageSet
+from ..data.weights import OFFLINE_ENV, WeightsUnavailable, fetch, fetch_command, hf_endpoint, network_available, offline
 from ..presets import foundation_to_fetch
 from ..pretrained import WEIGHTS_ENV, Pretrained
-from ..weights import OFFLINE_ENV, WeightsUnavailable, fetch, fetch_command, hf_endpoint, network_available, offline
 from .progress import Progress
 
 MB = 1_000_000

@@ -9,7 +9,7 @@ Every backbone maps float images ``(B, C, H, W)`` in [0, 1] to features ``(B, D)
 ``feature_dim``. Pretrained backbones resize their input to ``input_size`` pixels first (they see
 little in a 32 px image), take grayscale as three equal channels and normalise as they were
 trained. Weights are looked for in ``$SCAN_EXPLORER_WEIGHTS`` first, then in the library's own
-cache (torch hub, the Hugging Face hub), downloaded (:func:`scan_core.weights.fetch`, not when
+cache (torch hub, the Hugging Face hub), downloaded (:func:`scan_core.data.weights.fetch`, not when
 offline) only when a backbone is asked for by name, and only ever read as tensors
 (``weights_only=True``, safetensors).
 """
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ..config import BACKBONES
+from ..data.weights import WeightsUnavailable, fetch
 from ..pretrained import (
     PRETRAINED_BACKBONES,
     TORCHVISION_FILES,
@@ -37,7 +38,6 @@ from ..pretrained import (
     pretrained_spec,
     torch_hub_dir,
 )
-from ..weights import WeightsUnavailable, fetch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .pretrained import WEIGHTS_ENV, Pretrained, hf_hub_cache, local_weights, pretrained_spec, torch_hub_dir
+from ..pretrained import WEIGHTS_ENV, Pretrained, hf_hub_cache, local_weights, pretrained_spec, torch_hub_dir
 
 OFFLINE_ENV = "SCAN_EXPLORER_OFFLINE"
 TORCHVISION_URL_ENV = "SCAN_EXPLORER_TORCHVISION_URL"
