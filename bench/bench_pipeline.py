@@ -10,12 +10,15 @@ it with SimCLR unless it is pretrained).
 Rows: k-means on pixels; UMAP(10-d, defaults) + k-means; the strongest simple peers (issue 12):
 UMAP(n_neighbors=30, min_dist=0, 10-d) on 30-d whitened PCA + k-means, and HDBSCAN (scikit-learn,
 min_cluster_size N/100, noise counted as one more cluster) on that UMAP; then the pipeline's own
-stages: pretext + k-means (k-means on the run's features), the run's features + UMAP(30, 0, 10-d) +
-k-means (the peer on the same backbone), k-means on the space the heads learn on (the run's manifold
+stages: pretext + k-means (k-means on the run's features), the run's features centred + spherical
+k-means, the run's features + UMAP(30, 0, 10-d) + k-means, UMAP to 50-d (30, 0) + Ward (Lowe et al.
+2024) (the peers on the same backbone), k-means on the space the heads learn on (the run's manifold
 when it has one, else its features: what SCAN must beat), SCAN, SCAN + self-label, and the run's
 result (the stage its label-free rule kept). Columns: ACC (Hungarian) / NMI / ARI / seconds. Full runs use each dataset's preset.
-A second table gives, per dataset and seed, the kept head's ACC against the best and the mean head's
-(labels only report; they choose nothing).
+A second table gives, per dataset and seed, the kept head's ACC against the best and the mean head's;
+a third, the ACC of every candidate partition the scan stage scored (its heads and the standard
+clusterings, :mod:`scan_core.method.candidates`), the one its label-free rule chose, and how often
+that one is within 0.02 of the best (labels only report; they choose nothing).
 ``--protocol all`` (default) trains and scores on all images (Fashion-MNIST: all 70k);
 ``train-test`` is the published protocol: every method is fitted on the train split (60k) and
 scored on the test split (10k) it never saw (k-means assigns to the nearest train centroid, UMAP
@@ -40,8 +43,10 @@ from scan_core.method.metrics import evaluate
 PEER = "UMAP(30, 0) on PCA + k-means"
 HEAD_SPACE = "k-means on the heads' space"
 FEATURE_UMAP = "features + UMAP(30, 0) + k-means"
-METHODS = ("k-means on pixels", "UMAP + k-means", PEER, "HDBSCAN on that UMAP", "pretext + k-means", FEATURE_UMAP,
-           HEAD_SPACE, "SCAN", "SCAN + self-label", "result")
+CENTRED = "features centred + k-means"
+WARD = "UMAP-50 + Ward"
+METHODS = ("k-means on pixels", "UMAP + k-means", PEER, "HDBSCAN on that UMAP", "pretext + k-means", CENTRED,
+           FEATURE_UMAP, WARD, HEAD_SPACE, "SCAN", "SCAN + self-label", "result")
 
 
 def kmeans_assign(train: np.ndarray, test: np.ndarray | None, k: int, seed: int) -> np.ndarray:
@@ -121,23 +126,35 @@ def scan_rows(spec: str, test: ImageSet | None, seed: int, out: Path, backbone: 
         last = head_acc[-1]  # the heads at the last epoch; the kept one may come from an earlier snapshot
         rows["heads"] = {"kept": metrics["scan"]["acc"], "best": max(last), "mean": float(np.mean(last)),
                          "epoch": metrics["scan"]["head_epoch"]}
+    if "candidates" in metrics["scan"] and test is None:
+        rows["candidates"] = {"chosen": metrics["scan"]["chosen"],
+                              "acc": {c["name"]: c["acc"] for c in metrics["scan"]["candidates"]}}
     return rows
 
 
 def same_space_rows(run_dir: Path, metrics, seed: int) -> dict[str, dict]:
     """k-means on the space the run's heads learn on (its manifold stage's scores, else its pretext
-    stage's), and the run's own features + UMAP(30, 0, 10-d) + k-means (10 starts)."""
+    stage's), and on the run's own features: centred + spherical k-means, UMAP(30, 0, 10-d) +
+    k-means (10 starts), UMAP(30, 0, 50-d) + Ward."""
     import umap
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import AgglomerativeClustering, KMeans
     labels = np.load(run_dir / "images" / "labels.npy")
+    features = np.load(run_dir / "features.npy")
     space = "manifold" if "manifold" in metrics else "pretext"
     seconds = metrics["pretext"]["seconds"] + (metrics[space]["seconds"] if space == "manifold" else 0)
     rows = {HEAD_SPACE: {**metrics[space], "seconds": seconds}}
+    k = len(np.unique(labels))
     started = time.time()
-    embedded = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=10, random_state=seed).fit_transform(
-        np.load(run_dir / "features.npy"))
-    found = KMeans(len(np.unique(labels)), n_init=10, random_state=seed).fit_predict(embedded)
+    found = spherical_kmeans(features - features.mean(0), k, seed)
+    rows[CENTRED] = {**evaluate(found, labels), "seconds": metrics["pretext"]["seconds"] + time.time() - started}
+    started = time.time()
+    embedded = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=10, random_state=seed).fit_transform(features)
+    found = KMeans(k, n_init=10, random_state=seed).fit_predict(embedded)
     rows[FEATURE_UMAP] = {**evaluate(found, labels), "seconds": metrics["pretext"]["seconds"] + time.time() - started}
+    started = time.time()
+    embedded = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=50, random_state=seed).fit_transform(features)
+    found = AgglomerativeClustering(k, linkage="ward").fit_predict(embedded)
+    rows[WARD] = {**evaluate(found, labels), "seconds": metrics["pretext"]["seconds"] + time.time() - started}
     return rows
 
 
@@ -187,6 +204,25 @@ def main() -> None:
                   f"{heads['mean']:.3f} | {'yes' if within[-1] else 'no'} |")
     if within:
         print(f"kept head within 0.01 of the best head at the last epoch: {sum(within)} of {len(within)} runs")
+    print_candidates(args.datasets, results)
+
+
+def print_candidates(datasets: list[str], results: dict[tuple[str, str], list[dict]]) -> None:
+    """Per dataset and seed: every candidate's ACC, the chosen one (*), and whether it is within
+    0.02 of the best."""
+    from scan_core.method.candidates import HEADS, PEERS
+    names = (HEADS, *PEERS)
+    print("\n| dataset | seed | " + " | ".join(names) + " | chosen within 0.02 of the best |\n|---|---|"
+          + "---|" * (len(names) + 1))
+    within = []
+    for dataset in datasets:
+        for seed, found in enumerate(results.get((dataset, "candidates"), [])):
+            accs = found["acc"]
+            within.append(max(accs.values()) - accs[found["chosen"]] <= 0.02)
+            cells = [f"{accs[n]:.3f}{' *' if n == found['chosen'] else ''}" if n in accs else "-" for n in names]
+            print(f"| {Path(dataset).name} | {seed} | " + " | ".join(cells) + f" | {'yes' if within[-1] else 'no'} |")
+    if within:
+        print(f"label-free choice within 0.02 of the best candidate: {sum(within)} of {len(within)} runs (* chosen)")
 
 
 if __name__ == "__main__":

@@ -260,11 +260,12 @@ def test_a_resumed_run_keeps_its_plan_only_when_an_epoch_was_saved(tmp_path):
     assert budget_plan(ctx) == {"epochs": 4}  # its saved epochs were counted against that plan
 
 
-def test_auto_clusters_colour_shapes_with_a_frozen_pretrained_backbone(tmp_path):
+def colour_shapes(folder) -> None:
+    """3 shapes x 30 images in ``folder/<shape>/``, each in a random colour on another random colour."""
     from PIL import Image, ImageDraw
-    rng = np.random.default_rng(0)  # 3 shapes x 30, each in a random colour on another random colour
+    rng = np.random.default_rng(0)
     for shape in ("disc", "square", "cross"):
-        (tmp_path / "shapes" / shape).mkdir(parents=True)
+        (folder / shape).mkdir(parents=True)
         for i in range(30):
             fg, bg = (tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(2))
             image = Image.new("RGB", (48, 48), bg)
@@ -276,7 +277,11 @@ def test_auto_clusters_colour_shapes_with_a_frozen_pretrained_backbone(tmp_path)
             else:
                 draw.rectangle((a, 21, b, 27), fill=fg)
                 draw.rectangle((21, a, 27, b), fill=fg)
-            image.save(tmp_path / "shapes" / shape / f"{i}.png")
+            image.save(folder / shape / f"{i}.png")
+
+
+def test_auto_clusters_colour_shapes_with_a_frozen_pretrained_backbone(tmp_path):
+    colour_shapes(tmp_path / "shapes")
     metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["backbone"], config["pretext"]["epochs"]) == ("efficientnet-lite0-imagenet", 0)
@@ -285,6 +290,40 @@ def test_auto_clusters_colour_shapes_with_a_frozen_pretrained_backbone(tmp_path)
     labels = np.array([["cross", "disc", "square"].index(str(i).split("/")[0]) for i in ids])
     result = np.load(tmp_path / "run" / f"{metrics['final']['stage']}_probs.npy").argmax(1)
     assert hungarian_accuracy(result, labels) >= 0.9  # pixels' k-means: near chance on such colours
+
+
+def test_the_scan_stage_keeps_the_candidate_that_keeps_most_neighbour_pairs_together(digits_run):
+    run_dir, metrics = digits_run
+    scan = metrics["scan"]
+    assert [c["name"] for c in scan["candidates"]] == ["SCAN heads", "k-means", "UMAP + k-means", "UMAP + Ward"]
+    neighbors = np.load(run_dir / "neighbors.npy")
+    clusters = np.load(run_dir / "scan_probs.npy").argmax(1)
+    agreement = float((clusters[neighbors] == clusters[:, None]).mean())  # by brute force
+    chosen = next(c for c in scan["candidates"] if c["name"] == scan["chosen"])
+    assert chosen["neighbor_agreement"] == pytest.approx(agreement, abs=1e-4)
+    assert all(c["neighbor_agreement"] <= agreement + 1e-4 for c in scan["candidates"])
+    assert scan["chosen"] == "SCAN heads" and scan["acc"] >= 0.94  # on digits the heads beat every peer (bench)
+
+
+def test_a_peer_that_keeps_more_neighbours_together_is_taught_to_the_head(tmp_path):
+    """Heads that barely learn (one epoch at a learning rate of 1e-8) lose to the standard clusterings;
+    the chosen one becomes the scan
+    stage's clusters, and its head classifies the images (new ones too) as that partition does."""
+    from scan_core.data.sources import load_source
+    from scan_core.engine.inference import apply_run
+    colour_shapes(tmp_path / "shapes")
+    metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False, scan={"epochs": 1, "lr": 1e-8},
+                        selflabel={"epochs": 1})
+    scan = metrics["scan"]
+    assert scan["chosen"] != "SCAN heads"
+    run = tmp_path / "run"
+    neighbors = np.load(run / "neighbors.npy")
+    clusters = np.load(run / "scan_probs.npy").argmax(1)
+    chosen = next(c for c in scan["candidates"] if c["name"] == scan["chosen"])
+    assert float((clusters[neighbors] == clusters[:, None]).mean()) == pytest.approx(chosen["neighbor_agreement"], abs=1e-4)
+    assert scan["acc"] == pytest.approx(chosen["acc"], abs=1e-4) and scan["acc"] >= 0.9
+    applied = apply_run(run, load_source(str(tmp_path / "shapes"), image_size=ImageSet.load(run / "images").images.shape[1]))
+    assert (applied.probs["scan"].argmax(1) == clusters).mean() >= 0.9
 
 
 def test_review_lists_the_queue_from_the_command_line(digits_run, capsys):

@@ -4,14 +4,23 @@ among those that agree with the others; all heads of that epoch matched to it an
 (:class:`~scan_core.method.clustering.ConsensusHeads`): their probabilities ``(N, K)`` on the clean
 images are the run's first cluster assignment, unless that vote merged clusters away
 (:func:`~scan_core.method.clustering.merged_away`; measured when over-clustering: heads split a
-class differently), when the kept head's own are (``metrics.json`` ``scan.consensus``). With labels,
-``metrics.json`` also reports every candidate's ACC and the kept head's alone (never used to
-choose)."""
+class differently), when the kept head's own are (``metrics.json`` ``scan.consensus``).
+
+Then the heads' clusters compete with the standard clusterings of the same features
+(:mod:`scan_core.method.candidates`, frozen features up to
+:data:`~scan_core.method.candidates.PEER_LIMIT` images), scored without labels
+(``metrics.json`` ``scan.candidates``, ``scan.chosen``). When another candidate wins, the kept head
+learns its clusters (soft cross-entropy on the feature banks, as a refine trains), so that new images
+are classified too, and the run's images keep the chosen clusters. With labels, ``metrics.json``
+also reports every head's and every candidate's ACC and the kept head's alone (never used to choose)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from ...config import RefineConfig
 from ...data.artifacts import scratch_array
+from ...method.candidates import HEADS, PEER_LIMIT, choose_candidate, peer_partitions, score_candidates
 from ...method.clustering import (
     ClusterHeads,
     ConsensusHeads,
@@ -22,7 +31,9 @@ from ...method.clustering import (
     predict,
     train_scan,
 )
+from ...method.manifold import fit_manifold
 from ...method.metrics import hungarian_accuracy
+from ...method.refine import refined_probs, train_refine
 from ..context import RunContext
 from ..models import cluster_model, load_cluster_stage, on_inputs, save_cluster_stage
 
@@ -46,17 +57,59 @@ def run(ctx: RunContext) -> None:
     voted = not merged_away(clusters[best], ctx.probs.argmax(1), c.num_clusters)
     if not voted:
         ctx.probs = np.array(every_head[head])
-    save_cluster_stage(ctx, "scan", consensus if voted else heads, ctx.probs, head)
+    kept_model: torch.nn.Module = consensus if voted else heads
+    chosen: dict = {}
+    if c.scan_mode == "frozen" and n <= PEER_LIMIT:
+        chosen, taught = choose_partition(ctx, heads, head)
+        if taught is not None:
+            kept_model, head = taught, 0
+    save_cluster_stage(ctx, "scan", kept_model, ctx.probs, head)
     per_epoch = lambda values: [[round(float(x), 4) for x in row] for row in np.reshape(values, (len(snapshots), -1))]
     values = {**ctx.scores(ctx.probs.argmax(1)), "head": head, "head_epoch": kept.epoch, "consensus": voted,
               "snapshot_epochs": [s.epoch for s in snapshots],
-              "head_losses": per_epoch(losses), "head_agreement": per_epoch(agreement), "loss": c.scan.loss}
+              "head_losses": per_epoch(losses), "head_agreement": per_epoch(agreement), "loss": c.scan.loss,
+              **chosen}
     if prior is not None:
         values["size_prior"] = [round(float(share), 4) for share in prior]
     if ctx.images.has_labels:
         values["head_acc"] = per_epoch([hungarian_accuracy(found, ctx.images.labels) for found in clusters])
         values["kept_head_acc"] = round(hungarian_accuracy(clusters[best], ctx.images.labels), 4)
     ctx.record("scan", values)
+
+
+def choose_partition(ctx: RunContext, heads: ClusterHeads, head: int) -> tuple[dict, ClusterHeads | None]:
+    """Score the heads' clusters (``ctx.probs``) against the standard clusterings of the heads'
+    input and keep the best (:mod:`scan_core.method.candidates`): ``({"candidates", "chosen"}, None)``
+    when the heads win; else ``ctx.probs`` becomes the winner's clusters and the returned one-head
+    model, the kept ``head`` of ``heads`` trained on them."""
+    c, n = ctx.config, len(ctx.images)
+    embedding = ctx.manifold if ctx.manifold is not None else fit_manifold(ctx.head_features, 10, c.seed, c.map_sample)
+    found = ctx.probs.argmax(1)
+    candidates = {HEADS: found, **peer_partitions(ctx.head_features, embedding, c.num_clusters, c.seed)}
+    scores = score_candidates(candidates, ctx.neighbors, embedding, ctx.images.labels, c.seed)
+    name = choose_candidate(scores)
+    report = {"candidates": [score.to_json() for score in scores], "chosen": name}
+    if name == HEADS:
+        return report, None
+    targets = np.eye(c.num_clusters, dtype=np.float32)[matched(candidates[name], found, c.num_clusters)]
+    single = ClusterHeads(ctx.head_features.shape[1], c.num_clusters, 1, c.scan.hidden)
+    single.heads[0].load_state_dict(heads.heads[head].state_dict())
+    model, augmented, clean = cluster_model(ctx, single)
+    train_refine(model, augmented, targets, RefineConfig(), c.seed, precision=ctx.precision)
+    ctx.probs = refined_probs(predict(model, clean, n, 0), targets, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return report, single
+
+
+def matched(clusters: np.ndarray, reference: np.ndarray, num_clusters: int) -> np.ndarray:
+    """``clusters`` ``(N,)`` renumbered to the ids of ``reference`` ``(N,)`` they overlap most
+    (a one-to-one matching of the ``num_clusters`` ids, Hungarian)."""
+    from scipy.optimize import linear_sum_assignment
+    overlap = np.zeros((num_clusters, num_clusters), np.int64)
+    np.add.at(overlap, (clusters, reference), 1)
+    rows, cols = linear_sum_assignment(-overlap)
+    mapping = np.empty(num_clusters, np.int64)
+    mapping[rows] = cols
+    return mapping[clusters]
 
 
 def load(ctx: RunContext) -> None:
