@@ -180,9 +180,9 @@ def start_form(ws: Workspace, spec: str, images: ImageSet, runs: list[dict]) -> 
     default_k = images.num_classes if images.has_labels else min(10, len(images) - 1)
     cols = st.columns(6)
     suggest = cols[0].toggle("Suggest K", value=images.num_classes < 2, key=start_key(spec, "suggest"),
-                             help="K is chosen during the run, from the mined neighbours (stability of k-means "
-                                  "on random halves and the eigengap of the neighbour graph); the Clusters page "
-                                  "shows the evidence. On by default for a folder without label subfolders.")
+                             help="K is chosen during the run: the number of groups into which the images fall most "
+                                  "clearly on a UMAP map of their features; the Clusters page shows the evidence. "
+                                  "On by default for a folder without label subfolders.")
     clusters = cols[0].number_input("Clusters K", min_value=2, max_value=max(2, len(images) - 1),
                                     value=max(2, default_k), key=start_key(spec, "clusters"), disabled=suggest,
                                     help="Defaults to the number of label folders; more than the "
@@ -221,15 +221,15 @@ def start_form(ws: Workspace, spec: str, images: ImageSet, runs: list[dict]) -> 
 
 
 def suggest_from_earlier_run(ws: Workspace, spec: str, runs: list[dict]) -> None:
-    """When a run on this dataset has mined its neighbours: a Suggest button that shows the K they
+    """When a run on this dataset has made its features: a Suggest button that shows the K they
     suggest, with the evidence, and fills K with it."""
     earlier = next((row["run"] for row in runs if row["dataset"] == spec
-                    and (ws.runs / row["run"] / "neighbors.npy").exists()), None)
+                    and (ws.runs / row["run"] / "features.npy").exists()), None)
     if earlier is None:
         return
-    with st.expander(f"Suggest K from the neighbours of {earlier}", icon=":material/query_stats:"):
+    with st.expander(f"Suggest K from the features of {earlier}", icon=":material/query_stats:"):
         if not st.button("Suggest", key=start_key(spec, "suggest_now")):
-            st.caption("What the earlier run's mined neighbours say about the number of clusters (seconds).")
+            st.caption("What the earlier run's features say about the number of clusters (seconds to a minute).")
             return
         suggestion = suggestion_of(ws.runs / earlier)
         if suggestion is None:
@@ -439,7 +439,7 @@ def finished_summary(run_dir: Path) -> str:
     scores = " · ".join(f"{name} **{final[key]:.3f}**"
                         for key, name in (("acc", "ACC"), ("nmi", "NMI"), ("ari", "ARI")) if key in final)
     config = jobs.run_config(run_dir)
-    k = (f"K = **{config['num_clusters']}**, suggested from the mined neighbours (Clusters: *Why K?*) · "
+    k = (f"K = **{config['num_clusters']}**, suggested from the run's features (Clusters: *Why K?*) · "
          if config.get("suggest_clusters") else "")
     return (f"{k}{scores + ' · ' if scores else ''}{metrics.get('images', {}).get('count', 0):,} images · "
             f"{seconds:.0f} s")

@@ -1,5 +1,5 @@
 """Command line: ``python -m scan_core train ...``, ``evaluate DIR [--on DATASET]``, ``suggest DIR``
-(the K a run's neighbours suggest, with the evidence), ``names DIR [--json] [--accept]`` (a name for
+(the K a run's features suggest, with the evidence), ``names DIR [--json] [--accept]`` (a name for
 each cluster from the backbone's ImageNet classifier), ``review DIR [--top N]`` (the review queue,
 as the app's Review page), ``refine DIR [--epochs E]`` (train again from the curation's labels),
 ``weights list`` / ``weights fetch NAME`` (the pretrained backbones' weights: where, or download them) and
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", required=True,
                        help="digits, fashion-mnist[:train|:test], cifar10, stl10, a folder or a .zip")
     train.add_argument("--clusters", type=clusters_argument, default=None, metavar="K|auto",
-                       help="number of clusters K, or 'auto': suggested from the mined neighbours during the run "
+                       help="number of clusters K, or 'auto': suggested from the run's features during the run "
                             "(default: the number of label folders; auto when there are none)")
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--preset", default="auto", choices=PRESETS)
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("run_dir", type=Path)
     refine.add_argument("--epochs", type=int, default=REFINE_EPOCHS, help=f"default {REFINE_EPOCHS}")
     refine.add_argument("--quiet", action="store_true", help="no progress bar")
-    suggest = commands.add_parser("suggest", help="suggest the number of clusters from a run's mined neighbours")
+    suggest = commands.add_parser("suggest", help="suggest the number of clusters from a run's features")
     suggest.add_argument("run_dir", type=Path)
     review = commands.add_parser("review", help="list the images most likely to be in the wrong cluster")
     review.add_argument("run_dir", type=Path)
@@ -259,18 +259,22 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def suggest(args: argparse.Namespace) -> int:
-    """``suggest RUN``: the number of clusters the run's neighbours suggest, and the evidence for every K."""
+    """``suggest RUN``: the number of clusters the run's features suggest, and how clearly its images
+    separate at every K (a run whose suggestion an earlier version made: its K, and one made now)."""
     from .explore.suggest import run_suggestion
     try:
         suggestion = run_suggestion(args.run_dir)
+        if suggestion.earlier:  # its K, then this version's suggestion with the evidence
+            print(f"the run's K = {suggestion.k} was suggested by an earlier version; suggested now:")
+            suggestion = run_suggestion(args.run_dir, again=True)
     except (*USER_ERRORS, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"suggested {suggestion.reason()}")
-    print("K    stability  eigengap")
-    for k, stability, gap, stable in zip(suggestion.ks, suggestion.stability, suggestion.eigengaps, suggestion.stable):
-        mark = "  <- suggested" if k == suggestion.k else ("  stable" if stable else "")
-        print(f"{k:<4} {stability:9.3f}  {gap:8.5f}{mark}")
+    print("K    separation (0 none, 1 perfect)")
+    for k, separation in zip(suggestion.ks, suggestion.separation if suggestion.separation is not None else []):
+        mark = "  <- suggested" if k == suggestion.k else ("  next best" if k == suggestion.runner_up else "")
+        print(f"{k:<4} {separation:10.3f}{mark}")
     return 0
 
 

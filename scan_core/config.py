@@ -49,7 +49,7 @@ FLOAT16_BYTES = 1024 ** 3
 #: keeps its rows in inverted lists in a memory-mapped file (:mod:`scan_core.method.neighbors`).
 INDEX_MEMORY = 1024 ** 3
 PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.pretrained.PRETRAINED_BACKBONES, in order
-AUTO = "auto"  # --clusters auto: K suggested from the mined neighbours (the suggest stage)
+AUTO = "auto"  # --clusters auto: K suggested from the run's features (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
 RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}
 REFINE_EPOCHS = 30  # a refine's epochs unless asked otherwise: about a minute on 70k images on 2 cores
@@ -287,7 +287,7 @@ class RunConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
     umap: bool = True
     map_sample: int = MAP_SAMPLE       # the most images UMAP (manifold, map) is fitted on; the rest are placed
-    suggest_clusters: bool = False     # K suggested from the mined neighbours (--clusters auto)
+    suggest_clusters: bool = False     # K suggested from the run's features (--clusters auto)
     time_budget: float = 0.0           # seconds the whole run should take (0: none): SimCLR's epochs are
     #                                    cut to what is left of it, from its measured step time
     note: str = ""                     # what the auto preset had to fall back on, and why (shown before a run)

@@ -236,7 +236,7 @@ def plan_config(images, dataset: str, num_clusters: int | str | None, preset: st
     build the run's config (nothing runs yet): what the job checks, and the app before Start. The
     messages name what to change in words that fit the CLI and the app alike.
 
-    ``num_clusters``: K; ``"auto"``: suggested from the mined neighbours during the run (the
+    ``num_clusters``: K; ``"auto"``: suggested from the run's features during the run (the
     suggest stage); None: the number of label folders, or ``"auto"`` when there are none.
     ``hardware``: what the run will train on (:func:`scan_core.engine.device.measured_hardware`)."""
     n = len(images)

@@ -99,7 +99,7 @@ def own_home(home: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def jobs_home(home: Path, tmp_path_factory) -> Path:
     """A workspace with a run after each kind of job: ``digits`` (trained), ``suggested`` (trained
-    with K suggested from its neighbours) and ``refined`` (the digits run refined with 40 images
+    with K suggested from its features) and ``refined`` (the digits run refined with 40 images
     moved by hand to the cluster most of their true class is in)."""
     import json
 

@@ -6,6 +6,7 @@ import json
 import re
 
 from scan_core.explore.curation import Curation
+from ui.suggest import SEPARATION
 
 from apptest import app, button, result_probs, texts
 
@@ -28,7 +29,7 @@ def test_the_why_k_chart_has_no_toolbar_over_its_axes(home, monkeypatch):
     button(at, "Suggest").click().run()
     assert not at.exception, [e.value for e in at.exception]
     charts = [chart for chart in at.get("plotly_chart")
-              if any(t.get("name") == "stability (ARI of two halves)" for t in json.loads(chart.proto.spec)["data"])]
+              if any(t.get("name") == SEPARATION for t in json.loads(chart.proto.spec)["data"])]
     assert len(charts) == 1 and json.loads(charts[0].proto.config)["displayModeBar"] is False
 
 

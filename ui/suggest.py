@@ -1,7 +1,7 @@
 """The evidence for a suggested number of clusters (:mod:`scan_core.explore.suggest`), drawn: for
-every K tried, how stable k-means is on random halves (line) and the eigengap of the mined
-neighbour graph (bars, coloured by whether the K was among the most stable, the candidates the
-eigengap chooses from); the suggested K marked."""
+every K tried, how clearly the images separate into K groups on a map of their features (bars), the
+suggested K and the next best marked, and one caption in plain words; an earlier version's
+suggestion, whose evidence is not kept, with a button to suggest again."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,31 +13,42 @@ from scan_core.data.artifacts import CorruptArtifact
 from scan_core.data.rundir import SUGGESTION
 from scan_core.explore.suggest import KSuggestion, run_suggestion
 
-SUGGESTED, CANDIDATE, PASSED_OVER = "#E45756", "#9ECAE9", "#DDDDDD"  # the eigengap bars: chosen, stable, less stable
+SUGGESTED, RUNNER_UP, OTHER = "#E45756", "#F58518", "#9ECAE9"  # the bars: the suggested K, the next best, the rest
+SEPARATION = "separation of the K groups"                     # the bars' name
 
 
-@st.cache_data(show_spinner="Suggesting K from the mined neighbours…", max_entries=8)
-def cached_suggestion(run_dir: str, neighbors_mtime: float) -> dict:
-    """:func:`run_suggestion` as a dict, kept while the run's neighbours stay the same."""
-    return run_suggestion(Path(run_dir)).to_dict()
+@st.cache_data(show_spinner="Suggesting K from the run's features…", max_entries=8)
+def cached_suggestion(run_dir: str, features_mtime: float, again: bool = False) -> dict:
+    """:func:`run_suggestion` as a dict, kept while the run's features stay the same."""
+    return run_suggestion(Path(run_dir), again).to_dict()
 
 
 def suggestion_section(run_dir: Path, num_clusters: int) -> None:
     """An expander with the run's suggestion for K and its evidence: the one its suggest stage made
-    (``--clusters auto``), else, on a click, one computed from its mined neighbours."""
+    (``--clusters auto``), else, on a click, one computed from its features."""
     stored = (run_dir / SUGGESTION).exists()
     with st.expander(f"Why K = {num_clusters}?" if stored else "How many clusters would this run suggest?",
                      icon=":material/query_stats:"):
-        if not stored and not st.button("Suggest K from this run's neighbours", key="suggest_k"):
-            st.caption("Computed from the mined neighbours and the features the heads learn on (seconds).")
+        if not stored and not st.button("Suggest K from this run's features", key="suggest_k"):
+            st.caption("Computed from the features the heads learn on, mapped by UMAP (seconds to a minute).")
             return
         suggestion_of(run_dir)
 
 
 def suggestion_of(run_dir: Path) -> KSuggestion | None:
-    """The run's suggestion drawn with its evidence (None, with a warning, when it has none)."""
+    """The run's suggestion drawn with its evidence (None, with a warning, when it has none); one an
+    earlier version stored is shown with a button that suggests again (then that one is returned)."""
     try:
-        suggestion = KSuggestion.from_dict(cached_suggestion(str(run_dir), (run_dir / "neighbors.npy").stat().st_mtime))
+        mtime = (run_dir / "features.npy").stat().st_mtime
+        suggestion = KSuggestion.from_dict(cached_suggestion(str(run_dir), mtime))
+        again = f"suggest_again:{run_dir}"
+        if suggestion.earlier and not st.session_state.get(again):
+            st.caption(f"Suggested {suggestion.reason()}.")
+            st.button("Suggest again", key=f"suggest_again_{run_dir.name}", on_click=st.session_state.__setitem__,
+                      args=(again, True))
+            return suggestion
+        if suggestion.earlier:
+            suggestion = KSuggestion.from_dict(cached_suggestion(str(run_dir), mtime, again=True))
     except (FileNotFoundError, CorruptArtifact, ValueError) as error:
         st.warning(f"No suggestion: {error}")
         return None
@@ -46,18 +57,17 @@ def suggestion_of(run_dir: Path) -> KSuggestion | None:
 
 
 def evidence_chart(suggestion: KSuggestion, key: str) -> None:
-    """Stability and eigengap against K, and one line saying why the suggestion."""
+    """The separation against K, the suggested and the next best K marked, and one caption saying why."""
+    if suggestion.separation is None:
+        raise ValueError("an earlier version's suggestion has no separation to draw")
     figure = go.Figure()
-    figure.add_bar(x=suggestion.ks, y=suggestion.eigengaps, name="eigengap after K", yaxis="y2",
-                   marker_color=[SUGGESTED if k == suggestion.k else CANDIDATE if stable else PASSED_OVER
-                                 for k, stable in zip(suggestion.ks, suggestion.stable)])
-    figure.add_scatter(x=suggestion.ks, y=suggestion.stability, name="stability (ARI of two halves)",
-                       mode="lines+markers", line_color="#4C78A8")
-    figure.add_vline(x=suggestion.k, line_dash="dot", line_color="#E45756")
-    figure.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend={"orientation": "h", "y": -0.25},
-                         xaxis={"title": "K", "dtick": 1}, yaxis={"title": "stability", "range": [0, 1.05]},
-                         yaxis2={"title": "eigengap", "overlaying": "y", "side": "right", "showgrid": False})
+    figure.add_bar(x=suggestion.ks, y=suggestion.separation, name=SEPARATION,
+                   marker_color=[SUGGESTED if k == suggestion.k else RUNNER_UP if k == suggestion.runner_up else OTHER
+                                 for k in suggestion.ks])
+    figure.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, showlegend=False,
+                         xaxis={"title": "K (number of groups)", "dtick": 1},
+                         yaxis={"title": "separation (0 none, 1 perfect)", "range": [min(0.0, suggestion.separation.min()), 1]})
     st.plotly_chart(figure, key=key, config={"displayModeBar": False})  # its toolbar would cover the top axis
-    st.caption(f"Suggested {suggestion.reason()}. Bars: the suggested K in red, the other most stable K in blue, "
-               "the less stable K in light grey. Stability favours coarse groups and the eigengap fine ones; "
-               "neither knows what you call a class, so treat it as a starting point: merge and split on Clusters.")
+    st.caption(f"Suggested {suggestion.reason()}. Bars: how clearly the images fall into K groups; the suggested K "
+               "in red, the next best in orange. It does not know what you call a class, so treat it as a starting "
+               "point: merge and split on Clusters.")

@@ -1,6 +1,5 @@
 """The mined neighbour graph as a sparse matrix: every image linked to its mined neighbours and
-back. Its spectrum suggests K (:mod:`scan_core.method.num_clusters`); labels spread over it in a
-refine (:mod:`scan_core.method.refine`)."""
+back. Labels spread over it in a refine (:mod:`scan_core.method.refine`)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,5 @@
 """The suggest stage (with ``suggest_clusters``, ``--clusters auto``): K chosen from the run's own
-points (what the heads learn on) and mined neighbours (:mod:`scan_core.method.num_clusters`), before
+features on its UMAP manifold, when it has one (:mod:`scan_core.method.num_clusters`), before
 any head is trained; its evidence goes to ``suggested_k.json`` and K into the run's config. The
 k-means scores of the earlier stages, which waited for K, are recorded then."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from . import manifold, pretext
 
 
 def run(ctx: RunContext) -> None:
-    suggestion = suggest_num_clusters(ctx.head_features, ctx.neighbors, seed=ctx.config.seed)
+    suggestion = suggest_num_clusters(ctx.features, ctx.manifold, seed=ctx.config.seed)
     save_json(ctx.dir / SUGGESTION, suggestion.to_dict())
     use(ctx, suggestion.k)
     ctx.amend("pretext", pretext.score(ctx))
