@@ -81,8 +81,8 @@ def verdict(wnid: str, truth: tuple[tuple[str, str], ...] | None) -> str:
     taxonomy = imagenet_taxonomy()
     s = taxonomy.index(wnid)
     medium = [taxonomy.class_index(name) for name in MEDIUM_CLASSES]  # output indices
-    under = np.flatnonzero(taxonomy.covers[:, s])  # the classes at or under the name
-    if taxonomy.above[s, taxonomy.classes[medium]].any() or (len(under) and set(under.tolist()) <= set(medium)):
+    under = taxonomy.classes_under(s)  # the classes at or under the name
+    if np.isin(taxonomy.classes[medium], taxonomy.ancestors(s)).any() or (len(under) and set(under.tolist()) <= set(medium)):
         return "medium"
     if truth is None:
         return "unjudged"
@@ -90,7 +90,7 @@ def verdict(wnid: str, truth: tuple[tuple[str, str], ...] | None) -> str:
         return "wrong"
     for synset, level in truth:
         t, top = taxonomy.index(synset), taxonomy.index(level)
-        if taxonomy.above[s, t] or (taxonomy.above[t, s] and taxonomy.above[s, top]):
+        if taxonomy.is_under(s, t) or (taxonomy.is_under(t, s) and taxonomy.is_under(s, top)):
             return "right"
     return "wrong"
 
@@ -101,8 +101,8 @@ def judge(run_dir: Path, truth: dict[str, tuple | None]) -> list[ClusterVerdict]
     state = replay(results.clusters, [])  # the run's own clusters, whatever its curation says
     names = run_names(results, state)
     if names.needs_recording:
-        from scan_core.engine.naming import record_class_probs
-        record_class_probs(run_dir)
+        from scan_core.engine.naming import record_names_inputs
+        record_names_inputs(run_dir)
         names = run_names(results, state)
     if names.unavailable:
         raise SystemExit(f"{run_dir}: {names.unavailable}")

@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     review = commands.add_parser("review", help="list the images most likely to be in the wrong cluster")
     review.add_argument("run_dir", type=Path)
     review.add_argument("--top", type=int, default=20, help="how many (default 20)")
-    names = commands.add_parser("names", help="suggest a name for each cluster from the backbone's ImageNet classifier")
+    names = commands.add_parser("names", help="suggest a name for each cluster from the backbone's ImageNet classifier, "
+                                              "or zero-shot over WordNet's nouns with a CLIP backbone")
     names.add_argument("run_dir", type=Path)
     names.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     names.add_argument("--accept", action="store_true",
@@ -319,9 +320,9 @@ def names(args: argparse.Namespace) -> int:
         curation = Curation(args.run_dir, results.clusters, results.images.ids)
         found = run_names(results, curation.state())
         if found.needs_recording:
-            from .engine.naming import record_class_probs
-            print(f"recording the class scores of {args.run_dir} (one pass of its backbone)", file=sys.stderr)
-            record_class_probs(args.run_dir, args.device)
+            from .engine.naming import record_names_inputs
+            print(f"recording what the names of {args.run_dir} need: {found.unavailable}", file=sys.stderr)
+            record_names_inputs(args.run_dir, args.device)
             found = run_names(results, curation.state())
         if found.unavailable:
             raise RunNotReady(found.unavailable)

@@ -24,6 +24,13 @@ DOWNLOAD_MB = {"dinov2-vitb14": 346, "dinov2-vits14": 88, "clip-vitb16": 346, "v
                "resnet50-imagenet": 98, "resnet18-imagenet": 45}
 
 
+#: The CLIP backbones whose text tower names clusters zero-shot: open_clip's name for the model
+#: (OpenAI's weights use QuickGELU). Its weights (both towers) are open_clip's file in the same
+#: Hugging Face repository, or ``$SCAN_EXPLORER_WEIGHTS/<arch>.open_clip.safetensors``.
+OPEN_CLIP_MODELS = {"clip-vitb16": "ViT-B-16-quickgelu"}
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
 @dataclass(frozen=True)
 class Pretrained:
     """One frozen pretrained encoder: its ``--backbone`` ``name``, the ``library`` that builds it
@@ -131,6 +138,32 @@ def local_weights(spec: Pretrained) -> Path | None:
         if isinstance(found, str):
             return Path(found)
     return None
+
+
+def open_clip_weights(spec: Pretrained) -> Path | None:
+    """Where the CLIP model ``spec`` (one of :data:`OPEN_CLIP_MODELS`) is on this machine for
+    open_clip, text tower included, or None (also when open_clip is not installed):
+    ``$SCAN_EXPLORER_WEIGHTS/<arch>.open_clip.safetensors``, else open_clip's file in the Hugging
+    Face hub cache of ``timm/<arch>``."""
+    if spec.name not in OPEN_CLIP_MODELS or find_spec("open_clip") is None:
+        return None
+    custom = os.environ.get(WEIGHTS_ENV)
+    if custom and (Path(custom) / f"{spec.arch}.open_clip.safetensors").is_file():
+        return Path(custom) / f"{spec.arch}.open_clip.safetensors"
+    if find_spec("huggingface_hub") is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    for filename in OPEN_CLIP_FILES:
+        found = try_to_load_from_cache(f"timm/{spec.arch}", filename, cache_dir=hf_hub_cache())
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def open_clip_needs(spec: Pretrained) -> str:
+    """What zero-shot names with ``spec`` need on this machine, in words."""
+    return (f"open_clip (pip install open-clip-torch) and {spec.name}'s text tower: {OPEN_CLIP_FILES[0]} of the "
+            f"Hugging Face repository timm/{spec.arch}, or ${WEIGHTS_ENV}/{spec.arch}.open_clip.safetensors")
 
 
 def present_backbones() -> list[Pretrained]:

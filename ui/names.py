@@ -10,9 +10,8 @@ from hashlib import sha256
 import numpy as np
 import streamlit as st
 
-from scan_core.data.rundir import CLASS_PROBS
 from scan_core.explore.curation import CuratedState
-from scan_core.explore.names import NameSuggestion, RunNames, accept_all, run_names, unnamed_confident
+from scan_core.explore.names import NameSuggestion, RunNames, accept_all, names_input, run_names, unnamed_confident
 from scan_core.explore.results import RunResults
 from ui.artifacts import results_key
 from ui.curating import curation, edit, seen_version, who
@@ -20,15 +19,16 @@ from ui.text import markdown_text
 
 
 def names_of(loaded: RunResults, state: CuratedState) -> RunNames:
-    """The run's suggestions for the clusters of ``state``: computed once per run, class scores and
-    clustering (a rename does not recompute them), and shared by every session of this server."""
-    probs = loaded.dir / CLASS_PROBS
+    """The run's suggestions for the clusters of ``state``: computed once per run, class scores (or
+    zero-shot text embeddings) and clustering (a rename does not recompute them), and shared by every
+    session of this server."""
+    probs = names_input(loaded)
     clustering = sha256(np.ascontiguousarray(state.clusters, np.int64).tobytes()).hexdigest()
     return _names(loaded, state, results_key(loaded), probs.stat().st_mtime_ns if probs.exists() else 0,
                   clustering, state.num_cluster_ids)
 
 
-@st.cache_resource(max_entries=8, show_spinner="Naming the clusters from the backbone's classes…")
+@st.cache_resource(max_entries=8, show_spinner="Naming the clusters…")
 def _names(_loaded: RunResults, _state: CuratedState, run: tuple, probs_mtime: int, clustering: str,
            num_ids: int) -> RunNames:
     return run_names(_loaded, _state)
@@ -77,7 +77,7 @@ def names_overview(loaded: RunResults, state: CuratedState, key: str,
     confident = sum(s.name is not None for s in shown)
     waiting = unnamed_confident(names, state)
     left, right = st.columns([3, 2], vertical_alignment="center")
-    left.caption(f"Suggested names, from the backbone's ImageNet classes: {confident} of {len(shown)} clusters "
+    left.caption(f"Suggested names, from {markdown_text(names.source)}: {confident} of {len(shown)} clusters "
                  f"have a confident one; {len(waiting)} of them wait for a name.")
     if right.button(f"Accept all confident suggestions ({len(waiting)})", key=key, icon=":material/done_all:",
                     disabled=not waiting,

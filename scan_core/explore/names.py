@@ -1,8 +1,11 @@
-"""Suggested names for a run's clusters (:mod:`scan_core.method.naming`), from the class scores its
-frozen ImageNet backbone recorded when it embedded the images (``class_probs.npy``; a run from
-before that records them with ``python -m scan_core names RUN``), and their acceptance as curation
-edits. A run whose features have no classifier (the HOG route, SimCLR, a backbone that keeps none)
-gets a sentence saying which backbone names need."""
+"""Suggested names for a run's clusters (:mod:`scan_core.method.naming`) and their acceptance as
+curation edits. A run on a frozen CLIP backbone is named zero-shot over WordNet's nouns
+(:mod:`scan_core.method.zero_shot`: its features against the vocabulary's text embeddings, made
+once per machine by ``python -m scan_core names RUN``); a run on a frozen ImageNet backbone from the
+class scores its classifier recorded when it embedded the images (``class_probs.npy``; a run from
+before that records them with the same command). Either way the same lift through WordNet names
+them (:class:`ClassScores`). A run whose features have neither (the HOG route, SimCLR, a backbone
+that keeps no classifier) gets a sentence saying which backbones names need."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +15,16 @@ import numpy as np
 
 from ..data.artifacts import CorruptArtifact, load_array
 from ..data.rundir import CLASS_PROBS
-from ..method.naming import NameSuggestion, class_mass, suggest_names
-from ..pretrained import PRETRAINED_BACKBONES, local_weights
+from ..method.naming import ClassProbs, NameSuggestion, Taxonomy, class_mass, imagenet_taxonomy, suggest_names, wordnet_taxonomy
+from ..method.zero_shot import TextEmbeddings, ZeroShotProbs, text_cache_path, zero_shot_backbone
+from ..pretrained import (
+    OPEN_CLIP_MODELS,
+    PRETRAINED_BACKBONES,
+    local_weights,
+    open_clip_needs,
+    open_clip_weights,
+    pretrained_spec,
+)
 from .curation import CuratedState, Curation
 from .results import RunResults
 
@@ -23,16 +34,28 @@ NAMING_BACKBONES = tuple(spec.name for spec in PRETRAINED_BACKBONES if spec.libr
 
 @dataclass(frozen=True)
 class RunNames:
-    """A run's name suggestions, one per cluster id of the curated state (``suggestions``), or
-    ``unavailable``: why there are none (no classifier, or its scores not recorded yet)."""
+    """A run's name suggestions, one per cluster id of the curated state (``suggestions``), and
+    what they come from (``source``), or ``unavailable``: why there are none (no classifier, or its
+    scores not recorded yet: ``needs_recording``)."""
 
     suggestions: tuple[NameSuggestion, ...] = ()
     unavailable: str | None = None
     needs_recording: bool = False
+    source: str = ""
 
     @property
     def confident(self) -> list[NameSuggestion]:
         return [s for s in self.suggestions if s.name is not None]
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """What a run's names come from: class probabilities ``probs`` ``(N, C)`` (recorded, or
+    zero-shot ones computed as read), the ``taxonomy`` above its ``C`` classes, and ``source``, in words."""
+
+    probs: ClassProbs
+    taxonomy: Taxonomy
+    source: str
 
 
 def names_backbone(config: dict) -> str | None:
@@ -44,9 +67,12 @@ def names_backbone(config: dict) -> str | None:
     if config.get("head_input") in ("hog", "pixels") or not frozen or backbone not in NAMING_BACKBONES:
         present = [name for name in NAMING_BACKBONES if local_weights(next(s for s in PRETRAINED_BACKBONES
                                                                              if s.name == name)) is not None]
+        clip = [name for name in OPEN_CLIP_MODELS if open_clip_weights(pretrained_spec(name)) is not None]
         return (f"names need a frozen pretrained backbone with an ImageNet classifier ({' or '.join(NAMING_BACKBONES)}"
-                f"{'; on this machine: ' + ', '.join(present) if present else ''}); this run has {route}. "
-                f"Train with --backbone {NAMING_BACKBONES[-1]} for names")
+                f"{'; on this machine: ' + ', '.join(present) if present else ''}), or a frozen CLIP backbone for "
+                f"zero-shot names over WordNet's nouns ({' or '.join(OPEN_CLIP_MODELS)}; "
+                f"{'on this machine' if clip else 'with open_clip and its text tower, not on this machine'}); "
+                f"this run has {route}. Train with --backbone {(clip or list(NAMING_BACKBONES))[-1]} for names")
     return None
 
 
@@ -59,18 +85,48 @@ def class_probs(run_dir: Path, num_images: int) -> np.ndarray | None:
     return probs if len(probs) == num_images else None
 
 
-def run_names(results: RunResults, state: CuratedState) -> RunNames:
-    """The suggestions for the clusters of ``state`` (the curated clusters of ``results``' run),
-    each member weighted by the model's confidence."""
+def names_input(results: RunResults) -> Path:
+    """The file whose arrival changes the run's names: the vocabulary's text embeddings for a run on
+    a CLIP backbone, else the run's class scores."""
+    clip = zero_shot_backbone(results.config)
+    return text_cache_path(clip.name) if clip is not None else Path(results.dir) / CLASS_PROBS
+
+
+def class_scores(results: RunResults) -> ClassScores | RunNames:
+    """What the names of ``results``' run come from, or the :class:`RunNames` saying why there are none."""
+    record = f"run `python -m scan_core names {results.dir}` once"
+    clip = zero_shot_backbone(results.config)
+    if clip is not None:
+        taxonomy = wordnet_taxonomy()
+        text = TextEmbeddings.load(text_cache_path(clip.name), taxonomy.num_classes)
+        if text is None and open_clip_weights(clip) is None:
+            return RunNames(unavailable=f"zero-shot names for this run's {clip.name} features need {open_clip_needs(clip)}")
+        if text is None:
+            return RunNames(unavailable=f"the text embeddings of the {taxonomy.num_classes:,} WordNet nouns for "
+                                        f"{clip.name} are not on this machine yet: {record} (one pass of CLIP's text "
+                                        "tower)", needs_recording=True)
+        if results.features is None:
+            return RunNames(unavailable="this run has no features yet")
+        return ClassScores(ZeroShotProbs(results.features[:, :text.projection.shape[0]], text), taxonomy,
+                           f"{clip.name} zero-shot over {taxonomy.num_classes:,} WordNet nouns")
     why = names_backbone(results.config)
     if why is not None:
         return RunNames(unavailable=why)
     probs = class_probs(results.dir, len(results.images))
     if probs is None:
-        return RunNames(unavailable=f"this run's class scores are not recorded yet: run `python -m scan_core names "
-                                    f"{results.dir}` once (one pass of its backbone)", needs_recording=True)
-    mass = class_mass(probs, state.clusters, results.confidence, state.num_cluster_ids)
-    return RunNames(tuple(suggest_names(mass, state.cluster_sizes())))
+        return RunNames(unavailable=f"this run's class scores are not recorded yet: {record} (one pass of its "
+                                    "backbone)", needs_recording=True)
+    return ClassScores(probs, imagenet_taxonomy(), "the backbone's ImageNet classes")
+
+
+def run_names(results: RunResults, state: CuratedState) -> RunNames:
+    """The suggestions for the clusters of ``state`` (the curated clusters of ``results``' run),
+    each member weighted by the model's confidence."""
+    scores = class_scores(results)
+    if isinstance(scores, RunNames):
+        return scores
+    mass = class_mass(scores.probs, state.clusters, results.confidence, state.num_cluster_ids)
+    return RunNames(tuple(suggest_names(mass, state.cluster_sizes(), scores.taxonomy)), source=scores.source)
 
 
 def unnamed_confident(names: RunNames, state: CuratedState) -> dict[int, str]:

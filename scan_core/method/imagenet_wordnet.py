@@ -11,6 +11,7 @@ the wnids sorted, as torchvision and EfficientNet-Lite order them); every synset
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
@@ -27,9 +28,31 @@ def imagenet_wnids() -> list[str]:
     return wnids
 
 
-def read_nouns(root: Path = WORDNET_DIR) -> dict[str, tuple[str, list[str]]]:
+@dataclass(frozen=True)
+class NounSynset:
+    """One noun synset of WordNet's ``data.noun``: its ``lemmas`` (spaces for underscores, the first
+    is its name), their ``lex_ids``, its lexicographer file number ``lex_file``, the wnids of its
+    ``hypernyms`` and of its ``instance_of`` (instance hypernyms: a proper noun's)."""
+
+    lemmas: tuple[str, ...]
+    lex_ids: tuple[int, ...]
+    lex_file: int
+    hypernyms: tuple[str, ...]
+    instance_of: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.lemmas[0]
+
+    def sense_keys(self) -> tuple[str, ...]:
+        """Each lemma's sense key (``cat%1:05:00::``), as ``cntlist.rev`` names them."""
+        return tuple(f"{lemma.lower().replace(' ', '_')}%1:{self.lex_file:02d}:{lex_id:02d}::"
+                     for lemma, lex_id in zip(self.lemmas, self.lex_ids, strict=True))
+
+
+def read_synsets(root: Path = WORDNET_DIR) -> dict[str, NounSynset]:
     """Every noun synset of the WordNet database in ``root`` (``data.noun``, whose lines wndb(5WN)
-    describes): wnid -> (its first lemma, the wnids of its hypernyms and instance hypernyms)."""
+    describes), by wnid."""
     path = root / "data.noun"
     if not path.is_file():
         raise FileNotFoundError(f"no WordNet database in {root}: apt-get install wordnet-base")
@@ -41,10 +64,19 @@ def read_nouns(root: Path = WORDNET_DIR) -> dict[str, tuple[str, list[str]]]:
             fields = line.split(" | ")[0].split()
             words = int(fields[3], 16)
             pointers = fields[4 + 2 * words + 1:]
-            parents = [f"n{pointers[i + 1]}" for i in range(0, len(pointers), 4)
-                       if pointers[i] in ("@", "@i") and pointers[i + 2] == "n"]
-            nouns[f"n{fields[0]}"] = (fields[4].replace("_", " "), sorted(parents))
+            parents = {kind: tuple(f"n{pointers[i + 1]}" for i in range(0, len(pointers), 4)
+                                   if pointers[i] == kind and pointers[i + 2] == "n") for kind in ("@", "@i")}
+            nouns[f"n{fields[0]}"] = NounSynset(tuple(fields[4 + 2 * i].replace("_", " ") for i in range(words)),
+                                                tuple(int(fields[5 + 2 * i], 16) for i in range(words)),
+                                                int(fields[1]), parents["@"], parents["@i"])
     return nouns
+
+
+def read_nouns(root: Path = WORDNET_DIR) -> dict[str, tuple[str, list[str]]]:
+    """Every noun synset of the WordNet database in ``root``: wnid -> (its first lemma, the wnids
+    of its hypernyms and instance hypernyms)."""
+    return {wnid: (synset.name, sorted(synset.hypernyms + synset.instance_of))
+            for wnid, synset in read_synsets(root).items()}
 
 
 def build_hierarchy(root: Path = WORDNET_DIR) -> dict:

@@ -14,7 +14,9 @@ one that sets it most apart from the others (``cat (tabby)``), or no name when n
 """
 from __future__ import annotations
 
+import gzip
 import json
+import typing
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 from scipy import sparse
 
 HIERARCHY_FILE = Path(__file__).with_name("imagenet_wordnet.json")
+VOCABULARY_FILE = Path(__file__).with_name("wordnet_nouns.json.gz")
 #: The share of a cluster's class mass its name must cover (a clear majority of the cluster).
 MIN_SHARE = 0.6
 #: Classes that describe how a picture is made or shown rather than what it shows; a cluster whose
@@ -41,23 +44,27 @@ TOO_GENERAL = ("entity", "physical entity", "abstraction", "object", "whole", "a
                "device", "container", "structure", "covering", "equipment", "implement", "material", "substance",
                "food", "solid", "natural object", "geological formation")
 EVIDENCE_CLASSES = 3
+#: The most class probabilities :func:`class_mass` holds at once (128 MB as float64).
+BATCH_VALUES = 2 ** 24
 
 
 @dataclass(frozen=True, eq=False)
 class Taxonomy:
-    """The WordNet noun hierarchy above a classifier's classes: ``wnids`` / ``names`` ``(S,)`` of
-    every synset at or above a class, ``classes`` ``(C,)`` the synset index of each output,
-    ``covers`` ``(C, S)`` bool (class ``c`` lies at or under synset ``s``), ``above`` ``(S, S)``
-    bool (``above[s, t]``: ``t`` is ``s`` or one of its hypernyms), ``depth`` ``(S,)`` the longest
-    hypernym path from ``s`` to ``entity``."""
+    """The WordNet noun hierarchy above a classifier's classes (the 1,000 ImageNet ones, or the
+    nouns of a zero-shot vocabulary): ``wnids`` / ``names`` ``(S,)`` of every synset at or above a
+    class, ``classes`` ``(C,)`` the synset index of each output, ``covers`` ``(C, S)`` sparse bool
+    (class ``c`` lies at or under synset ``s``), ``above`` ``(S, S)`` sparse bool (``above[s, t]``:
+    ``t`` is ``s`` or one of its hypernyms), ``depth`` ``(S,)`` the longest hypernym path from ``s``
+    to ``entity``. Sparse (CSR), so a vocabulary of thousands of nouns stays small."""
 
     wnids: tuple[str, ...]
     names: tuple[str, ...]
     classes: np.ndarray
-    covers: np.ndarray
-    above: np.ndarray
+    covers: sparse.csr_array
+    above: sparse.csr_array
     depth: np.ndarray
     _index: dict[str, int] = field(default_factory=dict, repr=False)
+    _below: sparse.csr_array | None = field(default=None, repr=False)
 
     @classmethod
     def from_hierarchy(cls, classes: list[str], synsets: dict[str, dict]) -> Taxonomy:
@@ -68,24 +75,25 @@ class Taxonomy:
         missing = [w for w in classes if w not in index] + [p for s in synsets.values() for p in s["parents"] if p not in index]
         if missing:
             raise ValueError(f"the hierarchy lacks synsets {missing[:5]}")
-        above = np.eye(len(wnids), dtype=bool)
+        ancestors: dict[int, set[int]] = {}
         depth = np.zeros(len(wnids), np.int64)
-        done: set[int] = set()
 
-        def lift(i: int) -> None:  # fills above[i] and depth[i] from the parents'
-            if i in done:
-                return
-            for parent in synsets[wnids[i]]["parents"]:
-                p = index[parent]
-                lift(p)
-                above[i] |= above[p]
-                depth[i] = max(depth[i], depth[p] + 1)
-            done.add(i)
+        def lift(i: int) -> set[int]:  # i's ancestors (and i), depth[i] from the parents'
+            if i not in ancestors:
+                found = {i}
+                for parent in synsets[wnids[i]]["parents"]:
+                    p = index[parent]
+                    found |= lift(p)
+                    depth[i] = max(depth[i], depth[p] + 1)
+                ancestors[i] = found
+            return ancestors[i]
 
-        for i in range(len(wnids)):
-            lift(i)
+        rows = [sorted(lift(i)) for i in range(len(wnids))]
+        above = sparse.csr_array((np.ones(sum(map(len, rows)), bool), np.concatenate(rows).astype(np.int64),
+                                  np.cumsum([0] + [len(r) for r in rows])), shape=(len(wnids), len(wnids)))
         class_index = np.array([index[w] for w in classes], np.int64)
-        return cls(wnids, tuple(synsets[w]["name"] for w in wnids), class_index, above[class_index], above, depth, index)
+        return cls(wnids, tuple(synsets[w]["name"] for w in wnids), class_index, above[class_index], above, depth,
+                   index, above.T.tocsr())
 
     def index(self, key: str) -> int:
         """The synset index of a wnid or of a name (the first synset of that name); ValueError if none."""
@@ -103,6 +111,23 @@ class Taxonomy:
             raise ValueError(f"no class {name!r} among the classifier's {len(self.classes)}")
         return int(found[0])
 
+    def ancestors(self, synset: int) -> np.ndarray:
+        """The synset indices at or above ``synset`` (itself and its hypernyms), ascending."""
+        return self.above.indices[self.above.indptr[synset]:self.above.indptr[synset + 1]]
+
+    def descendants(self, synset: int) -> np.ndarray:
+        """The synset indices at or under ``synset`` (itself and its hyponyms in the hierarchy), ascending."""
+        below = typing.cast(sparse.csr_array, self._below)
+        return below.indices[below.indptr[synset]:below.indptr[synset + 1]]
+
+    def classes_under(self, synset: int) -> np.ndarray:
+        """The output indices of the classes at or under ``synset``, ascending."""
+        return np.flatnonzero(np.isin(self.classes, self.descendants(synset)))
+
+    def is_under(self, synset: int, concept: int) -> bool:
+        """Whether ``synset`` is ``concept`` or one of its hyponyms."""
+        return bool(np.isin(concept, self.ancestors(synset)))
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -113,6 +138,29 @@ def imagenet_taxonomy() -> Taxonomy:
     """The hierarchy above the 1,000 ImageNet-1k classes, in a classifier's output order."""
     data = json.loads(HIERARCHY_FILE.read_text())
     return Taxonomy.from_hierarchy(data["classes"], data["synsets"])
+
+
+@cache
+def wordnet_taxonomy() -> Taxonomy:
+    """The hierarchy above the zero-shot vocabulary (``wordnet_nouns.json.gz``, written by
+    :mod:`scan_core.method.wordnet_nouns`): WordNet's common physical nouns and the ImageNet
+    classes, in the vocabulary's order."""
+    data = json.loads(gzip.decompress(VOCABULARY_FILE.read_bytes()))
+    return Taxonomy.from_hierarchy(data["classes"], data["synsets"])
+
+
+@cache
+def medium_wnids() -> frozenset[str]:
+    """The synsets of :data:`MEDIUM_CLASSES` (the ImageNet classes of those names), whatever the taxonomy."""
+    imagenet = imagenet_taxonomy()
+    return frozenset(imagenet.wnids[imagenet.classes[imagenet.class_index(name)]] for name in MEDIUM_CLASSES)
+
+
+@cache
+def general_wnids() -> frozenset[str]:
+    """The synsets of :data:`TOO_GENERAL` (as the ImageNet hierarchy resolves their names)."""
+    imagenet = imagenet_taxonomy()
+    return frozenset(imagenet.wnids[imagenet.index(name)] for name in TOO_GENERAL)
 
 
 @dataclass(frozen=True)
@@ -145,12 +193,27 @@ class NameSuggestion:
                 "wnid": self.wnid, "why": self.why or None}
 
 
-def class_mass(probs: np.ndarray, clusters: np.ndarray, weights: np.ndarray, num_clusters: int,
+class ClassProbs(typing.Protocol):
+    """``(N, C)`` class probabilities read a slice of rows at a time: an array (any float dtype,
+    memory-mapped is fine) or :class:`~scan_core.method.zero_shot.ZeroShotProbs`."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def ndim(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: slice, /) -> typing.Any: ...
+
+
+def class_mass(probs: ClassProbs, clusters: np.ndarray, weights: np.ndarray, num_clusters: int,
                batch: int = 65536) -> np.ndarray:
     """Per cluster, the sum of its members' class probabilities weighted by ``weights``:
-    ``probs`` ``(N, C)`` (any float dtype, memory-mapped is fine), ``clusters`` ``(N,)`` in
+    ``probs`` ``(N, C)`` (:class:`ClassProbs`: an array or zero-shot ones), ``clusters`` ``(N,)`` in
     ``[0, num_clusters)``, ``weights`` ``(N,)`` >= 0 -> ``(num_clusters, C)`` float64, read a
-    ``batch`` of rows at a time."""
+    ``batch`` of rows at a time (at most :data:`BATCH_VALUES` values)."""
     clusters, weights = np.asarray(clusters), np.asarray(weights, np.float64)
     if probs.ndim != 2 or len(probs) != len(clusters) or len(weights) != len(clusters):
         raise ValueError(f"probs {probs.shape}, clusters {clusters.shape} and weights {weights.shape} must have N rows")
@@ -159,6 +222,7 @@ def class_mass(probs: np.ndarray, clusters: np.ndarray, weights: np.ndarray, num
     if (weights < 0).any():
         raise ValueError("weights must be non-negative")
     total = np.zeros((num_clusters, probs.shape[1]))
+    batch = max(1, min(batch, BATCH_VALUES // max(1, probs.shape[1])))
     for start in range(0, len(clusters), batch):
         rows = slice(start, start + batch)
         n = len(clusters[rows])
@@ -179,14 +243,18 @@ def suggest_names(mass: np.ndarray, sizes: np.ndarray, taxonomy: Taxonomy | None
         raise ValueError(f"min_share must lie in (0, 1], got {min_share}")
     totals = mass.sum(1, keepdims=True)
     mass = np.divide(mass, totals, out=np.zeros_like(mass), where=totals > 0)
-    medium = np.zeros(taxonomy.num_classes, bool)
-    medium[[taxonomy.class_index(name) for name in MEDIUM_CLASSES]] = True
-    general = taxonomy.above[[taxonomy.index(name) for name in TOO_GENERAL]].any(0)  # those and everything above
-    shares = np.where(medium, 0.0, mass) @ taxonomy.covers  # (K, S): the mass of each concept, media left out
+    medium = np.isin(np.array(taxonomy.wnids)[taxonomy.classes], list(medium_wnids()))
+    general = np.zeros(len(taxonomy.wnids), bool)  # the too-general concepts and everything above them
+    for wnid in general_wnids():
+        if wnid in taxonomy._index:
+            general[taxonomy.ancestors(taxonomy.index(wnid))] = True
+    # (K, S): the mass of each concept, media left out
+    shares = np.asarray(np.where(medium, 0.0, mass) @ taxonomy.covers.astype(np.float64))
     class_names = np.array(taxonomy.names, dtype=object)[taxonomy.classes]
 
     def top(k: int, under: int | None = None) -> tuple[tuple[str, float], ...]:
-        row = mass[k] if under is None else np.where(taxonomy.covers[:, under], mass[k], 0.0)
+        row = mass[k] if under is None else np.where(np.isin(np.arange(taxonomy.num_classes),
+                                                             taxonomy.classes_under(under)), mass[k], 0.0)
         order = np.argsort(-row, kind="stable")[:EVIDENCE_CLASSES]
         return tuple((str(class_names[c]), float(row[c])) for c in order if row[c] > 0)
 
@@ -213,7 +281,8 @@ def suggest_names(mass: np.ndarray, sizes: np.ndarray, taxonomy: Taxonomy | None
         group = [k for k, c in chosen.items() if c == concept]
         if len(group) < 2:
             continue
-        under = np.flatnonzero(taxonomy.above[:, concept] & (np.arange(len(taxonomy.wnids)) != concept))
+        under = taxonomy.descendants(concept)
+        under = under[under != concept]
         for k in group:
             others = shares[[j for j in group if j != k]][:, under].max(0)
             apart = shares[k, under] - others
