@@ -123,6 +123,8 @@ def main() -> None:
         st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch")
         if results.metrics.final:
             st.caption(f"The run's result: {results.metrics.final.stage} ({results.metrics.final.why}).")
+            if results.metrics.chosen_partition():
+                st.caption(f"SCAN's stage chose {results.metrics.chosen_partition()}.")
         neighbours = results.metrics.stage("neighbors")
         if "purity" in neighbours:
             st.caption(f"Neighbour purity (top-{neighbours['k']}, {neighbours['space']} space): "

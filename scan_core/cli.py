@@ -133,6 +133,8 @@ def metrics_table(metrics: RunMetrics) -> str:
     if "suggest" in metrics:
         s = metrics["suggest"]
         rows.append(f"suggested {s['reason']}" + (f" (labels: {s['true_k']} classes)" if "true_k" in s else ""))
+    if metrics.chosen_partition():
+        rows.append(f"scan chose {metrics.chosen_partition()}")
     if metrics.final:
         rows.append(f"result: {metrics.final.stage} ({metrics.final.why})")
         if metrics.final.warning:

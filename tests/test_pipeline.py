@@ -156,6 +156,10 @@ def test_evaluate_prints_table(digits_run, capsys):
     assert main(["evaluate", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert f"{metrics['scan']['acc']:.4f}" in out and "selflabel" in out
+    neighbors, clusters = np.load(run_dir / "neighbors.npy"), np.load(run_dir / "scan_probs.npy").argmax(1)
+    kept = (clusters[neighbors] == clusters[:, None]).mean()
+    assert f"scan chose the clusters of SCAN heads: keeps {kept:.0%} of the mined neighbour pairs together" in out
+    assert "(the other candidates: k-means " in out
 
 
 def test_saved_probabilities_are_the_kept_head_on_the_clean_features(tmp_path):

@@ -70,3 +70,15 @@ class RunMetrics(Mapping[str, dict]):
         """The run's result (None before a cluster stage has named it)."""
         record = self._records.get("final")
         return FinalResult.from_json(record) if isinstance(record, dict) and "stage" in record else None
+
+    def chosen_partition(self) -> str | None:
+        """In words, which candidate partition the scan stage kept and the share of mined neighbour
+        pairs each keeps together (:mod:`scan_core.method.candidates`); None for a run without them."""
+        scan = self.stage("scan")
+        candidates = scan.get("candidates")
+        if not isinstance(candidates, list) or not candidates or "chosen" not in scan:
+            return None
+        others = ", ".join(f"{c['name']} {c['neighbor_agreement']:.0%}" for c in candidates if c["name"] != scan["chosen"])
+        chosen = next((c for c in candidates if c["name"] == scan["chosen"]), None)
+        kept = f" keeps {chosen['neighbor_agreement']:.0%} of the mined neighbour pairs together" if chosen else ""
+        return f"the clusters of {scan['chosen']}:{kept} (the other candidates: {others})"
