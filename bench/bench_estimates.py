@@ -31,7 +31,7 @@ from pathlib import Path
 from scan_core.config import RunConfig
 from scan_core.data.artifacts import read_json
 from scan_core.data.run_metrics import RunMetrics
-from scan_core.data.rundir import read_events
+from scan_core.data.rundir import RunState, RunStatus, read_events
 from scan_core.explore import estimates, jobs
 from scan_core.explore.workspace import Workspace
 
@@ -81,9 +81,9 @@ def train(ws: Workspace, name: str, spec: str, clusters: int | str, preset: str,
             time.sleep(1)
     else:
         raise SystemExit(f"{name}: the workspace's training lock stayed held for a minute")
-    while jobs.job_state(ws, run_dir)["state"] in ("starting", "running"):
+    while jobs.job_state(ws, run_dir).state in ("starting", "running"):
         time.sleep(2)
-    state = jobs.job_state(ws, run_dir)["state"]
+    state = jobs.job_state(ws, run_dir).state
     if state != "finished":
         raise SystemExit(f"{name}: {state} (see {run_dir / 'train.log'})")
     return run_dir
@@ -102,7 +102,7 @@ def replay(run_dir: Path, calibration: estimates.Calibration, every: float) -> l
         completed = [e["stage"] for e in known if e["kind"] == "stage_end"]
         left = None
         if started and started[-1] != "images":   # the card shows no estimate before the images are in
-            state = {"state": "running", "stage": started[-1], "completed": completed}
+            state = RunStatus(RunState.RUNNING, started[-1], tuple(completed))
             left = estimates.remaining(run_dir, state, known, calibration, now=now).seconds
         rows.append((t, end - now, left))
     return rows

@@ -19,7 +19,7 @@ from scan_core.config import AUTO, BACKBONES, RunConfig
 from scan_core.data.artifacts import save_bytes
 from scan_core.data.images import ImageSet
 from scan_core.data.run_metrics import RunMetrics
-from scan_core.data.rundir import STAGE_NAMES, planned_stages, read_events
+from scan_core.data.rundir import STAGE_NAMES, RunState, planned_stages, read_events
 from scan_core.data.sources import ZIP_MAX_FILES, ZIP_MAX_TOTAL_BYTES, load_source
 from scan_core.explore import estimates, jobs
 from scan_core.explore.compare import compare_runs
@@ -30,7 +30,7 @@ from ui.curating import curation
 from ui.gallery import display_image
 from ui.keys import RUN_PARAM, RUN_PICKER
 from ui.navigation import page_link, through_navigation
-from ui.runs import WORKING, calibration, choose_run, chosen_run, forget_run, results, workspace
+from ui.runs import calibration, choose_run, chosen_run, forget_run, listed_runs, results, workspace
 from ui.selection import keep, kept
 from ui.suggest import suggestion_of
 from ui.text import duration_text
@@ -53,15 +53,15 @@ SCROLL_SECONDS = 30.0  # however slow the first script runs after Start are
 PENDING_ICON = ":gray[:material/radio_button_unchecked:]"
 NEXT_PAGES = ("Embedding", "Clusters", "Evaluation", "Curate & export")  # linked from a finished run
 SOURCES = ("Digits (bundled)", "Fashion-MNIST", "Folder on the server", "Upload a zip")
-STATE_ICONS = {"finished": ":green[:material/check_circle:]", "running": ":blue[:material/progress_activity:]",
-               "starting": ":blue[:material/progress_activity:]", "failed": ":red[:material/error:]",
-               "interrupted": ":orange[:material/warning:]", "cancelled": ":gray[:material/stop_circle:]"}
+STATE_ICONS = {RunState.FINISHED: ":green[:material/check_circle:]", RunState.RUNNING: ":blue[:material/progress_activity:]",
+               RunState.STARTING: ":blue[:material/progress_activity:]", RunState.FAILED: ":red[:material/error:]",
+               RunState.INTERRUPTED: ":orange[:material/warning:]", RunState.CANCELLED: ":gray[:material/stop_circle:]"}
 #: How a stopped run's reason (``{error}``) is shown: the user's own cancel is no error.
 RESUMES = ("**Resume** keeps every finished stage and training epoch; a pass that was under way (the feature "
            "banks, a stage without epochs) starts again.")
-OUTCOMES = {"cancelled": (st.info, f"Cancelled by user. {RESUMES}"),
-            "interrupted": (st.warning, f"Interrupted: {{error}}. {RESUMES}"),
-            "failed": (st.error, "Failed: {error}")}
+OUTCOMES = {RunState.CANCELLED: (st.info, f"Cancelled by user. {RESUMES}"),
+            RunState.INTERRUPTED: (st.warning, f"Interrupted: {{error}}. {RESUMES}"),
+            RunState.FAILED: (st.error, "Failed: {error}")}
 
 
 @st.cache_resource(max_entries=3, show_spinner="Reading the images…")
@@ -121,7 +121,7 @@ def pick_source(ws: Workspace) -> str | None:
 def forget_upload(ws: Workspace, path: Path, reason: str) -> None:
     """Delete an uploaded zip that failed to load, unless a run names it (nothing else can use it,
     and uploads may be large); remember why, for :func:`pick_source`."""
-    if path.parent != ws.uploads or any(row["dataset"] == str(path) for row in jobs.list_runs(ws)):
+    if path.parent != ws.uploads or any(row.dataset == str(path) for row in listed_runs()):
         return
     path.unlink(missing_ok=True)
     st.session_state.setdefault(REJECTED_UPLOADS, {})[path.name] = reason
@@ -174,7 +174,7 @@ def default_run_name(spec: str, clusters: int | str) -> str:
     return f"{Path(spec).stem.split(':')[0]}-k{clusters}"
 
 
-def start_form(ws: Workspace, spec: str, images: ImageSet, runs: list[dict]) -> None:
+def start_form(ws: Workspace, spec: str, images: ImageSet, runs: list[jobs.ListedRun]) -> None:
     """K, preset, backbone, seed, time budget and name of a new run, its expected duration, and Start
     (``runs``: the workspace's, for a suggestion from an earlier run)."""
     default_k = images.num_classes if images.has_labels else min(10, len(images) - 1)
@@ -220,11 +220,11 @@ def start_form(ws: Workspace, spec: str, images: ImageSet, runs: list[dict]) -> 
     show_refusal("form")
 
 
-def suggest_from_earlier_run(ws: Workspace, spec: str, runs: list[dict]) -> None:
+def suggest_from_earlier_run(ws: Workspace, spec: str, runs: list[jobs.ListedRun]) -> None:
     """When a run on this dataset has made its features: a Suggest button that shows the K they
     suggest, with the evidence, and fills K with it."""
-    earlier = next((row["run"] for row in runs if row["dataset"] == spec
-                    and (ws.runs / row["run"] / "features.npy").exists()), None)
+    earlier = next((row.name for row in runs if row.dataset == spec
+                    and (ws.runs / row.name / "features.npy").exists()), None)
     if earlier is None:
         return
     with st.expander(f"Suggest K from the features of {earlier}", icon=":material/query_stats:"):
@@ -355,19 +355,19 @@ def progress_card(ws: Workspace, run_dir: Path) -> None:
     """Stages, the current stage's progress and ETA, the whole run's, its loss curve, Cancel / Resume."""
     state = jobs.job_state(ws, run_dir)
     events = read_events(run_dir)
-    completed = set(state.get("completed") or [])
-    current = state.get("stage")
-    working = state["state"] in WORKING
-    st.subheader(f"{STATE_ICONS.get(state['state'], '')} {run_dir.name} — {state['state']}")
+    completed = set(state.completed)
+    current = state.stage
+    working = state.state.working
+    st.subheader(f"{STATE_ICONS.get(state.state, '')} {run_dir.name} — {state.state}")
     config = jobs.run_config(run_dir)
-    if (config.get("world_size") or 1) > 1:
-        st.caption(f":material/lan: {config['world_size']} processes train this run together (torchrun); "
+    if config is not None and config.world_size > 1:
+        st.caption(f":material/lan: {config.world_size} processes train this run together (torchrun); "
                    "rank 0 writes its files.")
-    stages = [stage.name for stage in planned_stages(config, run_dir)] if config else list(STAGE_NAMES)
+    stages = [stage.name for stage in planned_stages(config.settings.to_dict(), run_dir)] if config else list(STAGE_NAMES)
     cols = st.columns(len(stages))
     for col, stage in zip(cols, stages):
-        mark = (STATE_ICONS["finished"] if stage in completed else
-                STATE_ICONS["running"] if stage == current and working else PENDING_ICON)
+        mark = (STATE_ICONS[RunState.FINISHED] if stage in completed else
+                STATE_ICONS[RunState.RUNNING] if stage == current and working else PENDING_ICON)
         col.markdown(f"{mark} **{stage}**")
     steps = [e for e in estimates.stage_events(events, current) if e.get("kind") == "step"]
     if working:
@@ -383,7 +383,7 @@ def progress_card(ws: Workspace, run_dir: Path) -> None:
     if losses:
         st.line_chart(pd.DataFrame(losses, columns=["step", "loss"]).set_index("step"), height=180,
                       x_label=f"{current} training step", y_label="loss")
-    if state["state"] == "finished":
+    if state.state == RunState.FINISHED:
         summary = finished_summary(run_dir)
         if summary:
             st.markdown(summary)
@@ -393,17 +393,17 @@ def progress_card(ws: Workspace, run_dir: Path) -> None:
         links = st.columns(4)
         for col, title in zip(links, NEXT_PAGES):
             page_link(title, container=col, query_params={RUN_PARAM: run_dir.name})
-    resumable = jobs.resumable(run_dir, state["state"])
-    if state.get("error") and state["state"] in OUTCOMES:
-        show, message = OUTCOMES[state["state"]]
-        show(message.format(error=state["error"]) if resumable else
-             f"Not started: {state['error']}. Nothing was trained: change the settings under **New run** and start again.")
+    resumable = jobs.resumable(run_dir, state.state)
+    if state.error and state.state in OUTCOMES:
+        show, message = OUTCOMES[state.state]
+        show(message.format(error=state.error) if resumable else
+             f"Not started: {state.error}. Nothing was trained: change the settings under **New run** and start again.")
     buttons = st.columns([1, 1, 4])
     if working:
         if buttons[0].button("Cancel", icon=":material/stop:", key="cancel"):
             jobs.cancel(ws, run_dir)
             st.toast("Cancelling… the job stops after its current step.")
-    elif state["state"] in OUTCOMES and resumable and buttons[0].button(
+    elif state.state in OUTCOMES and resumable and buttons[0].button(
             "Resume", icon=":material/replay:", key="resume", type="primary"):
         try:
             jobs.resume(ws, run_dir)
@@ -436,21 +436,23 @@ def finished_summary(run_dir: Path) -> str:
     metrics = RunMetrics.load(run_dir)
     final = jobs.final_scores(metrics)
     seconds = sum(m.get("seconds", 0) for m in metrics.values() if isinstance(m, dict))
-    scores = " · ".join(f"{name} **{final[key]:.3f}**"
-                        for key, name in (("acc", "ACC"), ("nmi", "NMI"), ("ari", "ARI")) if key in final)
+    scores = " · ".join(f"{name} **{score:.3f}**"
+                        for score, name in ((final.acc, "ACC"), (final.nmi, "NMI"), (final.ari, "ARI")) if score is not None)
     config = jobs.run_config(run_dir)
-    k = (f"K = **{config['num_clusters']}**, suggested from the run's features (Clusters: *Why K?*) · "
-         if config.get("suggest_clusters") else "")
+    k = (f"K = **{config.settings.num_clusters}**, suggested from the run's features (Clusters: *Why K?*) · "
+         if config is not None and config.settings.suggest_clusters else "")
     return (f"{k}{scores + ' · ' if scores else ''}{metrics.get('images', {}).get('count', 0):,} images · "
             f"{seconds:.0f} s")
 
 
-def runs_table(runs: list[dict]) -> None:
+def runs_table(runs: list[jobs.ListedRun]) -> None:
     """Every run with its state and scores; ticking a row opens that run (:func:`open_selected_run`)."""
     if not runs:
         return
     st.subheader("Runs")
-    table = pd.DataFrame(runs)
+    table = pd.DataFrame([{"run": row.name, "state": row.state.value, "dataset": row.dataset,
+                           "clusters": row.clusters, "preset": row.preset,
+                           "acc": row.acc, "nmi": row.nmi, "created": row.created} for row in runs])
     table["created"] = pd.to_datetime(table["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
     table[["acc", "nmi"]] = table[["acc", "nmi"]].astype(float)  # no score yet: NaN, drawn as the placeholder
     st.dataframe(table[["run", "state", "dataset", "clusters", "preset", "acc", "nmi", "created"]],
@@ -470,13 +472,13 @@ def open_selected_run(names: list[str]) -> None:
         open_run(names[rows[0]])
 
 
-def manage_runs(ws: Workspace, runs: list[dict]) -> None:
+def manage_runs(ws: Workspace, runs: list[jobs.ListedRun]) -> None:
     """Rename or delete a run (deleted runs go to the workspace's trash), and compare two runs."""
     if RUN_MESSAGE in st.session_state:  # outside the expander, which a rerun may close
         st.info(st.session_state.pop(RUN_MESSAGE))
     if not runs:
         return
-    names = [row["run"] for row in runs]
+    names = [row.name for row in runs]
     shown = chosen_run()
     if shown is not None and shown.name in names and st.session_state.get(MANAGED_FOR) != shown.name:
         st.session_state[MANAGED_RUN] = st.session_state[MANAGED_FOR] = shown.name  # the run on show comes first
@@ -525,9 +527,9 @@ def delete_clicked(ws: Workspace, name: str) -> None:
         forget_run()
 
 
-def compare_section(ws: Workspace, runs: list[dict]) -> None:
+def compare_section(ws: Workspace, runs: list[jobs.ListedRun]) -> None:
     """Two finished runs side by side: settings and scores, and how far their clusters agree."""
-    finished = [row["run"] for row in runs if row["state"] == "finished"]
+    finished = [row.name for row in runs if row.state == RunState.FINISHED]
     if len(finished) < 2:
         return
     with st.expander("Compare two runs", icon=":material/compare_arrows:"):
@@ -552,7 +554,7 @@ def compare_section(ws: Workspace, runs: list[dict]) -> None:
 def main() -> None:
     ws = workspace()
     st.title("Data & training")
-    runs = jobs.list_runs(ws)
+    runs = listed_runs()
     if not runs:
         with st.container(border=True):
             st.markdown("### :material/waving_hand: New here? Train on the bundled handwritten digits\n"

@@ -340,8 +340,8 @@ def test_an_uploaded_zip_is_previewed_and_trained(tmp_path, monkeypatch, wait_fo
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception, [e.value for e in at.exception]
     run_dir, = ws.runs.iterdir()  # the run the page launched
-    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] in ("finished", "failed"), timeout=300)
-    assert jobs.job_state(ws, run_dir)["state"] == "finished", jobs.last_log_line(run_dir)
+    wait_for(lambda: jobs.job_state(ws, run_dir).state in ("finished", "failed"), timeout=300)
+    assert jobs.job_state(ws, run_dir).state == "finished", jobs.last_log_line(run_dir)
     assert load_json(run_dir / "config.json")["dataset"] == str(saved[0])
     assert load_json(run_dir / "metrics.json")["images"]["count"] == 60
 
@@ -940,7 +940,7 @@ def test_refine_starts_from_the_review_page_and_its_scores_show_beside_the_other
     assert re.search(r"It runs in the background like a training \(about \d+ s\)", texts(at))  # not "a minute"
     button(at, "Refine with my labels").click().run()
     assert not at.exception and any("Refining:" in s.value for s in at.success)
-    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] not in ("starting", "running"), timeout=300)
+    wait_for(lambda: jobs.job_state(ws, run_dir).state not in ("starting", "running"), timeout=300)
     wait_for(lambda: jobs.active_run(ws) is None, timeout=30)
     metrics = load_json(run_dir / "metrics.json")
     assert metrics["final"]["stage"] == "refine" and metrics["refine"]["labels"] == 20

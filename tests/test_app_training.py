@@ -105,7 +105,7 @@ def test_starting_a_run_shows_it_on_every_page_until_it_finishes(own_home, monke
     assert shown_run(at) == "fresh"
     at.run()  # the sidebar's picker no longer switches back to the run shown before
     assert shown_run(at) == "fresh" and not any("Training now" in i.value for i in at.info)
-    wait_for(lambda: jobs.job_state(ws, ws.runs / "fresh")["state"] not in ("starting", "running"), timeout=300)
+    wait_for(lambda: jobs.job_state(ws, ws.runs / "fresh").state not in ("starting", "running"), timeout=300)
     wait_for(lambda: jobs.active_run(ws) is None, timeout=30)
     at.run()
     assert shown_run(at) == "fresh" and "fresh — finished" in subheaders(at)[0]
@@ -149,11 +149,13 @@ def test_a_cancelled_run_is_information_not_an_error(own_home, monkeypatch):
     assert "keeps every finished stage and training epoch" in says and "the feature banks" in says
 
 
-def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeypatch):
-    run_dir = own_home / "runs" / "umapping"
+def projecting_run(home: Path) -> tuple[Path, float]:
+    """A run ``umapping`` of ``home`` in its projection stage, 5 s of 14 in, by this test's process;
+    its directory and the time of its last step."""
+    run_dir = home / "runs" / "umapping"
     run_dir.mkdir()
-    shutil.copy(own_home / "runs" / "digits" / "config.json", run_dir / "config.json")
-    metrics = load_json(own_home / "runs" / "digits" / "metrics.json")
+    shutil.copy(home / "runs" / "digits" / "config.json", run_dir / "config.json")
+    metrics = load_json(home / "runs" / "digits" / "metrics.json")
     save_json(run_dir / "metrics.json", {stage: metrics[stage] for stage in ("images", "pretext", "neighbors")})
     now = time.time()
     save_json(run_dir / "status.json", running_status(stage="projection", completed=["images", "pretext", "neighbors"]))
@@ -162,6 +164,11 @@ def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeyp
                       {"time": now, "kind": "step", "stage": "projection", "step": 5, "total": 14, "loss": None,
                        "eta_s": 9.0, "unit": "s"}):
             events.write(json.dumps(event) + "\n")
+    return run_dir, now
+
+
+def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeypatch):
+    run_dir, now = projecting_run(own_home)
     at = app(own_home, monkeypatch, run="umapping")
     assert [p.text for p in at.progress] == ["projection: 5 s (estimated 14 s)"]
     assert not at.get("vega_lite_chart")  # seconds against an estimate: no loss to draw
@@ -178,6 +185,32 @@ def test_the_projection_stage_and_the_whole_run_show_estimates(own_home, monkeyp
     assert table.proto.placeholder == "–"  # a run without scores yet: a dash, not "None"
     row = table.value.set_index("run").loc["umapping"]
     assert np.isnan(row["acc"]) and np.isnan(row["nmi"])
+
+
+def test_the_runs_are_listed_once_per_rerun_of_the_page(own_home, monkeypatch):
+    """Listing the runs takes the workspace lock and reads every run's files: the sidebar lists them
+    once per script run, and the runs table, the start form's estimate and the card of a training
+    run (its whole-run estimate) reuse that list."""
+    projecting_run(own_home)
+    listed = []
+    real = jobs.list_runs
+
+    def counting(ws):
+        rows = real(ws)
+        listed.append([row.name for row in rows])
+        return rows
+
+    monkeypatch.setattr(jobs, "list_runs", counting)
+    at = app(own_home, monkeypatch, run="umapping")
+    everything = sorted(path.name for path in (own_home / "runs").iterdir())
+    assert [sorted(names) for names in listed] == [everything]
+    assert "Expected training time" in texts(at) and "Whole run: about" in texts(at)
+    assert sorted(next(d for d in at.dataframe if d.key == "runs_table").value["run"]) == everything
+    for _ in range(2):
+        listed.clear()
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(listed) == 1 and re.search(r"Whole run: about|projection is taking longer than estimated", texts(at))
 
 
 def test_the_loss_chart_names_its_axes(own_home, monkeypatch):
@@ -329,7 +362,7 @@ def test_a_folder_without_labels_starts_with_k_suggested_and_clusters_show_why(o
     assert not at.exception, [e.value for e in at.exception]
     run_dir = ws.runs / "unsorted-kauto"
     assert load_json(run_dir / "job.json")["clusters"] == "auto"
-    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] not in ("starting", "running"), timeout=300)
+    wait_for(lambda: jobs.job_state(ws, run_dir).state not in ("starting", "running"), timeout=300)
     wait_for(lambda: jobs.active_run(ws) is None, timeout=30)
     k = load_json(run_dir / "suggested_k.json")["k"]
     assert load_json(run_dir / "config.json")["num_clusters"] == k
@@ -472,7 +505,7 @@ def test_runs_are_compared_renamed_and_deleted(own_home, monkeypatch):
     assert at.selectbox(key="run_picker").options == ["digits"]
     finished = load_json(ws.runs / "digits" / "status.json")
     with training(ws, ws.runs / "digits"):  # a finished run whose process is still exiting: it may go
-        assert jobs.job_state(ws, ws.runs / "digits")["state"] == "finished"
+        assert jobs.job_state(ws, ws.runs / "digits").state == "finished"
         save_json(ws.runs / "digits" / "status.json", running_status(stage="scan", completed=["images"]))
         with pytest.raises(ValueError, match="digits is training"):  # a run that trains may not
             jobs.delete_run(ws, ws.runs / "digits")
@@ -489,9 +522,9 @@ def test_a_run_of_two_processes_starts_from_the_form_and_says_so(own_home, monke
     button(at, "Start training").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert load_json(ws.runs / "two" / "job.json")["processes"] == 2
-    wait_for(lambda: jobs.job_state(ws, ws.runs / "two")["state"] not in ("starting", "running"), timeout=300)
+    wait_for(lambda: jobs.job_state(ws, ws.runs / "two").state not in ("starting", "running"), timeout=300)
     wait_for(lambda: jobs.active_run(ws) is None, timeout=60)
-    assert jobs.job_state(ws, ws.runs / "two")["state"] == "finished", (ws.runs / "two" / "train.log").read_text()[-2000:]
+    assert jobs.job_state(ws, ws.runs / "two").state == "finished", (ws.runs / "two" / "train.log").read_text()[-2000:]
     assert load_json(ws.runs / "two" / "config.json")["world_size"] == 2
     at.run()
     assert any("2 processes train this run together" in c.value for c in at.caption)

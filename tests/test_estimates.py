@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from scan_core.config import RunConfig
 from scan_core.costs import STAGE_COSTS
 from scan_core.data.artifacts import load_json, save_json
-from scan_core.data.rundir import STAGE_NAMES, read_events
+from scan_core.data.rundir import STAGE_NAMES, RunState, RunStatus, read_events
 from scan_core.explore import estimates, jobs
 from scan_core.explore.workspace import Workspace
 from scan_core.method.manifold import manifold_seconds
@@ -85,7 +86,7 @@ def test_the_remaining_time_is_the_larger_of_the_rule_and_the_progress(tmp_path)
     save_json(run_dir / "config.json", config.to_dict())
     save_json(run_dir / "metrics.json", {"images": {"count": 1797, "height": 16, "seconds": 0.1},
                                          "manifold": {"seconds": rule["manifold"] * 2}})
-    state = {"state": "running", "stage": "scan", "completed": ["images", "pretext", "manifold", "neighbors"]}
+    state = RunStatus(RunState.RUNNING, "scan", ("images", "pretext", "manifold", "neighbors"))
     now = time.time()
     start = {"time": now - 2, "kind": "stage_start", "stage": "scan"}
     step = {"time": now - 1, "kind": "step", "stage": "scan", "step": 1, "total": 4, "eta_s": 60.0}
@@ -100,7 +101,7 @@ def test_the_remaining_time_is_the_larger_of_the_rule_and_the_progress(tmp_path)
     # past both: overdue, and the seconds count the later stages only
     late = estimates.remaining(run_dir, state, [{**start, "time": now - 500}], calibration, now=now)
     assert late == estimates.Remaining(later, overdue=True)
-    assert estimates.remaining(run_dir, {**state, "state": "cancelled"}, [start], calibration) is None
+    assert estimates.remaining(run_dir, replace(state, state=RunState.CANCELLED), [start], calibration) is None
 
 
 def replay(run_dir, calibration, samples: int = 60) -> list[tuple[float, float, bool]]:
@@ -119,7 +120,7 @@ def replay(run_dir, calibration, samples: int = 60) -> list[tuple[float, float, 
         if current not in (None, "images"):
             done = [s for s in ends if ends[s] <= now]
             save_json(run_dir / "metrics.json", {s: metrics[s] for s in done if s in metrics})
-            state = {"state": "running", "stage": current, "completed": done}
+            state = RunStatus(RunState.RUNNING, current, tuple(done))
             left = estimates.remaining(run_dir, state, [e for e in events if e["time"] <= now], calibration, now=now)
             seen.append((last - now, left.seconds, left.overdue))
         now += every
@@ -158,8 +159,7 @@ def replayed_errors(run_dir: Path, calibration: estimates.Calibration, every: fl
         now = launched + t
         known = [e for e in events if e["time"] <= now]
         started = [e["stage"] for e in known if e["kind"] == "stage_start"]
-        state = {"state": "running", "stage": started[-1],
-                 "completed": [e["stage"] for e in known if e["kind"] == "stage_end"]}
+        state = RunStatus(RunState.RUNNING, started[-1], tuple(e["stage"] for e in known if e["kind"] == "stage_end"))
         seen.append((t, end - now, estimates.remaining(run_dir, state, known, calibration, now=now).seconds))
         t += every
     return seen

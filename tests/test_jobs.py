@@ -83,17 +83,17 @@ def test_a_job_runs_to_the_end_and_a_second_start_is_refused(ws, wait_for):
     with pytest.raises(jobs.JobBusy, match="first"):
         jobs.start(ws, "digits", 10, name="second", preset="tiny")
     assert not (ws.runs / "second").exists()
-    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished")
+    wait_for(lambda: jobs.job_state(ws, run_dir).state == "finished")
     wait_for(lambda: jobs.active_run(ws) is None, timeout=60)  # the process exits after it wrote "finished"
     rows = jobs.list_runs(ws)
-    assert [r["run"] for r in rows] == ["first"] and rows[0]["state"] == "finished"
-    assert rows[0]["acc"] is not None and rows[0]["clusters"] == 10
+    assert [r.name for r in rows] == ["first"] and rows[0].state == "finished"
+    assert rows[0].acc is not None and rows[0].clusters == 10
 
 
 def test_a_bad_request_fails_with_the_reason(ws, wait_for):
     run_dir = jobs.start(ws, "digits", 5000, name="too-many", preset="tiny")
-    state = wait_for(lambda: (s := jobs.job_state(ws, run_dir))["state"] not in ("starting", "running") and s)
-    assert state["state"] == "failed" and "5000 clusters exceed the 1797 images" in state["error"]
+    state = wait_for(lambda: (s := jobs.job_state(ws, run_dir)).state not in ("starting", "running") and s)
+    assert state.state == "failed" and "5000 clusters exceed the 1797 images" in state.error
 
 
 def test_only_one_of_two_simultaneous_starts_runs(ws, wait_for):
@@ -118,21 +118,21 @@ def test_the_job_outlives_its_launcher(ws, wait_for):
     run_dir = Path(subprocess.run([sys.executable, "-c", code, str(ws.home)], cwd=ROOT, check=True,
                                   capture_output=True, text=True, timeout=60).stdout.strip())
     assert jobs.active_run(ws) == run_dir  # the launcher is gone, the job still holds the lock
-    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished")
+    wait_for(lambda: jobs.job_state(ws, run_dir).state == "finished")
 
 
 def test_cancel_then_resume(ws, wait_for):
     run_dir = jobs.start(ws, "digits", 10, name="cancel-me", preset="digits")
     wait_for(lambda: stage_running(run_dir, "scan"), every=0.05)
     assert jobs.cancel(ws, run_dir)
-    state = wait_for(lambda: (s := jobs.job_state(ws, run_dir))["state"] not in ("running", "starting") and s)
-    assert state["state"] == "cancelled" and state["error"] == "cancelled by user"
+    state = wait_for(lambda: (s := jobs.job_state(ws, run_dir)).state not in ("running", "starting") and s)
+    assert state.state == "cancelled" and state.error == "cancelled by user"
     wait_for(lambda: jobs.active_run(ws) is None, timeout=60)  # the process exits after it wrote "finished"
     assert not jobs.cancel(ws, run_dir)  # nothing left to cancel
     jobs.resume(ws, run_dir)
     with pytest.raises(ValueError, match="only a stopped run"):
         jobs.resume(ws, run_dir)
-    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] == "finished", timeout=300)
+    wait_for(lambda: jobs.job_state(ws, run_dir).state == "finished", timeout=300)
 
 
 def test_cancel_stops_every_rank_of_a_two_process_job(ws, wait_for):
@@ -143,9 +143,9 @@ def test_cancel_stops_every_rank_of_a_two_process_job(ws, wait_for):
     assert jobs.cancel(ws, run_dir)
     wait_for(lambda: jobs.active_run(ws) is None, timeout=90)  # the launcher ends once every rank has
     state = jobs.job_state(ws, run_dir)
-    assert state["state"] == "cancelled" and state["error"] == "cancelled by user"
+    assert state.state == "cancelled" and state.error == "cancelled by user"
     assert not any(process_alive(peer["pid"], peer["pid_start"]) for peer in peers)
-    assert jobs.resumable(run_dir, state["state"])
+    assert jobs.resumable(run_dir, state.state)
 
 
 def test_the_gpus_a_job_may_use_are_the_drivers_narrowed_by_cuda_visible_devices(ws, monkeypatch):
@@ -167,8 +167,8 @@ def test_a_killed_job_shows_as_interrupted_and_releases_the_lock(ws, wait_for):
     os.killpg(load_json(run_dir / "job.json")["pid"], signal.SIGKILL)
     wait_for(lambda: jobs.active_run(ws) is None, timeout=60)  # the process exits after it wrote "finished"
     state = jobs.job_state(ws, run_dir)
-    assert state["state"] == "interrupted" and "ended unexpectedly" in state["error"]
-    assert "pretext" in state["completed"]
+    assert state.state == "interrupted" and "ended unexpectedly" in state.error
+    assert "pretext" in state.completed
 
 
 def test_resume_refuses_foreign_directories(ws, tmp_path):
@@ -214,20 +214,20 @@ def test_a_status_written_since_the_launch_is_shown_while_the_process_exits(ws):
     save_json(run_dir / "job.json", {"dataset": "digits", "launched": launched})
     descriptor = hold_lock_for(ws, run_dir)
     try:
-        assert jobs.job_state(ws, run_dir)["state"] == "starting"  # no status yet
+        assert jobs.job_state(ws, run_dir).state == "starting"  # no status yet
         for state, error in (("finished", None), ("cancelled", "cancelled by user"), ("failed", "boom")):
             save_json(run_dir / "status.json", {"state": state, "error": error, "updated": launched + 1})
-            assert (jobs.job_state(ws, run_dir)["state"], jobs.job_state(ws, run_dir)["error"]) == (state, error)
+            assert (jobs.job_state(ws, run_dir).state, jobs.job_state(ws, run_dir).error) == (state, error)
         save_json(run_dir / "status.json", {"state": "cancelled", "error": "cancelled by user",
                                             "updated": launched - 60})  # the attempt before this resume
-        assert jobs.job_state(ws, run_dir)["state"] == "starting"
+        assert jobs.job_state(ws, run_dir).state == "starting"
     finally:
         os.close(descriptor)
     (run_dir / "train.log").write_text("error: no such dataset\n")  # it died before writing a status
     state = jobs.job_state(ws, run_dir)
-    assert (state["state"], state["error"]) == ("failed", "error: no such dataset")
+    assert (state.state, state.error) == ("failed", "error: no such dataset")
     (run_dir / "train.log").write_text("cancelled: run the same command again (--out x) to resume\n")
-    assert jobs.job_state(ws, run_dir)["state"] == "cancelled"  # cancelled while loading: no failure
+    assert jobs.job_state(ws, run_dir).state == "cancelled"  # cancelled while loading: no failure
 
 
 def test_a_job_extracts_its_zip_into_the_workspace(ws, wait_for, monkeypatch, tmp_path):
@@ -241,8 +241,8 @@ def test_a_job_extracts_its_zip_into_the_workspace(ws, wait_for, monkeypatch, tm
             Image.new("L", (12, 12), 8 * i if i % 2 else 255 - 8 * i).save(image, format="PNG")
             archive.writestr(f"dots/{'dark' if i % 2 else 'light'}/{i}.png", image.getvalue())
     run_dir = jobs.start(ws, str(upload), 2, name="dots", preset="tiny")
-    wait_for(lambda: jobs.job_state(ws, run_dir)["state"] not in ("starting", "running"))
-    assert jobs.job_state(ws, run_dir)["state"] == "finished", jobs.last_log_line(run_dir)
+    wait_for(lambda: jobs.job_state(ws, run_dir).state not in ("starting", "running"))
+    assert jobs.job_state(ws, run_dir).state == "finished", jobs.last_log_line(run_dir)
     assert len(list((ws.data_dir / "zips").iterdir())) == 1
     assert not (tmp_path / "user-cache").exists()
     wait_for(lambda: jobs.active_run(ws) is None, timeout=60)  # the process exits after it wrote "finished"

@@ -14,6 +14,7 @@ EDIT_IMAGES_TAB = "Edit images"  # the tab that edits the map's selection, which
 RUN_PICKER = "run_picker"    # the run selectbox
 UNKNOWN_RUN = "unknown_run"  # a run name from the URL that is no run of the workspace, said until a run is picked
 WHO = "who"                  # the curator's name box
+LISTED_RUNS = "listed_runs"  # the workspace's runs, listed once per script run (ui.runs.listed_runs)
 
 # What the user chose, kept across pages (``ui.selection``)
 SELECTION = "selection"      # {"run", "ids"}: the images last selected on the map

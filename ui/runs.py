@@ -2,6 +2,7 @@
 keeps it; its artifacts read once and cached by their mtimes.
 
 Pages call :func:`require_results` at the top and draw; nothing here trains or recomputes a stage.
+The workspace's runs are listed once per script run, by the sidebar (:func:`listed_runs`).
 """
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ from pathlib import Path
 import streamlit as st
 
 from scan_core.data.run_metrics import METRICS_FILE
+from scan_core.data.rundir import RunState
 from scan_core.explore import jobs
 from scan_core.explore.estimates import HISTORY, Calibration
-from scan_core.explore.jobs import job_state, list_runs
+from scan_core.explore.jobs import ListedRun, job_state
 from scan_core.explore.results import RunNotReady, RunResults
 from scan_core.explore.workspace import Workspace, run_name
 from ui.artifacts import signature
 from ui.curating import who_box
-from ui.keys import RUN_PARAM, RUN_PICKER, UNKNOWN_RUN
+from ui.keys import LISTED_RUNS, RUN_PARAM, RUN_PICKER, UNKNOWN_RUN
 from ui.navigation import page_link
 from ui.text import markdown_text
 
-WORKING = ("running", "starting")
 WATCH_SECONDS = 2.0
 
 
@@ -43,7 +44,7 @@ def calibration(ws: Workspace) -> Calibration:
     """The stage factors of the workspace's latest finished runs (:meth:`~scan_core.explore.estimates.
     Calibration.of_runs`), measured again only when one of their metrics changes: the progress card
     asks for them every few seconds."""
-    finished = jobs.finished_runs(ws)[:HISTORY]
+    finished = jobs.finished_runs(ws, listed_runs())[:HISTORY]
     return _calibration(tuple((str(run), (run / METRICS_FILE).stat().st_mtime_ns) for run in finished
                               if (run / METRICS_FILE).exists()))
 
@@ -83,13 +84,28 @@ def forget_run() -> None:
         del st.query_params[RUN_PARAM]
 
 
+def listed_runs() -> list[ListedRun]:
+    """The workspace's runs (:func:`scan_core.explore.jobs.list_runs`) as the sidebar listed them at
+    the start of this script run; a fragment's run reuses those of the last whole run (a change of
+    a run's state reruns the whole app: :func:`watch_runs`)."""
+    if LISTED_RUNS not in st.session_state:
+        return list_runs_now()
+    return st.session_state[LISTED_RUNS]
+
+
+def list_runs_now() -> list[ListedRun]:
+    """List the workspace's runs again, for the rest of this script run (:func:`listed_runs`)."""
+    runs = st.session_state[LISTED_RUNS] = jobs.list_runs(workspace())
+    return runs
+
+
 def sidebar() -> None:
-    """Run switcher and the curator's name, on every page."""
-    runs = list_runs(workspace())
+    """Run switcher and the curator's name, on every page; lists the workspace's runs for the script run."""
+    runs = list_runs_now()
     current = chosen_run()
     if current is None and runs:
-        finished = [r["run"] for r in runs if r["state"] == "finished"]
-        choose_run(finished[0] if finished else runs[0]["run"])
+        finished = [r.name for r in runs if r.state == RunState.FINISHED]
+        choose_run(finished[0] if finished else runs[0].name)
         current = chosen_run()
     unknown = st.session_state.get(UNKNOWN_RUN)  # said until the user picks a run
     if unknown is not None:
@@ -98,7 +114,7 @@ def sidebar() -> None:
                    + (f"; showing **{current.name}** instead." if current else "."), icon=":material/warning:")
     with st.sidebar:
         if runs:
-            names = [r["run"] for r in runs]
+            names = [r.name for r in runs]
             index = names.index(current.name) if current and current.name in names else 0
             # the state goes beside the picker, not into its labels: a selectbox keeps showing the
             # label its value had when first drawn, so "running" would stay after the run ended
@@ -106,22 +122,26 @@ def sidebar() -> None:
             if current is None or picked != current.name:
                 choose_run(picked)
                 st.session_state.pop(UNKNOWN_RUN, None)
-            state = next(r["state"] for r in runs if r["run"] == picked)
+            state = next(r.state for r in runs if r.name == picked)
             st.caption(f"{markdown_text(picked)} · {state}")
-            for other in (r for r in runs if r["state"] in WORKING and r["run"] != picked):  # one may train meanwhile
-                st.caption(f":material/model_training: {markdown_text(other['run'])} · {other['state']}"
-                           + (f" ({other['stage']})" if other.get("stage") else ""))
-            if any(r["state"] in WORKING for r in runs):
-                watch_runs({r["run"]: r["state"] for r in runs})
+            for other in (r for r in runs if r.state.working and r.name != picked):  # one may train meanwhile
+                st.caption(f":material/model_training: {markdown_text(other.name)} · {other.state}"
+                           + (f" ({other.status.stage})" if other.status.stage else ""))
+            working = {r.name: r.state for r in runs if r.state.working}
+            if working:
+                watch_runs(working)
         who_box()
 
 
 @st.fragment(run_every=WATCH_SECONDS)
-def watch_runs(drawn: dict[str, str]) -> None:
-    """While a run trains, every :data:`WATCH_SECONDS`: rerun the whole app when a run's state is no
-    longer the one the page was drawn with (``drawn``: run -> state), so that the sidebar, the
-    progress card and a page waiting for a stage never show a state that has passed."""
-    if {r["run"]: r["state"] for r in list_runs(workspace())} != drawn:
+def watch_runs(drawn: dict[str, RunState]) -> None:
+    """While a run trains, every :data:`WATCH_SECONDS`: rerun the whole app when a run that was
+    training when the page was drawn (``drawn``: run -> state) is in another state, so that the
+    sidebar, the progress card and a page waiting for a stage never show a state that has passed.
+    Only those runs are read: no other can change state meanwhile (one training at a time, and a
+    run that does not train starts only from a page, which reruns the app)."""
+    ws = workspace()
+    if any(job_state(ws, ws.runs / name).state != state for name, state in drawn.items()):
         st.rerun(scope="app")
 
 
@@ -141,15 +161,15 @@ def require_results(need: tuple[str, ...] = ("probs",)) -> RunResults:
     except RunNotReady:
         loaded, missing = None, list(need)
     if missing:
-        if state["state"] in WORKING:
-            st.info(f"**{run_dir.name}** is still training (stage: {state.get('stage') or 'starting'}). "
+        if state.state.working:
+            st.info(f"**{run_dir.name}** is still training (stage: {state.stage or 'starting'}). "
                     "This page fills in when the stage it needs has finished.")
         elif "labels" in missing:
             st.info(f"**{run_dir.name}** has no labels (its images came without label folders), "
                     "so there is nothing to score against. Curate it on **Curate & export**.")
         else:
-            st.warning(f"**{run_dir.name}** ({state['state']}) lacks: {', '.join(missing)}. "
-                       + (f"Reason: {state['error']}. " if state.get("error") else "")
+            st.warning(f"**{run_dir.name}** ({state.state}) lacks: {', '.join(missing)}. "
+                       + (f"Reason: {state.error}. " if state.error else "")
                        + "Resume it on **Data & training**.")
         st.stop()
     return loaded

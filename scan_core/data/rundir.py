@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from .artifacts import CorruptArtifact, load_json
 from .run_metrics import RunMetrics
@@ -102,8 +105,54 @@ def final_stage(metrics: RunMetrics, finished: set[str] | list[str] | tuple[str,
     return next((stage for stage in reversed(CLUSTER_STAGES) if stage in finished), None)
 
 
+class RunState(StrEnum):
+    """A run's ``state``, as ``status.json`` records it (its value is the string written), plus
+    ``starting``: the app's word for a launched job that has not written its status yet."""
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def working(self) -> bool:
+        """Whether the run's training process is (about to be) at work."""
+        return self in (RunState.STARTING, RunState.RUNNING)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the run ended before finishing (an error, a cancel, an interruption)."""
+        return self in (RunState.FAILED, RunState.CANCELLED, RunState.INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What a reader needs of ``status.json`` (fields: module docstring): the state, the stage running
+    or last run (None when finished), the stages ``completed`` in order, the ``error`` (None or the
+    message) and when it was ``updated`` (unix time; None before any status was written)."""
+
+    state: RunState
+    stage: str | None = None
+    completed: tuple[str, ...] = ()
+    error: str | None = None
+    updated: float | None = None
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> RunStatus:
+        """The status in ``record`` (``status.json``'s content); ValueError for a state no run has."""
+        try:
+            state = RunState(record.get("state"))
+        except ValueError:
+            raise ValueError(f"status.json holds no known state ({', '.join(RunState)}): {dict(record)!r}") from None
+        return cls(state, record.get("stage"), tuple(record.get("completed") or ()), record.get("error"),
+                   record.get("updated"))
+
+
 INTERRUPTED = "the training process ended unexpectedly (killed?)"
-NEW_STATUS = {"state": "new", "stage": None, "completed": [], "error": None, "pid": None, "updated": None}
+NEW_STATUS = {"state": RunState.NEW.value, "stage": None, "completed": [], "error": None, "pid": None, "updated": None}
 
 
 def stored_status(run_dir: Path) -> dict:
@@ -123,8 +172,8 @@ def read_status(run_dir: Path) -> dict:
     reads as ``new``.
     """
     status = stored_status(run_dir)
-    if status["state"] == "running" and not process_alive(status["pid"], status.get("pid_start")):
-        status.update(state="interrupted", error=INTERRUPTED)
+    if status["state"] == RunState.RUNNING and not process_alive(status["pid"], status.get("pid_start")):
+        status.update(state=RunState.INTERRUPTED.value, error=INTERRUPTED)
     return status
 
 

@@ -32,7 +32,7 @@ from ..config import RunConfig
 from ..data.artifacts import CorruptArtifact, save_json
 from ..data.images import ImageSet
 from ..data.run_metrics import RunMetrics
-from ..data.rundir import STAGE_NAMES, Stage, planned_stages, process_start, stored_status
+from ..data.rundir import STAGE_NAMES, RunState, Stage, planned_stages, process_start, stored_status
 from ..data.sources import load_source
 from ..method.distributed import alone, world
 from ..presets import check_preset, plan_config
@@ -105,7 +105,7 @@ class Run:
         save_json(self.dir / "config.json", {**self.config.to_dict(), "versions": versions(),
                                              "world_size": self.world_size})
         completed = self._completed()
-        self._set_status(state="running", stage=None, completed=completed, error=None, started=time.time())
+        self._set_status(state=RunState.RUNNING, stage=None, completed=completed, error=None, started=time.time())
         stages = [stage for stage in planned_stages(self.config.to_dict(), self.dir) if stage.name not in completed]
         for stage in stages[1:]:  # their inputs are about to be recomputed: saved epochs are stale
             self.context.checkpoint(stage.name).clear()
@@ -132,7 +132,7 @@ class Run:
             progress.emit("error", state=outcome, error=message)
             self._set_status(state=outcome, error=message)
             raise
-        self._set_status(state="finished", stage=None)
+        self._set_status(state=RunState.FINISHED, stage=None)
         return self.context.metrics()
 
     def _run_stage(self, stage: Stage) -> None:
@@ -142,18 +142,18 @@ class Run:
                 implementation(stage).run(self.context)
 
 
-def _outcome(error: BaseException, stopped: Sequence[ranks.Peer] = (), world_size: int = 1) -> tuple[str, str]:
+def _outcome(error: BaseException, stopped: Sequence[ranks.Peer] = (), world_size: int = 1) -> tuple[RunState, str]:
     """The state a run ends in when ``error`` stops it, and the message recorded with it; a rank
     that is gone (``stopped``) is what failed, unless the user interrupted the run."""
     if stopped and not isinstance(error, KeyboardInterrupt):
         gone = ", ".join(peer.describe(world_size) for peer in stopped)
-        return "failed", (f"{gone} stopped (killed or crashed: its log says why); the run is resumable, "
+        return RunState.FAILED, (f"{gone} stopped (killed or crashed: its log says why); the run is resumable, "
                           f"with any number of processes; here: {type(error).__name__}: {error}")
     if isinstance(error, Cancelled):
-        return "cancelled", "cancelled by user"
+        return RunState.CANCELLED, "cancelled by user"
     if isinstance(error, KeyboardInterrupt):
-        return "interrupted", "interrupted by the user (SIGINT)"
-    return "failed", f"{type(error).__name__}: {error}"
+        return RunState.INTERRUPTED, "interrupted by the user (SIGINT)"
+    return RunState.FAILED, f"{type(error).__name__}: {error}"
 
 
 def train_run(run_dir: Path, dataset: str | None = None, num_clusters: int | str | None = None,

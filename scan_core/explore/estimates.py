@@ -30,7 +30,7 @@ from .. import costs
 from ..config import REFINE_EPOCHS, RunConfig
 from ..data.artifacts import read_json
 from ..data.run_metrics import RunMetrics
-from ..data.rundir import REFINE_LABELS, STAGE_NAMES, planned_stages
+from ..data.rundir import REFINE_LABELS, STAGE_NAMES, RunState, RunStatus, planned_stages
 
 STARTUP_SECONDS = 5.0       # the job's Python, torch and its images loaded before the first stage
 FACTOR_RANGE = (0.1, 10.0)  # how far a measured stage may scale the rule
@@ -116,14 +116,14 @@ def refine_seconds(run_dir: Path, calibration: Calibration, epochs: int = REFINE
     return STARTUP_SECONDS + seconds * calibration.scale(config, "refine")
 
 
-def remaining(run_dir: Path, state: dict, events: list[dict], calibration: Calibration,
+def remaining(run_dir: Path, state: RunStatus, events: list[dict], calibration: Calibration,
               now: float | None = None) -> Remaining | None:
     """What the running job in ``run_dir`` still needs (module docstring); ``state``: its job
     state, ``events``: its ``events.jsonl``. None unless it is running past its images stage."""
     run_dir = Path(run_dir)
     rule = run_rule(run_dir)
-    current = state.get("stage")
-    if state["state"] != "running" or current not in rule:
+    current = state.stage
+    if state.state != RunState.RUNNING or current not in rule:
         return None
     now = time.time() if now is None else now
     config = RunConfig.load(run_dir)

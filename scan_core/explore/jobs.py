@@ -23,14 +23,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import scan_core
 
-from ..config import AUTO, REFERENCE_CPU, REFINE_EPOCHS, Hardware
+from ..config import AUTO, REFERENCE_CPU, REFINE_EPOCHS, Hardware, RunConfig
 from ..data.artifacts import CorruptArtifact, load_json, read_json, save_json
 from ..data.run_metrics import RunMetrics
-from ..data.rundir import CLUSTER_STAGES, final_stage, read_status
+from ..data.rundir import CLUSTER_STAGES, RunState, RunStatus, final_stage, read_status
 from ..data.sources.common import DATA_DIR_ENV
 from .refine import ImageLabels, request_refine
 from .refine import undo_refine as refine_undone
@@ -44,6 +45,45 @@ _children: list[subprocess.Popen] = []  # launched jobs, polled so finished ones
 
 class JobBusy(RuntimeError):
     """A training is already running in this workspace."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """A run's ``config.json``: the settings it trains with, and how many processes train it together."""
+
+    settings: RunConfig
+    world_size: int = 1
+
+
+@dataclass(frozen=True)
+class FinalScores:
+    """The scores of the cluster stage that is a run's result (``stage`` None, no score, before SCAN
+    ends; a score is None when the images have no labels to score against)."""
+
+    stage: str | None = None
+    acc: float | None = None
+    nmi: float | None = None
+    ari: float | None = None
+
+
+@dataclass(frozen=True)
+class ListedRun:
+    """One run of the workspace as :func:`list_runs` lists it: its name, dataset spec, K (``auto``
+    or None before it is known), preset, job state (stage and error with it), final ACC and NMI
+    (None before SCAN ends or without labels) and when it was created (unix time)."""
+
+    name: str
+    dataset: str
+    clusters: int | str | None
+    preset: str | None
+    status: RunStatus
+    acc: float | None
+    nmi: float | None
+    created: float
+
+    @property
+    def state(self) -> RunState:
+        return self.status.state
 
 
 def gpu_count() -> int:
@@ -106,18 +146,18 @@ def start(workspace: Workspace, dataset: str, clusters: int | str | None = None,
     return run_dir
 
 
-def resumable(run_dir: Path, state: str) -> bool:
+def resumable(run_dir: Path, state: RunState) -> bool:
     """Whether a run stopped in ``state`` can be resumed: a cancelled or interrupted one can, a failed
     one only when its job got past the checks and wrote its ``config.json`` (a run refused for its
     settings would fail the same way again)."""
-    return state in ("cancelled", "interrupted") or (Path(run_dir) / "config.json").exists()
+    return state in (RunState.CANCELLED, RunState.INTERRUPTED) or (Path(run_dir) / "config.json").exists()
 
 
 def resume(workspace: Workspace, run_dir: Path) -> None:
     """Continue an interrupted, cancelled or failed run from its last checkpoint."""
     run_dir = workspace.own_run(run_dir)
-    state = job_state(workspace, run_dir)["state"]
-    if state in ("running", "starting", "finished"):
+    state = job_state(workspace, run_dir).state
+    if state.working or state == RunState.FINISHED:
         raise ValueError(f"{run_dir.name} is {state}; only a stopped run can be resumed")
     if not resumable(run_dir, state):
         raise ValueError(f"{run_dir.name} never started training (its settings were refused); start a new run")
@@ -168,7 +208,7 @@ def delete_run(workspace: Workspace, run_dir: Path) -> Path:
 
 def _not_training(workspace: Workspace, run_dir: Path, what: str) -> None:
     """ValueError while ``run_dir`` trains (a finished run whose process is still exiting does not)."""
-    if job_state(workspace, run_dir)["state"] in ("running", "starting"):
+    if job_state(workspace, run_dir).state.working:
         raise ValueError(f"{run_dir.name} is training: cancel it or wait for it to end before it is {what}")
 
 
@@ -213,7 +253,7 @@ def active_run(workspace: Workspace) -> Path | None:
     return None
 
 
-def job_state(workspace: Workspace, run_dir: Path) -> dict:
+def job_state(workspace: Workspace, run_dir: Path) -> RunStatus:
     """``status.json`` as :func:`scan_core.data.rundir.read_status` reads it (which alone decides
     whether a run's process died), plus the job's own view, the one every part of the app shows.
 
@@ -223,27 +263,27 @@ def job_state(workspace: Workspace, run_dir: Path) -> dict:
     process lives, and afterwards ``failed`` with the log's last line (or ``cancelled``, when the
     user cancelled it while it was loading its images)."""
     run_dir = Path(run_dir)
-    status = read_status(run_dir)
+    status = RunStatus.from_json(read_status(run_dir))
     job = read_json(run_dir / "job.json")
-    if status["state"] == "failed" and (job.get("cancelled") or 0) >= (job.get("launched") or float("inf")):
-        return {**status, "state": "cancelled", "error": CANCELLED}  # a rank stopped by the cancel itself
+    if status.state == RunState.FAILED and (job.get("cancelled") or 0) >= (job.get("launched") or float("inf")):
+        return replace(status, state=RunState.CANCELLED, error=CANCELLED)  # a rank stopped by the cancel itself
     if _written_since_launch(job, status):
         return status
     if active_run(workspace) == run_dir.resolve():
-        return {**status, "state": "starting", "stage": "images", "error": None}
+        return replace(status, state=RunState.STARTING, stage="images", error=None)
     reason = last_log_line(run_dir)
     if reason.startswith("cancelled"):  # what the CLI prints on SIGTERM before any stage ran
-        return {**status, "state": "cancelled", "error": CANCELLED}
-    return {**status, "state": "failed", "error": reason or "the job did not start"}
+        return replace(status, state=RunState.CANCELLED, error=CANCELLED)
+    return replace(status, state=RunState.FAILED, error=reason or "the job did not start")
 
 
-def _written_since_launch(job: dict, status: dict) -> bool:
+def _written_since_launch(job: dict, status: RunStatus) -> bool:
     """Whether ``status`` comes from the attempt launched last, by the run's ``job.json`` (any
     written status of a run that the app never launched, such as one trained on the command line)."""
-    if status["state"] == "new":
+    if status.state == RunState.NEW:
         return False
     launched = job.get("launched")
-    return launched is None or (status.get("updated") or 0) >= launched
+    return launched is None or (status.updated or 0) >= launched
 
 
 def last_log_line(run_dir: Path) -> str:
@@ -255,40 +295,43 @@ def last_log_line(run_dir: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def run_config(run_dir: Path) -> dict:
-    """The run's ``config.json`` (empty before the job has written it)."""
-    return read_json(Path(run_dir) / "config.json")
+def run_config(run_dir: Path) -> TrainingConfig | None:
+    """The run's ``config.json`` (None before the job has written it; ValueError when it is not a
+    config, :meth:`scan_core.config.RunConfig.load`)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        return None
+    return TrainingConfig(RunConfig.load(run_dir), int(read_json(run_dir / "config.json").get("world_size") or 1))
 
 
-def final_scores(metrics: RunMetrics) -> dict:
-    """The metrics of the cluster stage that is a run's result (empty before SCAN ends)."""
+def final_scores(metrics: RunMetrics) -> FinalScores:
+    """The scores of the cluster stage that is a run's result (none before SCAN ends)."""
     stage = final_stage(metrics, tuple(stage for stage in CLUSTER_STAGES if stage in metrics))
-    return metrics[stage] if stage else {}
+    if stage is None:
+        return FinalScores()
+    record = metrics[stage]
+    return FinalScores(stage, record.get("acc"), record.get("nmi"), record.get("ari"))
 
 
-def list_runs(workspace: Workspace) -> list[dict]:
-    """Every run directory of the workspace, newest first: id, dataset, K, state, metrics."""
+def list_runs(workspace: Workspace) -> list[ListedRun]:
+    """Every run directory of the workspace, newest first (:class:`ListedRun`)."""
     rows = []
     for run_dir in workspace.runs.iterdir():
         if not (run_dir / "job.json").exists() and not (run_dir / "config.json").exists():
             continue
-        config = read_json(run_dir / "config.json")
+        config = read_json(run_dir / "config.json")  # as written: a listed run never fails on its settings
         job = read_json(run_dir / "job.json")
-        metrics = RunMetrics.load(run_dir)
-        final = final_scores(metrics)
-        state = job_state(workspace, run_dir)
-        rows.append({"run": run_dir.name, "dataset": config.get("dataset") or job.get("dataset", "?"),
-                     "clusters": config.get("num_clusters") or job.get("clusters"),
-                     "preset": config.get("preset") or job.get("preset"),
-                     "state": state["state"], "stage": state.get("stage"), "error": state.get("error"),
-                     "acc": final.get("acc"), "nmi": final.get("nmi"),
-                     "created": job.get("created") or _created(run_dir)})
-    return sorted(rows, key=lambda row: row["created"], reverse=True)
+        final = final_scores(RunMetrics.load(run_dir))
+        rows.append(ListedRun(run_dir.name, config.get("dataset") or job.get("dataset", "?"),
+                              config.get("num_clusters") or job.get("clusters"), config.get("preset") or job.get("preset"),
+                              job_state(workspace, run_dir), final.acc, final.nmi, job.get("created") or _created(run_dir)))
+    return sorted(rows, key=lambda row: row.created, reverse=True)
 
 
-def finished_runs(workspace: Workspace) -> list[Path]:
-    """The workspace's finished runs, newest first."""
-    return [workspace.runs / row["run"] for row in list_runs(workspace) if row["state"] == "finished"]
+def finished_runs(workspace: Workspace, runs: list[ListedRun] | None = None) -> list[Path]:
+    """The workspace's finished runs, newest first; ``runs``: its :func:`list_runs`, when already listed."""
+    return [workspace.runs / row.name for row in (list_runs(workspace) if runs is None else runs)
+            if row.state == RunState.FINISHED]
 
 
 # ---- internals -------------------------------------------------------------------------------

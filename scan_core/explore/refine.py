@@ -21,7 +21,7 @@ import numpy as np
 from ..config import REFINE_EPOCHS
 from ..data.artifacts import load_json, save_json
 from ..data.run_metrics import METRICS_FILE, RunMetrics
-from ..data.rundir import CLUSTER_STAGES, REFINE_LABELS, final_stage, planned_stages, read_status
+from ..data.rundir import CLUSTER_STAGES, REFINE_LABELS, RunState, RunStatus, final_stage, planned_stages, read_status
 from .curation import CuratedState, Curation
 from .results import RunResults
 
@@ -80,11 +80,11 @@ def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
     runs when the run is resumed; a refine stopped half-way continues when the request is the same).
     ValueError when the run is still running or not trained, or has no image label."""
     run_dir = Path(run_dir)
-    status = read_status(run_dir)
-    if status["state"] in ("running", "new"):
-        raise ValueError(f"{run_dir.name} is {status['state']}: wait for its training to finish before refining")
+    status = RunStatus.from_json(read_status(run_dir))
+    if status.state in (RunState.RUNNING, RunState.NEW):
+        raise ValueError(f"{run_dir.name} is {status.state}: wait for its training to finish before refining")
     untrained = [s.name for s in planned_stages(load_json(run_dir / "config.json"))
-                 if not s.on_request and s.name not in status["completed"]]
+                 if not s.on_request and s.name not in status.completed]
     if untrained:
         raise ValueError(f"{run_dir.name} has not finished training ({', '.join(untrained)} to go): resume it first")
     if epochs < 1:
@@ -97,7 +97,7 @@ def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
                          "one by one, or make a new cluster of them (Review, the detail view, Curate, the map); "
                          "a cluster's name alone is not a label")
     before = results.metrics.stage("refine").get("from")
-    start = before or final_stage(results.metrics, [s for s in CLUSTER_STAGES if s in status["completed"]])
+    start = before or final_stage(results.metrics, [s for s in CLUSTER_STAGES if s in status.completed])
     fold = emptied_columns(np.asarray(results.stage_probs[start]).argmax(1), state)
     columns = max(results.stage_probs[start].shape[1], int(labels.clusters.max()) + 1,
                   max(fold.values(), default=0) + 1)
