@@ -109,9 +109,10 @@ def ordinal(n: int) -> str:
 
 def suggest_num_clusters(features: np.ndarray, embedding: np.ndarray | None = None, max_k: int = MAX_K,
                          seed: int = 0) -> KSuggestion:
-    """Suggest K for ``features`` ``(N, D)`` (a run's features), trying every K in ``[2, max_k]``
-    (at most ``N // 4``) on ``embedding`` ``(N, d)``, their UMAP embedding (the run's manifold), or
-    one fitted here (:data:`MAP_DIMS`-d) when None."""
+    """Suggest K for ``features`` ``(N, D)`` (a run's features, L2-normalised as its encoder writes
+    them: UMAP reads Euclidean distances), trying every K in ``[2, max_k]`` (at most ``N // 4``) on
+    ``embedding`` ``(N, d)``, their UMAP embedding (the run's manifold), or one fitted here
+    (:data:`MAP_DIMS`-d) when None."""
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
     features = np.asarray(features)
