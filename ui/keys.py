@@ -16,6 +16,10 @@ UNKNOWN_RUN = "unknown_run"  # a run name from the URL that is no run of the wor
 WHO = "who"                  # the curator's name box
 LISTED_RUNS = "listed_runs"  # the workspace's runs, listed once per script run (ui.runs.listed_runs)
 
+# Data & training (``ui.new_run`` sets them when it starts a run, ``ui.progress`` reads them)
+SCROLL_TO_PROGRESS = "scroll_to_progress"  # (run name, time): a run just started here, its card scrolled into view
+NAME_USED = "name_used"                    # (run name, message) when a start's name was made safe
+
 # What the user chose, kept across pages (``ui.selection``)
 SELECTION = "selection"      # {"run", "ids"}: the images last selected on the map
 PICKED = "picked_images"     # {"run", "ids"}: thumbnails picked (Ctrl- or Shift-click) in the galleries

@@ -77,6 +77,13 @@ def choose_run(name: str) -> None:
     st.query_params[RUN_PARAM] = name
 
 
+def open_run(name: str) -> None:
+    """Show run ``name`` on every page: the URL's ``?run=`` and the sidebar's run picker (a
+    callback's job: a widget's value may be set before the widget is drawn, not after)."""
+    choose_run(name)
+    st.session_state[RUN_PICKER] = name
+
+
 def forget_run() -> None:
     """Show no run in particular (the one shown was deleted): the sidebar picks the newest."""
     st.session_state.pop(RUN_PARAM, None)
