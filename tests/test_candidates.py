@@ -62,13 +62,16 @@ def test_scores_match_hand_worked_values():
     assert scores["right"].lift == pytest.approx(1.0) and scores["wrong"].lift == pytest.approx(0.25)
 
 
-def test_the_choice_keeps_the_most_neighbour_pairs_together():
-    score = lambda name, agreement, silhouette, used=4: CandidateScore(name, agreement, 0.0, silhouette, 0.5, used)
-    assert choose_candidate([score("heads", 0.74, 0.35), score("UMAP + k-means", 0.76, 0.51)]) == "UMAP + k-means"
-    assert choose_candidate([score("heads", 0.80, 0.1), score("k-means", 0.70, 0.9)]) == "heads"
-    assert choose_candidate([score("heads", 0.8, 0.1), score("k-means", 0.8, 0.9)]) == "heads"   # a tie: the first
+def test_the_choice_keeps_the_most_neighbour_pairs_together_and_the_heads_unless_clearly_beaten():
+    score = lambda name, agreement, used=4: CandidateScore(name, agreement, 0.0, 0.5, 0.5, used)
+    assert choose_candidate([score("heads", 0.72), score("k-means", 0.73), score("UMAP + k-means", 0.76)]) == "UMAP + k-means"
+    assert choose_candidate([score("heads", 0.80), score("k-means", 0.70)]) == "heads"
+    # a peer ahead by less than the margin (0.01 of the pairs) leaves the heads in place
+    assert choose_candidate([score("heads", 0.9999), score("UMAP + k-means", 1.0)]) == "heads"
+    assert choose_candidate([score("heads", 0.70), score("k-means", 0.7095)]) == "heads"
+    assert choose_candidate([score("heads", 0.70), score("k-means", 0.7105)]) == "k-means"
     # heads collapsed into one cluster keep every pair together, yet use fewer clusters than the peers
-    assert choose_candidate([score("heads", 1.0, -1.0, used=1), score("k-means", 0.9, 0.8)]) == "k-means"
+    assert choose_candidate([score("heads", 1.0, used=1), score("k-means", 0.9)]) == "k-means"
     with pytest.raises(ValueError, match="no candidates"):
         choose_candidate([])
 
