@@ -18,9 +18,11 @@ PACKAGE = ROOT / "scan_core"
 LAYERS = {"data": set(), "method": {"data"}, "engine": {"data", "method"}, "explore": {"data", "method"}}
 #: The settings, importable from every layer (``scan_core.__`` for ``__version__`` and ``__file__``).
 SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.costs", "scan_core.pretrained", "scan_core.__")
-#: What the explore layer may use of the method: plain numpy geometry and scores (k-means, a graph spectrum), no training.
+#: What the explore layer may use of the method: plain numpy geometry and scores (k-means, a graph spectrum, names
+#: from class scores or zero-shot text embeddings), no training.
 EXPLORE_USES = {"scan_core.method.cosine", "scan_core.method.metrics", "scan_core.method.num_clusters",
-                "scan_core.method.graph", "scan_core.method.confidence", "scan_core.method.naming"}
+                "scan_core.method.graph", "scan_core.method.confidence", "scan_core.method.naming",
+                "scan_core.method.zero_shot"}
 APP_MAY_IMPORT = ("scan_core.explore", "scan_core.data", "scan_core.config", "scan_core.presets")
 
 
