@@ -183,8 +183,9 @@ def test_a_run_with_an_earlier_version_s_suggestion_keeps_its_k_and_can_suggest_
 
 
 def test_the_clusters_page_shows_an_earlier_version_s_k_and_suggests_again(own_home, monkeypatch):
-    from apptest import app, button, plotly_specs
     from test_app import decoded
+
+    from apptest import app, button, plotly_specs
     (own_home / "runs" / "digits" / "suggested_k.json").write_text(json.dumps({**EARLIER, "k": 10}))
     at = app(own_home, monkeypatch, page="clusters")
     assert any(e.label == "Why K = 10?" for e in at.expander)
