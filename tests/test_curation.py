@@ -1,4 +1,5 @@
 """Curation log: each edit kind, label precedence, undo, validation, concurrent writers, SIGKILL."""
+import json
 import multiprocessing
 import signal
 import sqlite3
@@ -510,6 +511,53 @@ def test_a_large_selection_is_one_edit_and_a_new_process_replays_the_same_state(
     again = Curation(tmp_path, base).state()
     assert again.digest() == state.digest() and again.version == state.version
     assert Curation(tmp_path, base).state_at(2).overrides == dict.fromkeys(sorted(picked[:20_000].tolist()), "checked")
+
+
+def logged_clusters_and_names(run_dir: Path, base: np.ndarray) -> tuple[np.ndarray, dict[int, str], str]:
+    """The clusters and names the log at ``run_dir`` holds, replayed here from its rows (moves and
+    names only), and the log's id, read with sqlite alone."""
+    clusters, names = base.copy(), {}
+    with closing(sqlite3.connect(run_dir / DB_NAME)) as db:
+        for kind, payload, images in db.execute("SELECT kind, payload, images FROM edits WHERE undone = 0 ORDER BY id"):
+            payload = json.loads(payload)
+            if kind == "move":
+                clusters[np.frombuffer(images, dtype="<i4")] = payload["cluster"]
+            else:
+                assert kind == "name_cluster"
+                names[payload["cluster"]] = payload["name"]
+        log = db.execute("SELECT value FROM meta WHERE key = 'log_id'").fetchone()[0]
+    return clusters, names, log
+
+
+def test_the_states_of_the_runs_used_last_are_kept_and_an_evicted_run_replays_its_log(tmp_path):
+    """Six runs of the digits (labels as clusters, each shifted) with edits of their own: the states
+    of the four used last stay in memory; a run dropped from it shows its edits again."""
+    curation._states.clear()
+    target = load_digits().target
+    runs, bases = [tmp_path / f"run{i}" for i in range(6)], [(target + i) % 10 for i in range(6)]
+    opened = []
+    for i, (run, base) in enumerate(zip(runs, bases)):
+        run.mkdir()
+        cur = Curation(run, base)
+        cur.move(np.arange(i, 100, 7), 9 - i)
+        cur.name_cluster(i, f"digit {i}")
+        cur.move([1000 + i], 0)
+        cur.undo()  # the last move
+        cur.state()
+        opened.append(cur)
+    logs = [logged_clusters_and_names(run, base)[2] for run, base in zip(runs, bases)]
+    assert curation.CACHED_RUNS == 4 and len(curation._states) == 4
+    assert [key[0] for key in curation._states] == logs[2:]
+    opened[2].state()  # used again: run 3 is now the one used longest ago
+    state = Curation(runs[0], bases[0]).state()  # run 0 was dropped: replayed from its log
+    assert len(curation._states) == 4 and {key[0] for key in curation._states} == {logs[0], logs[2], logs[4], logs[5]}
+    clusters, names, _ = logged_clusters_and_names(runs[0], bases[0])
+    assert np.array_equal(state.clusters, clusters) and state.names == names == {0: "digit 0"} and state.version == 4
+    assert (clusters[np.arange(0, 100, 7)] == 9).all() and clusters[1000] == bases[0][1000]  # by hand
+    opened[3].move([5], 2)  # an instance whose run was dropped writes on its log's latest state
+    clusters, names, _ = logged_clusters_and_names(runs[3], bases[3])
+    assert np.array_equal(opened[3].state().clusters, clusters) and clusters[5] == 2 and names == {3: "digit 3"}
+    assert opened[3].state().version == 5 and {key[0] for key in curation._states} == {logs[0], logs[2], logs[3], logs[5]}
 
 
 def test_a_log_made_anew_at_the_same_path_shows_its_own_edits(tmp_path):

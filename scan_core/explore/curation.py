@@ -30,9 +30,9 @@ A cluster id ``c`` exists when ``0 <= c < num_cluster_ids``, where ``num_cluster
 than the largest id in ``base_clusters`` or named by a live edit; an emptied cluster (merge source)
 still exists. The id of a split's or a new cluster's is ``num_cluster_ids`` at the time of the edit.
 
-The states of the latest versions are kept in memory, per process (:data:`CACHED_STATES`): an
-edit validates against the state before it and adds itself to it, and only a process that holds
-no state replays the log (``python bench/bench_curation.py`` times both at a million images).
+The states of the latest versions are kept in memory, per process (:data:`CACHED_STATES`, for the
+:data:`CACHED_RUNS` logs used last): an edit validates against the state before it and adds itself
+to it, and only a process that holds no state replays the log (``python bench/bench_curation.py`` times both at a million images).
 
 Every write (an edit or an undo) raises the log's ``version`` by one; a :class:`CuratedState` knows
 the version it shows, and :meth:`Curation.state_at` rebuilds the state of any earlier version. So an
@@ -46,8 +46,10 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import threading
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence, Set
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -90,7 +92,24 @@ _ROW = "SELECT id, at, who, kind, payload, undone, images, image_clusters FROM e
 _EDIT = "SELECT kind, payload, images, image_clusters FROM edits"
 INDEX_DTYPE = "<i4"  # image indices and clusters in the log: little-endian int32 (N < 2^31)
 CACHED_STATES = 4    # curated states kept in memory per log (the latest and the versions pages saw)
-_states: dict[tuple, dict[int, CuratedState]] = {}  # (log, base) -> version -> state, this process
+CACHED_RUNS = 4      # logs whose states are kept in memory, the least recently used dropped first
+#: (log, base) -> version -> state, in this process, least recently used first.
+_states: OrderedDict[tuple[str, str], dict[int, CuratedState]] = OrderedDict()
+_states_lock = threading.Lock()
+
+
+def _run_states(key: tuple[str, str]) -> dict[int, CuratedState]:
+    """The states kept of the log and base ``key`` (empty when none are), marked as used last; the
+    least recently used logs' states are dropped past :data:`CACHED_RUNS` (they replay from the log)."""
+    with _states_lock:
+        states = _states.get(key)
+        if states is None:
+            states = _states[key] = {}
+        else:
+            _states.move_to_end(key)
+        while len(_states) > CACHED_RUNS:
+            _states.popitem(last=False)
+        return states
 
 
 class StaleEdit(ValueError):
@@ -317,7 +336,8 @@ class Curation:
         self.base = base.astype(np.int64)
         self.base.setflags(write=False)
         log = self._init_db(None if image_ids is None else sha256("\0".join(map(str, image_ids)).encode()).hexdigest())
-        self._states = _states.setdefault((log, sha256(self.base.tobytes()).hexdigest()), {})
+        self._key = (log, sha256(self.base.tobytes()).hexdigest())
+        _run_states(self._key)
 
     @property
     def num_images(self) -> int:
@@ -423,8 +443,9 @@ class Curation:
         those pages saw), else replayed from the log; a write adds its edit to the latest."""
         latest = self._version(db)
         version = latest if version is None else version
-        if version in self._states:
-            return self._states[version]
+        kept = _run_states(self._key).get(version)
+        if kept is not None:
+            return kept
         if version == latest:
             rows = db.execute(f"{_EDIT} WHERE undone = 0 ORDER BY id").fetchall()
         else:
@@ -434,9 +455,10 @@ class Curation:
 
     def _keep(self, state: CuratedState) -> CuratedState:
         """Remember ``state`` (the :data:`CACHED_STATES` latest versions are kept)."""
-        self._states[state.version] = state
-        for old in sorted(self._states)[:-CACHED_STATES]:
-            self._states.pop(old, None)
+        states = _run_states(self._key)
+        states[state.version] = state
+        for old in sorted(states)[:-CACHED_STATES]:
+            states.pop(old, None)
         return state
 
     def _check_seen(self, db: sqlite3.Connection, now: CuratedState, seen: int, clusters: Sequence[int],
