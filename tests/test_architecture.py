@@ -17,13 +17,14 @@ PACKAGE = ROOT / "scan_core"
 #: Each layer of the library and the layers it may import (besides itself and the settings).
 LAYERS = {"data": set(), "method": {"data"}, "engine": {"data", "method"}, "explore": {"data", "method"}}
 #: The settings, importable from every layer (``scan_core.__`` for ``__version__`` and ``__file__``).
-SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.costs", "scan_core.pretrained", "scan_core.__")
+SETTINGS = ("scan_core.config", "scan_core.presets", "scan_core.costs", "scan_core.pretrained", "scan_core.settings",
+            "scan_core.__")
 #: What the explore layer may use of the method: plain numpy geometry and scores (k-means, a graph spectrum, names
 #: from class scores or zero-shot text embeddings), no training.
 EXPLORE_USES = {"scan_core.method.cosine", "scan_core.method.metrics", "scan_core.method.num_clusters",
                 "scan_core.method.graph", "scan_core.method.confidence", "scan_core.method.naming",
                 "scan_core.method.zero_shot"}
-APP_MAY_IMPORT = ("scan_core.explore", "scan_core.data", "scan_core.config", "scan_core.presets")
+APP_MAY_IMPORT = ("scan_core.explore", "scan_core.data", "scan_core.config", "scan_core.presets", "scan_core.settings")
 
 
 def is_setting(name: str) -> bool:
@@ -84,7 +85,7 @@ def test_each_layer_imports_only_the_layers_below_it(layer):
 
 
 def test_the_settings_import_nothing_of_the_layers():
-    for path in (PACKAGE / "config.py", PACKAGE / "presets.py"):
+    for path in (PACKAGE / "config.py", PACKAGE / "presets.py", PACKAGE / "settings.py"):
         assert all(not n.startswith("scan_core") or is_setting(n) for n in imported_modules(path)), path
 
 

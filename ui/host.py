@@ -10,10 +10,11 @@ on purpose (an SSH tunnel's, a hosts-file alias) are allowed through
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 
 import streamlit as st
+
+from scan_core.settings import env_list
 
 ALLOWED_HOSTS_ENV = "SCAN_EXPLORER_ALLOWED_HOSTS"
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -56,7 +57,7 @@ def host_allowed(host: str | None, address: str, extra: list[str]) -> bool:
 
 def allowed_from_env() -> list[str]:
     """The extra names of ``$SCAN_EXPLORER_ALLOWED_HOSTS``."""
-    return [name.strip() for name in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if name.strip()]
+    return env_list(ALLOWED_HOSTS_ENV, ",")
 
 
 def refuse_foreign_host() -> None:

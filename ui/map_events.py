@@ -15,7 +15,6 @@ listen to the plotly map on the page (drawn with ``customdata[0]`` = image index
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ from scipy.spatial import cKDTree
 
 from scan_core.explore.map_points import Region
 from scan_core.explore.results import RunResults
+from scan_core.settings import env_int
 from ui.artifacts import results_key
 from ui.gallery import data_uri
 from ui.listeners import plot_component
@@ -278,12 +278,7 @@ def nearest_on_map(results: RunResults, index: int, count: int = CHUNK) -> np.nd
 def whole_sheet_limit() -> int:
     """The most thumbnail pixels sent with the page: ``$SCAN_EXPLORER_HOVER_SHEET_PIXELS``, else
     :data:`SHEET_PIXELS` (0: every run's thumbnails come on demand)."""
-    value = os.environ.get(SHEET_PIXELS_ENV, "").strip()
-    if not value:
-        return SHEET_PIXELS
-    if not value.isdigit():
-        raise ValueError(f"{SHEET_PIXELS_ENV} must be a whole number of pixels, not {value!r}")
-    return int(value)
+    return env_int(SHEET_PIXELS_ENV, SHEET_PIXELS, 0, "pixels")
 
 
 def hover_thumbnails(results: RunResults, key: str) -> bool:

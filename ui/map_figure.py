@@ -12,7 +12,6 @@ a region's images). Past :func:`drawn_at_once` points the map is drawn at a leve
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import plotly.colors as pc
@@ -22,6 +21,7 @@ import streamlit as st
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.map_points import density, thinned
 from scan_core.explore.results import RunResults
+from scan_core.settings import env_int
 from ui.artifacts import results_key
 from ui.curating import cluster_titles
 from ui.gallery import data_uri
@@ -157,12 +157,7 @@ def thumbnail_places(xy: np.ndarray, keep: np.ndarray, zoom: tuple[float, ...] |
 
 def drawn_at_once() -> int:
     """The most points the map draws: :data:`MAX_DRAWN`, or ``$SCAN_EXPLORER_MAP_POINTS``."""
-    value = os.environ.get(MAX_DRAWN_ENV, "").strip()
-    if not value:
-        return MAX_DRAWN
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{MAX_DRAWN_ENV} must be a positive whole number of points, not {value!r}")
-    return int(value)
+    return env_int(MAX_DRAWN_ENV, MAX_DRAWN, 1, "points")
 
 
 def thinned_view(view: MapView, shown: int, limit: int) -> bool:

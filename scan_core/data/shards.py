@@ -8,11 +8,11 @@ later stage reads the images it needs through the page cache.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..settings import env_float
 from .artifacts import load_array, save_array
 
 SHARD_ENV = "SCAN_EXPLORER_SHARD_MB"
@@ -21,16 +21,7 @@ SHARD_BYTES = 256 * 1024 ** 2  # bytes of rows a shard holds, unless SCAN_EXPLOR
 
 def shard_bytes() -> int:
     """The bytes a shard holds: ``SCAN_EXPLORER_SHARD_MB`` megabytes when set, else :data:`SHARD_BYTES`."""
-    text = os.environ.get(SHARD_ENV)
-    if not text:
-        return SHARD_BYTES
-    try:
-        megabytes = float(text)
-    except ValueError:
-        raise ValueError(f"{SHARD_ENV} must be a number of megabytes, got {text!r}") from None
-    if not megabytes > 0:
-        raise ValueError(f"{SHARD_ENV} must be positive, got {text!r}")
-    return int(megabytes * 1024 ** 2)
+    return int(env_float(SHARD_ENV, SHARD_BYTES / 1024 ** 2, "megabytes") * 1024 ** 2)
 
 
 def rows_per_shard(row_shape: tuple[int, ...], dtype: np.dtype | type, limit: int | None = None) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..data.sources import BUILTIN
 from ..data.sources.common import DATA_DIR_ENV
+from ..settings import env_paths
 
 HOME_ENV = "SCAN_EXPLORER_HOME"
 ROOTS_ENV = "SCAN_EXPLORER_DATA_ROOTS"
@@ -35,7 +36,7 @@ class Workspace:
     @classmethod
     def from_env(cls) -> Workspace:
         home = Path(os.environ.get(HOME_ENV) or "workspace").expanduser().resolve()
-        roots = [Path(p).expanduser() for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p]
+        roots = env_paths(ROOTS_ENV)
         data_dir = os.environ.get(DATA_DIR_ENV)
         return cls.create(home, roots or None, Path(data_dir) if data_dir else None)
 
