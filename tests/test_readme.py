@@ -2,8 +2,9 @@
 parser (:func:`scan_core.cli.build_parser`) under its subcommand and no flag the parser lacks; every
 ``python -m scan_core`` command shown parses; the settings table names every ``SCAN_EXPLORER_*``
 environment variable the code reads (found by walking the sources' syntax trees for ``os.environ``
-and ``os.getenv`` reads) and no other; every field of :class:`~scan_core.config.RunConfig`, nested
-ones included, is in the config table; and the README stays a manual of at most 300 lines."""
+and ``os.getenv`` reads and the readers of :mod:`scan_core.settings`) and no other; every field of
+:class:`~scan_core.config.RunConfig`, nested ones included, is in the config table; and the README
+stays a manual of at most 300 lines."""
 from __future__ import annotations
 
 import argparse
@@ -132,10 +133,18 @@ def is_environ(node: ast.AST) -> bool:
     return (isinstance(node, ast.Attribute) and node.attr == "environ") or (isinstance(node, ast.Name) and node.id == "environ")
 
 
+#: scan_core.settings' readers: each takes the variable's name first.
+SETTINGS_READERS = ("env_int", "env_float", "env_list", "env_paths")
+
+
 def reads_environment(func: ast.AST) -> bool:
-    """Whether a call of ``func`` reads a variable: ``os.environ.get`` (``pop``, ``setdefault``) or ``os.getenv``."""
+    """Whether a call of ``func`` reads a variable: ``os.environ.get`` (``pop``, ``setdefault``),
+    ``os.getenv`` or a reader of :mod:`scan_core.settings` (:data:`SETTINGS_READERS`)."""
     if isinstance(func, ast.Attribute) and func.attr in ("get", "pop", "setdefault"):
         return is_environ(func.value)
+    if (isinstance(func, ast.Name) and func.id in SETTINGS_READERS) or (isinstance(func, ast.Attribute) and
+                                                                        func.attr in SETTINGS_READERS):
+        return True
     return (isinstance(func, ast.Attribute) and func.attr == "getenv") or (isinstance(func, ast.Name) and func.id == "getenv")
 
 
