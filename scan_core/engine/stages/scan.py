@@ -10,8 +10,8 @@ Then the heads' clusters compete with the standard clusterings of the same featu
 (:mod:`scan_core.method.candidates`, frozen features up to
 :data:`~scan_core.method.candidates.PEER_LIMIT` images), scored without labels
 (``metrics.json`` ``scan.candidates``, ``scan.chosen``). When another candidate wins, the kept head
-learns its clusters (soft cross-entropy on the feature banks, as a refine trains), so that new images
-are classified too, and the run's images keep the chosen clusters. With labels, ``metrics.json``
+learns its clusters (soft cross-entropy on the feature banks, as a refine trains), and its
+probabilities on the clean features are the stage's, as for new images. With labels, ``metrics.json``
 also reports every head's and every candidate's ACC and the kept head's alone (never used to choose)."""
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from ...method.clustering import (
 )
 from ...method.manifold import fit_manifold
 from ...method.metrics import hungarian_accuracy
-from ...method.refine import refined_probs, train_refine
+from ...method.refine import train_refine
 from ..context import RunContext
 from ..models import cluster_model, load_cluster_stage, on_inputs, save_cluster_stage
 
@@ -80,8 +80,8 @@ def run(ctx: RunContext) -> None:
 def choose_partition(ctx: RunContext, heads: ClusterHeads, head: int) -> tuple[dict, ClusterHeads | None]:
     """Score the heads' clusters (``ctx.probs``) against the standard clusterings of the heads'
     input and keep the best (:mod:`scan_core.method.candidates`): ``({"candidates", "chosen"}, None)``
-    when the heads win; else ``ctx.probs`` becomes the winner's clusters and the returned one-head
-    model, the kept ``head`` of ``heads`` trained on them."""
+    when the heads win; else the returned one-head model is the kept ``head`` of ``heads`` trained
+    on the winner's clusters, and ``ctx.probs`` its probabilities."""
     c, n = ctx.config, len(ctx.images)
     embedding = ctx.manifold if ctx.manifold is not None else fit_manifold(ctx.head_features, 10, c.seed, c.map_sample)
     found = ctx.probs.argmax(1)
@@ -96,7 +96,7 @@ def choose_partition(ctx: RunContext, heads: ClusterHeads, head: int) -> tuple[d
     single.heads[0].load_state_dict(heads.heads[head].state_dict())
     model, augmented, clean = cluster_model(ctx, single)
     train_refine(model, augmented, targets, RefineConfig(), c.seed, precision=ctx.precision)
-    ctx.probs = refined_probs(predict(model, clean, n, 0), targets, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    ctx.probs = predict(model, clean, n, 0)
     return report, single
 
 
