@@ -365,9 +365,9 @@ def test_train_explore_curate_export(server, page, tmp_path):
         time.sleep(0.2)
     assert undone_renames(run) == 1
 
-    page.goto(f"{url}/clusters?run=digits-demo")  # how many clusters the run's neighbours suggest, and why
+    page.goto(f"{url}/clusters?run=digits-demo")  # how many clusters the run's features suggest, and why
     page.get_by_text("How many clusters would this run suggest?").click()
-    page.get_by_role("button", name="Suggest K from this run's neighbours").click()
+    page.get_by_role("button", name="Suggest K from this run's features").click()
     page.get_by_text("Suggested K = ").wait_for(timeout=60_000)
     wait_idle(page)
     shot(page, "6-suggest-k")
