@@ -139,16 +139,14 @@ def test_options_are_checked_against_their_choices(make, message):
 
 
 def test_missing_pretrained_weights_end_the_cli_with_a_message(tmp_path, capsys, monkeypatch):
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
     monkeypatch.setenv("SCAN_EXPLORER_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setenv("SCAN_EXPLORER_OFFLINE", "1")
     code = main(["train", "--dataset", "digits", "--out", str(tmp_path / "run"), "--preset", "tiny",
                  "--backbone", "resnet18-imagenet", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert "error: ImageNet weights for resnet18 are not at" in err and "network is unreachable" in err
+    assert "error: resnet18-imagenet's weights are not on this machine and downloads are off" in err
+    assert f"{tmp_path / 'weights'}" in err or "SCAN_EXPLORER_WEIGHTS/resnet18-f37072fd.pth" in err
     assert read_status(tmp_path / "run")["state"] == "failed"  # resumable once the weights are there
 
 
