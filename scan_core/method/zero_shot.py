@@ -108,7 +108,7 @@ class TextEmbeddings:
     def load(cls, path: Path, num_classes: int) -> TextEmbeddings | None:
         """The embeddings kept at ``path``, or None when there are none for ``num_classes`` classes."""
         try:
-            with np.load(path) as saved:
+            with np.load(path, allow_pickle=False) as saved:
                 text = cls(saved["vectors"], saved["projection"], float(saved["logit_scale"]))
         except (OSError, KeyError, ValueError):
             return None
