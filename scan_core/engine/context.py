@@ -14,7 +14,9 @@ from ..data.artifacts import Checkpoint, load_array, save_json
 from ..data.images import ImageSet
 from ..data.run_metrics import METRICS_FILE, FinalResult, RunMetrics
 from ..method.confidence import chance_warning, feature_lift, neighbour_temperature
+from ..method.manifold import fit_manifold
 from ..method.metrics import evaluate
+from ..method.num_clusters import MAP_DIMS
 from ..method.precision import device_precision
 from ..method.pretext import Encoder
 from .progress import Progress
@@ -37,6 +39,7 @@ class RunContext:
     manifold: np.ndarray | None = None    # (N, d) their UMAP embedding, when the config asks for one
     neighbors: np.ndarray | None = None   # (N, k) mined neighbour indices
     probs: np.ndarray | None = None       # (N, K) the latest cluster stage's assignment
+    embedding: np.ndarray | None = None   # (N, 10) the heads' input's UMAP for clustering, once fitted
     started: float = 0.0
 
     @property
@@ -48,6 +51,16 @@ class RunContext:
     def head_features(self) -> np.ndarray:
         """What frozen heads learn on ``(N, D)``: the manifold when the run has one, else the features."""
         return self.features if self.manifold is None else self.manifold
+
+    def cluster_embedding(self) -> np.ndarray:
+        """The heads' input laid out by UMAP for clustering ``(N, d)`` (30 neighbours, min_dist 0): the
+        run's manifold when it has one, else fitted once and shared by the K suggestion and the
+        scan stage's candidates."""
+        if self.manifold is not None:
+            return self.manifold
+        if self.embedding is None:
+            self.embedding = fit_manifold(self.head_features, MAP_DIMS, self.config.seed, self.config.map_sample)
+        return self.embedding
 
     def checkpoint(self, stage: str) -> Checkpoint:
         """The per-epoch checkpoint of a training stage; resuming from it emits ``resumed``."""

@@ -31,7 +31,6 @@ from ...method.clustering import (
     predict,
     train_scan,
 )
-from ...method.manifold import fit_manifold
 from ...method.metrics import hungarian_accuracy
 from ...method.refine import train_refine
 from ..context import RunContext
@@ -83,7 +82,7 @@ def choose_partition(ctx: RunContext, heads: ClusterHeads, head: int) -> tuple[d
     when the heads win; else the returned one-head model is the kept ``head`` of ``heads`` trained
     on the winner's clusters, and ``ctx.probs`` its probabilities."""
     c, n = ctx.config, len(ctx.images)
-    embedding = ctx.manifold if ctx.manifold is not None else fit_manifold(ctx.head_features, 10, c.seed, c.map_sample)
+    embedding = ctx.cluster_embedding()
     found = ctx.probs.argmax(1)
     candidates = {HEADS: found, **peer_partitions(ctx.head_features, embedding, c.num_clusters, c.seed)}
     scores = score_candidates(candidates, ctx.neighbors, embedding, ctx.images.labels, c.seed)

@@ -14,7 +14,7 @@ from . import manifold, pretext
 
 
 def run(ctx: RunContext) -> None:
-    suggestion = suggest_num_clusters(ctx.features, ctx.manifold, seed=ctx.config.seed)
+    suggestion = suggest_num_clusters(ctx.features, ctx.cluster_embedding(), seed=ctx.config.seed)
     save_json(ctx.dir / SUGGESTION, suggestion.to_dict())
     use(ctx, suggestion.k)
     ctx.amend("pretext", pretext.score(ctx))
