@@ -396,6 +396,37 @@ def test_disk_full_fails_the_run_and_keeps_saved_artifacts(tmp_path, digits, mon
     assert_run_loads(run_dir)
 
 
+def test_a_sigterm_while_a_failure_is_recorded_does_not_cut_the_record_short(tmp_path, digits, monkeypatch):
+    """Under torchrun, a rank that dies makes the agent SIGTERM the others while they record the
+    failure: the record is still written, and the failure (not the signal) is what is raised."""
+    from scan_core.engine import ranks
+    from scan_core.engine.cancel import sigterm_cancels
+    folder = digit_folder(tmp_path / "folder", digits, 60)
+    run_dir = tmp_path / "run"
+    real_replace = os.replace
+
+    def full_at_neighbors(src, dst):
+        if Path(dst).name == "neighbors.npy":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    def signalled_while_stopping(peers):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs at the next bytecode: it would raise Cancelled here
+        return []
+
+    monkeypatch.setattr(os, "replace", full_at_neighbors)
+    monkeypatch.setattr(ranks, "stopped", signalled_while_stopping)
+    with sigterm_cancels():
+        installed = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(OSError, match="neighbors.npy"):
+            train_run(run_dir, str(folder), 3, "tiny", show_bar=False)
+        assert signal.getsignal(signal.SIGTERM) is installed  # a later SIGTERM cancels again
+    status = read_status(run_dir)
+    assert (status["state"], status["stage"]) == ("failed", "neighbors")
+    assert read_events(run_dir)[-1]["state"] == "failed"
+
+
 @pytest.mark.parametrize("damaged, first_redone", [
     ("report.json", "images"), ("pretext.pt", "pretext"), ("scan.pt", "scan"),
     ("selflabel_probs.npy", "selflabel"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 
 
 class Cancelled(BaseException):
@@ -27,3 +28,19 @@ def sigterm_cancels():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def recording_the_stop():
+    """Within the block, SIGTERM and SIGINT are ignored: the run is already stopping and records why.
+    Under ``torchrun`` a rank that dies makes the agent send SIGTERM to the others while they record
+    the failure; that signal must not cut the record short. A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -37,7 +37,7 @@ from ..data.sources import load_source
 from ..method.distributed import alone, world
 from ..presets import check_preset, plan_config
 from . import ranks
-from .cancel import Cancelled
+from .cancel import Cancelled, recording_the_stop
 from .context import RunContext
 from .device import measured_hardware, resolve_device, versions
 from .foundation import with_foundation
@@ -127,10 +127,11 @@ class Run:
                 if self.rank:  # the other ranks go on from rank 0's results
                     implementation(stage).load(self.context)
         except BaseException as error:
-            outcome, message = _outcome(error, ranks.stopped(self.peers), self.world_size)
-            progress.close_bar()
-            progress.emit("error", state=outcome, error=message)
-            self._set_status(state=outcome, error=message)
+            with recording_the_stop():
+                outcome, message = _outcome(error, ranks.stopped(self.peers), self.world_size)
+                progress.close_bar()
+                progress.emit("error", state=outcome, error=message)
+                self._set_status(state=outcome, error=message)
             raise
         self._set_status(state=RunState.FINISHED, stage=None)
         return self.context.metrics()
