@@ -158,7 +158,7 @@ def main() -> None:
         st.warning(warning, icon=":material/warning:")
     overview(results, state)
     names_overview(results, state, "accept_all_names", after=forget_typed_names)
-    suggestion_section(results.dir, int(results.config["num_clusters"]))  # the K it trained with, the suggested one
+    suggestion_section(results.dir, results.config.num_clusters)  # the K it trained with, the suggested one
     clusters = cluster_options(state)
     if st.session_state.get(NEXT_CLUSTER) in clusters:  # before the box is drawn: the only time it may be set
         st.session_state[CLUSTER] = st.session_state.pop(NEXT_CLUSTER)

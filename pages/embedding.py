@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from scan_core.config import PRETRAINED
+from scan_core.config import PRETRAINED, RunConfig
 from scan_core.explore.curation import CuratedState
 from scan_core.explore.map_points import in_region
 from scan_core.explore.results import RunResults
@@ -74,13 +74,13 @@ def find(results: RunResults) -> int | None:
     return index
 
 
-def mapped_space(config: dict) -> str:
-    """What the map is a UMAP of, in words: what the heads learned on (``config``: the run's config.json)."""
-    backbone, head_input = config.get("backbone", ""), config.get("head_input", "features")
+def mapped_space(config: RunConfig) -> str:
+    """What the map is a UMAP of, in words: what the heads of a run with ``config`` learned on."""
+    backbone = config.backbone
     seen = {"hog": "the images' HOG", "pixels": "the pixels' PCA", "both": f"the {backbone} features and the pixels' PCA",
             "features": (f"the frozen pretrained {backbone} features" if backbone in PRETRAINED else
-                         f"the {backbone} features trained with SimCLR")}.get(head_input, "the features")
-    return f"the {config['manifold_dims']}-d manifold of {seen}" if config.get("manifold_dims") else seen
+                         f"the {backbone} features trained with SimCLR")}[config.head_input]
+    return f"the {config.manifold_dims}-d manifold of {seen}" if config.manifold_dims else seen
 
 
 def main() -> None:

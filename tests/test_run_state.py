@@ -3,13 +3,16 @@ checked against the raw ``status.json``, ``config.json`` and ``metrics.json`` of
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from scan_core.config import RunConfig
 from scan_core.data.run_metrics import RunMetrics
 from scan_core.data.rundir import RunState, RunStatus
 from scan_core.explore import jobs
+from scan_core.explore.results import RunNotReady, RunResults
 from scan_core.explore.workspace import Workspace
 
 
@@ -67,3 +70,20 @@ def test_the_training_config_is_the_config_json(home, tmp_path):
         config[key] for key in ("dataset", "num_clusters", "preset", "seed", "suggest_clusters", "head_input",
                                 "manifold_dims"))
     assert jobs.run_config(tmp_path) is None  # before the job has written it
+
+
+def test_the_results_config_is_the_config_json(home, tmp_path):
+    """Pages read a run's settings as a RunConfig; a config.json that is no config is a run not ready."""
+    run_dir = Workspace.create(home).runs / "digits"
+    config = raw(run_dir, "config.json")
+    settings = RunResults.load(run_dir).config
+    assert isinstance(settings, RunConfig)
+    assert (settings.dataset, settings.num_clusters, settings.preset, settings.seed, settings.head_input,
+            settings.manifold_dims, settings.scan.epochs) == (
+        config["dataset"], config["num_clusters"], config["preset"], config["seed"], config["head_input"],
+        config["manifold_dims"], config["scan"]["epochs"]) == ("digits", 10, "digits", 0, "hog", 10, 50)
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "config.json").write_text(json.dumps({**config, "num_clusters": 1}))
+    with pytest.raises(RunNotReady, match="config.json.*--clusters must be at least 2"):
+        RunResults.load(broken)

@@ -81,5 +81,5 @@ def record_clip_text(spec: Pretrained, device: str = "auto", cache_dir: Path | N
 def record_names_inputs(run_dir: Path, device: str = "auto") -> Path:
     """What the run's names lack: the vocabulary's CLIP text embeddings for a run on a CLIP backbone
     (:func:`record_clip_text`), else its class scores (:func:`record_class_probs`); returns the file written."""
-    clip = zero_shot_backbone(RunConfig.load(Path(run_dir)).to_dict())
+    clip = zero_shot_backbone(RunConfig.load(Path(run_dir)))
     return record_clip_text(clip, device) if clip is not None else record_class_probs(run_dir, device)

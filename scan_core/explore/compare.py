@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from ..config import NETWORK_HEAD_INPUTS
 from ..method.metrics import contingency
 from .results import RunResults
 
@@ -47,7 +46,7 @@ def _row(run: RunResults) -> dict:
     final = run.metrics.stage(stage) if stage else {}
     seconds = sum(m.get("seconds", 0) for m in run.metrics.values() if isinstance(m, dict))
     return {"run": run.dir.name, "images": len(run.images), "K": run.num_clusters,
-            "preset": run.config.get("preset"), "heads learn on": run.config.get("backbone")
-            if run.config.get("head_input", "features") in NETWORK_HEAD_INPUTS else run.config.get("head_input"),
+            "preset": run.config.preset,
+            "heads learn on": run.config.backbone if run.config.uses_backbone else run.config.head_input,
             "result": stage, "ACC": final.get("acc"), "NMI": final.get("nmi"), "ARI": final.get("ari"),
             "seconds": round(seconds)}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import RunConfig
 from ..data.artifacts import CorruptArtifact, load_array
 from ..data.rundir import CLASS_PROBS
 from ..method.naming import ClassProbs, NameSuggestion, Taxonomy, class_mass, imagenet_taxonomy, suggest_names, wordnet_taxonomy
@@ -58,13 +59,13 @@ class ClassScores:
     source: str
 
 
-def names_backbone(config: dict) -> str | None:
-    """Why a run with ``config`` (its ``config.json``) cannot have names, or None when its
-    features come from a frozen backbone with an ImageNet classifier."""
-    backbone, frozen = config.get("backbone"), not config.get("pretext", {}).get("epochs")
-    route = ("its HOG features" if config.get("head_input") == "hog" else
+def names_backbone(config: RunConfig) -> str | None:
+    """Why a run with ``config`` cannot have names, or None when its features come from a frozen
+    backbone with an ImageNet classifier."""
+    backbone, frozen = config.backbone, not config.pretext.epochs
+    route = ("its HOG features" if config.head_input == "hog" else
              f"SimCLR features ({backbone})" if not frozen else f"the {backbone} backbone, which keeps no ImageNet classifier")
-    if config.get("head_input") in ("hog", "pixels") or not frozen or backbone not in NAMING_BACKBONES:
+    if not config.uses_backbone or not frozen or backbone not in NAMING_BACKBONES:
         present = [name for name in NAMING_BACKBONES if local_weights(next(s for s in PRETRAINED_BACKBONES
                                                                              if s.name == name)) is not None]
         clip = [name for name in OPEN_CLIP_MODELS if open_clip_weights(pretrained_spec(name)) is not None]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.artifacts import CorruptArtifact, load_array, load_json, save_array
+from ..config import RunConfig
+from ..data.artifacts import CorruptArtifact, load_array, save_array
 from ..data.images import ImageSet, resize_square
 from ..data.run_metrics import RunMetrics
 from ..data.rundir import CLUSTER_STAGES, final_stage
@@ -39,7 +40,7 @@ class RunResults:
     """Artifacts of one run directory; absent ones are None (the run may still be going)."""
 
     dir: Path
-    config: dict
+    config: RunConfig   # its config.json (:meth:`~scan_core.config.RunConfig.load`)
     images: ImageSet
     metrics: RunMetrics
     features: np.ndarray | None = None
@@ -51,13 +52,17 @@ class RunResults:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunResults:
-        """Read every artifact present; RunNotReady when not even the images are there."""
+        """Read every artifact present; RunNotReady when not even the images are there, or when its
+        ``config.json`` is no config."""
         run_dir = Path(run_dir)
         try:
-            config = load_json(run_dir / "config.json")
             images = ImageSet.load(run_dir / "images")
         except (FileNotFoundError, CorruptArtifact, KeyError) as error:
             raise RunNotReady(f"{run_dir.name} has no readable images yet ({error})") from None
+        try:
+            config = RunConfig.load(run_dir)
+        except (FileNotFoundError, ValueError) as error:
+            raise RunNotReady(f"{run_dir.name} has no readable config.json ({error})") from None
         n = len(images)
 
         def optional(name: str, rows: int | None = n) -> np.ndarray | None:
@@ -107,7 +112,7 @@ class RunResults:
     def num_clusters(self) -> int:
         """The model's clusters: the final stage's columns (a refine may add clusters the curation
         made), else the config's K."""
-        return self.probs.shape[1] if self.final_stage is not None else int(self.config["num_clusters"])
+        return self.probs.shape[1] if self.final_stage is not None else self.config.num_clusters
 
     @property
     def class_names(self) -> list[str]:

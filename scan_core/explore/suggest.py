@@ -24,4 +24,4 @@ def run_suggestion(run_dir: Path, again: bool = False) -> KSuggestion:
     if results.features is None:
         raise FileNotFoundError(f"{run_dir.name} has no features yet")
     manifold = load_array(run_dir / "manifold.npy", mmap=True) if (run_dir / "manifold.npy").exists() else None
-    return suggest_num_clusters(results.features, manifold, seed=results.config.get("seed", 0))
+    return suggest_num_clusters(results.features, manifold, seed=results.config.seed)

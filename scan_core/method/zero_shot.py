@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import RunConfig
 from ..pretrained import OPEN_CLIP_MODELS, Pretrained, pretrained_spec
 from .naming import VOCABULARY_FILE, Taxonomy
 
@@ -31,12 +32,11 @@ CACHE_ENV = "SCAN_EXPLORER_CACHE"
 BATCH = 4096
 
 
-def zero_shot_backbone(config: dict) -> Pretrained | None:
-    """The CLIP backbone whose frozen features a run with ``config`` (its ``config.json``) has,
-    which names its clusters zero-shot, or None."""
-    backbone, frozen = config.get("backbone"), not config.get("pretext", {}).get("epochs")
-    if backbone in OPEN_CLIP_MODELS and frozen and config.get("head_input") not in ("hog", "pixels"):
-        return pretrained_spec(backbone)
+def zero_shot_backbone(config: RunConfig) -> Pretrained | None:
+    """The CLIP backbone whose frozen features a run with ``config`` has, which names its clusters
+    zero-shot, or None."""
+    if config.backbone in OPEN_CLIP_MODELS and not config.pretext.epochs and config.uses_backbone:
+        return pretrained_spec(config.backbone)
     return None
 
 
