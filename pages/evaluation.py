@@ -19,24 +19,7 @@ from ui.text import html_text
 SCORED_STAGES = [stage for stage in STAGES if stage.name in ("pretext", "manifold", *CLUSTER_STAGES)]
 CELL_CLUSTER, CELL_CLASS = "cell_cluster", "cell_class"  # the confusion cell shown: its boxes
 
-_CELL_CLICKS_JS = """
-const cells = window.__scanCells || (window.__scanCells = {});
-
-function attach(plot) {  // a click on a heatmap cell sends its [row, column]
-  if (plot.__scanCell || !plot.data || plot.data[0].type !== 'heatmap') return;
-  plot.__scanCell = true;
-  plot.on('plotly_click', (event) => {
-    const cell = event && event.points && event.points[0] && event.points[0].pointNumber;
-    if (Array.isArray(cell)) cells.send('clicked', {row: cell[0], column: cell[1]});
-  });
-}
-
-export default function (component) {
-  cells.send = component.setTriggerValue;
-  return everyPlot(cells, attach);
-}
-"""
-_cell_clicks = plot_component("scan_confusion_clicks", _CELL_CLICKS_JS)
+_cell_clicks = plot_component("scan_confusion_clicks", "confusion_clicks")
 
 
 def cell_images(results, title, clusters: np.ndarray, rows: list[int]) -> None:

@@ -118,7 +118,8 @@ def test_the_wheel_holds_the_library_its_data_and_the_app(wheel):
                if p.is_file() and "__pycache__" not in p.parts}
     assert "scan_core/method/imagenet_wordnet.json" in library  # read through Path(__file__) by the naming
     app = {"app.py", "assets/logo.svg", ".streamlit/config.toml",
-           *(p.relative_to(ROOT).as_posix() for folder in ("pages", "ui") for p in (ROOT / folder).glob("*.py"))}
+           *(p.relative_to(ROOT).as_posix() for folder in ("pages", "ui") for p in (ROOT / folder).glob("*.py")),
+           *(p.relative_to(ROOT).as_posix() for p in (ROOT / "ui").rglob("*.js"))}
     assert len(app) > 20
     missing = (library | {f"{APP_PACKAGE}/{name}" for name in app}) - names
     assert not missing

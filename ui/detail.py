@@ -21,6 +21,7 @@ from scan_core.explore.results import RunResults
 from ui.curating import cluster_options, cluster_title, curation, edit, seen_version, who
 from ui.gallery import display_image
 from ui.keys import DETAIL, DETAIL_SHOWN_VERSION, GALLERY_ORDERS, SEEN_VERSION
+from ui.listeners import component
 from ui.new_cluster import new_cluster_form
 from ui.selection import picked, selection, set_picked, set_selection
 from ui.text import heading, markdown_text, text_lines
@@ -50,61 +51,7 @@ class DetailRequest:
     gallery: str
 
 
-_CLICKS_JS = """
-const bridge = window.__scanGalleryClicks || (window.__scanGalleryClicks = {});
-bridge.ops = bridge.ops || [];
-const PICKS_WAIT_MS = 700;  // picks are sent together, this long after the last one: one rerun for many
-
-function sendPicks() {
-  clearTimeout(bridge.timer);
-  if (!bridge.ops.length || !bridge.send) return;
-  bridge.send('picked', {ops: bridge.ops});
-  bridge.ops = [];
-}
-
-function pick(figure, on) {  // outlined at once; the page's rerun draws the same
-  figure.classList.toggle('scan-picked', on);
-  bridge.ops.push([Number(figure.dataset.index), on]);
-}
-
-// one listener on the document, not one per thumbnail: galleries are redrawn on every rerun, and a
-// click on a thumbnail drawn a moment ago counts as well
-bridge.onClick = bridge.onClick || ((event) => {
-  const figure = event.target.closest && event.target.closest('.scan-gallery figure[data-index]');
-  if (!figure || !bridge.send) return;
-  const gallery = figure.dataset.gallery;
-  if (!(event.ctrlKey || event.metaKey || event.shiftKey)) {
-    sendPicks();
-    bridge.send('opened', {index: Number(figure.dataset.index), gallery});
-    return;
-  }
-  event.preventDefault();
-  const figures = Array.from(document.querySelectorAll('.scan-gallery figure[data-index]'))
-    .filter((other) => other.dataset.gallery === gallery);
-  const anchor = bridge.anchor && bridge.anchor.gallery === gallery
-    ? figures.findIndex((other) => other.dataset.index === bridge.anchor.index) : -1;
-  if (event.shiftKey && anchor >= 0) {  // Shift: the range from the last pick, all picked
-    const at = figures.indexOf(figure);
-    figures.slice(Math.min(anchor, at), Math.max(anchor, at) + 1).forEach((other) => pick(other, true));
-  } else {  // Ctrl (or a first Shift): this one picked or unpicked
-    pick(figure, !figure.classList.contains('scan-picked'));
-  }
-  bridge.anchor = {gallery, index: figure.dataset.index};
-  clearTimeout(bridge.timer);
-  bridge.timer = setTimeout(sendPicks, PICKS_WAIT_MS);
-});
-
-export default function (component) {
-  bridge.send = component.setTriggerValue;
-  if (!bridge.mounted) document.addEventListener('click', bridge.onClick);
-  bridge.mounted = (bridge.mounted || 0) + 1;
-  return () => {  // the last mounted listener gone (another page): no click is sent any more
-    bridge.mounted -= 1;
-    if (!bridge.mounted) document.removeEventListener('click', bridge.onClick);
-  };
-}
-"""
-_clicks = st.components.v2.component("scan_gallery_clicks", js=_CLICKS_JS)
+_clicks = component("scan_gallery_clicks", "gallery_clicks")
 
 
 def detail_view(results: RunResults, page: str) -> None:

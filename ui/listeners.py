@@ -1,29 +1,48 @@
-"""The JavaScript the app's inline components (``st.components.v2``) share, written once.
+"""The app's inline components (``st.components.v2``), their JavaScript read from ``ui/js/*.js``.
 
-Plotly's events (``plotly_click``, ``plotly_selected``, ``plotly_hover``) are not DOM events: a
-listener goes on each chart with ``plot.on``, and a chart is drawn after the component that
-listens to it mounts, and is drawn anew when its figure changes. :data:`EVERY_PLOT_JS` defines
-``everyPlot(state, attach)``: call ``attach(plot)`` for every plotly chart on the page, now and
-every 300 ms (``attach`` marks a chart it has done); it returns the cleanup. Clicks on
-plain HTML (the galleries) need none of this: one listener on the document sees them all.
+Each component runs one ES module: the files :func:`script` joins, shared functions first and the
+component's own file (whose default export Streamlit calls) last. No value is written into the
+JavaScript: what the Python side passes goes as the ``data`` argument of each call, a JSON object the
+script reads as ``component.data`` (each file's header says what it reads there), and what the browser
+sends comes back through ``component.setTriggerValue``.
+
+The shared files: ``every_plot.js`` defines ``everyPlot(state, attach)``, which calls ``attach(plot)``
+for every plotly chart on the page, now and every 300 ms (plotly's events are not DOM events: a
+listener goes on each chart, and a chart is drawn after its listener mounts), and returns the cleanup;
+``image_index.js`` defines ``imageIndex(point)``, a map point's image index. Clicks on plain HTML (the
+galleries) need none of this: one listener on the document sees them all.
 """
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import streamlit as st
 
-EVERY_PLOT_JS = """
-function everyPlot(state, attach) {
-  const poll = () => document.querySelectorAll('.stPlotlyChart .js-plotly-plot').forEach((plot) => {
-    if (typeof plot.on === 'function' && typeof plot.emit === 'function') attach(plot);
-  });
-  poll();
-  clearInterval(state.timer);  // one poll per component, however often Streamlit calls it with new data
-  state.timer = setInterval(poll, 300);
-  return () => clearInterval(state.timer);
-}
-"""
+JS_DIR = Path(__file__).parent / "js"
 
 
-def plot_component(name: str, js: str):
-    """An inline component whose ``js`` (an ES module with a default export) may call ``everyPlot``."""
-    return st.components.v2.component(name, js=EVERY_PLOT_JS + js)
+@functools.cache
+def _source(name: str) -> str:
+    path = JS_DIR / f"{name}.js"
+    if not path.is_file():
+        raise ValueError(f"no script {name!r}: {path} does not exist")
+    return path.read_text(encoding="utf-8")
+
+
+def script(*names: str) -> str:
+    """The files ``ui/js/<name>.js`` of ``names``, in order, joined into one ES module (each file read once)."""
+    if not names:
+        raise ValueError("script needs at least one file name")
+    return "\n".join(_source(name) for name in names)
+
+
+def component(name: str, *scripts: str):
+    """An inline component named ``name`` running :func:`script` ``(*scripts)``; the last file has the
+    default export."""
+    return st.components.v2.component(name, js=script(*scripts))
+
+
+def plot_component(name: str, *scripts: str):
+    """A :func:`component` whose scripts may call ``everyPlot`` (``every_plot.js`` goes first)."""
+    return component(name, "every_plot", *scripts)

@@ -15,6 +15,7 @@ from scan_core.data.rundir import STAGE_NAMES, RunState, planned_stages, read_ev
 from scan_core.explore import estimates, jobs
 from scan_core.explore.workspace import Workspace
 from ui.keys import NAME_USED, RUN_PARAM, SCROLL_TO_PROGRESS
+from ui.listeners import component
 from ui.navigation import page_link
 from ui.runs import calibration
 from ui.text import duration_text
@@ -41,18 +42,7 @@ def live_progress(ws: Workspace, run_dir: Path) -> None:
         progress_card(ws, run_dir)
 
 
-_SCROLL_JS = """
-export default function (component) {  // once the card is drawn (it may come a moment after this)
-  let tries = 0;
-  const timer = setInterval(() => {
-    const card = document.querySelector('.st-key-' + component.data.target);
-    if (card) card.scrollIntoView({block: 'start'});
-    if (card || ++tries > 100) clearInterval(timer);
-  }, 100);
-  return () => clearInterval(timer);
-}
-"""
-_scroll = st.components.v2.component("scan_scroll_into_view", js=_SCROLL_JS)
+_scroll = component("scan_scroll_into_view", "scroll_into_view")
 
 
 def scroll_to_progress() -> None:
