@@ -166,11 +166,11 @@ def test_a_killed_refine_resumes_from_its_last_epoch(digits_run, tmp_path, wait_
     time.sleep(0.5)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    assert read_status(copy)["state"] == "interrupted"
+    assert read_status(copy).state == "interrupted"
     assert main(["refine", str(copy), "--epochs", "400", "--quiet"]) == 0
     resumed = [e["epoch"] for e in read_events(copy) if e["kind"] == "resumed" and e.get("stage") == "refine"]
     assert resumed and resumed[-1] >= 1
-    assert read_status(copy)["state"] == "finished"
+    assert read_status(copy).state == "finished"
     assert json.loads((copy / "metrics.json").read_text())["final"]["stage"] == "refine"
 
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from scan_core.cli import main
 from scan_core.config import AugmentConfig, PretextConfig, RunConfig, ScanConfig, SelfLabelConfig
 from scan_core.data.artifacts import Checkpoint, load_array, load_torch, save_json
 from scan_core.data.images import ImageSet
-from scan_core.data.rundir import INTERRUPTED, read_events, read_status
+from scan_core.data.rundir import INTERRUPTED, RunState, RunStatus, read_events, read_status, stored_status
 from scan_core.engine.run import train_run
 from scan_core.method.backbones import build_backbone
 from scan_core.method.clustering import ClusterHeads, train_scan
@@ -147,7 +148,7 @@ def test_missing_pretrained_weights_end_the_cli_with_a_message(tmp_path, capsys,
     assert code == 2 and "Traceback" not in err
     assert "error: resnet18-imagenet's weights are not on this machine and downloads are off" in err
     assert f"{tmp_path / 'weights'}" in err or "SCAN_EXPLORER_WEIGHTS/resnet18-f37072fd.pth" in err
-    assert read_status(tmp_path / "run")["state"] == "failed"  # resumable once the weights are there
+    assert read_status(tmp_path / "run").state == "failed"  # resumable once the weights are there
 
 
 def test_a_corrupt_run_file_ends_evaluate_with_a_message(tmp_path, capsys):
@@ -203,9 +204,9 @@ def test_skipped_files_are_reported_per_run(tmp_path, digits, capsys):
     assert reasons["copy.png"] == "duplicate of 007.png"
     assert reasons["notes.png"] == "not a readable image file"
     assert reasons["cut.png"].startswith("unreadable image")
+    assert {"state", "stage", "completed", "error", "pid", "updated"} <= set(stored_status(run_dir))
     status = read_status(run_dir)
-    assert {"state", "stage", "completed", "error", "pid", "updated"} <= set(status)
-    assert status["state"] == "finished" and status["error"] is None and status["stage"] is None
+    assert status.state == "finished" and status.error is None and status.stage is None
 
 
 # ------------------------------------------------------------------ status of dead processes
@@ -220,27 +221,28 @@ def own_start() -> int:
 
 
 def test_read_status_of_a_new_directory(tmp_path):
-    assert read_status(tmp_path) == {"state": "new", "stage": None, "completed": [], "error": None,
-                                     "pid": None, "updated": None}
+    assert read_status(tmp_path) == RunStatus(RunState.NEW, stage=None, completed=(), error=None, updated=None)
+    assert stored_status(tmp_path) == {"state": "new", "stage": None, "completed": [], "error": None,
+                                       "pid": None, "updated": None}
 
 
 def test_read_status_recognises_dead_and_recycled_processes(tmp_path):
     write_status(tmp_path, pid=os.getpid(), pid_start=own_start())
-    assert read_status(tmp_path)["state"] == "running"
+    assert read_status(tmp_path).state == "running"
     write_status(tmp_path, pid=os.getpid(), pid_start=own_start() - 1)   # pid reused by another process
-    assert read_status(tmp_path)["state"] == "interrupted"
+    assert read_status(tmp_path).state == "interrupted"
     ended = subprocess.Popen(["true"])
     ended.wait()
     write_status(tmp_path, pid=ended.pid)
-    assert read_status(tmp_path) | {"updated": None} == {
-        "state": "interrupted", "stage": "scan", "completed": ["images"], "error": INTERRUPTED,
-        "pid": ended.pid, "updated": None}
+    assert replace(read_status(tmp_path), updated=None) == RunStatus(
+        RunState.INTERRUPTED, stage="scan", completed=("images",), error=INTERRUPTED, updated=None)
+    assert stored_status(tmp_path)["state"] == "running"  # the record itself is left as written
     zombie = subprocess.Popen(["sleep", "60"])                            # killed, not yet reaped
     zombie.kill()
     while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
         time.sleep(0.01)
     write_status(tmp_path, pid=zombie.pid)
-    assert read_status(tmp_path)["state"] == "interrupted"
+    assert read_status(tmp_path).state == "interrupted"
     zombie.wait()
 
 
@@ -258,7 +260,7 @@ def test_signal_ends_run_with_its_state(tmp_path, signum, state, error, code, wa
     assert process.wait(timeout=60) == code
     assert f"{state}: run the same command again" in process.stderr.read().decode()
     status = read_status(run_dir)
-    assert (status["state"], status["error"], status["stage"]) == (state, error, "pretext")
+    assert (status.state, status.error, status.stage) == (state, error, "pretext")
     assert read_events(run_dir)[-1] | {"time": 0} == {"time": 0, "kind": "error", "stage": "pretext",
                                                       "state": state, "error": error}
 
@@ -284,14 +286,14 @@ def test_sigkill_in_a_stage_then_rerun_resumes(tmp_path, stage, wait_for):
     process.kill()
     process.wait()
     status = read_status(run_dir)
-    assert (status["state"], status["stage"], status["error"]) == ("interrupted", stage, INTERRUPTED)
+    assert (status.state, status.stage, status.error) == ("interrupted", stage, INTERRUPTED)
     earlier = sorted(p for p in run_dir.rglob("*.npy") if p.name != "feature_banks.npy")
     written = {p: p.stat().st_mtime_ns for p in earlier}
     events_before = len(read_events(run_dir))
 
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert read_status(run_dir)["state"] == "finished"
+    assert read_status(run_dir).state == "finished"
     assert {p: p.stat().st_mtime_ns for p in earlier} == written        # finished stages not redone
     assert_run_loads(run_dir)
     events = read_events(run_dir)[events_before:]
@@ -382,8 +384,8 @@ def test_disk_full_fails_the_run_and_keeps_saved_artifacts(tmp_path, digits, mon
     with pytest.raises(OSError, match="neighbors.npy"):
         train_run(run_dir, str(folder), 3, "tiny", show_bar=False)
     status = read_status(run_dir)
-    assert status["state"] == "failed" and status["stage"] == "neighbors"
-    assert status["error"] == f"OSError: [Errno 28] cannot write {run_dir / 'neighbors.npy'}: No space left on device"
+    assert status.state == "failed" and status.stage == "neighbors"
+    assert status.error == f"OSError: [Errno 28] cannot write {run_dir / 'neighbors.npy'}: No space left on device"
     assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "neighbors.npy").exists()
     features = load_array(run_dir / "features.npy")
     assert load_torch(run_dir / "pretext.pt") and len(features) == len(ImageSet.load(run_dir / "images"))
@@ -391,7 +393,7 @@ def test_disk_full_fails_the_run_and_keeps_saved_artifacts(tmp_path, digits, mon
 
     monkeypatch.setattr(os, "replace", real_replace)           # space freed: run it again
     train_run(run_dir, show_bar=False)
-    assert read_status(run_dir)["state"] == "finished"
+    assert read_status(run_dir).state == "finished"
     assert (run_dir / "features.npy").stat().st_mtime_ns == written
     assert_run_loads(run_dir)
 
@@ -423,7 +425,7 @@ def test_a_sigterm_while_a_failure_is_recorded_does_not_cut_the_record_short(tmp
             train_run(run_dir, str(folder), 3, "tiny", show_bar=False)
         assert signal.getsignal(signal.SIGTERM) is installed  # a later SIGTERM cancels again
     status = read_status(run_dir)
-    assert (status["state"], status["stage"]) == ("failed", "neighbors")
+    assert (status.state, status.stage) == ("failed", "neighbors")
     assert read_events(run_dir)[-1]["state"] == "failed"
 
 
@@ -440,7 +442,7 @@ def test_truncated_artifact_is_redone(small_run, tmp_path, damaged, first_redone
     train_run(run_dir, show_bar=False)
     started = [e["stage"] for e in read_events(run_dir)[events_before:] if e["kind"] == "stage_start"]
     assert started[0] == first_redone
-    assert read_status(run_dir)["state"] == "finished"
+    assert read_status(run_dir).state == "finished"
     assert_run_loads(run_dir)
 
 

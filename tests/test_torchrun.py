@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from scan_core.data.artifacts import load_json
-from scan_core.data.rundir import read_events, read_status
+from scan_core.data.rundir import read_events, read_status, stored_status
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--dataset", "digits", "--quiet", "--selflabel-epochs", "2", "--no-umap"]
@@ -65,8 +65,8 @@ def test_two_ranks_train_digits_and_only_rank_0_writes(tmp_path):
                         "WATCH_DIR": str(run_dir), "WRITES_LOG": str(log)})
     out, err = job.communicate(timeout=600)
     assert job.returncode == 0, err.decode()[-3000:]
-    status = read_status(run_dir)
-    assert status["state"] == "finished"
+    assert read_status(run_dir).state == "finished"
+    status = stored_status(run_dir)  # the ranks: as status.json lists them
     assert [peer["rank"] for peer in status["ranks"]] == [0, 1]
     assert len({peer["pid"] for peer in status["ranks"]}) == 2
     assert load_json(run_dir / "config.json")["world_size"] == 2
@@ -87,7 +87,7 @@ def test_a_killed_rank_is_named_and_the_run_resumes_in_one_process(tmp_path, wai
     job = torchrun(*TINY, "--scan-epochs", "40", "--out", str(run_dir), start_new_session=True)
     try:
         def scan_checkpointed():
-            status = read_status(run_dir)
+            status = stored_status(run_dir)
             return (status.get("stage") == "scan" and (run_dir / "checkpoints" / "scan.pt").exists()
                     and status.get("ranks"))
 
@@ -100,8 +100,8 @@ def test_a_killed_rank_is_named_and_the_run_resumes_in_one_process(tmp_path, wai
             os.killpg(job.pid, signal.SIGKILL)
     assert job.returncode != 0
     status = read_status(run_dir)
-    assert status["state"] == "failed" and status["stage"] == "scan"
-    assert f"rank 1 of 2 (pid {victim['pid']} on " in status["error"] and "resumable" in status["error"]
+    assert status.state == "failed" and status.stage == "scan"
+    assert f"rank 1 of 2 (pid {victim['pid']} on " in status.error and "resumable" in status.error
 
     again = subprocess.run([sys.executable, "-m", "scan_core", "train", *TINY, "--out", str(run_dir)], cwd=ROOT,
                            capture_output=True, text=True, timeout=600)
@@ -109,7 +109,7 @@ def test_a_killed_rank_is_named_and_the_run_resumes_in_one_process(tmp_path, wai
     resumed = [event for event in read_events(run_dir) if event["kind"] == "resumed"]
     assert [event["stage"] for event in resumed] == ["scan"] and resumed[0]["epoch"] >= 1
     assert load_json(run_dir / "config.json")["world_size"] == 1
-    assert read_status(run_dir)["state"] == "finished"
+    assert read_status(run_dir).state == "finished"
     assert load_json(run_dir / "metrics.json")["scan"]["snapshot_epochs"][-1] == 40
 
 
@@ -137,4 +137,4 @@ def test_two_launchers_meet_at_a_c10d_rendezvous_as_two_nodes(tmp_path):
         _, err = node.communicate(timeout=600)
         assert node.returncode == 0, err.decode()[-3000:]
     assert load_json(tmp_path / "run" / "config.json")["world_size"] == 2
-    assert read_status(tmp_path / "run")["state"] == "finished"
+    assert read_status(tmp_path / "run").state == "finished"

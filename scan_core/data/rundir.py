@@ -156,25 +156,26 @@ NEW_STATUS = {"state": RunState.NEW.value, "stage": None, "completed": [], "erro
 
 
 def stored_status(run_dir: Path) -> dict:
-    """``status.json`` as written, or :data:`NEW_STATUS` when there is none or it is unreadable."""
+    """``status.json`` as written (the record the engine updates), or :data:`NEW_STATUS` when there
+    is none or it is unreadable."""
     try:
         return {**NEW_STATUS, **load_json(Path(run_dir) / "status.json")}
     except (FileNotFoundError, CorruptArtifact):
         return dict(NEW_STATUS)
 
 
-def read_status(run_dir: Path) -> dict:
-    """A run's ``status.json`` (fields and states: module docstring), for a UI to show.
+def read_status(run_dir: Path) -> RunStatus:
+    """A run's ``status.json`` (fields and states: module docstring), for a reader to show or act on.
 
     A ``running`` run whose training process is gone (SIGKILL, a crash, a reboot) is returned as
     ``interrupted`` with the error :data:`INTERRUPTED`; so is one whose pid now belongs to another
     process (told apart by its start time, from ``/proc``). A directory without a readable status
-    reads as ``new``.
+    reads as ``new``; ValueError when the file holds a state no run has.
     """
     status = stored_status(run_dir)
     if status["state"] == RunState.RUNNING and not process_alive(status["pid"], status.get("pid_start")):
         status.update(state=RunState.INTERRUPTED.value, error=INTERRUPTED)
-    return status
+    return RunStatus.from_json(status)
 
 
 def process_start(pid: int) -> int | None:

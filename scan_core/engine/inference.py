@@ -54,7 +54,7 @@ def apply_run(run_dir: Path, images: ImageSet, device: str = "auto") -> Applied:
     """
     run_dir = Path(run_dir)
     config = _run_config(run_dir)
-    stages = [s for s in CLUSTER_STAGES if s in read_status(run_dir)["completed"]]
+    stages = [s for s in CLUSTER_STAGES if s in read_status(run_dir).completed]
     if "scan" not in stages:
         raise ValueError(f"{run_dir}: the run has not finished its scan stage yet; nothing to apply")
     own = ImageSet.load(run_dir / "images")

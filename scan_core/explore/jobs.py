@@ -263,7 +263,7 @@ def job_state(workspace: Workspace, run_dir: Path) -> RunStatus:
     process lives, and afterwards ``failed`` with the log's last line (or ``cancelled``, when the
     user cancelled it while it was loading its images)."""
     run_dir = Path(run_dir)
-    status = RunStatus.from_json(read_status(run_dir))
+    status = read_status(run_dir)
     job = read_json(run_dir / "job.json")
     if status.state == RunState.FAILED and (job.get("cancelled") or 0) >= (job.get("launched") or float("inf")):
         return replace(status, state=RunState.CANCELLED, error=CANCELLED)  # a rank stopped by the cancel itself

@@ -21,7 +21,7 @@ import numpy as np
 from ..config import REFINE_EPOCHS
 from ..data.artifacts import load_json, save_json
 from ..data.run_metrics import METRICS_FILE, RunMetrics
-from ..data.rundir import CLUSTER_STAGES, REFINE_LABELS, RunState, RunStatus, final_stage, planned_stages, read_status
+from ..data.rundir import CLUSTER_STAGES, REFINE_LABELS, RunState, final_stage, planned_stages, read_status
 from .curation import CuratedState, Curation
 from .results import RunResults
 
@@ -80,7 +80,7 @@ def request_refine(run_dir: Path, epochs: int = REFINE_EPOCHS) -> ImageLabels:
     runs when the run is resumed; a refine stopped half-way continues when the request is the same).
     ValueError when the run is still running or not trained, or has no image label."""
     run_dir = Path(run_dir)
-    status = RunStatus.from_json(read_status(run_dir))
+    status = read_status(run_dir)
     if status.state in (RunState.RUNNING, RunState.NEW):
         raise ValueError(f"{run_dir.name} is {status.state}: wait for its training to finish before refining")
     untrained = [s.name for s in planned_stages(load_json(run_dir / "config.json"))
