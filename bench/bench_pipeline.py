@@ -12,7 +12,8 @@ UMAP(n_neighbors=30, min_dist=0, 10-d) on 30-d whitened PCA + k-means, and HDBSC
 min_cluster_size N/100, noise counted as one more cluster) on that UMAP; then the pipeline's own
 stages: pretext + k-means (k-means on the run's features), the run's features centred + spherical
 k-means, the run's features + UMAP(30, 0, 10-d) + k-means, UMAP to 50-d (30, 0) + Ward (Lowe et al.
-2024) (the peers on the same backbone), k-means on the space the heads learn on (the run's manifold
+2024) (the peers on the same backbone; for a run with the classifier's view, also on the backbone's
+features alone, the peers a user gets from those features), k-means on the space the heads learn on (the run's manifold
 when it has one, else its features: what SCAN must beat), SCAN, SCAN + self-label, and the run's
 result (the stage its label-free rule kept). Columns: ACC (Hungarian) / NMI / ARI / seconds. Full runs use each dataset's preset.
 A second table gives, per dataset and seed, the kept head's ACC against the best and the mean head's;
@@ -45,7 +46,9 @@ HEAD_SPACE = "k-means on the heads' space"
 FEATURE_UMAP = "features + UMAP(30, 0) + k-means"
 CENTRED = "features centred + k-means"
 WARD = "UMAP-50 + Ward"
-METHODS = ("k-means on pixels", "UMAP + k-means", PEER, "HDBSCAN on that UMAP", "pretext + k-means", CENTRED,
+BACKBONE_ALONE = "backbone features alone: "
+METHODS = ("k-means on pixels", "UMAP + k-means", PEER, "HDBSCAN on that UMAP",
+           *(f"{BACKBONE_ALONE}{method}" for method in (CENTRED, FEATURE_UMAP, WARD)), "pretext + k-means", CENTRED,
            FEATURE_UMAP, WARD, HEAD_SPACE, "SCAN", "SCAN + self-label", "result")
 
 
@@ -134,27 +137,41 @@ def scan_rows(spec: str, test: ImageSet | None, seed: int, out: Path, backbone: 
 
 def same_space_rows(run_dir: Path, metrics, seed: int) -> dict[str, dict]:
     """k-means on the space the run's heads learn on (its manifold stage's scores, else its pretext
-    stage's), and on the run's own features: centred + spherical k-means, UMAP(30, 0, 10-d) +
-    k-means (10 starts), UMAP(30, 0, 50-d) + Ward."""
-    import umap
-    from sklearn.cluster import AgglomerativeClustering, KMeans
+    stage's), and the peers on the run's own features (:func:`feature_peers`); for a run with the
+    classifier's view (``class_view``), the same peers on its backbone's features alone too."""
+    from scan_core.config import RunConfig
+    from scan_core.method.naming import imagenet_taxonomy
     labels = np.load(run_dir / "images" / "labels.npy")
     features = np.load(run_dir / "features.npy")
     space = "manifold" if "manifold" in metrics else "pretext"
     seconds = metrics["pretext"]["seconds"] + (metrics[space]["seconds"] if space == "manifold" else 0)
     rows = {HEAD_SPACE: {**metrics[space], "seconds": seconds}}
+    rows.update(feature_peers(features, labels, seed, metrics["pretext"]["seconds"]))
+    if RunConfig.load(run_dir).class_view:
+        backbone_only = features[:, :features.shape[1] - imagenet_taxonomy().covers.shape[1]]
+        rows.update({f"{BACKBONE_ALONE}{method}": row for method, row in
+                     feature_peers(backbone_only, labels, seed, metrics["pretext"]["seconds"]).items()})
+    return rows
+
+
+def feature_peers(features: np.ndarray, labels: np.ndarray, seed: int, extracted: float) -> dict[str, dict]:
+    """The standard clusterings of ``features`` ``(N, D)``: centred + spherical k-means, UMAP(30, 0,
+    10-d) + k-means (10 starts), UMAP(30, 0, 50-d) + Ward; ``extracted``: the seconds the features took."""
+    import umap
+    from sklearn.cluster import AgglomerativeClustering, KMeans
     k = len(np.unique(labels))
+    rows = {}
     started = time.time()
     found = spherical_kmeans(features - features.mean(0), k, seed)
-    rows[CENTRED] = {**evaluate(found, labels), "seconds": metrics["pretext"]["seconds"] + time.time() - started}
+    rows[CENTRED] = {**evaluate(found, labels), "seconds": extracted + time.time() - started}
     started = time.time()
     embedded = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=10, random_state=seed).fit_transform(features)
     found = KMeans(k, n_init=10, random_state=seed).fit_predict(embedded)
-    rows[FEATURE_UMAP] = {**evaluate(found, labels), "seconds": metrics["pretext"]["seconds"] + time.time() - started}
+    rows[FEATURE_UMAP] = {**evaluate(found, labels), "seconds": extracted + time.time() - started}
     started = time.time()
     embedded = umap.UMAP(n_neighbors=30, min_dist=0.0, n_components=50, random_state=seed).fit_transform(features)
     found = AgglomerativeClustering(k, linkage="ward").fit_predict(embedded)
-    rows[WARD] = {**evaluate(found, labels), "seconds": metrics["pretext"]["seconds"] + time.time() - started}
+    rows[WARD] = {**evaluate(found, labels), "seconds": extracted + time.time() - started}
     return rows
 
 

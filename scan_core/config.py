@@ -49,6 +49,7 @@ FLOAT16_BYTES = 1024 ** 3
 #: keeps its rows in inverted lists in a memory-mapped file (:mod:`scan_core.method.neighbors`).
 INDEX_MEMORY = 1024 ** 3
 PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.pretrained.PRETRAINED_BACKBONES, in order
+CLASSIFYING: tuple[str, ...] = ("efficientnet-lite2-imagenet", "efficientnet-lite0-imagenet")  # keep their classifier
 AUTO = "auto"  # --clusters auto: K suggested from the run's features (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
 RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}
@@ -268,6 +269,8 @@ class RunConfig:
     backbone: Backbone = "small-cnn"
     backbone_width: int = 32
     pretrained_size: int = 128         # the side an ImageNet backbone resizes images to
+    class_view: bool = False           # its ImageNet class scores, lifted through WordNet, beside its features
+    #                                    (scan_core.method.class_view; a frozen backbone of CLASSIFYING)
     image_size: int | None = None
     pretext: PretextConfig = field(default_factory=PretextConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -317,6 +320,9 @@ class RunConfig:
         if self.pretext.epochs == 0 and self.uses_backbone and self.backbone not in PRETRAINED:
             raise ValueError(f"pretext epochs 0 (no SimCLR) needs a pretrained backbone ({', '.join(PRETRAINED)}); "
                              f"{self.backbone} would give the features of random weights")
+        if self.class_view and not (self.uses_backbone and self.backbone in CLASSIFYING and self.pretext.epochs == 0):
+            raise ValueError(f"class_view needs a frozen backbone with its ImageNet classifier ({', '.join(CLASSIFYING)}, "
+                             f"pretext epochs 0), not {self.backbone} with {self.pretext.epochs} pretext epochs")
         if self.pretrained_size < 16:
             raise ValueError(f"pretrained_size must be at least 16 pixels, got {self.pretrained_size}")
         if self.manifold_dims and self.scan_mode != "frozen":

@@ -288,8 +288,12 @@ def test_auto_clusters_colour_shapes_with_a_frozen_pretrained_backbone(tmp_path)
     colour_shapes(tmp_path / "shapes")
     metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (config["backbone"], config["pretext"]["epochs"]) == ("efficientnet-lite0-imagenet", 0)
+    assert (config["backbone"], config["pretext"]["epochs"], config["class_view"]) == ("efficientnet-lite0-imagenet", 0, True)
     assert "frozen" in metrics["pretext"]["method"]
+    # the classifier's view beside the features, and its class probabilities recorded for names, from one pass
+    from scan_core.method.naming import imagenet_taxonomy
+    assert np.load(tmp_path / "run" / "features.npy").shape[1] == 1280 + imagenet_taxonomy().covers.shape[1]
+    assert np.allclose(np.load(tmp_path / "run" / "class_probs.npy").astype(np.float32).sum(1), 1, atol=0.01)
     ids = np.load(tmp_path / "run" / "images" / "ids.npy")  # "disc/7.png": the class is the folder
     labels = np.array([["cross", "disc", "square"].index(str(i).split("/")[0]) for i in ids])
     result = np.load(tmp_path / "run" / f"{metrics['final']['stage']}_probs.npy").argmax(1)

@@ -13,6 +13,7 @@ from ..data.artifacts import CorruptArtifact, load_array, load_torch, save_array
 from ..data.images import ImageSet
 from ..method.augment import strong_view, to_tensor
 from ..method.backbones import build_backbone
+from ..method.class_view import ClassView
 from ..method.clustering import ClusterHeads, ConsensusHeads
 from ..method.hog import HOGPCA
 from ..method.manifold import extend_manifold
@@ -23,11 +24,13 @@ Inputs = Callable[[np.ndarray], torch.Tensor]   # image indices (B,) -> model in
 
 
 def build_encoder(config: RunConfig, images: ImageSet, device: torch.device, fit: bool = False) -> Encoder:
-    """The encoder of ``config.head_input`` for the run's ``images``: a fresh backbone and/or a
-    pixel PCA, or a HOG PCA (fitted on ``images`` if ``fit``, else shaped to load a saved state into)."""
+    """The encoder of ``config.head_input`` for the run's ``images``: a fresh backbone (with its
+    :class:`~scan_core.method.class_view.ClassView` when ``config.class_view``) and/or a pixel PCA,
+    or a HOG PCA (fitted on ``images`` if ``fit``, else shaped to load a saved state into)."""
     parts: list[torch.nn.Module] = []
     if config.uses_backbone:
-        parts.append(build_backbone(config.backbone, images.channels, config.backbone_width, config.pretrained_size))
+        backbone = build_backbone(config.backbone, images.channels, config.backbone_width, config.pretrained_size)
+        parts.append(ClassView(backbone) if config.class_view else backbone)
     if config.head_input in ("pixels", "both"):
         parts.append(PixelPCA.fit(images.images, config.pixel_pca_dim, config.seed, device) if fit else
                      PixelPCA.empty(images.images, config.pixel_pca_dim))

@@ -17,6 +17,7 @@ from ..data.images import ImageSet
 from ..data.rundir import CLASS_PROBS
 from ..data.weights import WeightsUnavailable
 from ..method.backbones import NUM_IMAGENET_CLASSES, has_classifier, recording_class_probs
+from ..method.class_view import classifying_backbone
 from ..method.naming import wordnet_taxonomy
 from ..method.precision import device_precision
 from ..method.pretext import embed
@@ -39,7 +40,7 @@ def record_class_probs(run_dir: Path, device: str = "auto") -> Path:
     torch_device = resolve_device(device)
     encoder = build_encoder(config, images, torch_device)
     encoder.load_state_dict(load_torch(run_dir / "pretext.pt", torch_device))
-    backbone = encoder.parts[0].eval()
+    backbone = classifying_backbone(encoder.parts[0]).eval()
     if not has_classifier(backbone):
         raise ValueError(f"{run_dir.name}: the {config.backbone} backbone keeps no ImageNet classifier")
 

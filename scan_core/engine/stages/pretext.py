@@ -13,6 +13,7 @@ from ...costs import fit_epochs, stage_seconds
 from ...data.artifacts import CorruptArtifact, load_array, load_json, load_torch, save_json, save_torch, write_array
 from ...data.rundir import CLASS_PROBS, planned_stages
 from ...method.backbones import NUM_IMAGENET_CLASSES, has_classifier, recording_class_probs
+from ...method.class_view import classifying_backbone
 from ...method.cosine import spherical_kmeans
 from ...method.distributed import broadcast_state, is_main, world
 from ...method.pretext import EMBED_BATCH, SimCLRModel, embed, train_simclr
@@ -41,7 +42,7 @@ def run(ctx: RunContext) -> None:
     fill = lambda out: embed(encoder, ctx.images.images, ctx.device, batch_size=EMBED_BATCH if frozen else 1024,
                              precision=ctx.precision, out=out,
                              on_batch=(lambda done, total: ctx.progress.step(done, total, unit="image")) if frozen else None)
-    backbone = encoder.parts[0]
+    backbone = classifying_backbone(encoder.parts[0])
     if frozen and has_classifier(backbone) and world()[1] == 1:  # its class scores from the same pass, for names
         embed_only = fill
 
