@@ -16,12 +16,14 @@ sets: ``bench/RESULTS.md``, "The classifier's view beside the features".
 """
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import has_classifier
+from .backbones import feature_dim, has_classifier
 from .naming import imagenet_taxonomy
 
 
@@ -51,7 +53,7 @@ class ClassView(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)
-        probs = torch.softmax(self.backbone.classify(features).float(), 1)
+        probs = torch.softmax(typing.cast(typing.Any, self.backbone).classify(features).float(), 1)
         return torch.cat([F.normalize(features.float(), dim=1),
                           F.normalize(lifted_classes(probs, self.covers), dim=1)], dim=1)
 
