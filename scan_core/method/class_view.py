@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import feature_dim, has_classifier
+from .backbones import has_classifier
 from .naming import imagenet_taxonomy
 
 
