@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import has_classifier
+from .backbones import feature_dim, has_classifier
 from .naming import imagenet_taxonomy
 
 
@@ -49,7 +49,7 @@ class ClassView(nn.Module):
         self.backbone = backbone
         covers = imagenet_taxonomy().covers
         self.register_buffer("covers", torch.from_numpy(np.asarray(covers.toarray(), np.float32)), persistent=False)
-        self.feature_dim = int(backbone.feature_dim) + covers.shape[1]
+        self.feature_dim = feature_dim(backbone) + covers.shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)
