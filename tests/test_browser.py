@@ -607,6 +607,7 @@ def test_picks_are_sent_together_and_their_bar_stays_in_view(home, browser):
         }""")
         grid = page.locator(".scan-gallery").nth(2)  # the members (after the two prototype grids)
         figures = grid.locator("figure")
+        figures.nth(5).wait_for(timeout=30_000)  # the grid drawn (on a busy machine it comes late)
         order = [int(i) for i in figures.evaluate_all("e => e.map(f => f.dataset.index)")]
         figures.nth(1).scroll_into_view_if_needed()
         figures.nth(1).click(modifiers=["Control"])
