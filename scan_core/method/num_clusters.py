@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .metrics import contingency
+
 MAX_K = 30                  # the largest K tried
 MAP_DIMS = 10               # dimensions of the UMAP embedding fitted when the run has none
 KMEANS_POINTS = 20_000      # points k-means is fitted on at most (a random sample; the rest assigned)
@@ -161,8 +163,7 @@ def group_split(coarse: np.ndarray, fine: np.ndarray) -> tuple[int, int, int]:
         raise ValueError(f"coarse and fine must be (N,) alike, got {coarse.shape} and {fine.shape}")
     if len(np.unique(fine)) <= len(np.unique(coarse)):
         raise ValueError("fine must have more groups than coarse")
-    table = np.zeros((coarse.max() + 1, fine.max() + 1), dtype=np.int64)
-    np.add.at(table, (coarse, fine), 1)
+    table = contingency(coarse, fine)
     parent = table.argmax(0)
     splits = []
     for group in np.unique(parent[table.sum(0) > 0]):

@@ -31,7 +31,7 @@ from ...method.clustering import (
     predict,
     train_scan,
 )
-from ...method.metrics import hungarian_accuracy
+from ...method.metrics import contingency, hungarian_accuracy
 from ...method.refine import train_refine
 from ..context import RunContext
 from ..models import cluster_model, load_cluster_stage, on_inputs, save_cluster_stage
@@ -103,9 +103,7 @@ def matched(clusters: np.ndarray, reference: np.ndarray, num_clusters: int) -> n
     """``clusters`` ``(N,)`` renumbered to the ids of ``reference`` ``(N,)`` they overlap most
     (a one-to-one matching of the ``num_clusters`` ids, Hungarian)."""
     from scipy.optimize import linear_sum_assignment
-    overlap = np.zeros((num_clusters, num_clusters), np.int64)
-    np.add.at(overlap, (clusters, reference), 1)
-    rows, cols = linear_sum_assignment(-overlap)
+    rows, cols = linear_sum_assignment(contingency(clusters, reference, num_clusters, num_clusters), maximize=True)
     mapping = np.empty(num_clusters, np.int64)
     mapping[rows] = cols
     return mapping[clusters]
