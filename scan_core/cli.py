@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--index-memory", type=float, default=None, metavar="MB",
                        help="the most memory the neighbour index may hold; a larger one keeps its lists on disk "
                             "(default 1024)")
+    train.add_argument("--class-view", action="store_true",
+                       help="add the frozen EfficientNet-Lite's ImageNet class scores, lifted through WordNet, to its "
+                            "features (bench/RESULTS.md: higher on some semantic folders, lower on others)")
     train.add_argument("--no-umap", action="store_true", help="skip the 2-D projection stage")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--offline", action="store_true",
@@ -180,6 +183,8 @@ def train(args: argparse.Namespace) -> int:
     for stage in TRAINING_STAGES:
         if getattr(args, f"{stage}_epochs") is not None:
             overrides[stage] = {"epochs": getattr(args, f"{stage}_epochs")}
+    if args.class_view:
+        overrides["class_view"] = True
     if args.loss:
         overrides["scan"] = {**overrides.get("scan", {}), "loss": args.loss}
     code = training(lambda: train_run(args.out, args.dataset, args.clusters, args.preset, show_bar=not args.quiet,

@@ -14,7 +14,7 @@ from dataclasses import asdict, is_dataclass
 
 import numpy as np
 
-from .config import AUTO, CLASSIFYING, PRETRAINED, REFERENCE_CPU, Hardware, RunConfig
+from .config import AUTO, PRETRAINED, REFERENCE_CPU, Hardware, RunConfig
 from .costs import pretrained_pass_seconds, simclr_epoch_seconds
 from .pretrained import PRETRAINED_BACKBONES, WEIGHTS_ENV, Pretrained, present_backbones, pretrained_spec
 
@@ -121,7 +121,7 @@ def auto_settings(num_images: int, image_side: int, channels: int, time_budget: 
         size, views = (pretrained_plan(pretrained_spec(backbone), num_images, image_side, time_budget, hardware)
                        or (smallest_side(backbone, image_side), 0))
         return {"backbone": backbone, "pretext": {"epochs": 0}, "pretrained_size": size,
-                "class_view": backbone in CLASSIFYING, "feature_views": views, "augment": COLOUR,
+                "feature_views": views, "augment": COLOUR,
                 "neighbor_space": "features", "scan": SCAN_HEADS,
                 "selflabel": {"epochs": 5}, "time_budget": time_budget, "note": note}
     if channels == 1 and backbone is None:

@@ -288,16 +288,33 @@ def test_auto_clusters_colour_shapes_with_a_frozen_pretrained_backbone(tmp_path)
     colour_shapes(tmp_path / "shapes")
     metrics = train_run(tmp_path / "run", str(tmp_path / "shapes"), show_bar=False, umap=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (config["backbone"], config["pretext"]["epochs"], config["class_view"]) == ("efficientnet-lite0-imagenet", 0, True)
+    assert (config["backbone"], config["pretext"]["epochs"]) == ("efficientnet-lite0-imagenet", 0)
     assert "frozen" in metrics["pretext"]["method"]
-    # the classifier's view beside the features, and its class probabilities recorded for names, from one pass
-    from scan_core.method.naming import imagenet_taxonomy
-    assert np.load(tmp_path / "run" / "features.npy").shape[1] == 1280 + imagenet_taxonomy().covers.shape[1]
-    assert np.allclose(np.load(tmp_path / "run" / "class_probs.npy").astype(np.float32).sum(1), 1, atol=0.01)
     ids = np.load(tmp_path / "run" / "images" / "ids.npy")  # "disc/7.png": the class is the folder
     labels = np.array([["cross", "disc", "square"].index(str(i).split("/")[0]) for i in ids])
     result = np.load(tmp_path / "run" / f"{metrics['final']['stage']}_probs.npy").argmax(1)
     assert hungarian_accuracy(result, labels) >= 0.9  # pixels' k-means: near chance on such colours
+
+
+def test_the_class_view_gives_features_and_lifted_class_scores_and_records_the_probabilities(tmp_path, capsys):
+    """``--class-view``: the backbone's features and its lifted class scores side by side in
+    ``features.npy``, and its class probabilities recorded for names, from one pass."""
+    from scan_core.cli import main
+    from scan_core.method.naming import imagenet_taxonomy
+    colour_shapes(tmp_path / "shapes")
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(tmp_path / "shapes"), "--out", str(run), "--class-view", "--quiet", "--no-umap",
+                 "--scan-epochs", "5", "--selflabel-epochs", "1"]) == 0
+    assert json.loads((run / "config.json").read_text())["class_view"] is True
+    features = np.load(run / "features.npy")
+    assert features.shape[1] == 1280 + imagenet_taxonomy().covers.shape[1]
+    # both halves weigh the same: each a unit vector, the whole normalised again (1/sqrt 2 each)
+    assert np.allclose(np.linalg.norm(features[:, :1280], axis=1), 0.5 ** 0.5, atol=1e-4)
+    assert np.allclose(np.linalg.norm(features[:, 1280:], axis=1), 0.5 ** 0.5, atol=1e-4)
+    assert np.allclose(np.load(run / "class_probs.npy").astype(np.float32).sum(1), 1, atol=0.01)
+    capsys.readouterr()
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "gray"), "--class-view", "--quiet"]) == 2
+    assert "class_view needs a frozen backbone with its ImageNet classifier" in capsys.readouterr().err
 
 
 def test_the_scan_stage_keeps_the_candidate_that_keeps_most_neighbour_pairs_together(digits_run):
