@@ -370,9 +370,10 @@ def test_training_resumed_from_checkpoint_equals_uninterrupted(tmp_path, one_thr
 
 # ------------------------------------------------------------------ disk full, damaged artifacts
 
-def test_disk_full_fails_the_run_and_keeps_saved_artifacts(tmp_path, digits, monkeypatch):
-    folder = digit_folder(tmp_path / "folder", digits, 60)
-    run_dir = tmp_path / "run"
+@pytest.fixture
+def disk_full_at_neighbors(monkeypatch):
+    """``os.replace`` fails with ENOSPC for ``neighbors.npy`` (the disk fills there); returns the real
+    ``os.replace``, to free the space."""
     real_replace = os.replace
 
     def full_at_neighbors(src, dst):
@@ -381,6 +382,12 @@ def test_disk_full_fails_the_run_and_keeps_saved_artifacts(tmp_path, digits, mon
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", full_at_neighbors)
+    return real_replace
+
+
+def test_disk_full_fails_the_run_and_keeps_saved_artifacts(tmp_path, digits, monkeypatch, disk_full_at_neighbors):
+    folder = digit_folder(tmp_path / "folder", digits, 60)
+    run_dir = tmp_path / "run"
     with pytest.raises(OSError, match="neighbors.npy"):
         train_run(run_dir, str(folder), 3, "tiny", show_bar=False)
     status = read_status(run_dir)
@@ -391,33 +398,27 @@ def test_disk_full_fails_the_run_and_keeps_saved_artifacts(tmp_path, digits, mon
     assert load_torch(run_dir / "pretext.pt") and len(features) == len(ImageSet.load(run_dir / "images"))
     written = (run_dir / "features.npy").stat().st_mtime_ns
 
-    monkeypatch.setattr(os, "replace", real_replace)           # space freed: run it again
+    monkeypatch.setattr(os, "replace", disk_full_at_neighbors)  # space freed: run it again
     train_run(run_dir, show_bar=False)
     assert read_status(run_dir).state == "finished"
     assert (run_dir / "features.npy").stat().st_mtime_ns == written
     assert_run_loads(run_dir)
 
 
-def test_a_sigterm_while_a_failure_is_recorded_does_not_cut_the_record_short(tmp_path, digits, monkeypatch):
+def test_a_sigterm_while_a_failure_is_recorded_does_not_cut_the_record_short(tmp_path, digits, monkeypatch,
+                                                                             disk_full_at_neighbors):
     """Under torchrun, a rank that dies makes the agent SIGTERM the others while they record the
     failure: the record is still written, and the failure (not the signal) is what is raised."""
     from scan_core.engine import ranks
     from scan_core.engine.cancel import sigterm_cancels
     folder = digit_folder(tmp_path / "folder", digits, 60)
     run_dir = tmp_path / "run"
-    real_replace = os.replace
-
-    def full_at_neighbors(src, dst):
-        if Path(dst).name == "neighbors.npy":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_replace(src, dst)
 
     def signalled_while_stopping(peers):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)  # the handler runs at the next bytecode: it would raise Cancelled here
         return []
 
-    monkeypatch.setattr(os, "replace", full_at_neighbors)
     monkeypatch.setattr(ranks, "stopped", signalled_while_stopping)
     with sigterm_cancels():
         installed = signal.getsignal(signal.SIGTERM)
