@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, get_args, get_origin
 
+from .pretrained import CLASSIFYING
+
 Device = Literal["auto", "cpu", "cuda"]
 Backbone = Literal["small-cnn", "resnet18-cifar",   # trained here (SimCLR); the rest are pretrained, frozen
                    "dinov2-vitb14", "dinov2-vits14", "clip-vitb16", "vit-b16-imagenet", "resnet50-imagenet",
@@ -49,7 +51,6 @@ FLOAT16_BYTES = 1024 ** 3
 #: keeps its rows in inverted lists in a memory-mapped file (:mod:`scan_core.method.neighbors`).
 INDEX_MEMORY = 1024 ** 3
 PRETRAINED: tuple[str, ...] = BACKBONES[2:]   # scan_core.pretrained.PRETRAINED_BACKBONES, in order
-CLASSIFYING: tuple[str, ...] = ("efficientnet-lite2-imagenet", "efficientnet-lite0-imagenet")  # keep their classifier
 AUTO = "auto"  # --clusters auto: K suggested from the run's features (the suggest stage)
 #: Keys of nested configs that older runs wrote and that are no longer settings (read and dropped).
 RETIRED_KEYS = {"scan": ("num_clusters", "num_neighbors")}

